@@ -1,0 +1,85 @@
+// Encoding of node traffic (MessagePack via msgpackr: values travel as raw bytes, never base64) and of
+// the opaque context string clients carry between a read and a write.
+import { Packr } from 'msgpackr'
+import type { DvvSet, Entry, Value, VersionVector } from './dvv.js'
+import { BadContextError } from './errors.js'
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false })
+
+export const MSGPACK = 'application/x-msgpack'
+
+export function pack(value: unknown): Buffer {
+  return packr.pack(value)
+}
+
+export function unpack(bytes: Uint8Array): unknown {
+  return packr.unpack(bytes)
+}
+
+export function encodeSet(set: DvvSet): Buffer {
+  return packr.pack(set)
+}
+
+/** Why a decoded structure is not a DVV set; undefined when it is one. */
+export function checkSet(x: unknown, maxValueBytes = Infinity): string | undefined {
+  if (!Array.isArray(x)) return 'a DVV set must be an array of entries'
+  let prev: string | undefined
+  for (const e of x as unknown[]) {
+    if (!Array.isArray(e) || e.length !== 3) return 'a DVV entry must be [actor, counter, values]'
+    const [id, n, vs] = e as [unknown, unknown, unknown]
+    if (typeof id !== 'string' || id.length === 0 || id.length > 256) return 'a DVV actor must be a non-empty string'
+    if (prev !== undefined && !(prev < id)) return 'DVV entries must be sorted by actor without repeats'
+    prev = id
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) return 'a DVV counter must be a positive integer'
+    if (!Array.isArray(vs) || vs.length > n) return 'a DVV entry holds at most counter values'
+    for (const v of vs as unknown[]) {
+      if (v === null) continue
+      if (!(v instanceof Uint8Array)) return 'a DVV value must be bytes or null'
+      if (v.byteLength > maxValueBytes) return `a value is ${v.byteLength} bytes, over the limit of ${maxValueBytes}`
+    }
+  }
+  return undefined
+}
+
+/** Decode a stored or received set; throws a TypeError naming the defect. */
+export function decodeSet(bytes: Uint8Array, maxValueBytes = Infinity): DvvSet {
+  const x = packr.unpack(bytes)
+  const why = checkSet(x, maxValueBytes)
+  if (why) throw new TypeError(why)
+  return x as Entry[]
+}
+
+export function checkVector(x: unknown): x is VersionVector {
+  if (!Array.isArray(x)) return false
+  return x.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && Number.isSafeInteger(p[1]) && p[1] >= 1)
+}
+
+/** What a context carries: the causal history read, and which replica answered that read first. */
+export interface Context {
+  vector: VersionVector
+  coordinator?: string
+}
+
+const CONTEXT_VERSION = 1
+
+export function encodeContext(ctx: Context): string {
+  return packr.pack([CONTEXT_VERSION, ctx.vector, ctx.coordinator ?? null]).toString('base64url')
+}
+
+export function decodeContext(s: string): Context {
+  if (typeof s !== 'string' || s.length === 0 || s.length > 65536 || !/^[A-Za-z0-9_-]+$/.test(s)) {
+    throw new BadContextError('context must be the string a get() or put() returned')
+  }
+  let x: unknown
+  try {
+    x = packr.unpack(Buffer.from(s, 'base64url'))
+  } catch (err) {
+    throw new BadContextError('context is damaged: it does not decode', { cause: err })
+  }
+  if (!Array.isArray(x) || x[0] !== CONTEXT_VERSION || !checkVector(x[1]) || !(x[2] === null || typeof x[2] === 'string')) {
+    throw new BadContextError('context is damaged or from an incompatible version; read the key again to get a fresh one')
+  }
+  return { vector: x[1] as VersionVector, coordinator: (x[2] as string | null) ?? undefined }
+}
+
+export type { Value }

@@ -1,0 +1,6 @@
+export * from './errors.js'
+export * from './bytes.js'
+export * from './ring.js'
+export * from './dvv.js'
+export * from './codec.js'
+export * from './wire.js'

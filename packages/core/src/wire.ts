@@ -1,0 +1,70 @@
+// The replica protocol between SDKs and storage nodes: paths, headers and message shapes. Bodies are
+// MessagePack (see codec.ts); errors are JSON `{"error":{"code","message"}}` with a 4xx/5xx status.
+import type { RingDescription } from './ring.js'
+import type { VersionVector } from './dvv.js'
+
+export const Paths = {
+  health: '/v1/health',
+  ring: '/v1/ring',
+  /** Read this node's DVV sets for a batch of keys. */
+  read: '/v1/replica/read',
+  /** Coordinate a write: mint a dot with this node's actor id, sync locally, store, return the set. */
+  coordinate: '/v1/replica/coordinate',
+  /** Store sets sent by a coordinator or by read repair (DVV sync with the local set: idempotent). */
+  store: '/v1/replica/store',
+} as const
+
+/** Every response carries the ring epoch of the node that answered. */
+export const EPOCH_HEADER = 'x-zerohop-epoch'
+
+export const MAX_BATCH = 1000
+
+export interface ReadRequest {
+  keys: [partition: number, key: Uint8Array][]
+}
+export interface ReadResponse {
+  /** Encoded DVV set per key, or null where the replica holds nothing. */
+  sets: (Uint8Array | null)[]
+}
+
+export interface CoordinateRequest {
+  partition: number
+  key: Uint8Array
+  /** The version vector the client read (empty for a blind write). */
+  context: VersionVector
+  /** The new value, or null for a tombstone. */
+  value: Uint8Array | null
+}
+export interface CoordinateResponse {
+  set: Uint8Array
+}
+
+export interface StoreRequest {
+  items: [partition: number, key: Uint8Array, set: Uint8Array][]
+}
+export interface StoreResponse {
+  /** How many items changed this replica's state (the rest it already had). */
+  changed: number
+}
+
+export interface Limits {
+  maxKeyBytes: number
+  maxValueBytes: number
+}
+
+export interface RingResponse extends RingDescription {
+  limits: Limits
+}
+
+export interface HealthResponse {
+  status: 'starting' | 'ok' | 'stopping'
+  id: string
+  url: string
+  weight: number
+  actor: string
+  epoch: string | null
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string }
+}
