@@ -31,7 +31,7 @@ function mergeEntry(a: Entry, b: Entry): Entry {
     return [id, n1, l1.slice(0, n1 - n2 + l2.length)]
   }
   if (n2 - l2.length >= n1 - l1.length) return b
-  return [id, n2, l2.slice(0, n2 - n1 + l1.length)]
+  return [id, n2, l2]
 }
 
 /** Merge two replicas' sets: commutative, associative, idempotent. */
@@ -77,7 +77,10 @@ export function join(set: DvvSet): VersionVector {
  * read) and stays concurrent with everything else the local replica holds.
  */
 export function update(context: VersionVector, local: DvvSet, actor: string, value: Value): DvvSet {
-  const seen: DvvSet = [...context].sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0)).map(([id, n]) => [id, n, []])
+  // An actor listed twice counts once, at its highest counter (a duplicate would break sync's merge).
+  const max = new Map<string, number>()
+  for (const [id, n] of context) max.set(id, Math.max(max.get(id) ?? 0, n))
+  const seen: DvvSet = [...max].sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0)).map(([id, n]) => [id, n, []])
   return event(sync(seen, local), actor, value)
 }
 

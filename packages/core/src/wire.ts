@@ -61,6 +61,8 @@ export interface HealthResponse {
   id: string
   url: string
   weight: number
+  n: number
+  partitions: number
   actor: string
   epoch: string | null
 }

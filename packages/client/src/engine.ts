@@ -1,0 +1,276 @@
+// The coordinator: one state machine per request, run in the SDK. It fans out to the replicas of a
+// key's preference list, waits for R (or W), reconciles DVV sets, calls the merge function, and
+// repairs stale replicas after answering. Everything here works on bytes; collections add encodings.
+import diagnostics from 'node:diagnostics_channel'
+import pRetry from 'p-retry'
+import {
+  Paths,
+  QuorumError,
+  Ring,
+  bytesEqual,
+  decodeContext,
+  decodeSet,
+  encodeContext,
+  encodeSet,
+  join,
+  md5,
+  pack,
+  siblings,
+  syncAll,
+  unpack,
+  InvalidArgumentError,
+  KeyTooLargeError,
+  ValueTooLargeError,
+  type DvvSet,
+  type Limits,
+  type Member,
+  type ReplicaFailure,
+  type VersionVector,
+} from '@zerohop/core'
+import { checkQuorum, checkTimeout, type ResolvedClientOptions } from './options.js'
+import { Operation, failureOf, gather, httpFailure, isTransient, notDelivered, type Outcome } from './operation.js'
+import type { Transport } from './transport.js'
+
+export const channels = {
+  readRepair: diagnostics.channel('zerohop:client:read-repair'),
+  merge: diagnostics.channel('zerohop:client:merge'),
+  replicaError: diagnostics.channel('zerohop:client:replica-error'),
+}
+
+export interface RawGetResult {
+  found: boolean
+  siblings: Uint8Array[]
+  /** Synced set of the replicas that answered. */
+  set: DvvSet
+  vector: VersionVector
+  /** Replica that answered first: the preferred coordinator of the next write. */
+  first: string
+}
+
+export interface RawPutResult {
+  vector: VersionVector
+  coordinator: string
+  siblings: Uint8Array[]
+}
+
+export interface ReplicaView {
+  id: string
+  url: string
+  found: boolean
+  set?: DvvSet
+  digest?: string
+  error?: ReplicaFailure
+}
+
+/** The SDK's view of node health: a node whose last request failed at the network level is "down" for a while. */
+class Liveness {
+  readonly #downUntil = new Map<string, number>()
+  failed(id: string, f: ReplicaFailure): void {
+    if (f.cause === 'refused' || f.cause === 'network' || f.cause === 'timeout') this.#downUntil.set(id, Date.now() + 1000)
+  }
+  ok(id: string): void {
+    this.#downUntil.delete(id)
+  }
+  up(id: string): boolean {
+    const t = this.#downUntil.get(id)
+    return t === undefined || t < Date.now()
+  }
+}
+
+export class Engine {
+  readonly options: ResolvedClientOptions
+  readonly transport: Transport
+  readonly limits: Limits
+  readonly liveness = new Liveness()
+  ring: Ring
+
+  constructor(options: ResolvedClientOptions, transport: Transport, ring: Ring, limits: Limits) {
+    this.options = options
+    this.transport = transport
+    this.ring = ring
+    this.limits = limits
+    checkQuorum('r', options.r, ring.n)
+    checkQuorum('w', options.w, ring.n)
+  }
+
+  /** The top N of the key's preference list (fewer if the cluster has fewer nodes). */
+  replicas(partition: number): readonly Member[] {
+    return this.ring.preferenceList(partition).slice(0, this.ring.n)
+  }
+
+  checkKey(key: Uint8Array): void {
+    if (key.byteLength === 0) throw new InvalidArgumentError('key must not be empty')
+    if (key.byteLength > this.limits.maxKeyBytes) throw new KeyTooLargeError(key.byteLength, this.limits.maxKeyBytes)
+  }
+
+  async #ask<T>(member: Member, path: string, body: Uint8Array, op: Operation, retry: boolean, decode: (b: Buffer) => T): Promise<Outcome<T>> {
+    const attempt = () => this.transport.post(member.url, path, body, op.signal)
+    try {
+      const reply = retry
+        ? await pRetry(attempt, { retries: this.options.retries, minTimeout: 5, maxTimeout: 50, signal: op.signal, shouldRetry: ({ error }) => isTransient(error) })
+        : await attempt()
+      if (reply.status !== 200) {
+        const failure = httpFailure(member, reply)
+        channels.replicaError.hasSubscribers && channels.replicaError.publish({ path, failure })
+        return { ok: false, member, failure }
+      }
+      this.liveness.ok(member.id)
+      return { ok: true, member, value: decode(reply.body) }
+    } catch (err) {
+      const failure = failureOf(member, err, op)
+      this.liveness.failed(member.id, failure)
+      channels.replicaError.hasSubscribers && channels.replicaError.publish({ path, failure })
+      return { ok: false, member, failure }
+    }
+  }
+
+  #readOne(member: Member, body: Uint8Array, op: Operation, retry = true): Promise<Outcome<Uint8Array | null>> {
+    return this.#ask(member, Paths.read, body, op, retry, (b) => {
+      const res = unpack(b) as { sets?: (Uint8Array | null)[] }
+      const s = res?.sets?.[0]
+      if (s !== null && !(s instanceof Uint8Array)) throw new TypeError('invalid read response')
+      return s
+    })
+  }
+
+  #store(member: Member, partition: number, key: Uint8Array, set: Uint8Array, op: Operation): Promise<Outcome<null>> {
+    return this.#ask(member, Paths.store, pack({ items: [[partition, key, set]] }), op, true, () => null)
+  }
+
+  async get(key: Uint8Array, r: number | undefined, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<RawGetResult> {
+    const need = checkQuorum('r', r ?? this.options.r, this.ring.n)
+    const partition = this.ring.partitionOf(key)
+    const replicas = this.replicas(partition)
+    const op = new Operation(timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
+    const body = pack({ keys: [[partition, key]] })
+    const g = gather(replicas, need, (m) => this.#readOne(m, body, op))
+    let answered: Outcome<Uint8Array | null>[]
+    try {
+      answered = await g.quorum
+    } catch (failed) {
+      op.done()
+      op.checkAborted()
+      throw new QuorumError('get', need, g.outcomes.filter((o) => o.ok).length, failuresOf(failed as Outcome<unknown>[]))
+    }
+    const raws = answered.map((o) => (o.ok ? o.value : null))
+    const set = reconcile(raws)
+    const result: RawGetResult = { found: false, siblings: siblings(set), set, vector: join(set), first: answered[0].member.id }
+    result.found = result.siblings.length > 0
+    if (this.options.readRepair && replicas.length > 1) void this.#repairAfter(g.all, g.outcomes, partition, key, op)
+    else void g.all.then(() => op.done())
+    return result
+  }
+
+  /** After answering: wait briefly for the slower replicas, then send the synced set to any that are behind. */
+  async #repairAfter(all: Promise<void>, outcomes: Outcome<Uint8Array | null>[], partition: number, key: Uint8Array, op: Operation): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, this.options.readRepairWaitMs)))])
+    clearTimeout(timer)
+    op.done()
+    const ok = outcomes.filter((o): o is Extract<Outcome<Uint8Array | null>, { ok: true }> => o.ok)
+    if (ok.length < 2 && ok.length === outcomes.length) return
+    const first = ok[0]?.value
+    if (ok.every((o) => bytesEqual(o.value, first))) return
+    const target = encodeSet(reconcile(ok.map((o) => o.value)))
+    const stale = ok.filter((o) => !bytesEqual(o.value, target)).map((o) => o.member)
+    if (stale.length === 0) return
+    const repairOp = new Operation(this.options.timeoutMs)
+    const results = await Promise.all(stale.map((m) => this.#store(m, partition, key, target, repairOp)))
+    repairOp.done()
+    channels.readRepair.hasSubscribers && channels.readRepair.publish({ key, partition, repaired: results.filter((r) => r.ok).map((r) => r.member.id) })
+  }
+
+  async put(key: Uint8Array, value: Uint8Array | null, context: string | undefined, w: number | undefined, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<RawPutResult> {
+    const need = checkQuorum('w', w ?? this.options.w, this.ring.n)
+    if (value && value.byteLength > this.limits.maxValueBytes) throw new ValueTooLargeError(value.byteLength, this.limits.maxValueBytes)
+    const ctx = context === undefined ? { vector: [] as VersionVector, coordinator: undefined } : decodeContext(context)
+    const partition = this.ring.partitionOf(key)
+    const replicas = this.replicas(partition)
+    const op = new Operation(timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
+    try {
+      // The coordinator: the replica that answered the read first, if it is in the top N and up.
+      const rank = (m: Member) => (m.id === ctx.coordinator ? 2 : 0) + (this.liveness.up(m.id) ? 4 : 0)
+      const candidates = [...replicas].sort((a, b) => rank(b) - rank(a))
+      const body = pack({ partition, key, context: ctx.vector, value })
+      const failures: ReplicaFailure[] = []
+      let coordinated: Outcome<Uint8Array> | undefined
+      for (const m of candidates) {
+        const o = await this.#ask(m, Paths.coordinate, body, op, false, (b) => {
+          const s = (unpack(b) as { set?: Uint8Array })?.set
+          if (!(s instanceof Uint8Array)) throw new TypeError('invalid coordinate response')
+          return s
+        })
+        if (o.ok) {
+          coordinated = o
+          break
+        }
+        failures.push(o.failure)
+        // Minting a version is not idempotent: move on only if the request never reached the node.
+        if (!notDelivered(o.failure)) break
+      }
+      if (!coordinated?.ok) {
+        op.checkAborted()
+        throw new QuorumError(value === null ? 'delete' : 'put', need, 0, failures)
+      }
+      const setBytes = coordinated.value
+      const set = decodeSet(setBytes)
+      const coordinator = coordinated.member
+      const result: RawPutResult = { vector: join(set), coordinator: coordinator.id, siblings: siblings(set) }
+      const others = replicas.filter((m) => m.id !== coordinator.id)
+      if (need <= 1) {
+        // Replicate in the background; the caller has its quorum.
+        void Promise.all(others.map((m) => this.#store(m, partition, key, setBytes, op))).then(() => op.done())
+        return result
+      }
+      const g = gather(others, need - 1, (m) => this.#store(m, partition, key, setBytes, op))
+      try {
+        await g.quorum
+      } catch (more) {
+        op.checkAborted()
+        const all = [...failures, ...failuresOf(more as Outcome<unknown>[])]
+        throw new QuorumError(value === null ? 'delete' : 'put', need, 1 + g.outcomes.filter((o) => o.ok).length, all)
+      }
+      void g.all.then(() => op.done())
+      return result
+    } catch (err) {
+      op.done()
+      throw err
+    }
+  }
+
+  /** Each of the top N replicas read directly, without repair: for operators and tests. */
+  async inspect(key: Uint8Array, timeoutMs?: number): Promise<{ partition: number; preferenceList: (Member & { up: boolean })[]; replicas: ReplicaView[] }> {
+    const partition = this.ring.partitionOf(key)
+    const op = new Operation(timeoutMs ?? this.options.timeoutMs)
+    const body = pack({ keys: [[partition, key]] })
+    const replicas = this.replicas(partition)
+    const outcomes = await Promise.all(replicas.map((m) => this.#readOne(m, body, op, false)))
+    op.done()
+    return {
+      partition,
+      preferenceList: this.ring.preferenceList(partition).map((m) => ({ ...m, up: this.liveness.up(m.id) })),
+      replicas: outcomes.map((o): ReplicaView => {
+        if (!o.ok) return { id: o.member.id, url: o.member.url, found: false, error: o.failure }
+        if (o.value === null) return { id: o.member.id, url: o.member.url, found: false }
+        const set = decodeSet(o.value)
+        return { id: o.member.id, url: o.member.url, found: siblings(set).length > 0, set, digest: md5(o.value).toString('hex') }
+      }),
+    }
+  }
+}
+
+function failuresOf(outcomes: Outcome<unknown>[]): ReplicaFailure[] {
+  return outcomes.flatMap((o) => (o.ok ? [] : [o.failure]))
+}
+
+/** Sync what the replicas returned; identical bytes (the common case) decode once. */
+export function reconcile(raws: (Uint8Array | null)[]): DvvSet {
+  const present = raws.filter((r): r is Uint8Array => r !== null)
+  if (present.length === 0) return []
+  if (present.every((r) => bytesEqual(r, present[0]))) return decodeSet(present[0])
+  return syncAll(present.map((r) => decodeSet(r)))
+}
+
+export function contextOf(vector: VersionVector, coordinator: string): string {
+  return encodeContext({ vector, coordinator })
+}

@@ -1,0 +1,19 @@
+export { connect, Client, Collection, type GetResult, type PutResult, type InspectResult, type ReplicaState, type CollectionOptions, type Codec } from './client.js'
+export { clientDefaults, type ClientOptions, type GetOptions, type PutOptions, type CallOptions, type MergeFunction, type Key } from './options.js'
+export { UndiciTransport, type Transport, type Reply, type UndiciTransportOptions } from './transport.js'
+export { channels } from './engine.js'
+export {
+  ZerohopError,
+  InvalidArgumentError,
+  BadContextError,
+  KeyTooLargeError,
+  ValueTooLargeError,
+  QuorumError,
+  AbortError,
+  NoSeedReachableError,
+  ClientClosedError,
+  MergeError,
+  ErrorCodes,
+  type ErrorCode,
+  type ReplicaFailure,
+} from '@zerohop/core'

@@ -1,0 +1,124 @@
+// One request's deadline and cancellation, and the outcome of asking one replica. A single timer per
+// operation aborts every replica request still in flight when the deadline passes.
+import { AbortError, type Member, type ReplicaFailure } from '@zerohop/core'
+import type { Reply } from './transport.js'
+
+export class Operation {
+  readonly controller = new AbortController()
+  reason: 'timeout' | 'aborted' | undefined
+  readonly #timer: NodeJS.Timeout
+  readonly #user?: AbortSignal
+  readonly #onUser = () => this.abort('aborted')
+
+  constructor(timeoutMs: number, user?: AbortSignal) {
+    if (user?.aborted) throw new AbortError({ cause: user.reason })
+    this.#user = user
+    this.#timer = setTimeout(() => this.abort('timeout'), timeoutMs)
+    user?.addEventListener('abort', this.#onUser, { once: true })
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal
+  }
+
+  abort(reason: 'timeout' | 'aborted'): void {
+    if (this.reason) return
+    this.reason = reason
+    this.controller.abort()
+  }
+
+  /** Throws the caller's AbortError if the caller's signal fired. */
+  checkAborted(): void {
+    if (this.reason === 'aborted') throw new AbortError({ cause: this.#user?.reason })
+  }
+
+  done(): void {
+    clearTimeout(this.#timer)
+    this.#user?.removeEventListener('abort', this.#onUser)
+  }
+}
+
+export type Outcome<T> = { ok: true; member: Member; value: T } | { ok: false; member: Member; failure: ReplicaFailure }
+
+const NETWORK_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'])
+
+export function errorCode(err: unknown): string | undefined {
+  const e = err as { code?: string; cause?: { code?: string } }
+  return e?.code ?? e?.cause?.code
+}
+
+/** A network error after which the same request may be sent again (reads and idempotent stores). */
+export function isTransient(err: unknown): boolean {
+  return NETWORK_CODES.has(errorCode(err) ?? '')
+}
+
+/** True when the request certainly never reached the node (so even a non-idempotent one can go elsewhere). */
+export function notDelivered(f: ReplicaFailure): boolean {
+  return f.cause === 'refused'
+}
+
+export function failureOf(member: Member, err: unknown, op: Operation): ReplicaFailure {
+  const base = { id: member.id, url: member.url }
+  if (op.reason === 'timeout') return { ...base, cause: 'timeout', message: 'no answer before the deadline' }
+  if (op.reason === 'aborted') return { ...base, cause: 'aborted', message: 'aborted by the caller' }
+  const code = errorCode(err)
+  if (code === 'ECONNREFUSED') return { ...base, cause: 'refused', code, message: 'connection refused' }
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return { ...base, cause: 'timeout', code, message: 'connect timeout' }
+  return { ...base, cause: 'network', code, message: (err as Error)?.message ?? String(err) }
+}
+
+export function httpFailure(member: Member, reply: Reply): ReplicaFailure {
+  let code: string | undefined
+  let message = `HTTP ${reply.status}`
+  try {
+    const body = JSON.parse(reply.body.toString('utf8')) as { error?: { code?: string; message?: string } }
+    code = body.error?.code
+    if (body.error?.message) message = body.error.message
+  } catch {
+    // not our JSON error body
+  }
+  return { id: member.id, url: member.url, cause: 'http', status: reply.status, code, message }
+}
+
+export interface Gathered<T> {
+  /** Resolves with the first `need` successes, or rejects with every failure once `need` is out of reach. */
+  quorum: Promise<Outcome<T>[]>
+  /** Resolves when every replica has answered or failed. */
+  all: Promise<void>
+  outcomes: Outcome<T>[]
+}
+
+/** Ask every member; settle the quorum as soon as `need` succeed or can no longer succeed. */
+export function gather<T>(members: readonly Member[], need: number, ask: (m: Member) => Promise<Outcome<T>>): Gathered<T> {
+  const outcomes: Outcome<T>[] = []
+  let ok = 0
+  let pending = members.length
+  let settled = false
+  let resolveAll!: () => void
+  const all = new Promise<void>((r) => (resolveAll = r))
+  const quorum = new Promise<Outcome<T>[]>((resolve, reject) => {
+    const check = () => {
+      if (settled) return
+      if (ok >= need) {
+        settled = true
+        resolve(outcomes.filter((o) => o.ok))
+      } else if (ok + pending < need) {
+        settled = true
+        reject(outcomes.filter((o) => !o.ok))
+      }
+    }
+    check()
+    for (const m of members) {
+      ask(m).then((o) => {
+        outcomes.push(o)
+        pending--
+        if (o.ok) ok++
+        check()
+        if (pending === 0) resolveAll()
+      })
+    }
+    if (members.length === 0) resolveAll()
+  })
+  quorum.catch(() => undefined)
+  return { quorum, all, outcomes }
+}

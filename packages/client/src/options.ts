@@ -1,0 +1,139 @@
+// Client options: the user-facing type (all optional but seeds, documented with defaults) apart from
+// the resolved one; validated once, in connect(), with messages that name the fix.
+import { InvalidArgumentError } from '@zerohop/core'
+import type { Transport } from './transport.js'
+
+export type Key = string | Uint8Array
+
+/** Resolves concurrent values (siblings) into one. Called only when a read sees two or more. */
+export type MergeFunction<V> = (siblings: V[], key: Key) => V | Promise<V>
+
+export interface ClientOptions {
+  /** URLs of one or more nodes; the first that answers provides the ring. */
+  seeds: string[]
+  /** Read quorum (default 2). */
+  r?: number
+  /** Write quorum (default 2). */
+  w?: number
+  /** Deadline of one operation, in ms (default 2000). */
+  timeoutMs?: number
+  /** How long connect() keeps trying the seeds, in ms (default 10000). */
+  connectTimeoutMs?: number
+  /** 'bytes' (default): values are Uint8Array (strings are stored as UTF-8). 'json': any JSON value. */
+  encoding?: 'bytes' | 'json'
+  /** Resolves siblings on read; the result is written back so the conflict is resolved once. */
+  merge?: MergeFunction<any>
+  /** Send the synced version to replicas that answered a read with an older one (default true). */
+  readRepair?: boolean
+  /** How long, after answering, a read waits for the slower replicas before repairing (default 100 ms). */
+  readRepairWaitMs?: number
+  /** Retries of a replica read or store on a network error (default 2; writes that mint a version are never retried blindly). */
+  retries?: number
+  /** Connections per node (default 16). */
+  connections?: number
+  /** Replace the HTTP transport (tests, simulation). */
+  transport?: Transport
+}
+
+export interface CallOptions {
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+export interface GetOptions extends CallOptions {
+  r?: number
+}
+
+export interface PutOptions extends CallOptions {
+  /** The context from the get() (or put()) this write follows. Without it the write is a sibling of what exists. */
+  context?: string
+  w?: number
+}
+
+export const clientDefaults = {
+  r: 2,
+  w: 2,
+  timeoutMs: 2000,
+  connectTimeoutMs: 10_000,
+  encoding: 'bytes',
+  readRepair: true,
+  readRepairWaitMs: 100,
+  retries: 2,
+  connections: 16,
+} as const
+
+export interface ResolvedClientOptions {
+  seeds: string[]
+  r: number
+  w: number
+  timeoutMs: number
+  connectTimeoutMs: number
+  encoding: 'bytes' | 'json'
+  merge?: MergeFunction<any>
+  readRepair: boolean
+  readRepairWaitMs: number
+  retries: number
+  connections: number
+  transport?: Transport
+}
+
+function positiveInt(name: string, v: unknown, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
+    throw new InvalidArgumentError(`${name} must be an integer from 0 to ${max}, got ${JSON.stringify(v)}`)
+  }
+  return v
+}
+
+export function checkTimeout(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > 3_600_000) {
+    throw new InvalidArgumentError(`${name} must be a number of milliseconds above 0 (at most one hour), got ${JSON.stringify(v)}`)
+  }
+  return v
+}
+
+export function checkQuorum(name: 'r' | 'w', v: unknown, n: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > n) {
+    throw new InvalidArgumentError(`${name} must be an integer from 1 to N=${n} (the cluster's replica count), got ${JSON.stringify(v)}`)
+  }
+  return v
+}
+
+export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
+  if (o === null || typeof o !== 'object') throw new InvalidArgumentError('connect() takes an options object: connect({ seeds: ["http://127.0.0.1:7001"] })')
+  if (!Array.isArray(o.seeds) || o.seeds.length === 0) {
+    throw new InvalidArgumentError('seeds must be a non-empty array of node URLs, e.g. seeds: ["http://127.0.0.1:7001"]')
+  }
+  const seeds = o.seeds.map((s) => {
+    let u: URL
+    try {
+      u = new URL(s)
+    } catch {
+      throw new InvalidArgumentError(`seed ${JSON.stringify(s)} is not a URL; write it as http://host:port`)
+    }
+    if (u.protocol !== 'http:') throw new InvalidArgumentError(`seed ${s} must use http://`)
+    return u.origin
+  })
+  const r = o.r ?? clientDefaults.r
+  const w = o.w ?? clientDefaults.w
+  // r and w are checked against N once the ring is known; here only their type.
+  checkQuorum('r', r, 16)
+  checkQuorum('w', w, 16)
+  const encoding = o.encoding ?? clientDefaults.encoding
+  if (encoding !== 'bytes' && encoding !== 'json') throw new InvalidArgumentError(`encoding must be 'bytes' or 'json', got ${JSON.stringify(encoding)}`)
+  if (o.merge !== undefined && typeof o.merge !== 'function') throw new InvalidArgumentError('merge must be a function (siblings, key) => value')
+  if (o.readRepair !== undefined && typeof o.readRepair !== 'boolean') throw new InvalidArgumentError('readRepair must be true or false')
+  return {
+    seeds,
+    r,
+    w,
+    timeoutMs: checkTimeout('timeoutMs', o.timeoutMs ?? clientDefaults.timeoutMs),
+    connectTimeoutMs: checkTimeout('connectTimeoutMs', o.connectTimeoutMs ?? clientDefaults.connectTimeoutMs),
+    encoding,
+    merge: o.merge,
+    readRepair: o.readRepair ?? clientDefaults.readRepair,
+    readRepairWaitMs: positiveInt('readRepairWaitMs', o.readRepairWaitMs ?? clientDefaults.readRepairWaitMs, 60_000),
+    retries: positiveInt('retries', o.retries ?? clientDefaults.retries, 10),
+    connections: Math.max(1, positiveInt('connections', o.connections ?? clientDefaults.connections, 1024)),
+    transport: o.transport,
+  }
+}

@@ -1,0 +1,101 @@
+// Node options: one defaults object, merged and validated in one place. The README's configuration
+// table documents each of these.
+import { InvalidArgumentError, ringDefaults } from '@zerohop/core'
+
+export interface NodeOptions {
+  /** Stable node id (required). */
+  id: string
+  host?: string
+  port?: number
+  /** URL other nodes and clients should use; default http://host:port. */
+  advertise?: string
+  /** Data directory (LevelDB). */
+  data?: string
+  /** Seed URLs; in this version the seed list is the membership. */
+  seeds?: string[]
+  /** N: replicas per key (fixed when the cluster is created). */
+  n?: number
+  /** Q: partitions, a power of two (fixed when the cluster is created). */
+  partitions?: number
+  weight?: number
+  maxKeyBytes?: number
+  maxValueBytes?: number
+  /** Largest request body accepted. */
+  maxBodyBytes?: number
+  /** fsync each write to LevelDB. */
+  fsync?: boolean
+  /** How often a starting node polls seeds it has not heard from yet. */
+  discoveryIntervalMs?: number
+  logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+}
+
+export type ResolvedNodeOptions = Required<Omit<NodeOptions, 'advertise' | 'data'>> & { advertise: string; data: string }
+
+export const nodeDefaults = {
+  host: '127.0.0.1',
+  port: 7001,
+  n: ringDefaults.n,
+  partitions: ringDefaults.partitions,
+  weight: 1,
+  maxKeyBytes: 1024,
+  maxValueBytes: 1024 * 1024,
+  maxBodyBytes: 16 * 1024 * 1024,
+  fsync: false,
+  discoveryIntervalMs: 200,
+  logLevel: 'info',
+} as const
+
+function int(name: string, v: unknown, min: number, max: number, hint: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)} (${hint})`)
+  }
+  return v
+}
+
+export function normalizeUrl(u: string, what: string): string {
+  let url: URL
+  try {
+    url = new URL(u)
+  } catch {
+    throw new InvalidArgumentError(`${what} ${JSON.stringify(u)} is not a URL; write it as http://host:port`)
+  }
+  if (url.protocol !== 'http:') throw new InvalidArgumentError(`${what} ${u} must use http://`)
+  if (url.pathname !== '/' || url.search || url.hash) throw new InvalidArgumentError(`${what} ${u} must be just http://host:port, without a path`)
+  return url.origin
+}
+
+export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
+  if (typeof o.id !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(o.id)) {
+    throw new InvalidArgumentError(`id ${JSON.stringify(o.id)} must be 1-64 characters of A-Z a-z 0-9 . _ - (e.g. --id n1)`)
+  }
+  const host = o.host ?? nodeDefaults.host
+  const port = int('port', o.port ?? nodeDefaults.port, 1, 65535, 'use --port')
+  const advertise = normalizeUrl(o.advertise ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`, 'advertise URL')
+  const seeds = (o.seeds ?? []).map((s) => normalizeUrl(s, 'seed'))
+  if (!seeds.includes(advertise)) seeds.push(advertise)
+  const partitions = int('partitions', o.partitions ?? nodeDefaults.partitions, 2, 65536, 'use --partitions with a power of two')
+  if ((partitions & (partitions - 1)) !== 0) throw new InvalidArgumentError(`partitions must be a power of two, got ${partitions}`)
+  const weight = o.weight ?? nodeDefaults.weight
+  if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight)) throw new InvalidArgumentError(`weight must be a positive number, got ${weight}`)
+  const maxValueBytes = int('maxValueBytes', o.maxValueBytes ?? nodeDefaults.maxValueBytes, 1, 64 * 1024 * 1024, 'use --max-value-bytes')
+  const maxBodyBytes = int('maxBodyBytes', o.maxBodyBytes ?? Math.max(nodeDefaults.maxBodyBytes, 4 * maxValueBytes), 1024, 1024 * 1024 * 1024, 'use --max-body-bytes')
+  const logLevel = o.logLevel ?? nodeDefaults.logLevel
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new InvalidArgumentError(`logLevel must be one of fatal, error, warn, info, debug, trace, silent; got ${logLevel}`)
+  return {
+    id: o.id,
+    host,
+    port,
+    advertise,
+    data: o.data ?? `./data/${o.id}`,
+    seeds,
+    n: int('n', o.n ?? nodeDefaults.n, 1, 16, 'use --n'),
+    partitions,
+    weight,
+    maxKeyBytes: int('maxKeyBytes', o.maxKeyBytes ?? nodeDefaults.maxKeyBytes, 1, 65536, 'use --max-key-bytes'),
+    maxValueBytes,
+    maxBodyBytes,
+    fsync: o.fsync ?? nodeDefaults.fsync,
+    discoveryIntervalMs: int('discoveryIntervalMs', o.discoveryIntervalMs ?? nodeDefaults.discoveryIntervalMs, 10, 60_000, 'in milliseconds'),
+    logLevel,
+  }
+}

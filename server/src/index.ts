@@ -1,0 +1,6 @@
+export { StorageNode, type NodeDeps } from './node.js'
+export { resolveNodeOptions, nodeDefaults, type NodeOptions, type ResolvedNodeOptions } from './config.js'
+export { Replica, dataKey, partitionRange } from './replica.js'
+export { MemoryStore, type Store, type Range } from './storage/store.js'
+export { LevelStore } from './storage/level-store.js'
+export { systemClock, type Clock } from './membership.js'

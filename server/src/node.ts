@@ -1,0 +1,145 @@
+// A storage node: LevelDB behind the replica endpoints, identity and incarnation kept on disk,
+// static membership, graceful shutdown (stop accepting, finish in-flight requests, close LevelDB).
+import { randomBytes } from 'node:crypto'
+import type http from 'node:http'
+import { once } from 'node:events'
+import { pack, unpack, ZerohopError, ErrorCodes, type Ring, type HealthResponse } from '@zerohop/core'
+import pino, { type Logger } from 'pino'
+import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js'
+import { createHttpServer } from './http.js'
+import { discoverRing, systemClock, type Clock } from './membership.js'
+import { Replica } from './replica.js'
+import { LevelStore } from './storage/level-store.js'
+import type { Store } from './storage/store.js'
+
+export interface NodeDeps {
+  store?: Store
+  logger?: Logger
+  clock?: Clock
+  /** Source of randomness for the incarnation id. */
+  random?: (bytes: number) => Uint8Array
+}
+
+const IDENTITY_KEY = Buffer.from('midentity')
+
+interface Identity {
+  id: string
+  incarnation: string
+}
+
+export class StorageNode {
+  readonly options: ResolvedNodeOptions
+  readonly log: Logger
+  readonly #store: Store
+  readonly #clock: Clock
+  readonly #random: (bytes: number) => Uint8Array
+  readonly #abort = new AbortController()
+  #server?: http.Server
+  #replica?: Replica
+  #ring?: Ring
+  #identity?: Identity
+  #stopping = false
+  #stopped?: Promise<void>
+
+  constructor(options: NodeOptions, deps: NodeDeps = {}) {
+    this.options = resolveNodeOptions(options)
+    this.log = deps.logger ?? pino({ level: this.options.logLevel, base: { node: this.options.id } })
+    this.#store = deps.store ?? new LevelStore(this.options.data, { sync: this.options.fsync })
+    this.#clock = deps.clock ?? systemClock
+    this.#random = deps.random ?? ((n) => randomBytes(n))
+  }
+
+  get ring(): Ring | undefined {
+    return this.#ring
+  }
+
+  get actor(): string | undefined {
+    return this.#replica?.actor
+  }
+
+  /** Open storage, listen, and discover the membership in the background. */
+  async start(): Promise<void> {
+    await this.#store.open()
+    this.#identity = await this.#loadIdentity()
+    this.#replica = new Replica(this.#store, `${this.#identity.id}~${this.#identity.incarnation}`)
+    this.#server = createHttpServer({
+      options: this.options,
+      log: this.log,
+      replica: () => (this.#ring ? this.#replica : undefined),
+      ring: () => this.#ring,
+      health: () => this.health(),
+      stopping: () => this.#stopping,
+    })
+    this.#server.listen(this.options.port, this.options.host)
+    try {
+      await once(this.#server, 'listening')
+    } catch (err) {
+      await this.#store.close()
+      throw err
+    }
+    this.log.info({ url: this.options.advertise, data: this.options.data, actor: this.#replica.actor }, 'listening')
+    void discoverRing({
+      self: { id: this.options.id, url: this.options.advertise, weight: this.options.weight },
+      seeds: this.options.seeds,
+      n: this.options.n,
+      partitions: this.options.partitions,
+      intervalMs: this.options.discoveryIntervalMs,
+      log: this.log,
+      clock: this.#clock,
+      signal: this.#abort.signal,
+    }).then((ring) => {
+      if (!ring) return
+      this.#ring = ring
+      this.log.info({ epoch: ring.epoch, members: ring.members.map((m) => m.id), ownership: Object.fromEntries(ring.ownership()) }, 'ring ready')
+    })
+  }
+
+  /** A new incarnation whenever storage starts empty, so dots minted before a disk loss are never reused. */
+  async #loadIdentity(): Promise<Identity> {
+    const raw = await this.#store.get(IDENTITY_KEY)
+    if (raw) {
+      const stored = unpack(raw) as Identity
+      if (stored.id !== this.options.id) {
+        throw new ZerohopError(ErrorCodes.INVALID_ARGUMENT, `data directory ${this.options.data} belongs to node ${stored.id}, not ${this.options.id}; use --data to point at this node's own directory`)
+      }
+      return stored
+    }
+    const identity: Identity = { id: this.options.id, incarnation: Buffer.from(this.#random(6)).toString('hex') }
+    await this.#store.put(IDENTITY_KEY, pack(identity))
+    this.log.info({ incarnation: identity.incarnation }, 'empty storage: new incarnation')
+    return identity
+  }
+
+  health(): HealthResponse {
+    return {
+      status: this.#stopping ? 'stopping' : this.#ring ? 'ok' : 'starting',
+      id: this.options.id,
+      url: this.options.advertise,
+      weight: this.options.weight,
+      n: this.options.n,
+      partitions: this.options.partitions,
+      actor: this.#replica?.actor ?? '',
+      epoch: this.#ring?.epoch ?? null,
+    }
+  }
+
+  /** Stop accepting, let in-flight requests finish, close LevelDB. Safe to call twice. */
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      this.#stopping = true
+      this.#abort.abort()
+      const server = this.#server
+      if (server) {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+        server.closeIdleConnections()
+        // In-flight requests get a grace period; then whatever is left is cut.
+        const force = setTimeout(() => server.closeAllConnections(), 10_000)
+        await closed
+        clearTimeout(force)
+      }
+      await this.#store.close()
+      this.log.info('stopped')
+    })()
+    return this.#stopped
+  }
+}

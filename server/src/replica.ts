@@ -1,0 +1,86 @@
+// The replica endpoints' logic, apart from HTTP: read sets, coordinate a write (mint a dot), store a
+// set sent by a coordinator or by read repair. Writes to one key are serialised by a per-key lock so
+// a read-modify-write never loses a concurrent sync.
+import { decodeSet, encodeSet, sync, update, bytesEqual, type Value, type VersionVector } from '@zerohop/core'
+import type { Store } from './storage/store.js'
+
+/** Storage key of a data item: 'd' + partition (uint16 BE) + key bytes; one partition is one range. */
+export function dataKey(partition: number, key: Uint8Array): Buffer {
+  const b = Buffer.allocUnsafe(3 + key.byteLength)
+  b[0] = 0x64
+  b.writeUInt16BE(partition, 1)
+  b.set(key, 3)
+  return b
+}
+
+export function partitionRange(partition: number): { gte: Buffer; lt: Buffer } {
+  const gte = Buffer.from([0x64, 0, 0])
+  gte.writeUInt16BE(partition, 1)
+  const lt = Buffer.from([0x64, 0, 0])
+  if (partition === 0xffff) lt[0] = 0x65
+  else lt.writeUInt16BE(partition + 1, 1)
+  return { gte, lt }
+}
+
+export class KeyLocks {
+  #tails = new Map<string, Promise<unknown>>()
+
+  async run<T>(key: Uint8Array, fn: () => Promise<T>): Promise<T> {
+    const k = Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1')
+    const prev = this.#tails.get(k) ?? Promise.resolve()
+    const next = prev.then(fn, fn)
+    const tail = next.catch(() => undefined)
+    this.#tails.set(k, tail)
+    try {
+      return await next
+    } finally {
+      if (this.#tails.get(k) === tail) this.#tails.delete(k)
+    }
+  }
+}
+
+export class Replica {
+  readonly #store: Store
+  readonly #locks = new KeyLocks()
+  readonly actor: string
+
+  constructor(store: Store, actor: string) {
+    this.#store = store
+    this.actor = actor
+  }
+
+  /** Stored (encoded) sets, as they are on disk: no decode on the read path. */
+  async read(keys: [number, Uint8Array][]): Promise<(Uint8Array | null)[]> {
+    if (keys.length === 1) {
+      const v = await this.#store.get(dataKey(keys[0][0], keys[0][1]))
+      return [v ?? null]
+    }
+    const rows = await this.#store.getMany(keys.map(([p, k]) => dataKey(p, k)))
+    return rows.map((r) => r ?? null)
+  }
+
+  /** Coordinate a client write: the new dot supersedes `context` and nothing else. */
+  async coordinate(partition: number, key: Uint8Array, context: VersionVector, value: Value): Promise<Uint8Array> {
+    const dk = dataKey(partition, key)
+    return this.#locks.run(dk, async () => {
+      const stored = await this.#store.get(dk)
+      const local = stored ? decodeSet(stored) : []
+      const bytes = encodeSet(update(context, local, this.actor, value))
+      await this.#store.put(dk, bytes)
+      return bytes
+    })
+  }
+
+  /** Sync a received set into the local one; true when the local state changed. */
+  async store(partition: number, key: Uint8Array, incoming: Uint8Array): Promise<boolean> {
+    const dk = dataKey(partition, key)
+    return this.#locks.run(dk, async () => {
+      const stored = await this.#store.get(dk)
+      if (stored && bytesEqual(stored, incoming)) return false
+      const merged = encodeSet(stored ? sync(decodeSet(stored), decodeSet(incoming)) : decodeSet(incoming))
+      if (stored && bytesEqual(stored, merged)) return false
+      await this.#store.put(dk, merged)
+      return true
+    })
+  }
+}
