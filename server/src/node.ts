@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto'
 import type http from 'node:http'
 import { once } from 'node:events'
-import { pack, unpack, ZerohopError, ErrorCodes, type Ring, type HealthResponse } from '@zerohop/core'
+import { pack, unpack, Ring, ZerohopError, ErrorCodes, type HealthResponse, type Member } from '@zerohop/core'
 import pino, { type Logger } from 'pino'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js'
 import { createHttpServer } from './http.js'
@@ -21,6 +21,7 @@ export interface NodeDeps {
 }
 
 const IDENTITY_KEY = Buffer.from('midentity')
+const MEMBERS_KEY = Buffer.from('mmembers')
 
 interface Identity {
   id: string
@@ -78,6 +79,12 @@ export class StorageNode {
       throw err
     }
     this.log.info({ url: this.options.advertise, data: this.options.data, actor: this.#replica.actor }, 'listening')
+    // A restarted node uses the membership it discovered before, so it serves even while other seeds are down.
+    const known = await this.#loadMembers()
+    if (known) {
+      this.#setRing(known)
+      return
+    }
     void discoverRing({
       self: { id: this.options.id, url: this.options.advertise, weight: this.options.weight },
       seeds: this.options.seeds,
@@ -87,11 +94,32 @@ export class StorageNode {
       log: this.log,
       clock: this.#clock,
       signal: this.#abort.signal,
-    }).then((ring) => {
-      if (!ring) return
-      this.#ring = ring
-      this.log.info({ epoch: ring.epoch, members: ring.members.map((m) => m.id), ownership: Object.fromEntries(ring.ownership()) }, 'ring ready')
+    }).then(async (ring) => {
+      if (!ring || this.#stopping) return
+      await this.#store.put(MEMBERS_KEY, pack(ring.members))
+      this.#setRing(ring)
     })
+  }
+
+  #setRing(ring: Ring): void {
+    this.#ring = ring
+    this.log.info({ epoch: ring.epoch, members: ring.members.map((m) => m.id), ownership: Object.fromEntries(ring.ownership()) }, 'ring ready')
+  }
+
+  /** The stored membership, if it matches this node's seed list and parameters. */
+  async #loadMembers(): Promise<Ring | undefined> {
+    const raw = await this.#store.get(MEMBERS_KEY)
+    if (!raw) return undefined
+    const members = unpack(raw) as Member[]
+    const urls = new Set(members.map((m) => m.url))
+    const self = members.find((m) => m.id === this.options.id)
+    const same = urls.size === this.options.seeds.length && this.options.seeds.every((s) => urls.has(s)) &&
+      self?.url === this.options.advertise && self.weight === this.options.weight
+    if (!same) {
+      this.log.info('seed list or own address changed since the last start: discovering the membership again')
+      return undefined
+    }
+    return new Ring(members, { partitions: this.options.partitions, n: this.options.n })
   }
 
   /** A new incarnation whenever storage starts empty, so dots minted before a disk loss are never reused. */

@@ -1,0 +1,177 @@
+// Real clusters for tests and benchmarks: node processes on 127.0.0.1 with real LevelDB directories
+// in a temp folder. Faults are real: SIGKILL, SIGSTOP/SIGCONT, restart on the same data. Only the
+// processes this harness started are signalled, by PID; the temp folder is removed on close.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { request } from 'undici'
+
+export const CLI = fileURLToPath(new URL('../../server/dist/cli.js', import.meta.url))
+
+/** Ports the OS calls free right now (bound to port 0, then released). */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: count }, () => new Promise<net.Server>((resolve, reject) => {
+      const s = net.createServer()
+      s.once('error', reject)
+      s.listen(0, '127.0.0.1', () => resolve(s))
+    })),
+  )
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port)
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))))
+  return ports
+}
+
+/** Poll `check` until it returns a truthy value or the deadline passes. */
+export async function waitFor<T>(check: () => T | Promise<T>, { timeoutMs = 10_000, intervalMs = 50, what = 'condition' } = {}): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  for (;;) {
+    try {
+      const v = await check()
+      if (v) return v as NonNullable<T>
+    } catch (err) {
+      last = err
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`)
+    await new Promise((r) => setTimeout(r, intervalMs))
+  }
+}
+
+export interface ClusterOptions {
+  nodes?: number
+  n?: number
+  partitions?: number
+  /** Extra `zerohop start` arguments for every node. */
+  args?: string[]
+  logLevel?: string
+}
+
+export class NodeProcess {
+  child?: ChildProcess
+  output = ''
+  paused = false
+
+  constructor(readonly id: string, readonly port: number, readonly dataDir: string, readonly argv: string[]) {}
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid
+  }
+
+  get running(): boolean {
+    return !!this.child && this.child.exitCode === null && this.child.signalCode === null
+  }
+
+  start(): void {
+    if (this.running) throw new Error(`${this.id} is already running`)
+    this.output = ''
+    const child = spawn(process.execPath, [CLI, ...this.argv], { stdio: ['ignore', 'pipe', 'pipe'] })
+    child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()))
+    child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()))
+    this.child = child
+    this.paused = false
+  }
+
+  exited(): Promise<void> {
+    const c = this.child
+    if (!c || c.exitCode !== null || c.signalCode !== null) return Promise.resolve()
+    return new Promise((resolve) => c.once('exit', () => resolve()))
+  }
+
+  /** Send a signal to this node's own PID. */
+  signal(sig: NodeJS.Signals): void {
+    if (this.child?.pid && this.running) process.kill(this.child.pid, sig)
+  }
+
+  async kill(): Promise<void> {
+    this.signal('SIGKILL')
+    await this.exited()
+  }
+
+  /** Graceful stop (SIGTERM), waiting for the process to exit. */
+  async stop(): Promise<void> {
+    if (this.paused) this.resume()
+    this.signal('SIGTERM')
+    await this.exited()
+  }
+
+  pause(): void {
+    this.signal('SIGSTOP')
+    this.paused = true
+  }
+
+  resume(): void {
+    this.signal('SIGCONT')
+    this.paused = false
+  }
+
+  async ready(timeoutMs = 15_000): Promise<void> {
+    await waitFor(async () => {
+      if (!this.running) throw new Error(`${this.id} exited: ${this.output.slice(-2000)}`)
+      const res = await request(`${this.url}/v1/ring`, { headersTimeout: 1000, bodyTimeout: 1000 })
+      await res.body.dump()
+      return res.statusCode === 200
+    }, { timeoutMs, what: `${this.id} to serve its ring` })
+  }
+}
+
+export class Cluster {
+  private constructor(readonly dir: string, readonly nodes: NodeProcess[]) {}
+
+  static async start(options: ClusterOptions = {}): Promise<Cluster> {
+    const count = options.nodes ?? 3
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'zerohop-test-'))
+    const ports = await freePorts(count)
+    const seeds = ports.map((p) => `http://127.0.0.1:${p}`).join(',')
+    const nodes = ports.map((port, i) => {
+      const id = `n${i + 1}`
+      const dataDir = path.join(dir, id)
+      const argv = ['start', '--id', id, '--port', String(port), '--data', dataDir, '--seeds', seeds,
+        '--n', String(options.n ?? 3), '--partitions', String(options.partitions ?? 64), '--log-level', options.logLevel ?? 'warn', ...(options.args ?? [])]
+      return new NodeProcess(id, port, dataDir, argv)
+    })
+    const cluster = new Cluster(dir, nodes)
+    try {
+      for (const n of nodes) n.start()
+      await Promise.all(nodes.map((n) => n.ready()))
+    } catch (err) {
+      await cluster.close()
+      throw err
+    }
+    return cluster
+  }
+
+  get seeds(): string[] {
+    return this.nodes.map((n) => n.url)
+  }
+
+  node(id: string): NodeProcess {
+    const n = this.nodes.find((x) => x.id === id)
+    if (!n) throw new Error(`no node ${id}`)
+    return n
+  }
+
+  /** Restart a stopped or killed node on its own data directory and wait until it serves. */
+  async restart(id: string): Promise<void> {
+    const n = this.node(id)
+    if (n.running) await n.stop()
+    n.start()
+    await n.ready()
+  }
+
+  /** Kill every process this cluster started and remove its data. */
+  async close(): Promise<void> {
+    await Promise.all(this.nodes.map(async (n) => {
+      if (n.paused) n.resume()
+      await n.kill()
+    }))
+    await rm(this.dir, { recursive: true, force: true })
+  }
+}
