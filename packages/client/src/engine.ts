@@ -168,8 +168,9 @@ export class Engine {
     clearTimeout(timer)
     op.done()
     const ok = outcomes.filter((o): o is Extract<Outcome<Uint8Array | null>, { ok: true }> => o.ok)
-    if (ok.length < 2 && ok.length === outcomes.length) return
-    const first = ok[0]?.value
+    // Only replicas that answered can be compared, and repaired.
+    if (ok.length < 2) return
+    const first = ok[0].value
     if (ok.every((o) => bytesEqual(o.value, first))) return
     const target = encodeSet(reconcile(ok.map((o) => o.value)))
     const stale = ok.filter((o) => !bytesEqual(o.value, target)).map((o) => o.member)

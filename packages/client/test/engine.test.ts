@@ -1,0 +1,134 @@
+// The coordinator against an in-memory transport that speaks the replica protocol with the core's
+// DVV functions: coordinator choice and fallback, read repair, and quorum failures, deterministically.
+import { describe, expect, it } from 'vitest'
+import {
+  Paths,
+  Ring,
+  decodeSet,
+  encodeContext,
+  encodeSet,
+  pack,
+  siblings,
+  sync,
+  unpack,
+  update,
+  type DvvSet,
+  type VersionVector,
+} from '@zerohop/core'
+import { Engine } from '../src/engine.js'
+import { resolveClientOptions } from '../src/options.js'
+import type { Reply, Transport } from '../src/transport.js'
+
+type Mode = 'up' | 'refuse' | 'hang'
+
+class FakeNode {
+  data = new Map<string, DvvSet>()
+  mode: Mode = 'up'
+  calls: string[] = []
+  constructor(readonly id: string) {}
+}
+
+class FakeTransport implements Transport {
+  nodes = new Map<string, FakeNode>()
+  constructor(ids: string[]) {
+    for (const id of ids) this.nodes.set(`http://${id}`, new FakeNode(id))
+  }
+  node(id: string): FakeNode {
+    return this.nodes.get(`http://${id}`)!
+  }
+  async get(): Promise<Reply> {
+    throw new Error('not used')
+  }
+  async close(): Promise<void> {}
+  async post(url: string, path: string, body: Uint8Array, signal?: AbortSignal): Promise<Reply> {
+    const node = this.nodes.get(url)!
+    node.calls.push(path)
+    if (node.mode === 'refuse') throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })
+    if (node.mode === 'hang') {
+      await new Promise((_, reject) => signal?.addEventListener('abort', () => reject(new Error('aborted'))))
+    }
+    const req = unpack(body) as Record<string, any>
+    const keyOf = (k: Uint8Array) => Buffer.from(k).toString('hex')
+    let out: unknown
+    if (path === Paths.read) {
+      out = { sets: req.keys.map(([, k]: [number, Uint8Array]) => (node.data.has(keyOf(k)) ? encodeSet(node.data.get(keyOf(k))!) : null)) }
+    } else if (path === Paths.coordinate) {
+      const set = update(req.context as VersionVector, node.data.get(keyOf(req.key)) ?? [], `${node.id}~1`, req.value)
+      node.data.set(keyOf(req.key), set)
+      out = { set: encodeSet(set) }
+    } else {
+      for (const [, k, s] of req.items) node.data.set(keyOf(k), sync(node.data.get(keyOf(k)) ?? [], decodeSet(s)))
+      out = { changed: req.items.length }
+    }
+    return { status: 200, body: pack(out) }
+  }
+}
+
+const ids = ['a', 'b', 'c']
+let transport: FakeTransport
+function engine(options: Record<string, unknown> = {}): Engine {
+  transport = new FakeTransport(ids)
+  const ring = new Ring(ids.map((id) => ({ id, url: `http://${id}`, weight: 1 })), { partitions: 8, n: 3 })
+  return new Engine(resolveClientOptions({ seeds: ['http://a'], readRepairWaitMs: 20, timeoutMs: 200, ...options }), transport, ring, { maxKeyBytes: 1024, maxValueBytes: 1 << 20 })
+}
+const key = Buffer.from('k')
+const hexKey = key.toString('hex')
+const v = (s: string) => Buffer.from(s)
+
+describe('Engine', () => {
+  it('coordinates a write on the replica named by the context, and stores it on the others', async () => {
+    const e = engine()
+    const first = await e.put(key, v('1'), undefined, 3, undefined, undefined)
+    const ctx = encodeContext({ vector: first.vector, coordinator: 'c' })
+    await e.put(key, v('2'), ctx, 3, undefined, undefined)
+    expect(transport.node('c').calls.filter((p) => p === Paths.coordinate)).toHaveLength(1)
+    for (const id of ids) expect(siblings(transport.node(id).data.get(hexKey)!).map(String)).toEqual(['2'])
+  })
+
+  it('moves the coordination to the next replica when the first refuses the connection', async () => {
+    const e = engine()
+    const first = e.replicas(e.ring.partitionOf(key))[0].id
+    transport.node(first).mode = 'refuse'
+    const res = await e.put(key, v('x'), undefined, 2, undefined, undefined)
+    expect(res.coordinator).not.toBe(first)
+  })
+
+  it('does not mint a second version elsewhere when the coordinator times out (the write may have landed)', async () => {
+    const e = engine()
+    const order = e.replicas(e.ring.partitionOf(key)).map((m) => m.id)
+    transport.node(order[0]).mode = 'hang'
+    const err = await e.put(key, v('x'), undefined, 2, 100, undefined).catch((x) => x)
+    expect(err.code).toBe('ZH_QUORUM_NOT_MET')
+    expect(err.replicas).toEqual([expect.objectContaining({ id: order[0], cause: 'timeout' })])
+    for (const id of order.slice(1)) expect(transport.node(id).calls).not.toContain(Paths.coordinate)
+  })
+
+  it('read repair sends the synced set to the replica that answered with an older version', async () => {
+    const e = engine()
+    await e.put(key, v('old'), undefined, 3, undefined, undefined)
+    const stale = ids.find((id) => id !== e.replicas(e.ring.partitionOf(key))[0].id)!
+    const fresh = ids.filter((id) => id !== stale)
+    transport.node(stale).mode = 'refuse'
+    const read = await e.get(key, 2, undefined, undefined)
+    await e.put(key, v('new'), encodeContext({ vector: read.vector, coordinator: fresh[0] }), 2, undefined, undefined)
+    transport.node(stale).mode = 'up'
+    expect(siblings(transport.node(stale).data.get(hexKey)!).map(String)).toEqual(['old'])
+    const storesBefore = fresh.map((id) => transport.node(id).calls.filter((p) => p === Paths.store).length)
+    const res = await e.get(key, 3, undefined, undefined)
+    expect(res.siblings.map(String)).toEqual(['new'])
+    const deadline = Date.now() + 2000
+    while (siblings(transport.node(stale).data.get(hexKey)!).map(String)[0] !== 'new' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
+    expect(siblings(transport.node(stale).data.get(hexKey)!).map(String)).toEqual(['new'])
+    // Only the stale replica is repaired.
+    expect(fresh.map((id) => transport.node(id).calls.filter((p) => p === Paths.store).length)).toEqual(storesBefore)
+  })
+
+  it('fails a read with each replica cause when R cannot be met', async () => {
+    const e = engine()
+    transport.node('a').mode = 'refuse'
+    transport.node('b').mode = 'hang'
+    const err = await e.get(key, 2, 100, undefined).catch((x) => x)
+    expect(err.code).toBe('ZH_QUORUM_NOT_MET')
+    expect(err.replicas.map((r: { id: string; cause: string }) => `${r.id}:${r.cause}`).sort()).toEqual(['a:refused', 'b:timeout'])
+  })
+})

@@ -1,0 +1,75 @@
+// The quorum gatherer and the per-operation deadline, on their own (no sockets).
+import { describe, expect, it } from 'vitest'
+import type { Member } from '@zerohop/core'
+import { Operation, failureOf, gather, type Outcome } from '../src/operation.js'
+
+const members: Member[] = ['a', 'b', 'c'].map((id) => ({ id, url: `http://${id}`, weight: 1 }))
+
+function deferred<T>() {
+  let resolve!: (v: T) => void
+  const promise = new Promise<T>((r) => (resolve = r))
+  return { promise, resolve }
+}
+
+const ok = (m: Member): Outcome<string> => ({ ok: true, member: m, value: m.id })
+const fail = (m: Member): Outcome<string> => ({ ok: false, member: m, failure: { id: m.id, url: m.url, cause: 'refused', message: 'x' } })
+
+describe('gather', () => {
+  it('resolves as soon as `need` replicas succeed, before the slowest answers', async () => {
+    const slow = deferred<Outcome<string>>()
+    const g = gather(members, 2, (m) => (m.id === 'c' ? slow.promise : Promise.resolve(ok(m))))
+    const got = await g.quorum
+    expect(got.map((o) => o.member.id).sort()).toEqual(['a', 'b'])
+    let allDone = false
+    void g.all.then(() => (allDone = true))
+    await Promise.resolve()
+    expect(allDone).toBe(false)
+    slow.resolve(ok(members[2]))
+    await g.all
+    expect(g.outcomes).toHaveLength(3)
+  })
+
+  it('rejects with the failures as soon as the quorum is out of reach', async () => {
+    const never = deferred<Outcome<string>>()
+    const g = gather(members, 2, (m) => (m.id === 'a' ? never.promise : Promise.resolve(fail(m))))
+    const failures = (await g.quorum.catch((f) => f)) as Outcome<string>[]
+    expect(failures.map((o) => o.member.id).sort()).toEqual(['b', 'c'])
+  })
+
+  it('counts mixed outcomes: 2 of 3 with one failure succeeds', async () => {
+    const g = gather(members, 2, (m) => Promise.resolve(m.id === 'b' ? fail(m) : ok(m)))
+    expect((await g.quorum).map((o) => o.member.id).sort()).toEqual(['a', 'c'])
+  })
+})
+
+describe('Operation', () => {
+  it('aborts its signal at the deadline and classifies the failure as a timeout', async () => {
+    const op = new Operation(20)
+    await new Promise<void>((r) => op.signal.addEventListener('abort', () => r()))
+    expect(op.reason).toBe('timeout')
+    expect(failureOf(members[0], new Error('aborted'), op).cause).toBe('timeout')
+    op.done()
+  })
+
+  it('follows the caller signal and throws AbortError from checkAborted', () => {
+    const ac = new AbortController()
+    const op = new Operation(10_000, ac.signal)
+    ac.abort()
+    expect(op.signal.aborted).toBe(true)
+    expect(() => op.checkAborted()).toThrow(expect.objectContaining({ code: 'ZH_ABORTED' }))
+    op.done()
+  })
+
+  it('refuses to start when the caller signal already fired', () => {
+    const ac = new AbortController()
+    ac.abort()
+    expect(() => new Operation(1000, ac.signal)).toThrow(expect.objectContaining({ code: 'ZH_ABORTED' }))
+  })
+
+  it('names connection refused and other network errors', () => {
+    const op = new Operation(1000)
+    expect(failureOf(members[0], Object.assign(new Error('x'), { code: 'ECONNREFUSED' }), op).cause).toBe('refused')
+    expect(failureOf(members[0], Object.assign(new Error('x'), { code: 'ECONNRESET' }), op).cause).toBe('network')
+    op.done()
+  })
+})
