@@ -43,7 +43,12 @@ export function checkSet(x: unknown, maxValueBytes = Infinity): string | undefin
 
 /** Decode a stored or received set; throws a TypeError naming the defect. */
 export function decodeSet(bytes: Uint8Array, maxValueBytes = Infinity): DvvSet {
-  const x = packr.unpack(bytes)
+  let x: unknown
+  try {
+    x = packr.unpack(bytes)
+  } catch (err) {
+    throw new TypeError('a DVV set must be valid MessagePack', { cause: err })
+  }
   const why = checkSet(x, maxValueBytes)
   if (why) throw new TypeError(why)
   return x as Entry[]
@@ -51,7 +56,8 @@ export function decodeSet(bytes: Uint8Array, maxValueBytes = Infinity): DvvSet {
 
 export function checkVector(x: unknown): x is VersionVector {
   if (!Array.isArray(x)) return false
-  return x.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && Number.isSafeInteger(p[1]) && p[1] >= 1)
+  // Actors as checkSet requires them: update() copies them into the stored set.
+  return x.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && p[0].length >= 1 && p[0].length <= 256 && Number.isSafeInteger(p[1]) && p[1] >= 1)
 }
 
 /** What a context carries: the causal history read, and which replica answered that read first. */

@@ -31,7 +31,7 @@ function mergeEntry(a: Entry, b: Entry): Entry {
     return [id, n1, l1.slice(0, n1 - n2 + l2.length)]
   }
   if (n2 - l2.length >= n1 - l1.length) return b
-  return [id, n2, l2]
+  return [id, n2, l2.slice(0, n2 - n1 + l1.length)]
 }
 
 /** Merge two replicas' sets: commutative, associative, idempotent. */

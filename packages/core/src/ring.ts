@@ -121,7 +121,7 @@ export class Ring {
     this.members = sorted
     this.#shift = 32 - Math.log2(partitions)
     this.#byId = new Map(sorted.map((m) => [m.id, m]))
-    this.epoch = md5(JSON.stringify([partitions, n, sorted.map((m) => [m.id, m.url, m.weight])])).toString('hex').slice(0, 16)
+    this.epoch = md5(JSON.stringify([partitions, n, spares, sorted.map((m) => [m.id, m.url, m.weight])])).toString('hex').slice(0, 16)
     this.#owners = assignOwners(sorted, partitions)
     const length = Math.min(sorted.length, n + spares)
     this.#prefs = new Array(partitions)
