@@ -148,8 +148,14 @@ export function createHttpServer(deps: HttpDeps): http.Server {
   const { options, log } = deps
   let validator: Validator | undefined
 
+  // A request that started before shutdown still gets its answer, but its connection must not go back
+  // to keep-alive: stop() waits for every connection to close (up to its 10 s grace period).
+  function closeIfStopping(res: http.ServerResponse): void {
+  }
+
   function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
     const s = JSON.stringify(body)
+    closeIfStopping(res)
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) })
     res.end(s)
   }
@@ -171,7 +177,6 @@ export function createHttpServer(deps: HttpDeps): http.Server {
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const ring = deps.ring()
     if (ring) res.setHeader(EPOCH_HEADER, ring.epoch)
-    if (deps.stopping()) res.setHeader('connection', 'close')
     const path = (req.url ?? '/').split('?')[0]
 
     if (path === Paths.health || path === Paths.ring) {
@@ -198,6 +203,7 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     if (!validator || validator.ring !== ring) validator = new Validator(options, ring)
     const body = decodeBody(await readBody(req, options.maxBodyBytes))
     const out = pack(await handler(body, validator, replica))
+    closeIfStopping(res)
     res.writeHead(200, { 'content-type': MSGPACK, 'content-length': out.length })
     res.end(out)
   }

@@ -16,9 +16,11 @@ export function dataKey(partition: number, key: Uint8Array): Buffer {
 export function partitionRange(partition: number): { gte: Buffer; lt: Buffer } {
   const gte = Buffer.from([0x64, 0, 0])
   gte.writeUInt16BE(partition, 1)
+  // The last partition ends where the 'd' prefix does: [0x65] (not [0x65, 0, 0], which would let keys
+  // such as [0x65] or [0x65, 0] fall inside partition 65535).
+  if (partition === 0xffff) return { gte, lt: Buffer.from([0x65]) }
   const lt = Buffer.from([0x64, 0, 0])
-  if (partition === 0xffff) lt[0] = 0x65
-  else lt.writeUInt16BE(partition + 1, 1)
+  lt.writeUInt16BE(partition + 1, 1)
   return { gte, lt }
 }
 

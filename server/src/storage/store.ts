@@ -45,12 +45,16 @@ export class MemoryStore implements Store {
 
   async get(key: Uint8Array): Promise<Uint8Array | undefined> {
     this.#check()
-    return this.#map.get(hex(key))?.[1]
+    const v = this.#map.get(hex(key))?.[1]
+    return v && Uint8Array.from(v)
   }
 
   async getMany(keys: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
     this.#check()
-    return keys.map((k) => this.#map.get(hex(k))?.[1])
+    return keys.map((k) => {
+      const v = this.#map.get(hex(k))?.[1]
+      return v && Uint8Array.from(v)
+    })
   }
 
   async put(key: Uint8Array, value: Uint8Array): Promise<void> {
@@ -68,6 +72,6 @@ export class MemoryStore implements Store {
     const rows = [...this.#map.values()]
       .filter(([k]) => (!range.gte || compare(k, range.gte) >= 0) && (!range.lt || compare(k, range.lt) < 0))
       .sort((a, b) => compare(a[0], b[0]))
-    for (const r of rows) yield r
+    for (const [k, v] of rows) yield [Uint8Array.from(k), Uint8Array.from(v)]
   }
 }
