@@ -151,6 +151,7 @@ export function createHttpServer(deps: HttpDeps): http.Server {
   // A request that started before shutdown still gets its answer, but its connection must not go back
   // to keep-alive: stop() waits for every connection to close (up to its 10 s grace period).
   function closeIfStopping(res: http.ServerResponse): void {
+    if (deps.stopping()) res.setHeader('connection', 'close')
   }
 
   function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
