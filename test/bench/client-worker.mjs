@@ -1,0 +1,302 @@
+// The benchmark's CLIENT process: plain node (no tsx), so '@zerohop/client' and its '@zerohop/core'
+// resolve through node_modules to the BUILT packages (packages/*/dist). Under tsx, the root
+// tsconfig's `paths` would silently map both to packages/*/src. run.ts drives this process over IPC
+// and stays idle while a phase runs; all timing and CPU sampling happens here.
+//
+// Commands (from run.ts): init, phase, close. Every loop is bounded in count and in time.
+import { randomBytes } from 'node:crypto'
+import diagnostics from 'node:diagnostics_channel'
+import { readFileSync } from 'node:fs'
+import { performance } from 'node:perf_hooks'
+import { Pool } from 'undici'
+import { connect } from '@zerohop/client'
+
+const MSGPACK = 'application/x-msgpack'
+const VALUE_BYTES = 1024
+// About the size of the SDK's read request ({keys:[[partition, key]]} in MessagePack).
+const FLOOR_REQUEST = randomBytes(24)
+
+/** @type {Pool[]} */
+let floorPools = []
+/** @type {import('@zerohop/client').Client<Uint8Array | string> | undefined} */
+let client
+/** @type {string[]} */
+let keys = []
+let value = randomBytes(VALUE_BYTES)
+let putSeq = 0
+let floorBackground = 0
+let serverPids = { floor: [], cluster: [] }
+const CLK_TCK = 100 // getconf CLK_TCK on Linux; run.ts passes the real value
+let clkTck = CLK_TCK
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting
+
+/** utime + stime of a process, in µs (from /proc/<pid>/stat, clock-tick resolution). */
+function procCpuUs(pid) {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
+    // After "pid (comm) ": state is field 3, utime field 14, stime field 15.
+    return ((Number(f[11]) + Number(f[12])) * 1e6) / clkTck
+  } catch {
+    return NaN
+  }
+}
+
+/** Busy and total jiffies of the whole machine (/proc/stat), to see load from other processes. */
+function machineJiffies() {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]
+    const v = line.trim().split(/\s+/).slice(1).map(Number)
+    const idle = v[3] + (v[4] || 0)
+    const total = v.reduce((a, b) => a + b, 0)
+    return { busy: total - idle, total }
+  } catch {
+    return { busy: NaN, total: NaN }
+  }
+}
+
+function snapshot(pids) {
+  const cu = process.cpuUsage()
+  return {
+    t: performance.now(),
+    client: cu.user + cu.system,
+    servers: pids.map(procCpuUs),
+    machine: machineJiffies(),
+  }
+}
+
+function cpuDelta(a, b, ops) {
+  const wallUs = (b.t - a.t) * 1000
+  const clientUs = b.client - a.client
+  const serversUs = b.servers.reduce((s, x, i) => s + (x - a.servers[i]), 0)
+  const machineBusyUs = ((b.machine.busy - a.machine.busy) * 1e6) / clkTck
+  return {
+    clientUsPerOp: clientUs / ops,
+    serversUsPerOp: serversUs / ops,
+    // Cores busy on average: ours (client + servers) and the whole machine (includes other tenants).
+    oursCores: (clientUs + serversUs) / wallUs,
+    machineCores: machineBusyUs / wallUs,
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations
+
+/** One FLOOR op: POST to all three servers, resolve when two have answered; the third completes in the background. */
+function floorOp() {
+  return new Promise((resolve, reject) => {
+    let ok = 0
+    let failed = 0
+    for (const pool of floorPools) {
+      floorBackground++
+      pool
+        .request({ path: '/v1/replica/read', method: 'POST', body: FLOOR_REQUEST, headers: { 'content-type': MSGPACK } })
+        .then(async (res) => {
+          // Same body handling as the SDK's transport.
+          const bytes = Buffer.from(await res.body.arrayBuffer())
+          if (res.statusCode !== 200 || bytes.length !== VALUE_BYTES) throw new Error(`floor: HTTP ${res.statusCode}, ${bytes.length} bytes`)
+        })
+        .then(
+          () => {
+            floorBackground--
+            if (++ok === 2) resolve()
+          },
+          (err) => {
+            floorBackground--
+            if (++failed === 2) reject(err)
+          },
+        )
+    }
+  })
+}
+
+let getSeq = 0
+async function getOp() {
+  const key = keys[getSeq++ % keys.length]
+  const r = await client.get(key)
+  if (!r.found || r.siblings.length !== 1 || r.value.byteLength !== VALUE_BYTES) {
+    throw new Error(`get ${key}: found=${r.found} siblings=${r.siblings.length}`)
+  }
+}
+
+async function putOp() {
+  // A fresh key per put: a put without context on an existing key would create siblings.
+  const r = await client.put(`p-${putSeq++}`, value)
+  if (r.siblings.length !== 1) throw new Error(`put: ${r.siblings.length} siblings`)
+}
+
+const OPS = { floor: floorOp, get: getOp, put: putOp }
+
+// Sanity counters: a clean get benchmark does no read repair and sees no replica errors. Subscribing
+// costs nothing on the normal path (the SDK publishes only when something happens).
+const events = { readRepairs: 0, replicaErrors: 0 }
+diagnostics.subscribe('zerohop:client:read-repair', () => events.readRepairs++)
+diagnostics.subscribe('zerohop:client:replica-error', () => events.replicaErrors++)
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+
+function percentile(sorted, q) {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]
+}
+
+async function sleep(ms) {
+  await new Promise((r) => setTimeout(r, ms))
+}
+
+/** Wait until the background requests of floor ops have finished (bounded). */
+async function drain(mode) {
+  if (mode === 'floor') {
+    const deadline = Date.now() + 2000
+    while (floorBackground > 0 && Date.now() < deadline) await sleep(1)
+  } else {
+    // SDK: the read-repair wait (≤ readRepairWaitMs = 100 ms) and W=2 puts' third store.
+    await sleep(150)
+  }
+}
+
+/** Sequential ops, one in flight. */
+async function latencyPhase(op, ops, maxMs, pids) {
+  const lat = new Float64Array(ops)
+  let n = 0
+  let errors = 0
+  let firstError
+  const a = snapshot(pids)
+  const deadline = a.t + maxMs
+  while (n < ops && performance.now() < deadline) {
+    const s = performance.now()
+    try {
+      await op()
+    } catch (err) {
+      errors++
+      firstError ??= String(err?.stack ?? err)
+      if (errors > 100) break
+      continue
+    }
+    lat[n++] = performance.now() - s
+  }
+  const b = snapshot(pids)
+  const sorted = lat.subarray(0, n).sort()
+  const us = (x) => Math.round(x * 1000 * 10) / 10
+  return {
+    ops: n,
+    errors,
+    firstError,
+    elapsedMs: b.t - a.t,
+    p50: us(percentile(sorted, 0.5)),
+    p90: us(percentile(sorted, 0.9)),
+    p99: us(percentile(sorted, 0.99)),
+    p999: us(percentile(sorted, 0.999)),
+    max: us(sorted[n - 1] ?? NaN),
+    mean: us(n ? sorted.reduce((s, x) => s + x, 0) / n : NaN),
+    cpu: cpuDelta(a, b, Math.max(1, n)),
+  }
+}
+
+/** `concurrency` loops sharing one op budget and one deadline. */
+async function throughputPhase(op, concurrency, ops, maxMs, pids) {
+  let started = 0
+  let done = 0
+  let errors = 0
+  let firstError
+  const a = snapshot(pids)
+  const deadline = a.t + maxMs
+  const loop = async () => {
+    while (started < ops && performance.now() < deadline && errors <= 100) {
+      started++
+      try {
+        await op()
+        done++
+      } catch (err) {
+        errors++
+        firstError ??= String(err?.stack ?? err)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, loop))
+  const b = snapshot(pids)
+  const elapsedMs = b.t - a.t
+  return {
+    ops: done,
+    errors,
+    firstError,
+    elapsedMs,
+    opsPerSec: Math.round((done * 1000) / elapsedMs),
+    cpu: cpuDelta(a, b, Math.max(1, done)),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+async function init({ floorUrls, seeds, pids, keyCount, connections, clkTck: tck }) {
+  if (tck) clkTck = tck
+  serverPids = pids
+  floorPools = floorUrls.map(
+    (url) => new Pool(url, { connections, pipelining: 1, keepAliveTimeout: 30_000, connect: { timeout: 1000 } }),
+  )
+  client = await connect({ seeds, connections, connectTimeoutMs: 15_000 })
+  // Pre-write the keys the gets read: fresh keys, so one value each (no siblings).
+  keys = Array.from({ length: keyCount }, (_, i) => `k-${String(i).padStart(6, '0')}`)
+  let next = 0
+  const deadline = Date.now() + 60_000
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < keys.length) {
+        if (Date.now() > deadline) throw new Error('pre-write took over 60 s')
+        await client.put(keys[next++], value)
+      }
+    }),
+  )
+  await sleep(300) // third replicas of the last writes
+  // Check the resolution this benchmark promises: the built SDK, not its sources.
+  return { clientModule: import.meta.resolve('@zerohop/client'), keys: keys.length }
+}
+
+async function phase({ mode, kind, ops, maxMs, concurrency }) {
+  const op = OPS[mode]
+  const pids = mode === 'floor' ? serverPids.floor : serverPids.cluster
+  const before = { ...events }
+  let r
+  if (kind === 'latency') r = await latencyPhase(op, ops, maxMs, pids)
+  else r = await throughputPhase(op, concurrency, ops, maxMs, pids)
+  await drain(mode)
+  r.readRepairs = events.readRepairs - before.readRepairs
+  r.replicaErrors = events.replicaErrors - before.replicaErrors
+  return r
+}
+
+async function close() {
+  const c = client
+  client = undefined
+  const pools = floorPools
+  floorPools = []
+  await Promise.race([
+    Promise.allSettled([c?.close(), ...pools.map((p) => p.close())]),
+    sleep(3000),
+  ])
+  await Promise.allSettled(pools.map((p) => p.destroy()))
+  return {}
+}
+
+const commands = { init, phase, close }
+
+process.on('message', async (msg) => {
+  const { id, cmd, args } = msg
+  try {
+    const result = await commands[cmd](args ?? {})
+    process.send({ id, ok: true, result }, () => {
+      if (cmd === 'close') process.disconnect()
+    })
+  } catch (err) {
+    process.send({ id, ok: false, error: String(err?.stack ?? err) })
+  }
+})
+
+// Never outlive the benchmark.
+process.on('disconnect', () => {
+  setTimeout(() => process.exit(0), 100).unref()
+})
