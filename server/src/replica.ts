@@ -53,9 +53,10 @@ export class Replica {
 
   /** Stored (encoded) sets, as they are on disk: no decode on the read path. */
   async read(keys: [number, Uint8Array][]): Promise<(Uint8Array | null)[]> {
-    if (keys.length === 1) {
-      const v = await this.#store.get(dataKey(keys[0][0], keys[0][1]))
-      return [v ?? null]
+    if (keys.length <= 16) {
+      const out: (Uint8Array | null)[] = []
+      for (const [p, k] of keys) out.push((await this.#store.get(dataKey(p, k))) ?? null)
+      return out
     }
     const rows = await this.#store.getMany(keys.map(([p, k]) => dataKey(p, k)))
     return rows.map((r) => r ?? null)

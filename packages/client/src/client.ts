@@ -244,7 +244,7 @@ async function fetchRing(transport: Transport, seeds: string[], deadline: number
   for (;;) {
     for (const url of seeds) {
       try {
-        const reply = await transport.get(url, Paths.ring, AbortSignal.timeout(Math.max(1, Math.min(2000, deadline - Date.now()))))
+        const reply = await transport.get(url, Paths.ring, { timeoutMs: Math.max(1, Math.min(2000, deadline - Date.now())) })
         if (reply.status === 200) {
           const d = JSON.parse(reply.body.toString('utf8')) as RingResponse
           return { ring: new Ring(d.members as Member[], { partitions: d.partitions, n: d.n, spares: d.spares }), limits: d.limits }

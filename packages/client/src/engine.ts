@@ -29,7 +29,8 @@ import {
 } from '@zerohop/core'
 import { checkQuorum, checkTimeout, type ResolvedClientOptions } from './options.js'
 import { Operation, failureOf, gather, httpFailure, isTransient, notDelivered, type Outcome } from './operation.js'
-import type { Transport } from './transport.js'
+import type { Reply, SendOptions, Transport } from './transport.js'
+import { ReadBatcher } from './batcher.js'
 
 export const channels = {
   readRepair: diagnostics.channel('zerohop:client:read-repair'),
@@ -82,6 +83,7 @@ export class Engine {
   readonly transport: Transport
   readonly limits: Limits
   readonly liveness = new Liveness()
+  readonly #reads = new ReadBatcher((m, path, body, options) => this.#send(m, path, body, options, true), (m, o) => this.#record(m, o))
   ring: Ring
 
   constructor(options: ResolvedClientOptions, transport: Transport, ring: Ring, limits: Limits) {
@@ -103,25 +105,42 @@ export class Engine {
     if (key.byteLength > this.limits.maxKeyBytes) throw new KeyTooLargeError(key.byteLength, this.limits.maxKeyBytes)
   }
 
-  async #ask<T>(member: Member, path: string, body: Uint8Array, op: Operation, retry: boolean, decode: (b: Buffer) => T): Promise<Outcome<T>> {
-    const attempt = () => this.transport.post(member.url, path, body, op.signal)
+  /**
+   * Send one request. Reads and stores (idempotent) are retried on transient network errors; the
+   * first attempt goes out directly, p-retry takes over only once it has failed.
+   */
+  #send = async (member: Member, path: string, body: Uint8Array, options: SendOptions & { over?: () => boolean }, retry: boolean): Promise<Reply> => {
     try {
-      const reply = retry
-        ? await pRetry(attempt, { retries: this.options.retries, minTimeout: 5, maxTimeout: 50, signal: op.signal, shouldRetry: ({ error }) => isTransient(error) })
-        : await attempt()
-      if (reply.status !== 200) {
-        const failure = httpFailure(member, reply)
-        channels.replicaError.hasSubscribers && channels.replicaError.publish({ path, failure })
-        return { ok: false, member, failure }
-      }
-      this.liveness.ok(member.id)
-      return { ok: true, member, value: decode(reply.body) }
+      return await this.transport.post(member.url, path, body, options)
     } catch (err) {
-      const failure = failureOf(member, err, op)
-      this.liveness.failed(member.id, failure)
-      channels.replicaError.hasSubscribers && channels.replicaError.publish({ path, failure })
-      return { ok: false, member, failure }
+      if (!retry || this.options.retries === 0 || !isTransient(err) || options.over?.()) throw err
+      return pRetry(() => this.transport.post(member.url, path, body, options), {
+        retries: this.options.retries,
+        minTimeout: 5,
+        maxTimeout: 50,
+        signal: options.signal,
+        shouldRetry: ({ error }) => isTransient(error) && !options.over?.(),
+      })
     }
+  }
+
+  #record(member: Member, o: Outcome<unknown>): void {
+    if (o.ok) this.liveness.ok(member.id)
+    else {
+      this.liveness.failed(member.id, o.failure)
+      if (channels.replicaError.hasSubscribers) channels.replicaError.publish({ failure: o.failure })
+    }
+  }
+
+  async #ask<T>(member: Member, path: string, body: Uint8Array, op: Operation, retry: boolean, decode: (b: Buffer) => T): Promise<Outcome<T>> {
+    const sent = this.#send(member, path, body, { signal: op.userSignal, timeoutMs: op.remaining, over: () => op.over }, retry).then(
+      (reply): Outcome<T> => (reply.status === 200 ? { ok: true, member, value: decode(reply.body) } : { ok: false, member, failure: httpFailure(member, reply) }),
+      (err): Outcome<T> => ({ ok: false, member, failure: failureOf(member, err, op) }),
+    )
+    // The deadline settles the outcome even if the request has not given up yet.
+    const o = await op.race(sent, (): Outcome<T> => ({ ok: false, member, failure: failureOf(member, undefined, op) }))
+    this.#record(member, o)
+    return o
   }
 
   #readOne(member: Member, body: Uint8Array, op: Operation, retry = true): Promise<Outcome<Uint8Array | null>> {
@@ -142,8 +161,7 @@ export class Engine {
     const partition = this.ring.partitionOf(key)
     const replicas = this.replicas(partition)
     const op = new Operation(timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
-    const body = pack({ keys: [[partition, key]] })
-    const g = gather(replicas, need, (m) => this.#readOne(m, body, op))
+    const g = gather(replicas, need, (m) => this.#reads.read(m, partition, key, op))
     let answered: Outcome<Uint8Array | null>[]
     try {
       answered = await g.quorum

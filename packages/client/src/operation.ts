@@ -4,37 +4,68 @@ import { AbortError, type Member, type ReplicaFailure } from '@zerohop/core'
 import type { Reply } from './transport.js'
 
 export class Operation {
-  readonly controller = new AbortController()
   reason: 'timeout' | 'aborted' | undefined
+  readonly deadline: number
+  /** The caller's signal, passed on to requests so they are cancelled with it. */
+  readonly userSignal?: AbortSignal
   readonly #timer: NodeJS.Timeout
-  readonly #user?: AbortSignal
+  #listeners: (() => void)[] = []
   readonly #onUser = () => this.abort('aborted')
 
   constructor(timeoutMs: number, user?: AbortSignal) {
     if (user?.aborted) throw new AbortError({ cause: user.reason })
-    this.#user = user
+    this.deadline = Date.now() + timeoutMs
+    this.userSignal = user
     this.#timer = setTimeout(() => this.abort('timeout'), timeoutMs)
     user?.addEventListener('abort', this.#onUser, { once: true })
   }
 
-  get signal(): AbortSignal {
-    return this.controller.signal
+  /** Milliseconds left before the deadline (at least 1). */
+  get remaining(): number {
+    return Math.max(1, this.deadline - Date.now())
+  }
+
+  get over(): boolean {
+    return this.reason !== undefined
+  }
+
+  /** Run `fn` when the operation times out or is aborted (at once if it already was). */
+  onAbort(fn: () => void): void {
+    if (this.reason) fn()
+    else this.#listeners.push(fn)
   }
 
   abort(reason: 'timeout' | 'aborted'): void {
     if (this.reason) return
     this.reason = reason
-    this.controller.abort()
+    const listeners = this.#listeners
+    this.#listeners = []
+    for (const fn of listeners) fn()
+  }
+
+  /** `p`, or `fallback()` as soon as the operation is over, whichever comes first. */
+  race<T>(p: Promise<T>, fallback: () => T): Promise<T> {
+    if (this.reason) return Promise.resolve(fallback())
+    return new Promise<T>((resolve) => {
+      let done = false
+      const finish = (v: T) => {
+        if (done) return
+        done = true
+        resolve(v)
+      }
+      p.then(finish, () => finish(fallback()))
+      this.onAbort(() => finish(fallback()))
+    })
   }
 
   /** Throws the caller's AbortError if the caller's signal fired. */
   checkAborted(): void {
-    if (this.reason === 'aborted') throw new AbortError({ cause: this.#user?.reason })
+    if (this.reason === 'aborted') throw new AbortError({ cause: this.userSignal?.reason })
   }
 
   done(): void {
     clearTimeout(this.#timer)
-    this.#user?.removeEventListener('abort', this.#onUser)
+    this.userSignal?.removeEventListener('abort', this.#onUser)
   }
 }
 
@@ -63,7 +94,8 @@ export function failureOf(member: Member, err: unknown, op: Operation): ReplicaF
   if (op.reason === 'aborted') return { ...base, cause: 'aborted', message: 'aborted by the caller' }
   const code = errorCode(err)
   if (code === 'ECONNREFUSED') return { ...base, cause: 'refused', code, message: 'connection refused' }
-  if (code === 'UND_ERR_CONNECT_TIMEOUT') return { ...base, cause: 'timeout', code, message: 'connect timeout' }
+  if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return { ...base, cause: 'timeout', code, message: 'no answer before the deadline' }
+  if (code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR' || (err as Error)?.name === 'AbortError') return { ...base, cause: 'aborted', code, message: 'aborted by the caller' }
   return { ...base, cause: 'network', code, message: (err as Error)?.message ?? String(err) }
 }
 

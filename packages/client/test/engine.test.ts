@@ -17,7 +17,7 @@ import {
 } from '@zerohop/core'
 import { Engine } from '../src/engine.js'
 import { resolveClientOptions } from '../src/options.js'
-import type { Reply, Transport } from '../src/transport.js'
+import type { Reply, SendOptions, Transport } from '../src/transport.js'
 
 type Mode = 'up' | 'refuse' | 'hang'
 
@@ -40,12 +40,19 @@ class FakeTransport implements Transport {
     throw new Error('not used')
   }
   async close(): Promise<void> {}
-  async post(url: string, path: string, body: Uint8Array, signal?: AbortSignal): Promise<Reply> {
+  async post(url: string, path: string, body: Uint8Array, options: SendOptions = {}): Promise<Reply> {
     const node = this.nodes.get(url)!
     node.calls.push(path)
     if (node.mode === 'refuse') throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })
     if (node.mode === 'hang') {
-      await new Promise((_, reject) => signal?.addEventListener('abort', () => reject(new Error('aborted'))))
+      // Like undici: the request gives up at its timeout, or when its signal fires.
+      await new Promise((_, reject) => {
+        const t = setTimeout(() => reject(Object.assign(new Error('headers timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' })), options.timeoutMs ?? 60_000)
+        options.signal?.addEventListener('abort', () => {
+          clearTimeout(t)
+          reject(Object.assign(new Error('aborted'), { name: 'AbortError' }))
+        })
+      })
     }
     const req = unpack(body) as Record<string, any>
     const keyOf = (k: Uint8Array) => Buffer.from(k).toString('hex')
@@ -130,5 +137,31 @@ describe('Engine', () => {
     const err = await e.get(key, 2, 100, undefined).catch((x) => x)
     expect(err.code).toBe('ZH_QUORUM_NOT_MET')
     expect(err.replicas.map((r: { id: string; cause: string }) => `${r.id}:${r.cause}`).sort()).toEqual(['a:refused', 'b:timeout'])
+  })
+
+  it('sends a read to an idle node at once and coalesces the reads that follow while it is in flight', async () => {
+    const e = engine()
+    const keys = Array.from({ length: 10 }, (_, i) => Buffer.from(`key-${i}`))
+    for (const k of keys) await e.put(k, v(k.toString()), undefined, 3, undefined, undefined)
+    for (const id of ids) transport.node(id).calls = []
+    const results = await Promise.all(keys.map((k) => e.get(k, 2, undefined, undefined)))
+    expect(results.map((r) => String(r.siblings[0]))).toEqual(keys.map(String))
+    // 10 gets: the first goes alone, the other 9 travel together in one request per node.
+    for (const id of ids) expect(transport.node(id).calls.filter((p) => p === Paths.read)).toHaveLength(2)
+    // A lone get on an idle node: one request each, no waiting for a batch.
+    for (const id of ids) transport.node(id).calls = []
+    await e.get(keys[0], 2, undefined, undefined)
+    for (const id of ids) expect(transport.node(id).calls.filter((p) => p === Paths.read).length).toBeLessThanOrEqual(1)
+  })
+
+  it('a get that is aborted inside a shared batch fails alone; the others are answered', async () => {
+    const e = engine()
+    await e.put(Buffer.from('x'), v('x'), undefined, 3, undefined, undefined)
+    const ac = new AbortController()
+    const aborted = e.get(Buffer.from('y'), 2, undefined, ac.signal)
+    const fine = e.get(Buffer.from('x'), 2, undefined, undefined)
+    ac.abort()
+    await expect(aborted).rejects.toMatchObject({ code: 'ZH_ABORTED' })
+    expect((await fine).siblings.map(String)).toEqual(['x'])
   })
 })

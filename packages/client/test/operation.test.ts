@@ -43,9 +43,9 @@ describe('gather', () => {
 })
 
 describe('Operation', () => {
-  it('aborts its signal at the deadline and classifies the failure as a timeout', async () => {
+  it('ends at the deadline and classifies the failure as a timeout', async () => {
     const op = new Operation(20)
-    await new Promise<void>((r) => op.signal.addEventListener('abort', () => r()))
+    await new Promise<void>((r) => op.onAbort(r))
     expect(op.reason).toBe('timeout')
     expect(failureOf(members[0], new Error('aborted'), op).cause).toBe('timeout')
     op.done()
@@ -55,7 +55,8 @@ describe('Operation', () => {
     const ac = new AbortController()
     const op = new Operation(10_000, ac.signal)
     ac.abort()
-    expect(op.signal.aborted).toBe(true)
+    expect(op.over).toBe(true)
+    expect(op.reason).toBe('aborted')
     expect(() => op.checkAborted()).toThrow(expect.objectContaining({ code: 'ZH_ABORTED' }))
     op.done()
   })
@@ -64,6 +65,16 @@ describe('Operation', () => {
     const ac = new AbortController()
     ac.abort()
     expect(() => new Operation(1000, ac.signal)).toThrow(expect.objectContaining({ code: 'ZH_ABORTED' }))
+  })
+
+  it('race settles with the fallback when the operation ends first', async () => {
+    const op = new Operation(10)
+    const never = new Promise<string>(() => {})
+    expect(await op.race(never, () => 'deadline')).toBe('deadline')
+    op.done()
+    const op2 = new Operation(1000)
+    expect(await op2.race(Promise.resolve('answer'), () => 'deadline')).toBe('answer')
+    op2.done()
   })
 
   it('names connection refused and other network errors', () => {

@@ -1,7 +1,7 @@
 // The consistent-hash ring: MD5(key) → one of Q equal-sized partitions (Dynamo's strategy 3), and a
 // partition → preference list table. Ownership is a pure function of the membership, so every node
 // and every SDK computes the same table with no leader, whatever order the members are listed in.
-import { createHash } from 'node:crypto'
+import crypto from 'node:crypto'
 import { InvalidArgumentError } from './errors.js'
 
 export interface Member {
@@ -26,8 +26,11 @@ export const ringDefaults = { partitions: 256, n: 3, spares: 2 } as const
 
 const ID_RE = /^[A-Za-z0-9._-]{1,64}$/
 
+// crypto.hash (Node >= 20.12) is a one-shot digest without a Hash object: ~40 % cheaper per key.
+const oneShot = (crypto as { hash?: (alg: string, data: Uint8Array | string, enc: 'buffer') => Buffer }).hash
+
 export function md5(bytes: Uint8Array | string): Buffer {
-  return createHash('md5').update(bytes).digest()
+  return oneShot ? oneShot('md5', bytes, 'buffer') : crypto.createHash('md5').update(bytes).digest()
 }
 
 function fmix32(h: number): number {
