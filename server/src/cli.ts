@@ -74,7 +74,11 @@ async function start(args: string[]): Promise<void> {
     fsync: values.fsync,
     logLevel: values['log-level'] as never,
   })
+  let stopping = false
   const shutdown = (signal: string) => {
+    // Ctrl-C under `zerohop dev` reaches a node twice: from the terminal and from the dev runner.
+    if (stopping) return
+    stopping = true
     node.log.info({ signal }, 'shutting down')
     node.stop().then(
       () => process.exit(0),
