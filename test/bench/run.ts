@@ -54,30 +54,25 @@ interface Cpu {
   oursCores: number
   machineCores: number
 }
-interface Latency {
+interface Phase {
   ops: number
   errors: number
   readRepairs: number
   replicaErrors: number
   firstError?: string
   elapsedMs: number
+  cpu: Cpu
+}
+interface Latency extends Phase {
   p50: number
   p90: number
   p99: number
   p999: number
   max: number
   mean: number
-  cpu: Cpu
 }
-interface Throughput {
-  ops: number
-  errors: number
-  readRepairs: number
-  replicaErrors: number
-  firstError?: string
-  elapsedMs: number
+interface Throughput extends Phase {
   opsPerSec: number
-  cpu: Cpu
 }
 interface Round {
   latency: Record<Mode, Latency>
