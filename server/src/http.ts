@@ -6,6 +6,7 @@ import {
   ErrorCodes,
   HttpError,
   MAX_BATCH,
+  MAX_COUNTER,
   MSGPACK,
   Paths,
   checkSet,
@@ -108,7 +109,7 @@ export class Validator {
     } catch {
       throw bad(400, ErrorCodes.BAD_BODY, `${where}: set is not valid MessagePack`)
     }
-    const why = checkSet(x, this.options.maxValueBytes)
+    const why = checkSet(x, this.options.maxValueBytes, MAX_COUNTER)
     if (why) throw bad(why.includes('over the limit') ? 413 : 400, why.includes('over the limit') ? ErrorCodes.VALUE_TOO_LARGE : ErrorCodes.BAD_BODY, `${where}: ${why}`)
     return s
   }
@@ -129,7 +130,7 @@ const replicaRoutes: Record<string, Handler> = {
     const [p, k] = v.partitionKey(req.partition, req.key, 'request')
     const context = req.context ?? []
     if (!checkVector(context)) throw bad(400, ErrorCodes.BAD_BODY, 'context must be a version vector [[actor, counter], ...]')
-    const value = v.value(req.value === undefined ? undefined : req.value)
+    const value = v.value(req.value)
     return { set: await replica.coordinate(p, k, context as VersionVector, value) }
   },
   [Paths.store]: async (body, v, replica) => {

@@ -22,6 +22,8 @@ export interface NodeDeps {
 
 const IDENTITY_KEY = Buffer.from('midentity')
 const MEMBERS_KEY = Buffer.from('mmembers')
+/** Present only while the node is stopped after a graceful shutdown. */
+const CLEAN_KEY = Buffer.from('mclean')
 
 interface Identity {
   id: string
@@ -122,20 +124,38 @@ export class StorageNode {
     return new Ring(members, { partitions: this.options.partitions, n: this.options.n })
   }
 
-  /** A new incarnation whenever storage starts empty, so dots minted before a disk loss are never reused. */
+  /**
+   * A new incarnation (so a new actor id) whenever storage starts empty, so dots minted before a disk
+   * loss are never minted again for other values. Without --fsync, an unclean stop (crash, SIGKILL,
+   * power loss) may have lost the last writes while storage is not empty; that takes a new
+   * incarnation too, since the lost dots' counters could otherwise be reused.
+   */
   async #loadIdentity(): Promise<Identity> {
     const raw = await this.#store.get(IDENTITY_KEY)
+    let identity: Identity
     if (raw) {
       const stored = unpack(raw) as Identity
       if (stored.id !== this.options.id) {
         throw new ZerohopError(ErrorCodes.INVALID_ARGUMENT, `data directory ${this.options.data} belongs to node ${stored.id}, not ${this.options.id}; use --data to point at this node's own directory`)
       }
-      return stored
+      const clean = (await this.#store.get(CLEAN_KEY)) !== undefined
+      if (clean || this.options.fsync) {
+        identity = stored
+      } else {
+        identity = { id: this.options.id, incarnation: this.#newIncarnation() }
+        this.log.warn({ previous: stored.incarnation, incarnation: identity.incarnation }, 'unclean shutdown without --fsync: new incarnation')
+      }
+    } else {
+      identity = { id: this.options.id, incarnation: this.#newIncarnation() }
+      this.log.info({ incarnation: identity.incarnation }, 'empty storage: new incarnation')
     }
-    const identity: Identity = { id: this.options.id, incarnation: Buffer.from(this.#random(6)).toString('hex') }
-    await this.#store.put(IDENTITY_KEY, pack(identity))
-    this.log.info({ incarnation: identity.incarnation }, 'empty storage: new incarnation')
+    await this.#store.put(IDENTITY_KEY, pack(identity), { sync: true })
+    await this.#store.del(CLEAN_KEY)
     return identity
+  }
+
+  #newIncarnation(): string {
+    return Buffer.from(this.#random(6)).toString('hex')
   }
 
   health(): HealthResponse {
@@ -165,6 +185,8 @@ export class StorageNode {
         await closed
         clearTimeout(force)
       }
+      // Synced: on disk only after every write before it.
+      if (this.#identity) await this.#store.put(CLEAN_KEY, Buffer.from([1]), { sync: true })
       await this.#store.close()
       this.log.info('stopped')
     })()

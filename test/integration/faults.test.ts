@@ -2,7 +2,13 @@
 // 3 nodes every key lives on every node, so each fault below hits a replica of every key.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { connect, QuorumError, AbortError, type Client } from '@zerohop/client'
+import { request } from 'undici'
 import { Cluster, waitFor } from '../harness/cluster.js'
+
+async function actorOf(url: string): Promise<string> {
+  const res = await request(`${url}/v1/health`)
+  return ((await res.body.json()) as { actor: string }).actor
+}
 
 const text = (b: Uint8Array | string | undefined) => (b === undefined ? undefined : Buffer.from(b as Uint8Array).toString())
 
@@ -121,6 +127,19 @@ describe('faults', () => {
     expect(n2.found).toBe(true)
     expect(n2.siblings.map(text)).toEqual(['kept'])
     expect(n2.digest).toBe(before.replicas.find((r) => r.id === 'n2')!.digest)
+  })
+
+  it('an unclean stop (SIGKILL) takes a new incarnation (actor id) at restart; a graceful one keeps it', async () => {
+    const n2 = cluster.node('n2')
+    const before = await actorOf(n2.url)
+    await n2.stop()
+    await cluster.restart('n2')
+    expect(await actorOf(n2.url)).toBe(before)
+    await n2.kill()
+    await cluster.restart('n2')
+    const after = await actorOf(n2.url)
+    expect(after).not.toBe(before)
+    expect(after.startsWith('n2~')).toBe(true)
   })
 
   it('a graceful stop (SIGTERM) exits 0 and keeps the data', async () => {

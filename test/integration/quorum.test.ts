@@ -73,6 +73,7 @@ describe('reads and writes through quorums', () => {
   it('a put without a context never overwrites blindly: it becomes a sibling', async () => {
     await db.put('blind', 'one')
     const res = await db.put('blind', 'two')
+    expect(res.conflict).toBe(true)
     expect(res.siblings.map(text).sort()).toEqual(['one', 'two'])
     expect((await db.get('blind')).siblings.map(text).sort()).toEqual(['one', 'two'])
   })
@@ -101,6 +102,31 @@ describe('reads and writes through quorums', () => {
     // The context of the merged read descends the resolution: writing with it leaves one value.
     await carts.put('merge-cart', ['apple', 'pear', 'plum'], { context: merged.context })
     expect((await carts.get('merge-cart', { r: 3 })).siblings).toEqual([['apple', 'pear', 'plum']])
+  })
+
+  it('a write that lands while merge runs is never lost by the next write (merged context stays honest)', async () => {
+    const other = await connect({ seeds: cluster.seeds, encoding: 'json' })
+    try {
+      const carts = db.collection<string[]>({
+        encoding: 'json',
+        merge: async (siblings) => {
+          // Another client writes, acknowledged by all three replicas, while this one merges.
+          await other.put('merge-race', ['concurrent'], { w: 3 })
+          return [...new Set(siblings.flat())].sort()
+        },
+      })
+      const start = await carts.get('merge-race')
+      await carts.put('merge-race', ['x'], { context: start.context })
+      await carts.put('merge-race', ['y'], { context: start.context })
+      const merged = await carts.get('merge-race')
+      expect(merged.value).toEqual(['x', 'y'])
+      await carts.put('merge-race', ['x', 'y', 'z'], { context: merged.context })
+      const all = await db.collection<string[]>({ encoding: 'json' }).get('merge-race', { r: 3 })
+      expect(all.siblings).toContainEqual(['concurrent'])
+      expect(all.siblings).toContainEqual(['x', 'y', 'z'])
+    } finally {
+      await other.close()
+    }
   })
 
   it('a merge function that throws rejects with MergeError', async () => {

@@ -4,8 +4,8 @@
 // what lets reads per second go past one request per replica per read; a read to an idle node goes
 // out at once, so a lone get pays nothing. Each get keeps its own deadline and signal.
 import { MAX_BATCH, Paths, pack, unpack, type Member } from '@zerohop/core'
-import { failureOf, httpFailure, type Operation, type Outcome } from './operation.js'
-import type { Reply, SendOptions } from './transport.js'
+import { failureOf, httpFailure, type Deadline, type Operation, type Outcome } from './operation.js'
+import type { Reply } from './transport.js'
 
 type ReadOutcome = Outcome<Uint8Array | null>
 
@@ -18,7 +18,7 @@ interface PendingRead {
 }
 
 /** Sends one (retryable) read request. */
-export type Send = (member: Member, path: string, body: Uint8Array, options: SendOptions & { over?: () => boolean }) => Promise<Reply>
+export type Send = (member: Member, path: string, body: Uint8Array, deadline: Deadline) => Promise<Reply>
 
 export class ReadBatcher {
   #queues = new Map<string, { member: Member; items: PendingRead[] }>()
@@ -85,12 +85,9 @@ export class ReadBatcher {
     // Every get settles on its own deadline or abort; the shared request lives until the last of
     // them is over (its timeout), and carries the caller's signal only when it serves one get.
     for (const item of items) item.op.onAbort(() => this.#settle(member, item, { ok: false, member, failure: failureOf(member, undefined, item.op) }))
-    const options =
-      items.length === 1
-        ? { signal: items[0].op.userSignal, timeoutMs: items[0].op.remaining, over: () => items[0].op.over }
-        : { timeoutMs: Math.max(...items.map((i) => i.op.remaining)), over: () => items.every((i) => i.op.over) }
+    const deadline: Deadline = items.length === 1 ? items[0].op : new SharedDeadline(items.map((i) => i.op))
     try {
-      const reply = await this.#send(member, Paths.read, body, options)
+      const reply = await this.#send(member, Paths.read, body, deadline)
       if (reply.status !== 200) {
         const failure = httpFailure(member, reply)
         for (const item of items) this.#settle(member, item, { ok: false, member, failure })
@@ -115,5 +112,33 @@ export class ReadBatcher {
     } catch (err) {
       for (const item of items) this.#settle(member, item, { ok: false, member, failure: failureOf(member, err, item.op) })
     }
+  }
+}
+
+/** The deadline of a request that serves several gets: it is over when the last of them is. */
+class SharedDeadline implements Deadline {
+  readonly #ops: Operation[]
+  #controller?: AbortController
+
+  constructor(ops: Operation[]) {
+    this.#ops = ops
+  }
+
+  get remaining(): number {
+    return Math.max(...this.#ops.map((o) => o.remaining))
+  }
+
+  get over(): boolean {
+    return this.#ops.every((o) => o.over)
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      const controller = new AbortController()
+      this.#controller = controller
+      let live = this.#ops.length
+      for (const op of this.#ops) op.onAbort(() => --live === 0 && controller.abort())
+    }
+    return this.#controller.signal
   }
 }

@@ -9,6 +9,7 @@ import {
   Paths,
   Ring,
   fromUtf8,
+  siblings,
   utf8,
   type Limits,
   type Member,
@@ -34,17 +35,23 @@ export interface GetResult<V> {
   value?: V
   /** Every concurrent live value the read saw. */
   siblings: V[]
-  /** True when the merge function resolved siblings (and the result was written back). */
+  /** True when the merge function resolved siblings (the result is written back; see the merge channel if that failed). */
   merged: boolean
   /** Opaque causal context: pass it to the put() or delete() that follows this read. */
   context: string
 }
 
 export interface PutResult<V> {
-  /** Context covering this write (and any concurrent values listed in `siblings`). */
+  /**
+   * Context for the next write. It covers this write when the coordinator holds nothing concurrent
+   * with it; otherwise it is the context you passed in, so the next write becomes a sibling rather
+   * than silently replacing a value you have not seen.
+   */
   context: string
-  /** The live values on the coordinating replica after the write: more than one means a concurrent write. */
+  /** The live values on the coordinating replica after the write. */
   siblings: V[]
+  /** True when `siblings` holds values concurrent with this write: read and merge to resolve them. */
+  conflict: boolean
 }
 
 export interface ReplicaState<V> {
@@ -120,12 +127,13 @@ export class Collection<V> {
     if (siblings.length === 1) result.value = siblings[0]
     else if (siblings.length > 1 && this.#merge) {
       let merged: V
+      let bytes: Uint8Array
       try {
         merged = await this.#merge(siblings, key)
+        bytes = this.#encode(merged)
       } catch (err) {
-        throw new MergeError(`the merge function threw for ${siblings.length} siblings`, { cause: err })
+        throw new MergeError(`the merge function threw, or returned a value this collection cannot encode, for ${siblings.length} siblings`, { cause: err })
       }
-      const bytes = this.#encode(merged)
       result.value = merged
       result.merged = true
       // Write the resolution back with the joined context, so later reads see one value.
@@ -146,7 +154,7 @@ export class Collection<V> {
     const k = keyBytes(key)
     engine.checkKey(k)
     const raw = await engine.put(k, this.#encode(value), options.context, options.w, options.timeoutMs, options.signal)
-    return { context: contextOf(raw.vector, raw.coordinator), siblings: raw.siblings.map((b) => this.#decode(b)) }
+    return { context: contextOf(raw.vector, raw.coordinator), siblings: raw.siblings.map((b) => this.#decode(b)), conflict: raw.conflict }
   }
 
   /**
@@ -172,7 +180,7 @@ export class Collection<V> {
     const engine = this.#engine()
     const k = keyBytes(key)
     engine.checkKey(k)
-    const raw = await engine.inspect(k, options.timeoutMs)
+    const raw = await engine.inspect(k, options.timeoutMs, options.signal)
     return {
       partition: raw.partition,
       preferenceList: raw.preferenceList.map((m) => ({ id: m.id, url: m.url, up: m.up })),
@@ -181,7 +189,7 @@ export class Collection<V> {
           id: r.id,
           url: r.url,
           found: r.found,
-          siblings: r.set ? r.set.flatMap((e) => e[2]).flatMap((v) => (v === null ? [] : [this.#decode(v)])) : [],
+          siblings: r.set ? siblings(r.set).map((v) => this.#decode(v)) : [],
           digest: r.digest ?? null,
         }
         if (r.error) state.error = r.error

@@ -28,7 +28,7 @@ import {
   type VersionVector,
 } from '@zerohop/core'
 import { checkQuorum, checkTimeout, type ResolvedClientOptions } from './options.js'
-import { Operation, failureOf, gather, httpFailure, isTransient, notDelivered, type Outcome } from './operation.js'
+import { Operation, failureOf, gather, httpFailure, isTransient, notDelivered, unavailable, type Deadline, type Outcome } from './operation.js'
 import type { Reply, SendOptions, Transport } from './transport.js'
 import { ReadBatcher } from './batcher.js'
 
@@ -52,6 +52,8 @@ export interface RawPutResult {
   vector: VersionVector
   coordinator: string
   siblings: Uint8Array[]
+  /** The coordinator holds values concurrent with this write. */
+  conflict: boolean
 }
 
 export interface ReplicaView {
@@ -67,7 +69,7 @@ export interface ReplicaView {
 class Liveness {
   readonly #downUntil = new Map<string, number>()
   failed(id: string, f: ReplicaFailure): void {
-    if (f.cause === 'refused' || f.cause === 'network' || f.cause === 'timeout') this.#downUntil.set(id, Date.now() + 1000)
+    if (f.cause === 'refused' || f.cause === 'network' || f.cause === 'timeout' || unavailable(f)) this.#downUntil.set(id, Date.now() + 1000)
   }
   ok(id: string): void {
     this.#downUntil.delete(id)
@@ -83,7 +85,7 @@ export class Engine {
   readonly transport: Transport
   readonly limits: Limits
   readonly liveness = new Liveness()
-  readonly #reads = new ReadBatcher((m, path, body, options) => this.#send(m, path, body, options, true), (m, o) => this.#record(m, o))
+  readonly #reads = new ReadBatcher((m, path, body, deadline) => this.#send(m, path, body, deadline, true), (m, o) => this.#record(m, o))
   ring: Ring
 
   constructor(options: ResolvedClientOptions, transport: Transport, ring: Ring, limits: Limits) {
@@ -109,17 +111,18 @@ export class Engine {
    * Send one request. Reads and stores (idempotent) are retried on transient network errors; the
    * first attempt goes out directly, p-retry takes over only once it has failed.
    */
-  #send = async (member: Member, path: string, body: Uint8Array, options: SendOptions & { over?: () => boolean }, retry: boolean): Promise<Reply> => {
+  #send = async (member: Member, path: string, body: Uint8Array, deadline: Deadline, retry: boolean): Promise<Reply> => {
+    const options = (): SendOptions => ({ signal: deadline.userSignal, timeoutMs: deadline.remaining, deadline: () => deadline.signal })
     try {
-      return await this.transport.post(member.url, path, body, options)
+      return await this.transport.post(member.url, path, body, options())
     } catch (err) {
-      if (!retry || this.options.retries === 0 || !isTransient(err) || options.over?.()) throw err
-      return pRetry(() => this.transport.post(member.url, path, body, options), {
+      if (!retry || this.options.retries === 0 || !isTransient(err) || deadline.over) throw err
+      return pRetry(() => this.transport.post(member.url, path, body, options()), {
         retries: this.options.retries,
         minTimeout: 5,
         maxTimeout: 50,
-        signal: options.signal,
-        shouldRetry: ({ error }) => isTransient(error) && !options.over?.(),
+        signal: deadline.userSignal,
+        shouldRetry: ({ error }) => isTransient(error) && !deadline.over,
       })
     }
   }
@@ -133,23 +136,21 @@ export class Engine {
   }
 
   async #ask<T>(member: Member, path: string, body: Uint8Array, op: Operation, retry: boolean, decode: (b: Buffer) => T): Promise<Outcome<T>> {
-    const sent = this.#send(member, path, body, { signal: op.userSignal, timeoutMs: op.remaining, over: () => op.over }, retry).then(
-      (reply): Outcome<T> => (reply.status === 200 ? { ok: true, member, value: decode(reply.body) } : { ok: false, member, failure: httpFailure(member, reply) }),
+    const sent = this.#send(member, path, body, op, retry).then(
+      (reply): Outcome<T> => {
+        if (reply.status !== 200) return { ok: false, member, failure: httpFailure(member, reply) }
+        try {
+          return { ok: true, member, value: decode(reply.body) }
+        } catch (err) {
+          return { ok: false, member, failure: { id: member.id, url: member.url, cause: 'invalid-response', message: (err as Error).message } }
+        }
+      },
       (err): Outcome<T> => ({ ok: false, member, failure: failureOf(member, err, op) }),
     )
     // The deadline settles the outcome even if the request has not given up yet.
     const o = await op.race(sent, (): Outcome<T> => ({ ok: false, member, failure: failureOf(member, undefined, op) }))
     this.#record(member, o)
     return o
-  }
-
-  #readOne(member: Member, body: Uint8Array, op: Operation, retry = true): Promise<Outcome<Uint8Array | null>> {
-    return this.#ask(member, Paths.read, body, op, retry, (b) => {
-      const res = unpack(b) as { sets?: (Uint8Array | null)[] }
-      const s = res?.sets?.[0]
-      if (s !== null && !(s instanceof Uint8Array)) throw new TypeError('invalid read response')
-      return s
-    })
   }
 
   #store(member: Member, partition: number, key: Uint8Array, set: Uint8Array, op: Operation): Promise<Outcome<null>> {
@@ -170,28 +171,43 @@ export class Engine {
       op.checkAborted()
       throw new QuorumError('get', need, g.outcomes.filter((o) => o.ok).length, failuresOf(failed as Outcome<unknown>[]))
     }
-    const raws = answered.map((o) => (o.ok ? o.value : null))
-    const set = reconcile(raws)
+    let set: DvvSet
+    try {
+      set = reconcile(answered.map((o) => (o.ok ? o.value : null)))
+    } catch (err) {
+      // A replica answered with bytes that are not a DVV set: never a reason to crash or guess.
+      op.done()
+      throw new QuorumError('get', need, 0, answered.map((o) => ({ id: o.member.id, url: o.member.url, cause: 'invalid-response', message: (err as Error).message })))
+    }
     const result: RawGetResult = { found: false, siblings: siblings(set), set, vector: join(set), first: answered[0].member.id }
     result.found = result.siblings.length > 0
-    if (this.options.readRepair && replicas.length > 1) void this.#repairAfter(g.all, g.outcomes, partition, key, op)
-    else void g.all.then(() => op.done())
+    if (this.options.readRepair && replicas.length > 1) {
+      this.#repairAfter(g.all, g.outcomes, partition, key, op).catch((err) => {
+        if (channels.readRepair.hasSubscribers) channels.readRepair.publish({ key, partition, error: err })
+      })
+    } else void g.all.then(() => op.done())
     return result
   }
 
   /** After answering: wait briefly for the slower replicas, then send the synced set to any that are behind. */
   async #repairAfter(all: Promise<void>, outcomes: Outcome<Uint8Array | null>[], partition: number, key: Uint8Array, op: Operation): Promise<void> {
     let timer: NodeJS.Timeout | undefined
-    await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, this.options.readRepairWaitMs)))])
-    clearTimeout(timer)
-    op.done()
+    try {
+      await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, this.options.readRepairWaitMs)))])
+    } finally {
+      clearTimeout(timer)
+      op.done()
+    }
     const ok = outcomes.filter((o): o is Extract<Outcome<Uint8Array | null>, { ok: true }> => o.ok)
     // Only replicas that answered can be compared, and repaired.
     if (ok.length < 2) return
     const first = ok[0].value
     if (ok.every((o) => bytesEqual(o.value, first))) return
-    const target = encodeSet(reconcile(ok.map((o) => o.value)))
-    const stale = ok.filter((o) => !bytesEqual(o.value, target)).map((o) => o.member)
+    // An answer that does not decode is left alone: repair only what is understood.
+    const sound = ok.filter((o) => o.value === null || decodable(o.value))
+    if (sound.length < 2) return
+    const target = encodeSet(reconcile(sound.map((o) => o.value)))
+    const stale = sound.filter((o) => !bytesEqual(o.value, target)).map((o) => o.member)
     if (stale.length === 0) return
     const repairOp = new Operation(this.options.timeoutMs)
     const results = await Promise.all(stale.map((m) => this.#store(m, partition, key, target, repairOp)))
@@ -234,7 +250,13 @@ export class Engine {
       const setBytes = coordinated.value
       const set = decodeSet(setBytes)
       const coordinator = coordinated.member
-      const result: RawPutResult = { vector: join(set), coordinator: coordinator.id, siblings: siblings(set) }
+      const live = siblings(set)
+      // The context handed back must cover only what the caller has seen. When the coordinator holds
+      // nothing live but this write, the set's join is exactly that; when it also holds concurrent
+      // values, the caller keeps its own context, so a follow-up write can never silently supersede
+      // a value it never saw (it becomes a sibling instead).
+      const alone = value === null ? live.length === 0 : live.length === 1 && bytesEqual(live[0], value)
+      const result: RawPutResult = { vector: alone ? join(set) : ctx.vector, coordinator: coordinator.id, siblings: live, conflict: !alone }
       const others = replicas.filter((m) => m.id !== coordinator.id)
       if (need <= 1) {
         // Replicate in the background; the caller has its quorum.
@@ -258,12 +280,11 @@ export class Engine {
   }
 
   /** Each of the top N replicas read directly, without repair: for operators and tests. */
-  async inspect(key: Uint8Array, timeoutMs?: number): Promise<{ partition: number; preferenceList: (Member & { up: boolean })[]; replicas: ReplicaView[] }> {
+  async inspect(key: Uint8Array, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<{ partition: number; preferenceList: (Member & { up: boolean })[]; replicas: ReplicaView[] }> {
     const partition = this.ring.partitionOf(key)
-    const op = new Operation(timeoutMs ?? this.options.timeoutMs)
-    const body = pack({ keys: [[partition, key]] })
+    const op = new Operation(timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
     const replicas = this.replicas(partition)
-    const outcomes = await Promise.all(replicas.map((m) => this.#readOne(m, body, op, false)))
+    const outcomes = await Promise.all(replicas.map((m) => this.#reads.read(m, partition, key, op)))
     op.done()
     return {
       partition,
@@ -271,7 +292,12 @@ export class Engine {
       replicas: outcomes.map((o): ReplicaView => {
         if (!o.ok) return { id: o.member.id, url: o.member.url, found: false, error: o.failure }
         if (o.value === null) return { id: o.member.id, url: o.member.url, found: false }
-        const set = decodeSet(o.value)
+        let set: DvvSet
+        try {
+          set = decodeSet(o.value)
+        } catch (err) {
+          return { id: o.member.id, url: o.member.url, found: false, error: { id: o.member.id, url: o.member.url, cause: 'invalid-response', message: (err as Error).message } }
+        }
         return { id: o.member.id, url: o.member.url, found: siblings(set).length > 0, set, digest: md5(o.value).toString('hex') }
       }),
     }
@@ -280,6 +306,15 @@ export class Engine {
 
 function failuresOf(outcomes: Outcome<unknown>[]): ReplicaFailure[] {
   return outcomes.flatMap((o) => (o.ok ? [] : [o.failure]))
+}
+
+function decodable(bytes: Uint8Array): boolean {
+  try {
+    decodeSet(bytes)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** Sync what the replicas returned; identical bytes (the common case) decode once. */

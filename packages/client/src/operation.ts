@@ -3,13 +3,25 @@
 import { AbortError, type Member, type ReplicaFailure } from '@zerohop/core'
 import type { Reply } from './transport.js'
 
-export class Operation {
+/** What a request needs to know of the operation(s) it serves. */
+export interface Deadline {
+  /** Milliseconds left (at least 1). */
+  readonly remaining: number
+  readonly over: boolean
+  /** The caller's signal, if any. */
+  readonly userSignal?: AbortSignal
+  /** Fires when the deadline passes or the caller aborts; created on first use. */
+  readonly signal: AbortSignal
+}
+
+export class Operation implements Deadline {
   reason: 'timeout' | 'aborted' | undefined
   readonly deadline: number
   /** The caller's signal, passed on to requests so they are cancelled with it. */
   readonly userSignal?: AbortSignal
   readonly #timer: NodeJS.Timeout
   #listeners: (() => void)[] = []
+  #controller?: AbortController
   readonly #onUser = () => this.abort('aborted')
 
   constructor(timeoutMs: number, user?: AbortSignal) {
@@ -29,6 +41,16 @@ export class Operation {
     return this.reason !== undefined
   }
 
+  // Created only when a request must be cancellable at the deadline (one waiting for a connection):
+  // passing a signal with every request costs tens of microseconds in listener bookkeeping.
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController()
+      if (this.reason) this.#controller.abort()
+    }
+    return this.#controller.signal
+  }
+
   /** Run `fn` when the operation times out or is aborted (at once if it already was). */
   onAbort(fn: () => void): void {
     if (this.reason) fn()
@@ -38,6 +60,7 @@ export class Operation {
   abort(reason: 'timeout' | 'aborted'): void {
     if (this.reason) return
     this.reason = reason
+    this.#controller?.abort()
     const listeners = this.#listeners
     this.#listeners = []
     for (const fn of listeners) fn()
@@ -83,9 +106,14 @@ export function isTransient(err: unknown): boolean {
   return NETWORK_CODES.has(errorCode(err) ?? '')
 }
 
-/** True when the request certainly never reached the node (so even a non-idempotent one can go elsewhere). */
+/** True when the request certainly was not applied (so even a non-idempotent one can go elsewhere). */
 export function notDelivered(f: ReplicaFailure): boolean {
-  return f.cause === 'refused'
+  return f.cause === 'refused' || unavailable(f)
+}
+
+/** The node answered that it is starting or stopping: it did nothing with the request. */
+export function unavailable(f: ReplicaFailure): boolean {
+  return f.cause === 'http' && f.status === 503 && (f.code === 'ZH_SHUTTING_DOWN' || f.code === 'ZH_NOT_READY')
 }
 
 export function failureOf(member: Member, err: unknown, op: Operation): ReplicaFailure {

@@ -1,7 +1,7 @@
 // How the SDK reaches nodes: one undici Pool per node with keep-alive (never the global fetch, which
 // costs about 6x the CPU). The interface is a seam: a simulator or a test can pass its own.
 import { Pool } from 'undici'
-import { EPOCH_HEADER, MSGPACK } from '@zerohop/core'
+import { ClientClosedError, EPOCH_HEADER, MSGPACK } from '@zerohop/core'
 
 export interface Reply {
   status: number
@@ -15,6 +15,11 @@ export interface SendOptions {
   signal?: AbortSignal
   /** Give up on the request after this long without an answer. */
   timeoutMs?: number
+  /**
+   * The operation's deadline as a signal, used when the request has to wait for a connection (undici
+   * starts its timeouts only once a request is sent, so a queued request would outlive its deadline).
+   */
+  deadline?: () => AbortSignal
 }
 
 export interface Transport {
@@ -33,7 +38,9 @@ export interface UndiciTransportOptions {
 
 export class UndiciTransport implements Transport {
   readonly #pools = new Map<string, Pool>()
+  readonly #inFlight = new Map<string, number>()
   readonly #options: Required<UndiciTransportOptions>
+  #closed = false
 
   constructor(options: UndiciTransportOptions = {}) {
     this.#options = { connections: options.connections ?? 16, connectTimeoutMs: options.connectTimeoutMs ?? 1000 }
@@ -42,6 +49,7 @@ export class UndiciTransport implements Transport {
   #pool(url: string): Pool {
     let pool = this.#pools.get(url)
     if (!pool) {
+      if (this.#closed) throw new ClientClosedError()
       pool = new Pool(url, {
         connections: this.#options.connections,
         pipelining: 1,
@@ -56,18 +64,30 @@ export class UndiciTransport implements Transport {
   // Deadlines travel as undici's own timeouts, not as an AbortSignal per request: a signal costs tens
   // of microseconds per request in listener bookkeeping, a third of a quorum read's client CPU.
   async #send(url: string, path: string, method: 'GET' | 'POST', body: Uint8Array | undefined, options: SendOptions = {}): Promise<Reply> {
-    const res = await this.#pool(url).request({
-      path,
-      method,
-      body,
-      signal: options.signal,
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
-      headers: body ? { 'content-type': MSGPACK } : undefined,
-    })
-    const bytes = Buffer.from(await res.body.arrayBuffer())
-    const epoch = res.headers[EPOCH_HEADER]
-    return { status: res.statusCode, epoch: typeof epoch === 'string' ? epoch : undefined, body: bytes }
+    const pool = this.#pool(url)
+    const busy = this.#inFlight.get(url) ?? 0
+    let signal = options.signal
+    if (options.deadline && busy >= this.#options.connections) {
+      const deadline = options.deadline()
+      signal = signal ? AbortSignal.any([signal, deadline]) : deadline
+    }
+    this.#inFlight.set(url, busy + 1)
+    try {
+      const res = await pool.request({
+        path,
+        method,
+        body,
+        signal,
+        headersTimeout: options.timeoutMs,
+        bodyTimeout: options.timeoutMs,
+        headers: body ? { 'content-type': MSGPACK } : undefined,
+      })
+      const bytes = Buffer.from(await res.body.arrayBuffer())
+      const epoch = res.headers[EPOCH_HEADER]
+      return { status: res.statusCode, epoch: typeof epoch === 'string' ? epoch : undefined, body: bytes }
+    } finally {
+      this.#inFlight.set(url, (this.#inFlight.get(url) ?? 1) - 1)
+    }
   }
 
   post(url: string, path: string, body: Uint8Array, options?: SendOptions): Promise<Reply> {
@@ -79,6 +99,7 @@ export class UndiciTransport implements Transport {
   }
 
   async close(): Promise<void> {
+    this.#closed = true
     const pools = [...this.#pools.values()]
     this.#pools.clear()
     await Promise.all(pools.map((p) => p.destroy()))

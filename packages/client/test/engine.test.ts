@@ -19,7 +19,7 @@ import { Engine } from '../src/engine.js'
 import { resolveClientOptions } from '../src/options.js'
 import type { Reply, SendOptions, Transport } from '../src/transport.js'
 
-type Mode = 'up' | 'refuse' | 'hang'
+type Mode = 'up' | 'refuse' | 'hang' | 'garbage' | 'stopping'
 
 class FakeNode {
   data = new Map<string, DvvSet>()
@@ -44,6 +44,7 @@ class FakeTransport implements Transport {
     const node = this.nodes.get(url)!
     node.calls.push(path)
     if (node.mode === 'refuse') throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })
+    if (node.mode === 'stopping') return { status: 503, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_SHUTTING_DOWN', message: 'stopping' } })) }
     if (node.mode === 'hang') {
       // Like undici: the request gives up at its timeout, or when its signal fires.
       await new Promise((_, reject) => {
@@ -57,7 +58,9 @@ class FakeTransport implements Transport {
     const req = unpack(body) as Record<string, any>
     const keyOf = (k: Uint8Array) => Buffer.from(k).toString('hex')
     let out: unknown
-    if (path === Paths.read) {
+    if (path === Paths.read && node.mode === 'garbage') {
+      out = { sets: req.keys.map(() => pack([['a', 0, []]])) }
+    } else if (path === Paths.read) {
       out = { sets: req.keys.map(([, k]: [number, Uint8Array]) => (node.data.has(keyOf(k)) ? encodeSet(node.data.get(keyOf(k))!) : null)) }
     } else if (path === Paths.coordinate) {
       const set = update(req.context as VersionVector, node.data.get(keyOf(req.key)) ?? [], `${node.id}~1`, req.value)
@@ -157,11 +160,54 @@ describe('Engine', () => {
   it('a get that is aborted inside a shared batch fails alone; the others are answered', async () => {
     const e = engine()
     await e.put(Buffer.from('x'), v('x'), undefined, 3, undefined, undefined)
+    for (const id of ids) transport.node(id).calls = []
     const ac = new AbortController()
+    // The first get goes out at once; the two issued while it is in flight share one request per node.
+    const first = e.get(Buffer.from('x'), 2, undefined, undefined)
     const aborted = e.get(Buffer.from('y'), 2, undefined, ac.signal)
     const fine = e.get(Buffer.from('x'), 2, undefined, undefined)
     ac.abort()
     await expect(aborted).rejects.toMatchObject({ code: 'ZH_ABORTED' })
     expect((await fine).siblings.map(String)).toEqual(['x'])
+    expect((await first).siblings.map(String)).toEqual(['x'])
+    for (const id of ids) expect(transport.node(id).calls.filter((p) => p === Paths.read)).toHaveLength(2)
+  })
+
+  it('a replica answering with an undecodable set is ignored by repair and never crashes the process', async () => {
+    const e = engine({ readRepairWaitMs: 50 })
+    await e.put(key, v('ok'), undefined, 3, undefined, undefined)
+    const bad = e.replicas(e.ring.partitionOf(key))[2].id
+    transport.node(bad).mode = 'garbage'
+    const unhandled: unknown[] = []
+    const onUnhandled = (err: unknown) => unhandled.push(err)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const res = await e.get(key, 2, undefined, undefined)
+      expect(res.siblings.map(String)).toEqual(['ok'])
+      await new Promise((r) => setTimeout(r, 120)) // past the repair window (a bounded wait, not a condition)
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  })
+
+  it('a coordinator that answers 503 ZH_SHUTTING_DOWN did nothing: the write goes to the next replica', async () => {
+    const e = engine()
+    const order = e.replicas(e.ring.partitionOf(key)).map((m) => m.id)
+    transport.node(order[0]).mode = 'stopping'
+    const res = await e.put(key, v('x'), undefined, 2, undefined, undefined)
+    expect(res.coordinator).not.toBe(order[0])
+  })
+
+  it('a put whose coordinator holds a concurrent value returns the caller context, not one that covers the unseen value', async () => {
+    const e = engine()
+    await e.put(key, v('theirs'), undefined, 3, undefined, undefined)
+    const mine = await e.put(key, v('mine'), undefined, 3, undefined, undefined)
+    expect(mine.conflict).toBe(true)
+    expect(mine.siblings.map(String).sort()).toEqual(['mine', 'theirs'])
+    expect(mine.vector).toEqual([])
+    // Writing on with that context keeps 'theirs' (as a sibling) instead of silently replacing it.
+    await e.put(key, v('mine-2'), encodeContext({ vector: mine.vector, coordinator: mine.coordinator }), 3, undefined, undefined)
+    expect((await e.get(key, 3, undefined, undefined)).siblings.map(String)).toContain('theirs')
   })
 })

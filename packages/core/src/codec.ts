@@ -3,6 +3,7 @@
 import { Packr } from 'msgpackr'
 import type { DvvSet, Entry, Value, VersionVector } from './dvv.js'
 import { BadContextError } from './errors.js'
+import { md5 } from './ring.js'
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false })
 
@@ -20,8 +21,17 @@ export function encodeSet(set: DvvSet): Buffer {
   return packr.pack(set)
 }
 
-/** Why a decoded structure is not a DVV set; undefined when it is one. */
-export function checkSet(x: unknown, maxValueBytes = Infinity): string | undefined {
+/**
+ * Largest counter a context may carry. Far beyond any real history, and far enough below 2^53 that
+ * minting a dot on top of it can never leave the range of safe integers.
+ */
+export const MAX_COUNTER = 2 ** 48
+
+/**
+ * Why a decoded structure is not a DVV set; undefined when it is one. Sets that arrive from the
+ * network are held to `maxCounter` = MAX_COUNTER, so local minting on top of them stays safe.
+ */
+export function checkSet(x: unknown, maxValueBytes = Infinity, maxCounter = Number.MAX_SAFE_INTEGER): string | undefined {
   if (!Array.isArray(x)) return 'a DVV set must be an array of entries'
   let prev: string | undefined
   for (const e of x as unknown[]) {
@@ -31,6 +41,7 @@ export function checkSet(x: unknown, maxValueBytes = Infinity): string | undefin
     if (prev !== undefined && !(prev < id)) return 'DVV entries must be sorted by actor without repeats'
     prev = id
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) return 'a DVV counter must be a positive integer'
+    if (n > maxCounter) return `a DVV counter must be at most ${maxCounter}`
     if (!Array.isArray(vs) || vs.length > n) return 'a DVV entry holds at most counter values'
     for (const v of vs as unknown[]) {
       if (v === null) continue
@@ -57,7 +68,7 @@ export function decodeSet(bytes: Uint8Array, maxValueBytes = Infinity): DvvSet {
 export function checkVector(x: unknown): x is VersionVector {
   if (!Array.isArray(x)) return false
   // Actors as checkSet requires them: update() copies them into the stored set.
-  return x.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && p[0].length >= 1 && p[0].length <= 256 && Number.isSafeInteger(p[1]) && p[1] >= 1)
+  return x.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && p[0].length >= 1 && p[0].length <= 256 && Number.isSafeInteger(p[1]) && p[1] >= 1 && p[1] <= MAX_COUNTER)
 }
 
 /** What a context carries: the causal history read, and which replica answered that read first. */
@@ -67,18 +78,27 @@ export interface Context {
 }
 
 const CONTEXT_VERSION = 1
+const CHECKSUM_BYTES = 4
 
+// A context is its MessagePack payload followed by 4 bytes of the payload's MD5, so a context that
+// was truncated or altered in transit is refused instead of being read as some other history.
 export function encodeContext(ctx: Context): string {
-  return packr.pack([CONTEXT_VERSION, ctx.vector, ctx.coordinator ?? null]).toString('base64url')
+  const payload = packr.pack([CONTEXT_VERSION, ctx.vector, ctx.coordinator ?? null])
+  return Buffer.concat([payload, md5(payload).subarray(0, CHECKSUM_BYTES)]).toString('base64url')
 }
 
 export function decodeContext(s: string): Context {
   if (typeof s !== 'string' || s.length === 0 || s.length > 65536 || !/^[A-Za-z0-9_-]+$/.test(s)) {
     throw new BadContextError('context must be the string a get() or put() returned')
   }
+  const raw = Buffer.from(s, 'base64url')
+  const payload = raw.subarray(0, raw.length - CHECKSUM_BYTES)
+  if (raw.length <= CHECKSUM_BYTES || !md5(payload).subarray(0, CHECKSUM_BYTES).equals(raw.subarray(raw.length - CHECKSUM_BYTES))) {
+    throw new BadContextError('context is damaged (its checksum does not match); pass the string a get() or put() returned, unchanged')
+  }
   let x: unknown
   try {
-    x = packr.unpack(Buffer.from(s, 'base64url'))
+    x = packr.unpack(payload)
   } catch (err) {
     throw new BadContextError('context is damaged: it does not decode', { cause: err })
   }

@@ -2,7 +2,8 @@
 // and the opaque context string (round trip, BadContextError for anything that is not one).
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { checkSet, checkVector, decodeContext, decodeSet, encodeContext, encodeSet, pack, unpack, type Context } from '../src/codec.js'
+import { MAX_COUNTER, checkSet, checkVector, decodeContext, decodeSet, encodeContext, encodeSet, pack, unpack, type Context } from '../src/codec.js'
+import { md5 } from '../src/ring.js'
 import { update, type DvvSet, type Entry, type Value } from '../src/dvv.js'
 import { BadContextError } from '../src/errors.js'
 import { arbOps, simulate } from './dvv-model.js'
@@ -41,7 +42,12 @@ function expectBadContext(s: string): void {
   expect((caught as BadContextError).code).toBe('ZH_BAD_CONTEXT')
 }
 
-const b64 = (x: unknown) => pack(x).toString('base64url')
+// A context as encodeContext frames it (payload + 4 bytes of its MD5), so the structural checks below
+// are reached rather than the checksum.
+const b64 = (x: unknown) => {
+  const payload = pack(x)
+  return Buffer.concat([payload, md5(payload).subarray(0, 4)]).toString('base64url')
+}
 
 /** msgpackr hands bytes back as Buffers (a Uint8Array subclass); compare as plain Uint8Arrays. */
 function plain<T>(x: T): T {
@@ -150,7 +156,7 @@ describe('encodeContext / decodeContext', () => {
   const arbVector = fc
     .uniqueArray(fc.string({ unit: 'grapheme', minLength: 1, maxLength: 20 }), { maxLength: 8 })
     .map((ids) => ids.filter((id) => id.length <= 256))
-    .chain((ids) => fc.tuple(...ids.map((id) => fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }).map((n): [string, number] => [id, n]))))
+    .chain((ids) => fc.tuple(...ids.map((id) => fc.integer({ min: 1, max: MAX_COUNTER }).map((n): [string, number] => [id, n]))))
   const arbContext: fc.Arbitrary<Context> = fc.record(
     { vector: arbVector, coordinator: fc.string({ unit: 'grapheme', maxLength: 20 }) },
     { requiredKeys: ['vector'] },
@@ -233,6 +239,28 @@ describe('encodeContext / decodeContext', () => {
   it('rejects a non-string', () => {
     expectBadContext(42 as unknown as string)
     expectBadContext(null as unknown as string)
+  })
+
+  it('rejects a context whose bytes were altered in transit (checksum) with BadContextError', () => {
+    const good = encodeContext({ vector: [['n1~abc', 7]], coordinator: 'n1' })
+    let rejected = 0
+    for (let i = 0; i < good.length; i++) {
+      const c = good[i] === 'A' ? 'B' : 'A'
+      const bad = good.slice(0, i) + c + good.slice(i + 1)
+      try {
+        decodeContext(bad)
+      } catch (err) {
+        expect(err).toBeInstanceOf(BadContextError)
+        rejected++
+      }
+    }
+    // Every single-character change is caught (the last character may carry padding bits only).
+    expect(rejected).toBeGreaterThanOrEqual(good.length - 1)
+  })
+
+  it('rejects counters above MAX_COUNTER, so minting on top of a context stays a safe integer', () => {
+    expect(() => decodeContext(b64([1, [['a', MAX_COUNTER + 1]], null]))).toThrow(BadContextError)
+    expect(decodeContext(b64([1, [['a', MAX_COUNTER]], null])).vector).toEqual([['a', MAX_COUNTER]])
   })
 
   it('accepts a context without a coordinator and an empty vector', () => {

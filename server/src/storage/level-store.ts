@@ -36,8 +36,8 @@ export class LevelStore implements Store {
     return rows.map((r) => r ?? undefined)
   }
 
-  async put(key: Uint8Array, value: Uint8Array): Promise<void> {
-    await this.#db.put(key, value, { sync: this.#sync })
+  async put(key: Uint8Array, value: Uint8Array, options?: { sync?: boolean }): Promise<void> {
+    await this.#db.put(key, value, { sync: options?.sync ?? this.#sync })
   }
 
   async del(key: Uint8Array): Promise<void> {

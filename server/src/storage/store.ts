@@ -12,7 +12,8 @@ export interface Store {
   close(): Promise<void>
   get(key: Uint8Array): Promise<Uint8Array | undefined>
   getMany(keys: Uint8Array[]): Promise<(Uint8Array | undefined)[]>
-  put(key: Uint8Array, value: Uint8Array): Promise<void>
+  /** `sync` forces this write (and every one before it) to disk before resolving. */
+  put(key: Uint8Array, value: Uint8Array, options?: { sync?: boolean }): Promise<void>
   del(key: Uint8Array): Promise<void>
   /** Entries in key order within the range. */
   entries(range?: Range): AsyncIterable<[Uint8Array, Uint8Array]>
@@ -57,7 +58,7 @@ export class MemoryStore implements Store {
     })
   }
 
-  async put(key: Uint8Array, value: Uint8Array): Promise<void> {
+  async put(key: Uint8Array, value: Uint8Array, _options?: { sync?: boolean }): Promise<void> {
     this.#check()
     this.#map.set(hex(key), [Uint8Array.from(key), Uint8Array.from(value)])
   }
