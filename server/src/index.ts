@@ -3,4 +3,3 @@ export { resolveNodeOptions, nodeDefaults, type NodeOptions, type ResolvedNodeOp
 export { Replica, dataKey, partitionRange } from './replica.js'
 export { MemoryStore, type Store, type Range } from './storage/store.js'
 export { LevelStore } from './storage/level-store.js'
-export { systemClock, type Clock } from './membership.js'

@@ -2,25 +2,8 @@
 // (GET /v1/health) until all have answered, then builds the ring. Gossip replaces this later; the
 // ring it produces is the same pure function of the membership.
 import { request } from 'undici'
-import { Paths, Ring, type HealthResponse, type Member } from '@zerohop/core'
+import { Paths, Ring, sleep, type Clock, type HealthResponse, type Member } from '@zerohop/core'
 import type { Logger } from 'pino'
-
-export interface Clock {
-  now(): number
-  sleep(ms: number, signal?: AbortSignal): Promise<void>
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise((resolve) => {
-      const t = setTimeout(resolve, ms)
-      signal?.addEventListener('abort', () => {
-        clearTimeout(t)
-        resolve()
-      }, { once: true })
-    }),
-}
 
 export interface DiscoveryOptions {
   self: Member
@@ -72,7 +55,7 @@ export async function discoverRing(o: DiscoveryOptions): Promise<Ring | undefine
       lastWarn = o.clock.now()
       o.log.info({ waitingFor: o.seeds.filter((s) => !known.has(s)) }, 'waiting for seeds')
     }
-    await o.clock.sleep(o.intervalMs, o.signal)
+    await sleep(o.clock, o.intervalMs, o.signal)
   }
   return undefined
 }

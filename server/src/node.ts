@@ -3,11 +3,12 @@
 import { randomBytes } from 'node:crypto'
 import type http from 'node:http'
 import { once } from 'node:events'
-import { pack, unpack, Ring, ZerohopError, ErrorCodes, type HealthResponse, type Member } from '@zerohop/core'
+import { pack, unpack, Ring, ZerohopError, ErrorCodes, type Clock, type HealthResponse, type Member } from '@zerohop/core'
 import pino, { type Logger } from 'pino'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js'
 import { createHttpServer } from './http.js'
-import { discoverRing, systemClock, type Clock } from './membership.js'
+import { discoverRing } from './membership.js'
+import { systemClock } from '@zerohop/client'
 import { Replica } from './replica.js'
 import { LevelStore } from './storage/level-store.js'
 import type { Store } from './storage/store.js'
@@ -181,9 +182,9 @@ export class StorageNode {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()))
         server.closeIdleConnections()
         // In-flight requests get a grace period; then whatever is left is cut.
-        const force = setTimeout(() => server.closeAllConnections(), 10_000)
+        const force = this.#clock.setTimeout(() => server.closeAllConnections(), 10_000)
         await closed
-        clearTimeout(force)
+        this.#clock.clearTimeout(force)
       }
       // Synced: on disk only after every write before it.
       if (this.#identity) await this.#store.put(CLEAN_KEY, Buffer.from([1]), { sync: true })

@@ -3,7 +3,7 @@
 // request. Each HTTP exchange costs tens of microseconds of CPU on both ends, so under load this is
 // what lets reads per second go past one request per replica per read; a read to an idle node goes
 // out at once, so a lone get pays nothing. Each get keeps its own deadline and signal.
-import { MAX_BATCH, Paths, pack, unpack, type Member } from '@zerohop/core'
+import { MAX_BATCH, Paths, pack, unpack, type Clock, type Member } from '@zerohop/core'
 import { failureOf, httpFailure, type Deadline, type Operation, type Outcome } from './operation.js'
 import type { Reply } from './transport.js'
 
@@ -28,7 +28,10 @@ export class ReadBatcher {
   readonly #send: Send
   readonly #onResult: (member: Member, o: ReadOutcome) => void
 
-  constructor(send: Send, onResult: (member: Member, o: ReadOutcome) => void) {
+  readonly #clock: Clock
+
+  constructor(clock: Clock, send: Send, onResult: (member: Member, o: ReadOutcome) => void) {
+    this.#clock = clock
     this.#send = send
     this.#onResult = onResult
   }
@@ -48,7 +51,7 @@ export class ReadBatcher {
       q.items.push(item)
       if (!this.#scheduled) {
         this.#scheduled = true
-        setImmediate(this.#flush)
+        this.#clock.setImmediate(this.#flush)
       }
     })
   }

@@ -11,6 +11,8 @@ import {
   fromUtf8,
   siblings,
   utf8,
+  sleep,
+  type Clock,
   type Limits,
   type Member,
   type ReplicaFailure,
@@ -247,12 +249,12 @@ export class Client<V = Uint8Array | string> extends Collection<V> {
   }
 }
 
-async function fetchRing(transport: Transport, seeds: string[], deadline: number): Promise<{ ring: Ring; limits: Limits }> {
+async function fetchRing(transport: Transport, seeds: string[], clock: Clock, deadline: number): Promise<{ ring: Ring; limits: Limits }> {
   const errors = new Map<string, string>()
   for (;;) {
     for (const url of seeds) {
       try {
-        const reply = await transport.get(url, Paths.ring, { timeoutMs: Math.max(1, Math.min(2000, deadline - Date.now())) })
+        const reply = await transport.get(url, Paths.ring, { timeoutMs: Math.max(1, Math.min(2000, deadline - clock.now())) })
         if (reply.status === 200) {
           const d = JSON.parse(reply.body.toString('utf8')) as RingResponse
           return { ring: new Ring(d.members as Member[], { partitions: d.partitions, n: d.n, spares: d.spares }), limits: d.limits }
@@ -263,8 +265,8 @@ async function fetchRing(transport: Transport, seeds: string[], deadline: number
         errors.set(url, e.code ?? e.message ?? String(err))
       }
     }
-    if (Date.now() >= deadline) throw new NoSeedReachableError(seeds.map((url) => ({ url, message: errors.get(url) ?? 'no answer' })))
-    await new Promise((r) => setTimeout(r, 100))
+    if (clock.now() >= deadline) throw new NoSeedReachableError(seeds.map((url) => ({ url, message: errors.get(url) ?? 'no answer' })))
+    await sleep(clock, 100)
   }
 }
 
@@ -274,7 +276,7 @@ export async function connect(options: ClientOptions): Promise<Client<any>> {
   const o = resolveClientOptions(options)
   const transport = o.transport ?? new UndiciTransport({ connections: o.connections })
   try {
-    const { ring, limits } = await fetchRing(transport, o.seeds, Date.now() + o.connectTimeoutMs)
+    const { ring, limits } = await fetchRing(transport, o.seeds, o.clock, o.clock.now() + o.connectTimeoutMs)
     const engine = new Engine(o, transport, ring, limits)
     return new Client(engine, (o.encoding === 'json' ? jsonCodec : bytesCodec) as Codec<any>, o.merge)
   } catch (err) {

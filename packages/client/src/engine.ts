@@ -21,6 +21,8 @@ import {
   InvalidArgumentError,
   KeyTooLargeError,
   ValueTooLargeError,
+  type Clock,
+  type ClockTimer,
   type DvvSet,
   type Limits,
   type Member,
@@ -68,15 +70,16 @@ export interface ReplicaView {
 /** The SDK's view of node health: a node whose last request failed at the network level is "down" for a while. */
 class Liveness {
   readonly #downUntil = new Map<string, number>()
+  constructor(readonly clock: Clock) {}
   failed(id: string, f: ReplicaFailure): void {
-    if (f.cause === 'refused' || f.cause === 'network' || f.cause === 'timeout' || unavailable(f)) this.#downUntil.set(id, Date.now() + 1000)
+    if (f.cause === 'refused' || f.cause === 'network' || f.cause === 'timeout' || unavailable(f)) this.#downUntil.set(id, this.clock.now() + 1000)
   }
   ok(id: string): void {
     this.#downUntil.delete(id)
   }
   up(id: string): boolean {
     const t = this.#downUntil.get(id)
-    return t === undefined || t < Date.now()
+    return t === undefined || t < this.clock.now()
   }
 }
 
@@ -84,8 +87,9 @@ export class Engine {
   readonly options: ResolvedClientOptions
   readonly transport: Transport
   readonly limits: Limits
-  readonly liveness = new Liveness()
-  readonly #reads = new ReadBatcher((m, path, body, deadline) => this.#send(m, path, body, deadline, true), (m, o) => this.#record(m, o))
+  readonly clock: Clock
+  readonly liveness: Liveness
+  readonly #reads: ReadBatcher
   ring: Ring
 
   constructor(options: ResolvedClientOptions, transport: Transport, ring: Ring, limits: Limits) {
@@ -93,6 +97,9 @@ export class Engine {
     this.transport = transport
     this.ring = ring
     this.limits = limits
+    this.clock = options.clock
+    this.liveness = new Liveness(this.clock)
+    this.#reads = new ReadBatcher(this.clock, (m, path, body, deadline) => this.#send(m, path, body, deadline, true), (m, o) => this.#record(m, o))
     checkQuorum('r', options.r, ring.n)
     checkQuorum('w', options.w, ring.n)
   }
@@ -161,7 +168,7 @@ export class Engine {
     const need = checkQuorum('r', r ?? this.options.r, this.ring.n)
     const partition = this.ring.partitionOf(key)
     const replicas = this.replicas(partition)
-    const op = new Operation(timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
+    const op = new Operation(this.clock, timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
     const g = gather(replicas, need, (m) => this.#reads.read(m, partition, key, op))
     let answered: Outcome<Uint8Array | null>[]
     try {
@@ -191,11 +198,11 @@ export class Engine {
 
   /** After answering: wait briefly for the slower replicas, then send the synced set to any that are behind. */
   async #repairAfter(all: Promise<void>, outcomes: Outcome<Uint8Array | null>[], partition: number, key: Uint8Array, op: Operation): Promise<void> {
-    let timer: NodeJS.Timeout | undefined
+    let timer: ClockTimer | undefined
     try {
-      await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, this.options.readRepairWaitMs)))])
+      await Promise.race([all, new Promise<void>((r) => (timer = this.clock.setTimeout(r, this.options.readRepairWaitMs)))])
     } finally {
-      clearTimeout(timer)
+      this.clock.clearTimeout(timer)
       op.done()
     }
     const ok = outcomes.filter((o): o is Extract<Outcome<Uint8Array | null>, { ok: true }> => o.ok)
@@ -209,7 +216,7 @@ export class Engine {
     const target = encodeSet(reconcile(sound.map((o) => o.value)))
     const stale = sound.filter((o) => !bytesEqual(o.value, target)).map((o) => o.member)
     if (stale.length === 0) return
-    const repairOp = new Operation(this.options.timeoutMs)
+    const repairOp = new Operation(this.clock, this.options.timeoutMs)
     const results = await Promise.all(stale.map((m) => this.#store(m, partition, key, target, repairOp)))
     repairOp.done()
     channels.readRepair.hasSubscribers && channels.readRepair.publish({ key, partition, repaired: results.filter((r) => r.ok).map((r) => r.member.id) })
@@ -221,7 +228,7 @@ export class Engine {
     const ctx = context === undefined ? { vector: [] as VersionVector, coordinator: undefined } : decodeContext(context)
     const partition = this.ring.partitionOf(key)
     const replicas = this.replicas(partition)
-    const op = new Operation(timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
+    const op = new Operation(this.clock, timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
     try {
       // The coordinator: the replica that answered the read first, if it is in the top N and up.
       const rank = (m: Member) => (m.id === ctx.coordinator ? 2 : 0) + (this.liveness.up(m.id) ? 4 : 0)
@@ -282,7 +289,7 @@ export class Engine {
   /** Each of the top N replicas read directly, without repair: for operators and tests. */
   async inspect(key: Uint8Array, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<{ partition: number; preferenceList: (Member & { up: boolean })[]; replicas: ReplicaView[] }> {
     const partition = this.ring.partitionOf(key)
-    const op = new Operation(timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
+    const op = new Operation(this.clock, timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
     const replicas = this.replicas(partition)
     const outcomes = await Promise.all(replicas.map((m) => this.#reads.read(m, partition, key, op)))
     op.done()

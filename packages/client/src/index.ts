@@ -16,4 +16,6 @@ export {
   ErrorCodes,
   type ErrorCode,
   type ReplicaFailure,
+  type Clock,
 } from '@zerohop/core'
+export { systemClock } from './clock.js'

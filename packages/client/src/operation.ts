@@ -1,6 +1,6 @@
 // One request's deadline and cancellation, and the outcome of asking one replica. A single timer per
 // operation aborts every replica request still in flight when the deadline passes.
-import { AbortError, type Member, type ReplicaFailure } from '@zerohop/core'
+import { AbortError, type Clock, type ClockTimer, type Member, type ReplicaFailure } from '@zerohop/core'
 import type { Reply } from './transport.js'
 
 /** What a request needs to know of the operation(s) it serves. */
@@ -19,22 +19,24 @@ export class Operation implements Deadline {
   readonly deadline: number
   /** The caller's signal, passed on to requests so they are cancelled with it. */
   readonly userSignal?: AbortSignal
-  readonly #timer: NodeJS.Timeout
+  readonly #clock: Clock
+  readonly #timer: ClockTimer
   #listeners: (() => void)[] = []
   #controller?: AbortController
   readonly #onUser = () => this.abort('aborted')
 
-  constructor(timeoutMs: number, user?: AbortSignal) {
+  constructor(clock: Clock, timeoutMs: number, user?: AbortSignal) {
     if (user?.aborted) throw new AbortError({ cause: user.reason })
-    this.deadline = Date.now() + timeoutMs
+    this.#clock = clock
+    this.deadline = clock.now() + timeoutMs
     this.userSignal = user
-    this.#timer = setTimeout(() => this.abort('timeout'), timeoutMs)
+    this.#timer = clock.setTimeout(() => this.abort('timeout'), timeoutMs)
     user?.addEventListener('abort', this.#onUser, { once: true })
   }
 
   /** Milliseconds left before the deadline (at least 1). */
   get remaining(): number {
-    return Math.max(1, this.deadline - Date.now())
+    return Math.max(1, this.deadline - this.#clock.now())
   }
 
   get over(): boolean {
@@ -87,7 +89,7 @@ export class Operation implements Deadline {
   }
 
   done(): void {
-    clearTimeout(this.#timer)
+    this.#clock.clearTimeout(this.#timer)
     this.userSignal?.removeEventListener('abort', this.#onUser)
   }
 }

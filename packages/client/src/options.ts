@@ -1,6 +1,7 @@
 // Client options: the user-facing type (all optional but seeds, documented with defaults) apart from
 // the resolved one; validated once, in connect(), with messages that name the fix.
-import { InvalidArgumentError } from '@zerohop/core'
+import { InvalidArgumentError, type Clock } from '@zerohop/core'
+import { systemClock } from './clock.js'
 import type { Transport } from './transport.js'
 
 export type Key = string | Uint8Array
@@ -33,6 +34,8 @@ export interface ClientOptions {
   connections?: number
   /** Replace the HTTP transport (tests, simulation). */
   transport?: Transport
+  /** Replace the clock (simulation). */
+  clock?: Clock
 }
 
 export interface CallOptions {
@@ -75,6 +78,7 @@ export interface ResolvedClientOptions {
   retries: number
   connections: number
   transport?: Transport
+  clock: Clock
 }
 
 function positiveInt(name: string, v: unknown, max = Number.MAX_SAFE_INTEGER): number {
@@ -135,5 +139,6 @@ export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     retries: positiveInt('retries', o.retries ?? clientDefaults.retries, 10),
     connections: Math.max(1, positiveInt('connections', o.connections ?? clientDefaults.connections, 1024)),
     transport: o.transport,
+    clock: o.clock ?? systemClock,
   }
 }

@@ -2,6 +2,30 @@
 import { describe, expect, it } from 'vitest'
 import type { Member } from '@zerohop/core'
 import { Operation, failureOf, gather, type Outcome } from '../src/operation.js'
+import { systemClock } from '../src/clock.js'
+
+/** Virtual time: timers fire only when the test advances the clock. */
+class VirtualClock {
+  time = 0
+  timers: { at: number; fn: () => void }[] = []
+  now = () => this.time
+  setTimeout = (fn: () => void, ms: number) => {
+    const t = { at: this.time + ms, fn }
+    this.timers.push(t)
+    return t
+  }
+  clearTimeout = (t: unknown) => {
+    this.timers = this.timers.filter((x) => x !== t)
+  }
+  setImmediate = (fn: () => void) => void this.setTimeout(fn, 0)
+  advance(ms: number) {
+    this.time += ms
+    for (const t of this.timers.filter((x) => x.at <= this.time)) {
+      this.clearTimeout(t)
+      t.fn()
+    }
+  }
+}
 
 const members: Member[] = ['a', 'b', 'c'].map((id) => ({ id, url: `http://${id}`, weight: 1 }))
 
@@ -43,17 +67,23 @@ describe('gather', () => {
 })
 
 describe('Operation', () => {
-  it('ends at the deadline and classifies the failure as a timeout', async () => {
-    const op = new Operation(20)
-    await new Promise<void>((r) => op.onAbort(r))
+  it('ends exactly at the deadline of its clock and classifies the failure as a timeout', () => {
+    const clock = new VirtualClock()
+    const op = new Operation(clock, 20)
+    expect(op.remaining).toBe(20)
+    clock.advance(19)
+    expect(op.over).toBe(false)
+    clock.advance(1)
+    expect(op.over).toBe(true)
     expect(op.reason).toBe('timeout')
+    expect(op.signal.aborted).toBe(true)
     expect(failureOf(members[0], new Error('aborted'), op).cause).toBe('timeout')
     op.done()
   })
 
   it('follows the caller signal and throws AbortError from checkAborted', () => {
     const ac = new AbortController()
-    const op = new Operation(10_000, ac.signal)
+    const op = new Operation(systemClock, 10_000, ac.signal)
     ac.abort()
     expect(op.over).toBe(true)
     expect(op.reason).toBe('aborted')
@@ -64,21 +94,21 @@ describe('Operation', () => {
   it('refuses to start when the caller signal already fired', () => {
     const ac = new AbortController()
     ac.abort()
-    expect(() => new Operation(1000, ac.signal)).toThrow(expect.objectContaining({ code: 'ZH_ABORTED' }))
+    expect(() => new Operation(systemClock, 1000, ac.signal)).toThrow(expect.objectContaining({ code: 'ZH_ABORTED' }))
   })
 
   it('race settles with the fallback when the operation ends first', async () => {
-    const op = new Operation(10)
+    const op = new Operation(systemClock, 10)
     const never = new Promise<string>(() => {})
     expect(await op.race(never, () => 'deadline')).toBe('deadline')
     op.done()
-    const op2 = new Operation(1000)
+    const op2 = new Operation(systemClock, 1000)
     expect(await op2.race(Promise.resolve('answer'), () => 'deadline')).toBe('answer')
     op2.done()
   })
 
   it('names connection refused and other network errors', () => {
-    const op = new Operation(1000)
+    const op = new Operation(systemClock, 1000)
     expect(failureOf(members[0], Object.assign(new Error('x'), { code: 'ECONNREFUSED' }), op).cause).toBe('refused')
     expect(failureOf(members[0], Object.assign(new Error('x'), { code: 'ECONNRESET' }), op).cause).toBe('network')
     op.done()
