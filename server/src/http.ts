@@ -217,9 +217,14 @@ export function createHttpServer(deps: HttpDeps): http.Server {
       if (!req.complete && !res.getHeader('connection')) req.resume()
     })
   })
-  server.on('clientError', (err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: application/json\r\n\r\n{"error":{"code":"ZH_BAD_BODY","message":"malformed HTTP request"}}')
-    else socket.destroy(err)
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return socket.destroy(err)
+    const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+    const body = JSON.stringify({ error: timeout
+      ? { code: ErrorCodes.REQUEST_TIMEOUT, message: 'the request was not received in full before the request timeout' }
+      : { code: ErrorCodes.BAD_BODY, message: 'malformed HTTP request' } })
+    const status = timeout ? '408 Request Timeout' : '400 Bad Request'
+    socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
   })
   return server
 }

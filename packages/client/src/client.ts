@@ -20,6 +20,8 @@ import {
 } from '@zerohop/core'
 import { Engine, channels, contextOf } from './engine.js'
 import {
+  checkEncoding,
+  checkMerge,
   resolveClientOptions,
   type ClientOptions,
   type GetOptions,
@@ -232,9 +234,8 @@ export class Client<V = Uint8Array | string> extends Collection<V> {
 
   /** A typed view over the same connection: its own encoding and merge function. */
   collection<T>(options: CollectionOptions<T> = {}): Collection<T> {
-    const encoding = options.encoding ?? 'json'
-    if (encoding !== 'json' && encoding !== 'bytes') throw new InvalidArgumentError(`encoding must be 'bytes' or 'json', got ${JSON.stringify(encoding)}`)
-    if (options.merge !== undefined && typeof options.merge !== 'function') throw new InvalidArgumentError('merge must be a function (siblings, key) => value')
+    const encoding = checkEncoding(options.encoding ?? 'json')
+    checkMerge(options.merge)
     const codec = (encoding === 'json' ? jsonCodec : bytesCodec) as Codec<T>
     return new Collection<T>(() => this.#live(), codec, options.merge)
   }

@@ -102,6 +102,15 @@ export function checkQuorum(name: 'r' | 'w', v: unknown, n: number): number {
   return v
 }
 
+export function checkEncoding(encoding: unknown): 'bytes' | 'json' {
+  if (encoding !== 'bytes' && encoding !== 'json') throw new InvalidArgumentError(`encoding must be 'bytes' or 'json', got ${JSON.stringify(encoding)}`)
+  return encoding
+}
+
+export function checkMerge(merge: unknown): void {
+  if (merge !== undefined && typeof merge !== 'function') throw new InvalidArgumentError('merge must be a function (siblings, key) => value')
+}
+
 export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
   if (o === null || typeof o !== 'object') throw new InvalidArgumentError('connect() takes an options object: connect({ seeds: ["http://127.0.0.1:7001"] })')
   if (!Array.isArray(o.seeds) || o.seeds.length === 0) {
@@ -122,9 +131,8 @@ export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
   // r and w are checked against N once the ring is known; here only their type.
   checkQuorum('r', r, 16)
   checkQuorum('w', w, 16)
-  const encoding = o.encoding ?? clientDefaults.encoding
-  if (encoding !== 'bytes' && encoding !== 'json') throw new InvalidArgumentError(`encoding must be 'bytes' or 'json', got ${JSON.stringify(encoding)}`)
-  if (o.merge !== undefined && typeof o.merge !== 'function') throw new InvalidArgumentError('merge must be a function (siblings, key) => value')
+  const encoding = checkEncoding(o.encoding ?? clientDefaults.encoding)
+  checkMerge(o.merge)
   if (o.readRepair !== undefined && typeof o.readRepair !== 'boolean') throw new InvalidArgumentError('readRepair must be true or false')
   return {
     seeds,
