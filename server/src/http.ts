@@ -139,9 +139,10 @@ const replicaRoutes: Record<string, Handler> = {
       const [p, k] = v.partitionKey(item[0], item[1], `items[${i}]`)
       return [p, k, v.set(item[2], `items[${i}]`)] as const
     })
-    let changed = 0
-    for (const [p, k, s] of items) if (await replica.store(p, k, s)) changed++
-    return { changed }
+    // Items of one batch come from different writes: store them concurrently (per-key locks order
+    // any that share a key).
+    const results = await Promise.all(items.map(([p, k, s]) => replica.store(p, k, s)))
+    return { changed: results.filter(Boolean).length }
   },
 }
 

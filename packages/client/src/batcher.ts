@@ -1,46 +1,83 @@
-// Read coalescing: while a read to a node is in flight, further reads to that node wait for the end of
-// the current turn of the event loop (setImmediate) and travel together in one /v1/replica/read
-// request. Each HTTP exchange costs tens of microseconds of CPU on both ends, so under load this is
-// what lets reads per second go past one request per replica per read; a read to an idle node goes
-// out at once, so a lone get pays nothing. Each get keeps its own deadline and signal.
+// Coalescing: while a request of one kind to a node is in flight, further ones of that kind to that
+// node wait for the end of the current turn of the event loop and travel together in one request
+// (reads in one /v1/replica/read, replica stores in one /v1/replica/store). Each HTTP exchange costs
+// tens of microseconds of CPU on both ends, so under load this is what lets operations per second go
+// past one request per replica per operation; a request to an idle node goes out at once, so a lone
+// operation pays nothing. Each operation keeps its own deadline and signal.
 import { MAX_BATCH, Paths, pack, unpack, type Clock, type Member } from '@zerohop/core'
 import { failureOf, httpFailure, type Deadline, type Operation, type Outcome } from './operation.js'
 import type { Reply } from './transport.js'
 
-type ReadOutcome = Outcome<Uint8Array | null>
+/** How one kind of batchable request is framed. */
+export interface BatchKind<I, T> {
+  path: string
+  encode(items: I[]): Uint8Array
+  /** One result per item, or why the answer is unusable. */
+  decode(body: Buffer, count: number): T[] | string
+}
 
-interface PendingRead {
-  partition: number
-  key: Uint8Array
+export const readBatch: BatchKind<[partition: number, key: Uint8Array], Uint8Array | null> = {
+  path: Paths.read,
+  encode: (keys) => pack({ keys }),
+  decode(body, count) {
+    let sets: unknown
+    try {
+      sets = (unpack(body) as { sets?: unknown })?.sets
+    } catch {
+      return 'the node answered a read with a malformed body'
+    }
+    if (!Array.isArray(sets) || sets.length !== count) return 'the node answered a read with a malformed body'
+    if (!sets.every((s) => s === null || s instanceof Uint8Array)) return 'a read answer is not a set'
+    return sets as (Uint8Array | null)[]
+  },
+}
+
+export const storeBatch: BatchKind<[partition: number, key: Uint8Array, set: Uint8Array], null> = {
+  path: Paths.store,
+  encode: (items) => pack({ items }),
+  decode(body, count) {
+    try {
+      const changed = (unpack(body) as { changed?: unknown })?.changed
+      if (typeof changed === 'number') return new Array<null>(count).fill(null)
+    } catch {
+      // fall through
+    }
+    return 'the node answered a store with a malformed body'
+  },
+}
+
+interface Pending<I, T> {
+  item: I
   op: Operation
-  resolve: (o: ReadOutcome) => void
+  resolve: (o: Outcome<T>) => void
   settled: boolean
 }
 
-/** Sends one (retryable) read request. */
+/** Sends one (retryable) request. */
 export type Send = (member: Member, path: string, body: Uint8Array, deadline: Deadline) => Promise<Reply>
 
-export class ReadBatcher {
-  #queues = new Map<string, { member: Member; items: PendingRead[] }>()
+export class Coalescer<I, T> {
+  #queues = new Map<string, { member: Member; items: Pending<I, T>[] }>()
   /** Requests in flight per node id. */
   #inFlight = new Map<string, number>()
   #scheduled = false
-  readonly #send: Send
-  readonly #onResult: (member: Member, o: ReadOutcome) => void
-
   readonly #clock: Clock
+  readonly #kind: BatchKind<I, T>
+  readonly #send: Send
+  readonly #onResult: (member: Member, o: Outcome<T>) => void
 
-  constructor(clock: Clock, send: Send, onResult: (member: Member, o: ReadOutcome) => void) {
+  constructor(clock: Clock, kind: BatchKind<I, T>, send: Send, onResult: (member: Member, o: Outcome<T>) => void) {
     this.#clock = clock
+    this.#kind = kind
     this.#send = send
     this.#onResult = onResult
   }
 
-  read(member: Member, partition: number, key: Uint8Array, op: Operation): Promise<ReadOutcome> {
+  submit(member: Member, item: I, op: Operation): Promise<Outcome<T>> {
     return new Promise((resolve) => {
-      const item: PendingRead = { partition, key, op, resolve, settled: false }
+      const pending: Pending<I, T> = { item, op, resolve, settled: false }
       if (!this.#inFlight.get(member.id)) {
-        void this.#sendBatch(member, [item])
+        void this.#sendBatch(member, [pending])
         return
       }
       let q = this.#queues.get(member.id)
@@ -48,7 +85,7 @@ export class ReadBatcher {
         q = { member, items: [] }
         this.#queues.set(member.id, q)
       }
-      q.items.push(item)
+      q.items.push(pending)
       if (!this.#scheduled) {
         this.#scheduled = true
         this.#clock.setImmediate(this.#flush)
@@ -65,14 +102,14 @@ export class ReadBatcher {
     }
   }
 
-  #settle(member: Member, item: PendingRead, o: ReadOutcome): void {
-    if (item.settled) return
-    item.settled = true
+  #settle(member: Member, p: Pending<I, T>, o: Outcome<T>): void {
+    if (p.settled) return
+    p.settled = true
     this.#onResult(member, o)
-    item.resolve(o)
+    p.resolve(o)
   }
 
-  async #sendBatch(member: Member, items: PendingRead[]): Promise<void> {
+  async #sendBatch(member: Member, items: Pending<I, T>[]): Promise<void> {
     this.#inFlight.set(member.id, (this.#inFlight.get(member.id) ?? 0) + 1)
     try {
       await this.#exchange(member, items)
@@ -83,42 +120,33 @@ export class ReadBatcher {
     }
   }
 
-  async #exchange(member: Member, items: PendingRead[]): Promise<void> {
-    const body = pack({ keys: items.map((i) => [i.partition, i.key]) })
-    // Every get settles on its own deadline or abort; the shared request lives until the last of
-    // them is over (its timeout), and carries the caller's signal only when it serves one get.
-    for (const item of items) item.op.onAbort(() => this.#settle(member, item, { ok: false, member, failure: failureOf(member, undefined, item.op) }))
-    const deadline: Deadline = items.length === 1 ? items[0].op : new SharedDeadline(items.map((i) => i.op))
+  async #exchange(member: Member, items: Pending<I, T>[]): Promise<void> {
+    const body = this.#kind.encode(items.map((p) => p.item))
+    // Every operation settles on its own deadline or abort; a shared request lives until the last of
+    // them is over, and carries the caller's signal only when it serves one operation.
+    for (const p of items) p.op.onAbort(() => this.#settle(member, p, { ok: false, member, failure: failureOf(member, undefined, p.op) }))
+    const deadline: Deadline = items.length === 1 ? items[0].op : new SharedDeadline(items.map((p) => p.op))
     try {
-      const reply = await this.#send(member, Paths.read, body, deadline)
+      const reply = await this.#send(member, this.#kind.path, body, deadline)
       if (reply.status !== 200) {
         const failure = httpFailure(member, reply)
-        for (const item of items) this.#settle(member, item, { ok: false, member, failure })
+        for (const p of items) this.#settle(member, p, { ok: false, member, failure })
         return
       }
-      let sets: unknown
-      try {
-        sets = (unpack(reply.body) as { sets?: unknown })?.sets
-      } catch {
-        sets = undefined
-      }
-      if (!Array.isArray(sets) || sets.length !== items.length) {
-        const failure = { id: member.id, url: member.url, cause: 'invalid-response', message: 'the node answered a read with a malformed body' }
-        for (const item of items) this.#settle(member, item, { ok: false, member, failure })
+      const results = this.#kind.decode(reply.body, items.length)
+      if (typeof results === 'string') {
+        const failure = { id: member.id, url: member.url, cause: 'invalid-response', message: results }
+        for (const p of items) this.#settle(member, p, { ok: false, member, failure })
         return
       }
-      items.forEach((item, i) => {
-        const s = sets[i]
-        if (s === null || s instanceof Uint8Array) this.#settle(member, item, { ok: true, member, value: s })
-        else this.#settle(member, item, { ok: false, member, failure: { id: member.id, url: member.url, cause: 'invalid-response', message: 'a read answer is not a set' } })
-      })
+      items.forEach((p, i) => this.#settle(member, p, { ok: true, member, value: results[i] }))
     } catch (err) {
-      for (const item of items) this.#settle(member, item, { ok: false, member, failure: failureOf(member, err, item.op) })
+      for (const p of items) this.#settle(member, p, { ok: false, member, failure: failureOf(member, err, p.op) })
     }
   }
 }
 
-/** The deadline of a request that serves several gets: it is over when the last of them is. */
+/** The deadline of a request that serves several operations: it is over when the last of them is. */
 class SharedDeadline implements Deadline {
   readonly #ops: Operation[]
   #controller?: AbortController

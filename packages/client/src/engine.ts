@@ -32,7 +32,7 @@ import {
 import { checkQuorum, checkTimeout, type ResolvedClientOptions } from './options.js'
 import { Operation, failureOf, gather, httpFailure, isTransient, notDelivered, unavailable, type Deadline, type Outcome } from './operation.js'
 import type { Reply, SendOptions, Transport } from './transport.js'
-import { ReadBatcher } from './batcher.js'
+import { Coalescer, readBatch, storeBatch } from './batcher.js'
 
 export const channels = {
   readRepair: diagnostics.channel('zerohop:client:read-repair'),
@@ -89,7 +89,8 @@ export class Engine {
   readonly limits: Limits
   readonly clock: Clock
   readonly liveness: Liveness
-  readonly #reads: ReadBatcher
+  readonly #reads: Coalescer<[number, Uint8Array], Uint8Array | null>
+  readonly #stores: Coalescer<[number, Uint8Array, Uint8Array], null>
   ring: Ring
 
   constructor(options: ResolvedClientOptions, transport: Transport, ring: Ring, limits: Limits) {
@@ -99,7 +100,10 @@ export class Engine {
     this.limits = limits
     this.clock = options.clock
     this.liveness = new Liveness(this.clock)
-    this.#reads = new ReadBatcher(this.clock, (m, path, body, deadline) => this.#send(m, path, body, deadline, true), (m, o) => this.#record(m, o))
+    const send = (m: Member, path: string, body: Uint8Array, deadline: Deadline) => this.#send(m, path, body, deadline, true)
+    const record = (m: Member, o: Outcome<unknown>) => this.#record(m, o)
+    this.#reads = new Coalescer(this.clock, readBatch, send, record)
+    this.#stores = new Coalescer(this.clock, storeBatch, send, record)
     checkQuorum('r', options.r, ring.n)
     checkQuorum('w', options.w, ring.n)
   }
@@ -161,15 +165,16 @@ export class Engine {
   }
 
   #store(member: Member, partition: number, key: Uint8Array, set: Uint8Array, op: Operation): Promise<Outcome<null>> {
-    return this.#ask(member, Paths.store, pack({ items: [[partition, key, set]] }), op, true, () => null)
+    return this.#stores.submit(member, [partition, key, set], op)
   }
+
 
   async get(key: Uint8Array, r: number | undefined, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<RawGetResult> {
     const need = checkQuorum('r', r ?? this.options.r, this.ring.n)
     const partition = this.ring.partitionOf(key)
     const replicas = this.replicas(partition)
     const op = new Operation(this.clock, timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
-    const g = gather(replicas, need, (m) => this.#reads.read(m, partition, key, op))
+    const g = gather(replicas, need, (m) => this.#reads.submit(m, [partition, key], op))
     let answered: Outcome<Uint8Array | null>[]
     try {
       answered = await g.quorum
@@ -291,7 +296,7 @@ export class Engine {
     const partition = this.ring.partitionOf(key)
     const op = new Operation(this.clock, timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
     const replicas = this.replicas(partition)
-    const outcomes = await Promise.all(replicas.map((m) => this.#reads.read(m, partition, key, op)))
+    const outcomes = await Promise.all(replicas.map((m) => this.#reads.submit(m, [partition, key], op)))
     op.done()
     return {
       partition,

@@ -210,4 +210,14 @@ describe('Engine', () => {
     await e.put(key, v('mine-2'), encodeContext({ vector: mine.vector, coordinator: mine.coordinator }), 3, undefined, undefined)
     expect((await e.get(key, 3, undefined, undefined)).siblings.map(String)).toContain('theirs')
   })
+
+  it('coalesces replica stores of concurrent puts into fewer requests, and every replica gets every write', async () => {
+    const e = engine()
+    const keys = Array.from({ length: 10 }, (_, i) => Buffer.from(`put-${i}`))
+    await Promise.all(keys.map((k) => e.put(k, v(k.toString()), undefined, 3, undefined, undefined)))
+    const storeRequests = ids.reduce((n, id) => n + transport.node(id).calls.filter((p) => p === Paths.store).length, 0)
+    // 10 puts at W=3 send 20 replica stores; coalesced, they take fewer requests.
+    expect(storeRequests).toBeLessThan(20)
+    for (const id of ids) for (const k of keys) expect(siblings(transport.node(id).data.get(k.toString('hex'))!).map(String)).toEqual([k.toString()])
+  })
 })
