@@ -6,7 +6,7 @@ import {
   ErrorCodes,
   HttpError,
   MAX_BATCH,
-  MAX_COUNTER,
+  MAX_SET_COUNTER,
   MSGPACK,
   Paths,
   checkSet,
@@ -109,7 +109,7 @@ export class Validator {
     } catch {
       throw bad(400, ErrorCodes.BAD_BODY, `${where}: set is not valid MessagePack`)
     }
-    const why = checkSet(x, this.options.maxValueBytes, MAX_COUNTER)
+    const why = checkSet(x, this.options.maxValueBytes, MAX_SET_COUNTER)
     if (why) throw bad(why.includes('over the limit') ? 413 : 400, why.includes('over the limit') ? ErrorCodes.VALUE_TOO_LARGE : ErrorCodes.BAD_BODY, `${where}: ${why}`)
     return s
   }
@@ -189,7 +189,7 @@ export function createHttpServer(deps: HttpDeps): http.Server {
       }
       if (path === Paths.health) return sendJson(res, deps.stopping() ? 503 : 200, deps.health())
       if (!ring) throw bad(503, ErrorCodes.NOT_READY, 'this node has not heard from every seed yet; retry shortly')
-      return sendJson(res, 200, { ...ring.toJSON(), limits: { maxKeyBytes: options.maxKeyBytes, maxValueBytes: options.maxValueBytes } })
+      return sendJson(res, 200, { ...ring.toJSON(), limits: { maxKeyBytes: options.maxKeyBytes, maxValueBytes: options.maxValueBytes, maxBodyBytes: options.maxBodyBytes } })
     }
 
     const handler = replicaRoutes[path]

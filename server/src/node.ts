@@ -29,6 +29,8 @@ const CLEAN_KEY = Buffer.from('mclean')
 interface Identity {
   id: string
   incarnation: string
+  /** Whether the run that used this incarnation fsynced every write. */
+  fsync?: boolean
 }
 
 export class StorageNode {
@@ -140,18 +142,21 @@ export class StorageNode {
         throw new ZerohopError(ErrorCodes.INVALID_ARGUMENT, `data directory ${this.options.data} belongs to node ${stored.id}, not ${this.options.id}; use --data to point at this node's own directory`)
       }
       const clean = (await this.#store.get(CLEAN_KEY)) !== undefined
-      if (clean || this.options.fsync) {
-        identity = stored
+      // What matters is how the previous run wrote, not how this one will.
+      if (clean || stored.fsync) {
+        identity = { ...stored, fsync: this.options.fsync }
       } else {
-        identity = { id: this.options.id, incarnation: this.#newIncarnation() }
+        identity = { id: this.options.id, incarnation: this.#newIncarnation(), fsync: this.options.fsync }
         this.log.warn({ previous: stored.incarnation, incarnation: identity.incarnation }, 'unclean shutdown without --fsync: new incarnation')
       }
     } else {
-      identity = { id: this.options.id, incarnation: this.#newIncarnation() }
+      identity = { id: this.options.id, incarnation: this.#newIncarnation(), fsync: this.options.fsync }
       this.log.info({ incarnation: identity.incarnation }, 'empty storage: new incarnation')
     }
-    await this.#store.put(IDENTITY_KEY, pack(identity), { sync: true })
+    // The clean marker goes first; the synced identity write then puts both on disk before this node
+    // mints anything, so a crash during this run can never be mistaken for a clean stop.
     await this.#store.del(CLEAN_KEY)
+    await this.#store.put(IDENTITY_KEY, pack(identity), { sync: true })
     return identity
   }
 

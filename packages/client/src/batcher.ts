@@ -11,6 +11,8 @@ import type { Reply } from './transport.js'
 /** How one kind of batchable request is framed. */
 export interface BatchKind<I, T> {
   path: string
+  /** Bytes the item adds to a request body (roughly). */
+  size(item: I): number
   encode(items: I[]): Uint8Array
   /** One result per item, or why the answer is unusable. */
   decode(body: Buffer, count: number): T[] | string
@@ -18,6 +20,7 @@ export interface BatchKind<I, T> {
 
 export const readBatch: BatchKind<[partition: number, key: Uint8Array], Uint8Array | null> = {
   path: Paths.read,
+  size: ([, key]) => key.byteLength + 8,
   encode: (keys) => pack({ keys }),
   decode(body, count) {
     let sets: unknown
@@ -34,6 +37,7 @@ export const readBatch: BatchKind<[partition: number, key: Uint8Array], Uint8Arr
 
 export const storeBatch: BatchKind<[partition: number, key: Uint8Array, set: Uint8Array], null> = {
   path: Paths.store,
+  size: ([, key, set]) => key.byteLength + set.byteLength + 16,
   encode: (items) => pack({ items }),
   decode(body, count) {
     try {
@@ -65,9 +69,12 @@ export class Coalescer<I, T> {
   readonly #kind: BatchKind<I, T>
   readonly #send: Send
   readonly #onResult: (member: Member, o: Outcome<T>) => void
+  readonly #maxBytes: number
 
-  constructor(clock: Clock, kind: BatchKind<I, T>, send: Send, onResult: (member: Member, o: Outcome<T>) => void) {
+  /** `maxBytes`: a batch is cut before it grows past this (an item larger than it travels alone). */
+  constructor(clock: Clock, kind: BatchKind<I, T>, send: Send, onResult: (member: Member, o: Outcome<T>) => void, maxBytes: number) {
     this.#clock = clock
+    this.#maxBytes = maxBytes
     this.#kind = kind
     this.#send = send
     this.#onResult = onResult
@@ -98,7 +105,19 @@ export class Coalescer<I, T> {
     const queues = this.#queues
     this.#queues = new Map()
     for (const { member, items } of queues.values()) {
-      for (let i = 0; i < items.length; i += MAX_BATCH) void this.#sendBatch(member, items.slice(i, i + MAX_BATCH))
+      let batch: Pending<I, T>[] = []
+      let bytes = 0
+      for (const p of items) {
+        const size = this.#kind.size(p.item)
+        if (batch.length > 0 && (batch.length === MAX_BATCH || bytes + size > this.#maxBytes)) {
+          void this.#sendBatch(member, batch)
+          batch = []
+          bytes = 0
+        }
+        batch.push(p)
+        bytes += size
+      }
+      if (batch.length > 0) void this.#sendBatch(member, batch)
     }
   }
 

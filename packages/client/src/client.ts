@@ -165,18 +165,19 @@ export class Collection<V> {
    * Write a tombstone. With the context of a read, it supersedes what that read saw; without one, the
    * SDK reads first (at R) and deletes what it finds.
    */
-  async delete(key: Key, options: PutOptions = {}): Promise<{ context: string }> {
+  async delete(key: Key, options: PutOptions = {}): Promise<{ context: string; conflict: boolean }> {
     const engine = this.#engine()
     const k = keyBytes(key)
     engine.checkKey(k)
     let context = options.context
     if (context === undefined) {
       const read = await engine.get(k, undefined, options.timeoutMs, options.signal)
-      if (read.vector.length === 0) return { context: contextOf([], read.first) }
+      if (read.vector.length === 0) return { context: contextOf([], read.first), conflict: false }
       context = contextOf(read.vector, read.first)
     }
     const raw = await engine.put(k, null, context, options.w, options.timeoutMs, options.signal)
-    return { context: contextOf(raw.vector, raw.coordinator) }
+    // conflict: values concurrent with the delete are still live.
+    return { context: contextOf(raw.vector, raw.coordinator), conflict: raw.conflict }
   }
 
   /** Each of the key's N replicas, read directly with no repair: for operators and tests. */

@@ -102,8 +102,10 @@ export class Engine {
     this.liveness = new Liveness(this.clock)
     const send = (m: Member, path: string, body: Uint8Array, deadline: Deadline) => this.#send(m, path, body, deadline, true)
     const record = (m: Member, o: Outcome<unknown>) => this.#record(m, o)
-    this.#reads = new Coalescer(this.clock, readBatch, send, record)
-    this.#stores = new Coalescer(this.clock, storeBatch, send, record)
+    // Half the node's body limit leaves room for framing.
+    const maxBatchBytes = Math.floor((limits.maxBodyBytes ?? 8 * 1024 * 1024) / 2)
+    this.#reads = new Coalescer(this.clock, readBatch, send, record, maxBatchBytes)
+    this.#stores = new Coalescer(this.clock, storeBatch, send, record, maxBatchBytes)
     checkQuorum('r', options.r, ring.n)
     checkQuorum('w', options.w, ring.n)
   }
@@ -186,10 +188,24 @@ export class Engine {
     let set: DvvSet
     try {
       set = reconcile(answered.map((o) => (o.ok ? o.value : null)))
-    } catch (err) {
-      // A replica answered with bytes that are not a DVV set: never a reason to crash or guess.
-      op.done()
-      throw new QuorumError('get', need, 0, answered.map((o) => ({ id: o.member.id, url: o.member.url, cause: 'invalid-response', message: (err as Error).message })))
+    } catch {
+      // A replica answered with bytes that are not a DVV set. Rare, so off the fast path: wait for
+      // every replica, count the undecodable answers as that replica's failure, and go on if R remain.
+      await g.all
+      const sound: Outcome<Uint8Array | null>[] = []
+      const failures: ReplicaFailure[] = []
+      for (const o of g.outcomes) {
+        if (!o.ok) failures.push(o.failure)
+        else if (o.value === null || decodable(o.value)) sound.push(o)
+        else failures.push({ id: o.member.id, url: o.member.url, cause: 'invalid-response', message: 'the replica answered with bytes that are not a version set' })
+      }
+      if (sound.length < need) {
+        op.done()
+        op.checkAborted()
+        throw new QuorumError('get', need, sound.length, failures)
+      }
+      answered = sound
+      set = reconcile(sound.map((o) => (o.ok ? o.value : null)))
     }
     const result: RawGetResult = { found: false, siblings: siblings(set), set, vector: join(set), first: answered[0].member.id }
     result.found = result.siblings.length > 0
@@ -260,7 +276,13 @@ export class Engine {
         throw new QuorumError(value === null ? 'delete' : 'put', need, 0, failures)
       }
       const setBytes = coordinated.value
-      const set = decodeSet(setBytes)
+      let set: DvvSet
+      try {
+        set = decodeSet(setBytes)
+      } catch (err) {
+        const failure = { id: coordinated.member.id, url: coordinated.member.url, cause: 'invalid-response', message: (err as Error).message }
+        throw new QuorumError(value === null ? 'delete' : 'put', need, 0, [...failures, failure])
+      }
       const coordinator = coordinated.member
       const live = siblings(set)
       // The context handed back must cover only what the caller has seen. When the coordinator holds

@@ -23,6 +23,7 @@ export class Operation implements Deadline {
   readonly #timer: ClockTimer
   #listeners: (() => void)[] = []
   #controller?: AbortController
+  #finished = false
   readonly #onUser = () => this.abort('aborted')
 
   constructor(clock: Clock, timeoutMs: number, user?: AbortSignal) {
@@ -40,7 +41,7 @@ export class Operation implements Deadline {
   }
 
   get over(): boolean {
-    return this.reason !== undefined
+    return this.reason !== undefined || this.#finished
   }
 
   // Created only when a request must be cancellable at the deadline (one waiting for a connection):
@@ -89,6 +90,7 @@ export class Operation implements Deadline {
   }
 
   done(): void {
+    this.#finished = true
     this.#clock.clearTimeout(this.#timer)
     this.userSignal?.removeEventListener('abort', this.#onUser)
   }

@@ -25,6 +25,8 @@ class FakeNode {
   data = new Map<string, DvvSet>()
   mode: Mode = 'up'
   calls: string[] = []
+  /** Body size of every request. */
+  sizes: number[] = []
   constructor(readonly id: string) {}
 }
 
@@ -43,6 +45,7 @@ class FakeTransport implements Transport {
   async post(url: string, path: string, body: Uint8Array, options: SendOptions = {}): Promise<Reply> {
     const node = this.nodes.get(url)!
     node.calls.push(path)
+    node.sizes.push(body.byteLength)
     if (node.mode === 'refuse') throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })
     if (node.mode === 'stopping') return { status: 503, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_SHUTTING_DOWN', message: 'stopping' } })) }
     if (node.mode === 'hang') {
@@ -76,10 +79,10 @@ class FakeTransport implements Transport {
 
 const ids = ['a', 'b', 'c']
 let transport: FakeTransport
-function engine(options: Record<string, unknown> = {}): Engine {
+function engine(options: Record<string, unknown> = {}, maxBodyBytes = 16 << 20): Engine {
   transport = new FakeTransport(ids)
   const ring = new Ring(ids.map((id) => ({ id, url: `http://${id}`, weight: 1 })), { partitions: 8, n: 3 })
-  return new Engine(resolveClientOptions({ seeds: ['http://a'], readRepairWaitMs: 20, timeoutMs: 200, ...options }), transport, ring, { maxKeyBytes: 1024, maxValueBytes: 1 << 20 })
+  return new Engine(resolveClientOptions({ seeds: ['http://a'], readRepairWaitMs: 20, timeoutMs: 200, ...options }), transport, ring, { maxKeyBytes: 1024, maxValueBytes: 1 << 20, maxBodyBytes })
 }
 const key = Buffer.from('k')
 const hexKey = key.toString('hex')
@@ -219,5 +222,28 @@ describe('Engine', () => {
     // 10 puts at W=3 send 20 replica stores; coalesced, they take fewer requests.
     expect(storeRequests).toBeLessThan(20)
     for (const id of ids) for (const k of keys) expect(siblings(transport.node(id).data.get(k.toString('hex'))!).map(String)).toEqual([k.toString()])
+  })
+
+  it('cuts coalesced batches by size, so a batch never exceeds the node body limit', async () => {
+    const e = engine({}, 4096)
+    const keys = Array.from({ length: 10 }, (_, i) => Buffer.from(`big-${i}`))
+    await Promise.all(keys.map((k) => e.put(k, Buffer.alloc(1500, 7), undefined, 3, undefined, undefined)))
+    for (const id of ids) {
+      const node = transport.node(id)
+      node.calls.forEach((p, i) => p === Paths.store && expect(node.sizes[i]).toBeLessThanOrEqual(4096))
+      for (const k of keys) expect(siblings(node.data.get(k.toString('hex'))!)).toHaveLength(1)
+    }
+  })
+
+  it('one replica answering with an undecodable set does not fail a read that R sound replicas can serve', async () => {
+    const e = engine()
+    await e.put(key, v('ok'), undefined, 3, undefined, undefined)
+    for (const bad of e.replicas(e.ring.partitionOf(key)).map((m) => m.id)) {
+      for (const id of ids) transport.node(id).mode = id === bad ? 'garbage' : 'up'
+      expect((await e.get(key, 2, undefined, undefined)).siblings.map(String)).toEqual(['ok'])
+      const err = await e.get(key, 3, undefined, undefined).catch((x) => x)
+      expect(err.code).toBe('ZH_QUORUM_NOT_MET')
+      expect(err.replicas).toEqual([expect.objectContaining({ id: bad, cause: 'invalid-response' })])
+    }
   })
 })

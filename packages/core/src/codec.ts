@@ -27,6 +27,9 @@ export function encodeSet(set: DvvSet): Buffer {
  */
 export const MAX_COUNTER = 2 ** 48
 
+/** Largest counter a stored set received from the network may carry: room to mint on top of MAX_COUNTER. */
+export const MAX_SET_COUNTER = 2 ** 49
+
 /**
  * Why a decoded structure is not a DVV set; undefined when it is one. Sets that arrive from the
  * network are held to `maxCounter` = MAX_COUNTER, so local minting on top of them stays safe.

@@ -50,6 +50,8 @@ export interface StoreResponse {
 export interface Limits {
   maxKeyBytes: number
   maxValueBytes: number
+  /** Largest request body the node accepts. */
+  maxBodyBytes: number
 }
 
 export interface RingResponse extends RingDescription {
