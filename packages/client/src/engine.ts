@@ -148,8 +148,9 @@ export class Engine {
     }
   }
 
-  async #ask<T>(member: Member, path: string, body: Uint8Array, op: Operation, retry: boolean, decode: (b: Buffer) => T): Promise<Outcome<T>> {
-    const sent = this.#send(member, path, body, op, retry).then(
+  /** One request that is never retried blindly (coordinate: minting a version is not idempotent). */
+  async #ask<T>(member: Member, path: string, body: Uint8Array, op: Operation, decode: (b: Buffer) => T): Promise<Outcome<T>> {
+    const sent = this.#send(member, path, body, op, false).then(
       (reply): Outcome<T> => {
         if (reply.status !== 200) return { ok: false, member, failure: httpFailure(member, reply) }
         try {
@@ -258,7 +259,7 @@ export class Engine {
       const failures: ReplicaFailure[] = []
       let coordinated: Outcome<Uint8Array> | undefined
       for (const m of candidates) {
-        const o = await this.#ask(m, Paths.coordinate, body, op, false, (b) => {
+        const o = await this.#ask(m, Paths.coordinate, body, op, (b) => {
           const s = (unpack(b) as { set?: Uint8Array })?.set
           if (!(s instanceof Uint8Array)) throw new TypeError('invalid coordinate response')
           return s
