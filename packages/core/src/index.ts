@@ -1,6 +1,7 @@
 export * from './errors.js'
 export * from './bytes.js'
 export * from './ring.js'
+export * from './membership.js'
 export * from './dvv.js'
 export * from './codec.js'
 export * from './wire.js'

@@ -11,6 +11,16 @@ export interface Member {
   url: string
   /** Relative capacity; a node with weight 2 owns about twice the partitions of weight 1. */
   weight: number
+  /** When the member joined (ms; 0 for the founding members): orders the ring's history. */
+  since?: number
+}
+
+/** A former member, kept so the ring's history (and so its assignment) is the same everywhere. */
+export interface Departed {
+  id: string
+  weight: number
+  since: number
+  until: number
 }
 
 export interface RingOptions {
@@ -20,6 +30,8 @@ export interface RingOptions {
   n: number
   /** Fallback nodes kept after the top N of each preference list (for sloppy quorums). */
   spares?: number
+  /** Members that have left, oldest first or in any order. */
+  history?: readonly Departed[]
 }
 
 export const ringDefaults = { partitions: 256, n: 3, spares: 2 } as const
@@ -95,6 +107,8 @@ export class Ring {
   readonly spares: number
   /** Members sorted by id. */
   readonly members: readonly Member[]
+  /** Former members, sorted by id. */
+  readonly history: readonly Departed[]
   /** Digest of the membership and parameters: equal epochs mean equal rings. */
   readonly epoch: string
   readonly #owners: Uint32Array
@@ -111,7 +125,7 @@ export class Ring {
     if (!Number.isInteger(n) || n < 1 || n > 16) throw new InvalidArgumentError(`n must be an integer from 1 to 16, got ${n}`)
     if (!Number.isInteger(spares) || spares < 0) throw new InvalidArgumentError(`spares must be a non-negative integer, got ${spares}`)
     if (members.length === 0) throw new InvalidArgumentError('a ring needs at least one member')
-    const sorted = [...members].map((m) => ({ id: m.id, url: m.url, weight: m.weight })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    const sorted = [...members].map((m) => ({ id: m.id, url: m.url, weight: m.weight, since: m.since ?? 0 })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     for (let i = 0; i < sorted.length; i++) {
       const m = sorted[i]
       if (typeof m.id !== 'string' || !ID_RE.test(m.id)) throw new InvalidArgumentError(`node id ${JSON.stringify(m.id)} must be 1-64 characters of A-Z a-z 0-9 . _ -`)
@@ -124,7 +138,9 @@ export class Ring {
     this.members = sorted
     this.#shift = 32 - Math.log2(partitions)
     this.#byId = new Map(sorted.map((m) => [m.id, m]))
-    this.epoch = md5(JSON.stringify([partitions, n, spares, sorted.map((m) => [m.id, m.url, m.weight])])).toString('hex').slice(0, 16)
+    const history = [...(options.history ?? [])].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    this.history = history
+    this.epoch = md5(JSON.stringify([partitions, n, spares, sorted.map((m) => [m.id, m.url, m.weight, m.since]), history.map((d) => [d.id, d.weight, d.since, d.until])])).toString('hex').slice(0, 16)
     this.#owners = assignOwners(sorted, partitions)
     const length = Math.min(sorted.length, n + spares)
     this.#prefs = new Array(partitions)
@@ -170,11 +186,11 @@ export class Ring {
   }
 
   toJSON(): RingDescription {
-    return { epoch: this.epoch, partitions: this.partitions, n: this.n, spares: this.spares, members: this.members.map((m) => ({ ...m })) }
+    return { epoch: this.epoch, partitions: this.partitions, n: this.n, spares: this.spares, members: this.members.map((m) => ({ ...m })), history: this.history.map((d) => ({ ...d })) }
   }
 
   static fromJSON(d: RingDescription): Ring {
-    return new Ring(d.members, { partitions: d.partitions, n: d.n, spares: d.spares })
+    return new Ring(d.members, { partitions: d.partitions, n: d.n, spares: d.spares, history: d.history })
   }
 }
 
@@ -184,4 +200,5 @@ export interface RingDescription {
   n: number
   spares: number
   members: Member[]
+  history?: Departed[]
 }

@@ -1,0 +1,192 @@
+// Cluster membership as gossiped state: one entry per node, owned and versioned by that node, merged
+// monotonically (the newer entry wins), so gossip in any order converges. From the entries follow two
+// rings: `current` (who holds the data now) and `next` (who will once every transfer is done). While
+// they differ, reads and writes need their quorum in both, so a quorum of either side always overlaps.
+import { md5, Ring, type Departed, type Member } from './ring.js'
+
+export type MemberStatus = 'joining' | 'normal' | 'leaving' | 'left'
+
+export const MEMBER_STATUSES: readonly MemberStatus[] = ['joining', 'normal', 'leaving', 'left']
+
+export interface MemberState {
+  id: string
+  /** Base URL peers and clients use. */
+  url: string
+  /** Failure domain label (informational for now). */
+  zone: string
+  weight: number
+  status: MemberStatus
+  /** Changes when the node loses its disk or stops uncleanly without fsync (the actor id suffix). */
+  incarnation: string
+  /** Bumped by the owner on every change but the heartbeat; by an operator's node for a removal. */
+  version: number
+  /** Bumped by the owner every gossip round: arrivals feed the failure detector. */
+  heartbeat: number
+  /** When the node joined (ms since 1970; 0 for the founding members). Orders the ring's history. */
+  since: number
+  /** When the node started leaving (ms), 0 while it is not leaving. */
+  until: number
+  /** Set when an operator removed the node (it was dead): others transfer its data on its behalf. */
+  removed: boolean
+  /** Epoch of the `next` ring whose gained partitions this node holds, '' if none. */
+  ready: string
+}
+
+const STATUS_RANK: Record<MemberStatus, number> = { joining: 0, normal: 1, leaving: 2, left: 3 }
+
+/**
+ * Total order on two versions of one member's entry: higher version, then a removal, then the later
+ * status, then the higher heartbeat. Ties on all of these only occur between equal content, except
+ * for fields compared last so that every node picks the same winner.
+ */
+export function compareMemberStates(a: MemberState, b: MemberState): number {
+  return (
+    a.version - b.version ||
+    Number(a.removed) - Number(b.removed) ||
+    STATUS_RANK[a.status] - STATUS_RANK[b.status] ||
+    a.heartbeat - b.heartbeat ||
+    a.until - b.until ||
+    cmp(a.ready, b.ready) ||
+    cmp(a.url, b.url) ||
+    cmp(a.incarnation, b.incarnation) ||
+    a.weight - b.weight ||
+    a.since - b.since ||
+    cmp(a.zone, b.zone)
+  )
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+/**
+ * Merge remote entries into `local` (mutated). Returns the entries that changed here, so callers can
+ * tell a heartbeat from a change of the ring.
+ */
+export function mergeMembers(local: Map<string, MemberState>, remote: Iterable<MemberState>): MemberState[] {
+  const changed: MemberState[] = []
+  for (const r of remote) {
+    const l = local.get(r.id)
+    if (!l || compareMemberStates(r, l) > 0) {
+      local.set(r.id, { ...r })
+      changed.push(r)
+    }
+  }
+  return changed
+}
+
+/** Validate one entry received from the network; returns a reason or undefined. */
+export function invalidMemberState(x: unknown): string | undefined {
+  if (typeof x !== 'object' || x === null) return 'not an object'
+  const m = x as Record<string, unknown>
+  if (typeof m.id !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(m.id)) return 'bad id'
+  if (typeof m.url !== 'string' || !/^https?:\/\/[^\s/]+$/.test(m.url)) return `member ${m.id}: bad url`
+  if (typeof m.zone !== 'string' || m.zone.length > 64) return `member ${m.id}: bad zone`
+  if (typeof m.weight !== 'number' || !(m.weight > 0) || !Number.isFinite(m.weight)) return `member ${m.id}: bad weight`
+  if (typeof m.status !== 'string' || !(m.status in STATUS_RANK)) return `member ${m.id}: bad status`
+  if (typeof m.incarnation !== 'string' || m.incarnation.length > 64) return `member ${m.id}: bad incarnation`
+  for (const k of ['version', 'heartbeat', 'since', 'until'] as const) {
+    if (!Number.isSafeInteger(m[k]) || (m[k] as number) < 0) return `member ${m.id}: bad ${k}`
+  }
+  if (typeof m.removed !== 'boolean') return `member ${m.id}: bad removed`
+  if (typeof m.ready !== 'string' || m.ready.length > 64) return `member ${m.id}: bad ready`
+  return undefined
+}
+
+export interface RingParams {
+  partitions: number
+  n: number
+  spares?: number
+}
+
+function asMember(s: MemberState): Member {
+  return { id: s.id, url: s.url, weight: s.weight, since: s.since }
+}
+
+function asDeparted(s: MemberState): Departed {
+  return { id: s.id, weight: s.weight, since: s.since, until: s.until }
+}
+
+/**
+ * The rings a set of member entries implies. `next` counts joining and normal members, with leaving
+ * and left ones in its history; `current` counts normal and leaving members. A transition is over
+ * (current = next) as soon as every member of `next` reports it holds its share of `next` (`ready`),
+ * even before the joiners and leavers have rewritten their own status.
+ */
+export class ClusterView {
+  readonly current: Ring
+  readonly next: Ring
+  /** True while `current` and `next` differ: quorums are needed in both. */
+  readonly transition: boolean
+  /** Sum of entry versions: grows with every change any node learns, never shrinks. */
+  readonly version: number
+  /** `${version}-${digest of both rings}`: sent on every request and response. */
+  readonly epoch: string
+  readonly members: ReadonlyMap<string, MemberState>
+
+  constructor(states: Iterable<MemberState>, params: RingParams) {
+    const all = [...states].sort((a, b) => cmp(a.id, b.id))
+    this.members = new Map(all.map((s) => [s.id, s]))
+    this.version = all.reduce((sum, s) => sum + s.version, 0)
+    const inNext = all.filter((s) => s.status === 'joining' || s.status === 'normal')
+    const departedNext = all.filter((s) => s.status === 'leaving' || s.status === 'left')
+    const options = { partitions: params.partitions, n: params.n, spares: params.spares }
+    // A ring needs a member; a cluster whose every member is leaving keeps its current ring.
+    const next = inNext.length > 0 ? new Ring(inNext.map(asMember), { ...options, history: departedNext.map(asDeparted) }) : undefined
+    const pending = all.some((s) => s.status === 'joining' || s.status === 'leaving')
+    if (next && (!pending || inNext.every((s) => s.ready === next.epoch))) {
+      this.current = next
+      this.next = next
+    } else {
+      const inCurrent = all.filter((s) => s.status === 'normal' || s.status === 'leaving')
+      const departedCurrent = all.filter((s) => s.status === 'left')
+      // Only joiners known (a cluster being founded by `--join` alone): they serve as current too.
+      const members = inCurrent.length > 0 ? inCurrent : inNext
+      this.current = new Ring(members.map(asMember), { ...options, history: departedCurrent.map(asDeparted) })
+      this.next = next ?? this.current
+    }
+    this.transition = this.current !== this.next && this.current.epoch !== this.next.epoch
+    if (!this.transition) this.next = this.current
+    this.epoch = `${this.version}-${md5(`${this.current.epoch}/${this.next.epoch}`).toString('hex').slice(0, 12)}`
+  }
+
+  /** The digest part of an epoch string, or undefined if it is malformed. */
+  static parseEpoch(epoch: string | undefined | null): { version: number; digest: string } | undefined {
+    if (typeof epoch !== 'string') return undefined
+    const m = /^(\d{1,15})-([0-9a-f]{12})$/.exec(epoch)
+    return m ? { version: Number(m[1]), digest: m[2] } : undefined
+  }
+
+  /**
+   * Whether a request made with `epoch` must be refused as stale: its rings differ from ours and it
+   * is not newer than ours. Newer requests are served (this node will hear of the change by gossip).
+   */
+  isStale(epoch: string | undefined | null): boolean {
+    const theirs = ClusterView.parseEpoch(epoch)
+    if (!theirs) return false
+    const ours = ClusterView.parseEpoch(this.epoch)!
+    return theirs.digest !== ours.digest && theirs.version <= ours.version
+  }
+
+  /** Whether `other` (an epoch string) is newer than this view and differs from it. */
+  isOlderThan(epoch: string | undefined | null): boolean {
+    const theirs = ClusterView.parseEpoch(epoch)
+    if (!theirs) return false
+    const ours = ClusterView.parseEpoch(this.epoch)!
+    return theirs.digest !== ours.digest && theirs.version >= ours.version
+  }
+
+  /** The top-N replicas of a partition in the current ring, then those of the next ring not in it. */
+  replicas(partition: number): { current: readonly Member[]; next: readonly Member[] } {
+    const n = this.current.n
+    const current = this.current.preferenceList(partition).slice(0, n)
+    if (!this.transition) return { current, next: current }
+    return { current, next: this.next.preferenceList(partition).slice(0, n) }
+  }
+
+  /** Whether a node keeps replicas of the partition in either ring. */
+  replicates(id: string, partition: number): boolean {
+    const { current, next } = this.replicas(partition)
+    return current.some((m) => m.id === id) || next.some((m) => m.id === id)
+  }
+}
