@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// The `zerohop` command: `start` runs one storage node, `dev` a local 3-node cluster.
+// The `zerohop` command: `start` runs one storage node, `dev` a local 3-node cluster, and `leave`,
+// `remove` and `status` are the operator's membership commands (JSON over HTTP to one node).
 import { parseArgs } from 'node:util'
-import { ZerohopError } from '@zerohop/core'
+import { request } from 'undici'
+import { Paths, ZerohopError, type RingResponse } from '@zerohop/core'
 import { StorageNode } from './node.js'
 import { runDevCluster } from './dev.js'
 
@@ -9,6 +11,10 @@ const USAGE = `zerohop — a Dynamo-style key-value store
 
 Usage:
   zerohop start --id n1 --port 7001 --data ./data/n1 --seeds http://127.0.0.1:7001,http://127.0.0.1:7002,...
+  zerohop start --id n4 --port 7004 --join http://127.0.0.1:7001     join a running cluster
+  zerohop leave --node URL              the node at URL hands off its data and leaves
+  zerohop remove NODE_ID --node URL     remove a dead node; the others re-replicate its data
+  zerohop status --node URL             members, their status and what URL's node believes down
   zerohop dev [--nodes 3] [--base-port 7001] [--data ./data]
   zerohop help
 
@@ -18,7 +24,9 @@ start options:
   --port PORT             port to listen on (default 7001)
   --advertise URL         URL other nodes and clients use (default http://HOST:PORT)
   --data DIR              LevelDB directory (default ./data/ID)
-  --seeds URL,URL,...     the cluster's nodes (this version: the static membership)
+  --seeds URL,URL,...     founding members: a new cluster serves once every seed answered
+  --join URL              join the running cluster that URL's node belongs to
+  --zone NAME             failure domain label (default "default")
   --n N                   replicas per key (default 3; the same on every node)
   --partitions Q          partitions, a power of two (default 256; the same on every node)
   --weight W              relative capacity (default 1)
@@ -26,6 +34,10 @@ start options:
   --max-value-bytes B     largest value (default 1048576)
   --max-body-bytes B      largest request body (default 16777216)
   --fsync                 fsync every write
+  --gossip-interval-ms MS gossip round period (default 1000)
+  --phi-threshold PHI     failure detector threshold (default 8)
+  --handoff-rate-bytes B  most bytes/s pulled while taking over partitions (default 8388608)
+  --drop-delay-ms MS      keep handed-off partitions this long after a transition (default 30000)
   --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
 `
 
@@ -47,6 +59,12 @@ async function start(args: string[]): Promise<void> {
       advertise: { type: 'string' },
       data: { type: 'string' },
       seeds: { type: 'string' },
+      join: { type: 'string' },
+      zone: { type: 'string' },
+      'gossip-interval-ms': { type: 'string' },
+      'phi-threshold': { type: 'string' },
+      'handoff-rate-bytes': { type: 'string' },
+      'drop-delay-ms': { type: 'string' },
       n: { type: 'string' },
       partitions: { type: 'string' },
       weight: { type: 'string' },
@@ -65,6 +83,12 @@ async function start(args: string[]): Promise<void> {
     advertise: values.advertise,
     data: values.data,
     seeds: values.seeds ? values.seeds.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
+    join: values.join,
+    zone: values.zone,
+    gossipIntervalMs: num('gossip-interval-ms', values['gossip-interval-ms']),
+    phiThreshold: num('phi-threshold', values['phi-threshold']),
+    handoffRateBytes: num('handoff-rate-bytes', values['handoff-rate-bytes']),
+    dropDelayMs: num('drop-delay-ms', values['drop-delay-ms']),
     n: num('n', values.n),
     partitions: num('partitions', values.partitions),
     weight: num('weight', values.weight),
@@ -90,7 +114,51 @@ async function start(args: string[]): Promise<void> {
   }
   process.once('SIGTERM', () => shutdown('SIGTERM'))
   process.once('SIGINT', () => shutdown('SIGINT'))
+  void node.left.then(() => shutdown('left the cluster'))
   await node.start()
+}
+
+/** One operator request to a node; prints the JSON answer, or the error with its code. */
+async function admin(url: string, path: string, method: 'GET' | 'POST', body?: object): Promise<unknown> {
+  let res
+  try {
+    res = await request(`${url.replace(/\/$/, '')}${path}`, {
+      method,
+      body: body ? JSON.stringify(body) : undefined,
+      headers: body ? { 'content-type': 'application/json' } : undefined,
+      headersTimeout: 10_000,
+      bodyTimeout: 10_000,
+    })
+  } catch (err) {
+    throw new ZerohopError('ZH_NO_SEED_REACHABLE', `cannot reach ${url}: ${(err as Error).message}`)
+  }
+  const text = await res.body.text()
+  let json: { error?: { code?: string; message?: string } }
+  try {
+    json = JSON.parse(text)
+  } catch {
+    throw new ZerohopError('ZH_INTERNAL', `${url} answered HTTP ${res.statusCode} with a body that is not JSON`)
+  }
+  if (res.statusCode >= 400) throw new ZerohopError((json.error?.code as never) ?? 'ZH_INTERNAL', json.error?.message ?? `HTTP ${res.statusCode}`)
+  return json
+}
+
+function nodeUrl(args: string[], positionals: number): { url: string; rest: string[] } {
+  const { values, positionals: rest } = parseArgs({ args, strict: true, allowPositionals: true, options: { node: { type: 'string' } } })
+  if (!values.node) throw new ZerohopError('ZH_INVALID_ARGUMENT', 'give the node to ask with --node http://host:port')
+  if (rest.length !== positionals) throw new ZerohopError('ZH_INVALID_ARGUMENT', `expected ${positionals} argument(s) before --node, got ${rest.length}; run zerohop help`)
+  return { url: values.node, rest }
+}
+
+async function status(args: string[]): Promise<void> {
+  const { url } = nodeUrl(args, 0)
+  const ring = (await admin(url, Paths.ring, 'GET')) as RingResponse
+  const down = new Set(ring.down)
+  process.stdout.write(`epoch ${ring.epoch}  n=${ring.n}  partitions=${ring.partitions}\n`)
+  for (const m of ring.members) {
+    const state = m.status === 'left' ? '' : down.has(m.id) ? 'down' : 'up'
+    process.stdout.write(`${m.id.padEnd(12)} ${m.url.padEnd(28)} ${m.status.padEnd(8)} ${state.padEnd(5)} weight=${m.weight} zone=${m.zone}${m.removed ? ' removed' : ''}\n`)
+  }
 }
 
 async function main(): Promise<void> {
@@ -100,6 +168,20 @@ async function main(): Promise<void> {
       return start(rest)
     case 'dev':
       return runDevCluster(rest)
+    case 'leave': {
+      const { url } = nodeUrl(rest, 0)
+      const out = (await admin(url, Paths.leave, 'POST', {})) as { member: { id: string; status: string } }
+      process.stdout.write(`${out.member.id}: ${out.member.status} (it hands off its partitions, then stops)\n`)
+      return
+    }
+    case 'remove': {
+      const { url, rest: [id] } = nodeUrl(rest, 1)
+      const out = (await admin(url, Paths.remove, 'POST', { id })) as { member: { id: string; status: string } }
+      process.stdout.write(`${out.member.id}: removed; the other nodes re-replicate its partitions\n`)
+      return
+    }
+    case 'status':
+      return status(rest)
     case undefined:
     case 'help':
     case '--help':

@@ -11,8 +11,15 @@ export interface NodeOptions {
   advertise?: string
   /** Data directory (LevelDB). */
   data?: string
-  /** Seed URLs; in this version the seed list is the membership. */
+  /**
+   * Seed URLs. Founding members list each other: a new cluster serves once every seed has answered.
+   * Seeds are also gossiped with now and then, so clusters started apart merge.
+   */
   seeds?: string[]
+  /** URL of a node of a running cluster to join (the new node takes its share of partitions). */
+  join?: string
+  /** Failure-domain label, e.g. a rack or availability zone. */
+  zone?: string
   /** N: replicas per key (fixed when the cluster is created). */
   n?: number
   /** Q: partitions, a power of two (fixed when the cluster is created). */
@@ -26,10 +33,22 @@ export interface NodeOptions {
   fsync?: boolean
   /** How often a starting node polls seeds it has not heard from yet. */
   discoveryIntervalMs?: number
+  /** Gossip round period. */
+  gossipIntervalMs?: number
+  /** Chance per round of also gossiping with a seed. */
+  seedProbability?: number
+  /** Phi accrual threshold above which a silent peer is considered down. */
+  phiThreshold?: number
+  /** Most bytes per second a joining node pulls when taking over partitions. */
+  handoffRateBytes?: number
+  /** Items per page of a partition transfer. */
+  handoffPageItems?: number
+  /** How long a node keeps a partition it has handed off, after the transition ends. */
+  dropDelayMs?: number
   logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
 
-export type ResolvedNodeOptions = Required<Omit<NodeOptions, 'advertise' | 'data'>> & { advertise: string; data: string }
+export type ResolvedNodeOptions = Required<Omit<NodeOptions, 'advertise' | 'data' | 'join'>> & { advertise: string; data: string; join: string | undefined }
 
 export const nodeDefaults = {
   host: '127.0.0.1',
@@ -42,6 +61,13 @@ export const nodeDefaults = {
   maxBodyBytes: 16 * 1024 * 1024,
   fsync: false,
   discoveryIntervalMs: 200,
+  gossipIntervalMs: 1000,
+  seedProbability: 0.1,
+  phiThreshold: 8,
+  handoffRateBytes: 8 * 1024 * 1024,
+  handoffPageItems: 500,
+  dropDelayMs: 30_000,
+  zone: 'default',
   logLevel: 'info',
 } as const
 
@@ -71,8 +97,17 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   const host = o.host ?? nodeDefaults.host
   const port = int('port', o.port ?? nodeDefaults.port, 1, 65535, 'use --port')
   const advertise = normalizeUrl(o.advertise ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`, 'advertise URL')
+  const join = o.join === undefined ? undefined : normalizeUrl(o.join, 'join URL')
+  if (join === advertise) throw new InvalidArgumentError(`--join ${join} is this node's own address; give the URL of a node of the running cluster`)
   const seeds = (o.seeds ?? []).map((s) => normalizeUrl(s, 'seed'))
-  if (!seeds.includes(advertise)) seeds.push(advertise)
+  if (join && !seeds.includes(join)) seeds.push(join)
+  if (!join && !seeds.includes(advertise)) seeds.push(advertise)
+  const zone = o.zone ?? nodeDefaults.zone
+  if (typeof zone !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(zone)) throw new InvalidArgumentError(`zone ${JSON.stringify(zone)} must be 1-64 characters of A-Z a-z 0-9 . _ - (e.g. --zone rack1)`)
+  const seedProbability = o.seedProbability ?? nodeDefaults.seedProbability
+  if (typeof seedProbability !== 'number' || !(seedProbability >= 0 && seedProbability <= 1)) throw new InvalidArgumentError(`seedProbability must be a number from 0 to 1, got ${seedProbability}`)
+  const phiThreshold = o.phiThreshold ?? nodeDefaults.phiThreshold
+  if (typeof phiThreshold !== 'number' || !(phiThreshold >= 1 && phiThreshold <= 100)) throw new InvalidArgumentError(`phiThreshold must be a number from 1 to 100, got ${phiThreshold} (use --phi-threshold; 8 is typical)`)
   const partitions = int('partitions', o.partitions ?? nodeDefaults.partitions, 2, 65536, 'use --partitions with a power of two')
   if ((partitions & (partitions - 1)) !== 0) throw new InvalidArgumentError(`partitions must be a power of two, got ${partitions}`)
   const weight = o.weight ?? nodeDefaults.weight
@@ -88,6 +123,8 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     advertise,
     data: o.data ?? `./data/${o.id}`,
     seeds,
+    join,
+    zone,
     n: int('n', o.n ?? nodeDefaults.n, 1, 16, 'use --n'),
     partitions,
     weight,
@@ -96,6 +133,12 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     maxBodyBytes,
     fsync: o.fsync ?? nodeDefaults.fsync,
     discoveryIntervalMs: int('discoveryIntervalMs', o.discoveryIntervalMs ?? nodeDefaults.discoveryIntervalMs, 10, 60_000, 'in milliseconds'),
+    gossipIntervalMs: int('gossipIntervalMs', o.gossipIntervalMs ?? nodeDefaults.gossipIntervalMs, 10, 60_000, 'use --gossip-interval-ms'),
+    seedProbability,
+    phiThreshold,
+    handoffRateBytes: int('handoffRateBytes', o.handoffRateBytes ?? nodeDefaults.handoffRateBytes, 1024, 1024 * 1024 * 1024, 'use --handoff-rate-bytes'),
+    handoffPageItems: int('handoffPageItems', o.handoffPageItems ?? nodeDefaults.handoffPageItems, 1, 10_000, 'use --handoff-page-items'),
+    dropDelayMs: int('dropDelayMs', o.dropDelayMs ?? nodeDefaults.dropDelayMs, 0, 24 * 3600_000, 'use --drop-delay-ms'),
     logLevel,
   }
 }

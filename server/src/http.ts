@@ -13,22 +13,30 @@ import {
   checkVector,
   pack,
   unpack,
+  type ClusterView,
   type CoordinateRequest,
   type ErrorCode,
+  type MemberState,
   type Ring,
+  type RingResponse,
   type VersionVector,
 } from '@zerohop/core'
 import type { Logger } from 'pino'
 import type { Replica } from './replica.js'
 import type { ResolvedNodeOptions } from './config.js'
+import type { Gossip } from './gossip.js'
 
 export interface HttpDeps {
   options: ResolvedNodeOptions
   log: Logger
   replica: () => Replica | undefined
-  ring: () => Ring | undefined
+  /** The membership view, once the node serves. */
+  view: () => ClusterView | undefined
+  gossip: () => Gossip | undefined
   health: () => object
   stopping: () => boolean
+  leave: () => MemberState
+  remove: (id: string) => MemberState
 }
 
 const bad = (status: number, code: ErrorCode, message: string) => new HttpError(status, code, message)
@@ -69,7 +77,17 @@ function decodeBody(body: Buffer): Record<string, unknown> {
 }
 
 export class Validator {
-  constructor(readonly options: ResolvedNodeOptions, readonly ring: Ring) {}
+  readonly ring: Ring
+  constructor(readonly options: ResolvedNodeOptions, readonly view: ClusterView, readonly self: string) {
+    this.ring = view.current
+  }
+
+  /** A partition this node holds replicas of in the current or the next ring. */
+  replicated(p: number, where: string): void {
+    if (!this.view.replicates(this.self, p)) {
+      throw bad(409, ErrorCodes.NOT_REPLICA, `${where}: node ${this.self} does not hold replicas of partition ${p} in ring ${this.view.epoch}; refresh the ring`)
+    }
+  }
 
   partitionKey(p: unknown, k: unknown, where: string): [number, Uint8Array] {
     if (!(k instanceof Uint8Array)) throw bad(400, ErrorCodes.BAD_BODY, `${where}: key must be bytes`)
@@ -118,16 +136,22 @@ export class Validator {
 type Handler = (body: Record<string, unknown>, v: Validator, replica: Replica) => Promise<unknown>
 
 const replicaRoutes: Record<string, Handler> = {
+  // Gossip is answered before the replica checks (a node gossips before it serves); listed here so
+  // the method and content-type checks apply to it too.
+  [Paths.gossip]: async () => undefined,
   [Paths.read]: async (body, v, replica) => {
     const keys = v.batch(body.keys, 'keys').map((item, i) => {
       if (!Array.isArray(item) || item.length !== 2) throw bad(400, ErrorCodes.BAD_BODY, `keys[${i}] must be [partition, key]`)
-      return v.partitionKey(item[0], item[1], `keys[${i}]`)
+      const pk = v.partitionKey(item[0], item[1], `keys[${i}]`)
+      v.replicated(pk[0], `keys[${i}]`)
+      return pk
     })
     return { sets: await replica.read(keys) }
   },
   [Paths.coordinate]: async (body, v, replica) => {
     const req = body as Partial<CoordinateRequest>
     const [p, k] = v.partitionKey(req.partition, req.key, 'request')
+    v.replicated(p, 'request')
     const context = req.context ?? []
     if (!checkVector(context)) throw bad(400, ErrorCodes.BAD_BODY, 'context must be a version vector [[actor, counter], ...]')
     const value = v.value(req.value)
@@ -137,6 +161,7 @@ const replicaRoutes: Record<string, Handler> = {
     const items = v.batch(body.items, 'items').map((item, i) => {
       if (!Array.isArray(item) || item.length !== 3) throw bad(400, ErrorCodes.BAD_BODY, `items[${i}] must be [partition, key, set]`)
       const [p, k] = v.partitionKey(item[0], item[1], `items[${i}]`)
+      v.replicated(p, `items[${i}]`)
       return [p, k, v.set(item[2], `items[${i}]`)] as const
     })
     // Items of one batch come from different writes: store them concurrently (per-key locks order
@@ -144,7 +169,21 @@ const replicaRoutes: Record<string, Handler> = {
     const results = await Promise.all(items.map(([p, k, s]) => replica.store(p, k, s)))
     return { changed: results.filter(Boolean).length }
   },
+  [Paths.range]: async (body, v, replica) => {
+    const p = body.partition
+    if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p >= v.ring.partitions) {
+      throw bad(400, ErrorCodes.UNKNOWN_PARTITION, `partition ${JSON.stringify(p)} does not exist; this ring has partitions 0..${v.ring.partitions - 1}`)
+    }
+    const after = body.after
+    if (after !== undefined && !(after instanceof Uint8Array)) throw bad(400, ErrorCodes.BAD_BODY, 'after must be bytes (a key)')
+    const limit = body.limit
+    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_BATCH) throw bad(400, ErrorCodes.BAD_BODY, `limit must be an integer from 1 to ${MAX_BATCH}`)
+    return replica.range(p, after, limit)
+  },
 }
+
+/** Replica requests made with a ring older than this node's are refused, so the sender refreshes. */
+const epochChecked = new Set<string>([Paths.read, Paths.coordinate, Paths.store])
 
 export function createHttpServer(deps: HttpDeps): http.Server {
   const { options, log } = deps
@@ -178,8 +217,8 @@ export function createHttpServer(deps: HttpDeps): http.Server {
   }
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const ring = deps.ring()
-    if (ring) res.setHeader(EPOCH_HEADER, ring.epoch)
+    const view = deps.view()
+    if (view) res.setHeader(EPOCH_HEADER, view.epoch)
     const path = (req.url ?? '/').split('?')[0]
 
     if (path === Paths.health || path === Paths.ring) {
@@ -188,8 +227,36 @@ export function createHttpServer(deps: HttpDeps): http.Server {
         throw bad(405, ErrorCodes.METHOD_NOT_ALLOWED, `${path} takes GET`)
       }
       if (path === Paths.health) return sendJson(res, deps.stopping() ? 503 : 200, deps.health())
-      if (!ring) throw bad(503, ErrorCodes.NOT_READY, 'this node has not heard from every seed yet; retry shortly')
-      return sendJson(res, 200, { ...ring.toJSON(), limits: { maxKeyBytes: options.maxKeyBytes, maxValueBytes: options.maxValueBytes, maxBodyBytes: options.maxBodyBytes } })
+      const gossip = deps.gossip()
+      if (!view || !gossip) throw bad(503, ErrorCodes.NOT_READY, 'this node has not heard from every seed yet; retry shortly')
+      const ring: RingResponse = {
+        epoch: view.epoch,
+        partitions: view.current.partitions,
+        n: view.current.n,
+        spares: view.current.spares,
+        members: [...view.members.values()],
+        down: gossip.down(),
+        limits: { maxKeyBytes: options.maxKeyBytes, maxValueBytes: options.maxValueBytes, maxBodyBytes: options.maxBodyBytes },
+      }
+      return sendJson(res, 200, ring)
+    }
+
+    if (path === Paths.leave || path === Paths.remove) {
+      if (req.method !== 'POST') {
+        res.setHeader('allow', 'POST')
+        throw bad(405, ErrorCodes.METHOD_NOT_ALLOWED, `${path} takes POST`)
+      }
+      const raw = await readBody(req, 64 * 1024)
+      if (deps.stopping()) throw bad(503, ErrorCodes.SHUTTING_DOWN, 'this node is shutting down')
+      if (path === Paths.leave) return sendJson(res, 202, { member: deps.leave() })
+      let body: { id?: unknown }
+      try {
+        body = JSON.parse(raw.toString('utf8')) as { id?: unknown }
+      } catch {
+        throw bad(400, ErrorCodes.BAD_BODY, 'body must be JSON: {"id":"<node id>"}')
+      }
+      if (typeof body?.id !== 'string' || body.id.length === 0) throw bad(400, ErrorCodes.BAD_BODY, 'body must be JSON: {"id":"<node id>"}')
+      return sendJson(res, 202, { member: deps.remove(body.id) })
     }
 
     const handler = replicaRoutes[path]
@@ -200,10 +267,21 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     }
     const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
     if (type !== MSGPACK) throw bad(415, ErrorCodes.UNSUPPORTED_MEDIA_TYPE, `${path} takes content-type ${MSGPACK}, got ${type || 'none'}`)
+    if (path === Paths.gossip) {
+      const gossip = deps.gossip()
+      if (!gossip || deps.stopping()) throw bad(503, ErrorCodes.SHUTTING_DOWN, 'this node is not gossiping')
+      const out = pack(gossip.receive(decodeBody(await readBody(req, options.maxBodyBytes))))
+      res.writeHead(200, { 'content-type': MSGPACK, 'content-length': out.length })
+      res.end(out)
+      return
+    }
     const replica = deps.replica()
     if (deps.stopping()) throw bad(503, ErrorCodes.SHUTTING_DOWN, 'this node is shutting down')
-    if (!ring || !replica) throw bad(503, ErrorCodes.NOT_READY, 'this node has not heard from every seed yet; retry shortly')
-    if (!validator || validator.ring !== ring) validator = new Validator(options, ring)
+    if (!view || !replica) throw bad(503, ErrorCodes.NOT_READY, 'this node has not heard from every seed yet; retry shortly')
+    if (epochChecked.has(path) && view.isStale(req.headers[EPOCH_HEADER] as string | undefined)) {
+      throw bad(409, ErrorCodes.STALE_RING, `the request was made with ring ${req.headers[EPOCH_HEADER]}, older than this node's ${view.epoch}; refresh the ring and retry`)
+    }
+    if (!validator || validator.view !== view) validator = new Validator(options, view, options.id)
     const body = decodeBody(await readBody(req, options.maxBodyBytes))
     const out = pack(await handler(body, validator, replica))
     closeIfStopping(res)

@@ -1,14 +1,16 @@
-// A storage node: LevelDB behind the replica endpoints, identity and incarnation kept on disk,
-// static membership, graceful shutdown (stop accepting, finish in-flight requests, close LevelDB).
+// A storage node: LevelDB behind the replica endpoints, identity and incarnation kept on disk, gossip
+// membership with failure detection, partition handoff when members join or leave, graceful
+// shutdown (stop accepting, finish in-flight requests, close LevelDB).
 import { randomBytes } from 'node:crypto'
 import type http from 'node:http'
 import { once } from 'node:events'
-import { pack, unpack, Ring, ZerohopError, ErrorCodes, type Clock, type HealthResponse, type Member } from '@zerohop/core'
+import { pack, unpack, ZerohopError, ErrorCodes, HttpError, type Clock, type ClusterView, type HealthResponse, type MemberState } from '@zerohop/core'
 import pino, { type Logger } from 'pino'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js'
 import { createHttpServer } from './http.js'
-import { discoverRing } from './membership.js'
-import { systemClock } from '@zerohop/client'
+import { Gossip } from './gossip.js'
+import { Handoff } from './handoff.js'
+import { systemClock, UndiciTransport } from '@zerohop/client'
 import { Replica } from './replica.js'
 import { LevelStore } from './storage/level-store.js'
 import type { Store } from './storage/store.js'
@@ -22,7 +24,7 @@ export interface NodeDeps {
 }
 
 const IDENTITY_KEY = Buffer.from('midentity')
-const MEMBERS_KEY = Buffer.from('mmembers')
+const MEMBERS_KEY = Buffer.from('mgossip')
 /** Present only while the node is stopped after a graceful shutdown. */
 const CLEAN_KEY = Buffer.from('mclean')
 
@@ -39,13 +41,21 @@ export class StorageNode {
   readonly #store: Store
   readonly #clock: Clock
   readonly #random: (bytes: number) => Uint8Array
-  readonly #abort = new AbortController()
+  readonly #transport = new UndiciTransport({ connections: 4, connectTimeoutMs: 1000 })
   #server?: http.Server
   #replica?: Replica
-  #ring?: Ring
+  #gossip?: Gossip
+  #handoff?: Handoff
   #identity?: Identity
+  /** Serving replica requests: every seed heard from (a new cluster), or the join seed answered. */
+  #ready = false
+  #discovery?: ReturnType<Clock['setTimeout']>
   #stopping = false
   #stopped?: Promise<void>
+  #persisting: Promise<void> = Promise.resolve()
+  #resolveLeft!: () => void
+  /** Resolves when this node has handed off everything and left the cluster. */
+  readonly left = new Promise<void>((r) => (this.#resolveLeft = r))
 
   constructor(options: NodeOptions, deps: NodeDeps = {}) {
     this.options = resolveNodeOptions(options)
@@ -55,76 +65,175 @@ export class StorageNode {
     this.#random = deps.random ?? ((n) => randomBytes(n))
   }
 
-  get ring(): Ring | undefined {
-    return this.#ring
+  /** The membership view, once this node serves. */
+  get view(): ClusterView | undefined {
+    return this.#ready ? this.#gossip?.view : undefined
+  }
+
+  get gossip(): Gossip | undefined {
+    return this.#gossip
   }
 
   get actor(): string | undefined {
     return this.#replica?.actor
   }
 
-  /** Open storage, listen, and discover the membership in the background. */
+  /** Open storage, listen, and gossip; replica requests are served once the membership is known. */
   async start(): Promise<void> {
     await this.#store.open()
     this.#identity = await this.#loadIdentity()
+    const known = await this.#loadMembers()
+    const prev = known.find((m) => m.id === this.options.id)
+    if (prev && (prev.status === 'left' || prev.removed)) {
+      await this.#store.close()
+      throw new ZerohopError(ErrorCodes.CONFLICT, `node ${prev.id} ${prev.removed ? 'was removed from' : 'has left'} the cluster; to join again, start it with an empty --data directory and --join`)
+    }
+    const o = this.options
+    const self: MemberState = {
+      id: o.id,
+      url: o.advertise,
+      zone: o.zone,
+      weight: o.weight,
+      status: prev?.status ?? (o.join ? 'joining' : 'normal'),
+      incarnation: this.#identity.incarnation,
+      // Every start is a new version, so peers take this entry over the one they remember even though
+      // the heartbeat counter starts again.
+      version: (prev?.version ?? 0) + 1,
+      heartbeat: 0,
+      since: prev?.since ?? (o.join ? this.#clock.now() : 0),
+      until: prev?.until ?? 0,
+      removed: false,
+      ready: prev?.ready ?? '',
+    }
     this.#replica = new Replica(this.#store, `${this.#identity.id}~${this.#identity.incarnation}`)
+    this.#gossip = new Gossip({
+      self,
+      known,
+      seeds: o.seeds,
+      intervalMs: o.gossipIntervalMs,
+      seedProbability: o.seedProbability,
+      phiThreshold: o.phiThreshold,
+      params: { partitions: o.partitions, n: o.n, spares: 2 },
+      clock: this.#clock,
+      random: Math.random,
+      log: this.log,
+      transport: this.#transport,
+      onChange: (view) => this.#onChange(view),
+    })
+    this.#handoff = new Handoff({
+      gossip: this.#gossip,
+      replica: this.#replica,
+      store: this.#store,
+      transport: this.#transport,
+      clock: this.#clock,
+      log: this.log,
+      rateBytesPerSec: o.handoffRateBytes,
+      pageItems: o.handoffPageItems,
+      dropDelayMs: o.dropDelayMs,
+      onLeft: () => void this.#announceLeft(),
+    })
     this.#server = createHttpServer({
       options: this.options,
       log: this.log,
-      replica: () => (this.#ring ? this.#replica : undefined),
-      ring: () => this.#ring,
+      replica: () => (this.#ready ? this.#replica : undefined),
+      view: () => this.view,
+      gossip: () => this.#gossip,
       health: () => this.health(),
       stopping: () => this.#stopping,
+      leave: () => this.leave(),
+      remove: (id) => this.remove(id),
     })
-    this.#server.listen(this.options.port, this.options.host)
+    this.#server.listen(o.port, o.host)
     try {
       await once(this.#server, 'listening')
     } catch (err) {
       await this.#store.close()
       throw err
     }
-    this.log.info({ url: this.options.advertise, data: this.options.data, actor: this.#replica.actor }, 'listening')
-    // A restarted node uses the membership it discovered before, so it serves even while other seeds are down.
-    const known = await this.#loadMembers()
-    if (known) {
-      this.#setRing(known)
-      return
-    }
-    void discoverRing({
-      self: { id: this.options.id, url: this.options.advertise, weight: this.options.weight },
-      seeds: this.options.seeds,
-      n: this.options.n,
-      partitions: this.options.partitions,
-      intervalMs: this.options.discoveryIntervalMs,
-      log: this.log,
-      clock: this.#clock,
-      signal: this.#abort.signal,
-    }).then(async (ring) => {
-      if (!ring || this.#stopping) return
-      await this.#store.put(MEMBERS_KEY, pack(ring.members))
-      this.#setRing(ring)
+    this.log.info({ url: o.advertise, data: o.data, actor: this.#replica.actor, status: self.status }, 'listening')
+    // A restarted node uses the membership it knew, so it serves even while other seeds are down.
+    if (known.length > 1 || (prev && !o.join)) this.#becomeReady('membership from the previous run')
+    else this.#discover()
+    this.#gossip.start()
+  }
+
+  /** Until the membership is known, ask every seed often (gossip proper runs once a second). */
+  #discover(): void {
+    if (this.#ready || this.#stopping) return
+    const gossip = this.#gossip!
+    const o = this.options
+    void Promise.all(o.seeds.filter((s) => s !== o.advertise).map((s) => gossip.exchange(s, 2000))).then(() => {
+      if (this.#stopping) return
+      const urls = new Set([...gossip.states.values()].map((m) => m.url))
+      if (o.join ? gossip.heardFrom.has(o.join) : o.seeds.every((s) => urls.has(s))) {
+        this.#becomeReady(o.join ? `joined through ${o.join}` : 'every seed answered')
+        return
+      }
+      this.#discovery = this.#clock.setTimeout(() => this.#discover(), o.discoveryIntervalMs)
     })
   }
 
-  #setRing(ring: Ring): void {
-    this.#ring = ring
-    this.log.info({ epoch: ring.epoch, members: ring.members.map((m) => m.id), ownership: Object.fromEntries(ring.ownership()) }, 'ring ready')
+  #becomeReady(why: string): void {
+    if (this.#ready) return
+    this.#ready = true
+    const view = this.#gossip!.view
+    this.log.info({ why, epoch: view.epoch, members: view.current.members.map((m) => m.id), transition: view.transition }, 'serving')
+    this.#onChange(view)
   }
 
-  /** The stored membership, if it matches this node's seed list and parameters. */
-  async #loadMembers(): Promise<Ring | undefined> {
-    const raw = await this.#store.get(MEMBERS_KEY)
-    if (!raw) return undefined
-    const members = unpack(raw) as Member[]
-    const urls = new Set(members.map((m) => m.url))
-    const self = members.find((m) => m.id === this.options.id)
-    const same = urls.size === this.options.seeds.length && this.options.seeds.every((s) => urls.has(s)) &&
-      self?.url === this.options.advertise && self.weight === this.options.weight
-    if (!same) {
-      this.log.info('seed list or own address changed since the last start: discovering the membership again')
-      return undefined
+  #onChange(view: ClusterView): void {
+    if (!this.#ready || this.#stopping) return
+    const self = this.#gossip!.self
+    if (self.removed) {
+      this.log.error('an operator removed this node from the cluster; it stops serving')
+      void this.stop()
+      return
     }
-    return new Ring(members, { partitions: this.options.partitions, n: this.options.n })
+    const states = [...this.#gossip!.states.values()]
+    this.#persisting = this.#persisting.then(() => this.#store.put(MEMBERS_KEY, pack(states))).catch((err) => this.log.error({ err }, 'could not persist the membership'))
+    this.log.info({ epoch: view.epoch, transition: view.transition, members: Object.fromEntries(states.map((m) => [m.id, m.status])) }, 'membership changed')
+    this.#handoff!.kick()
+  }
+
+  async #loadMembers(): Promise<MemberState[]> {
+    const raw = await this.#store.get(MEMBERS_KEY)
+    return raw ? (unpack(raw) as MemberState[]) : []
+  }
+
+  /** Operator: hand off this node's partitions and leave the cluster. */
+  leave(): MemberState {
+    const gossip = this.#gossip
+    if (!gossip || !this.#ready) throw new HttpError(503, ErrorCodes.NOT_READY, 'this node is not serving yet')
+    const self = gossip.self
+    if (self.status === 'leaving' || self.status === 'left') return self
+    if (self.status === 'joining') throw new HttpError(409, ErrorCodes.CONFLICT, `node ${self.id} is still joining; leave it once its join is complete`)
+    const others = [...gossip.states.values()].filter((m) => m.id !== self.id && (m.status === 'normal' || m.status === 'joining'))
+    if (others.length === 0) throw new HttpError(409, ErrorCodes.CONFLICT, `node ${self.id} is the last member; there is no one to hand its data to`)
+    this.log.info('leaving: handing off every partition')
+    return gossip.updateSelf({ status: 'leaving', until: Math.max(this.#clock.now(), self.since + 1) })
+  }
+
+  /** Operator: remove a dead member; the others re-replicate its partitions. */
+  remove(id: string): MemberState {
+    const gossip = this.#gossip
+    if (!gossip || !this.#ready) throw new HttpError(503, ErrorCodes.NOT_READY, 'this node is not serving yet')
+    const m = gossip.states.get(id)
+    if (!m) throw new HttpError(404, ErrorCodes.NOT_FOUND, `no member ${id}; see zerohop status`)
+    if (id === gossip.self.id) throw new HttpError(409, ErrorCodes.CONFLICT, `node ${id} is the node you asked; use zerohop leave for a live node`)
+    if (m.status === 'left' || m.removed) return m
+    if (gossip.isUp(id)) throw new HttpError(409, ErrorCodes.CONFLICT, `node ${id} is alive as far as ${gossip.self.id} can tell; use zerohop leave --node ${m.url}, or stop it first`)
+    const entry: MemberState = { ...m, status: 'leaving', removed: true, until: m.until || Math.max(this.#clock.now(), m.since + 1), version: m.version + 1 }
+    this.log.warn({ member: id }, 'removing a dead member: its partitions are re-replicated from the others')
+    gossip.put(entry)
+    return gossip.states.get(id)!
+  }
+
+  /** Tell a few live peers that this node has left, then resolve `left`. */
+  async #announceLeft(): Promise<void> {
+    const gossip = this.#gossip!
+    const peers = [...gossip.states.values()].filter((m) => m.id !== gossip.self.id && m.status !== 'left' && gossip.isUp(m.id))
+    await Promise.all(peers.slice(0, 8).map((m) => gossip.exchange(m.url, 2000)))
+    this.#resolveLeft()
   }
 
   /**
@@ -166,14 +275,15 @@ export class StorageNode {
 
   health(): HealthResponse {
     return {
-      status: this.#stopping ? 'stopping' : this.#ring ? 'ok' : 'starting',
+      status: this.#stopping ? 'stopping' : this.#ready ? 'ok' : 'starting',
       id: this.options.id,
       url: this.options.advertise,
       weight: this.options.weight,
       n: this.options.n,
       partitions: this.options.partitions,
       actor: this.#replica?.actor ?? '',
-      epoch: this.#ring?.epoch ?? null,
+      epoch: this.view?.epoch ?? null,
+      member: this.#gossip?.self.status,
     }
   }
 
@@ -181,7 +291,9 @@ export class StorageNode {
   stop(): Promise<void> {
     this.#stopped ??= (async () => {
       this.#stopping = true
-      this.#abort.abort()
+      if (this.#discovery) this.#clock.clearTimeout(this.#discovery)
+      this.#gossip?.stop()
+      await this.#handoff?.stop()
       const server = this.#server
       if (server) {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()))
@@ -193,6 +305,8 @@ export class StorageNode {
       }
       // Synced: on disk only after every write before it.
       if (this.#identity) await this.#store.put(CLEAN_KEY, Buffer.from([1]), { sync: true })
+      await this.#persisting
+      await this.#transport.close()
       await this.#store.close()
       this.log.info('stopped')
     })()

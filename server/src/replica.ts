@@ -62,6 +62,18 @@ export class Replica {
     return rows.map((r) => r ?? null)
   }
 
+  /** One page of a partition in key order, after `after` (exclusive): partition handoff. */
+  async range(partition: number, after: Uint8Array | undefined, limit: number): Promise<{ items: [Uint8Array, Uint8Array][]; more: boolean }> {
+    const range = partitionRange(partition)
+    const gte = after ? Buffer.concat([dataKey(partition, after), Buffer.from([0])]) : range.gte
+    const items: [Uint8Array, Uint8Array][] = []
+    for await (const [k, v] of this.#store.entries({ gte, lt: range.lt })) {
+      if (items.length === limit) return { items, more: true }
+      items.push([k.subarray(3), v])
+    }
+    return { items, more: false }
+  }
+
   /** Coordinate a client write: the new dot supersedes `context` and nothing else. */
   async coordinate(partition: number, key: Uint8Array, context: VersionVector, value: Value): Promise<Uint8Array> {
     const dk = dataKey(partition, key)

@@ -1,7 +1,7 @@
 // Real clusters for tests and benchmarks: node processes on 127.0.0.1 with real LevelDB directories
 // in a temp folder. Faults are real: SIGKILL, SIGSTOP/SIGCONT, restart on the same data. Only the
 // processes this harness started are signalled, by PID; the temp folder is removed on close.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
@@ -122,8 +122,17 @@ export class NodeProcess {
   }
 }
 
+/** Run a `zerohop` command (leave, remove, status) to completion. */
+export function zerohop(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { timeout: 20_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr })
+    })
+  })
+}
+
 export class Cluster {
-  private constructor(readonly dir: string, readonly nodes: NodeProcess[]) {}
+  private constructor(readonly dir: string, readonly nodes: NodeProcess[], readonly options: ClusterOptions) {}
 
   static async start(options: ClusterOptions = {}): Promise<Cluster> {
     const count = options.nodes ?? 3
@@ -137,7 +146,7 @@ export class Cluster {
         '--n', String(options.n ?? 3), '--partitions', String(options.partitions ?? 64), '--log-level', options.logLevel ?? 'warn', ...(options.args ?? [])]
       return new NodeProcess(id, port, dataDir, argv)
     })
-    const cluster = new Cluster(dir, nodes)
+    const cluster = new Cluster(dir, nodes, options)
     try {
       for (const n of nodes) n.start()
       await Promise.all(nodes.map((n) => n.ready()))
@@ -156,6 +165,19 @@ export class Cluster {
     const n = this.nodes.find((x) => x.id === id)
     if (!n) throw new Error(`no node ${id}`)
     return n
+  }
+
+  /** Start one more node that joins the running cluster through the first node. */
+  async join(id: string, extra: string[] = []): Promise<NodeProcess> {
+    const [port] = await freePorts(1)
+    const o = this.options
+    const argv = ['start', '--id', id, '--port', String(port), '--data', path.join(this.dir, id), '--join', this.nodes[0].url,
+      '--n', String(o.n ?? 3), '--partitions', String(o.partitions ?? 64), '--log-level', o.logLevel ?? 'warn', ...(o.args ?? []), ...extra]
+    const node = new NodeProcess(id, port, path.join(this.dir, id), argv)
+    this.nodes.push(node)
+    node.start()
+    await node.ready()
+    return node
   }
 
   /** Restart a stopped or killed node on its own data directory and wait until it serves. */

@@ -5,9 +5,8 @@ import {
   ClientClosedError,
   InvalidArgumentError,
   MergeError,
-  NoSeedReachableError,
-  Paths,
   Ring,
+  type ClusterView,
   fromUtf8,
   siblings,
   utf8,
@@ -19,6 +18,7 @@ import {
   type RingResponse,
 } from '@zerohop/core'
 import { Engine, channels, contextOf } from './engine.js'
+import { Membership, type MembershipEvents } from './membership.js'
 import {
   checkEncoding,
   checkMerge,
@@ -228,9 +228,35 @@ export class Client<V = Uint8Array | string> extends Collection<V> {
     return this.#engine
   }
 
-  /** The ring this client routes with. */
+  /** The ring this client routes reads with (the current one; see `view` for both during a change). */
   get ring(): Ring {
-    return this.#live().ring
+    return this.#live().membership.view.current
+  }
+
+  /** The cluster as this client sees it: member entries, current and next rings, epoch. */
+  get view(): ClusterView {
+    return this.#live().membership.view
+  }
+
+  /** Whether this client currently sends requests to the node (not in back-off, not held down by the cluster). */
+  isUp(nodeId: string): boolean {
+    return this.#live().membership.up(nodeId)
+  }
+
+  /** Re-read the ring from a live node now. */
+  refresh(): Promise<void> {
+    return this.#live().membership.refresh()
+  }
+
+  /** Typed events: `ring` (a new view), `node-up`, `node-down`. */
+  on<E extends keyof MembershipEvents>(event: E, listener: (...args: MembershipEvents[E]) => void): this {
+    this.#live().membership.on(event, listener as never)
+    return this
+  }
+
+  off<E extends keyof MembershipEvents>(event: E, listener: (...args: MembershipEvents[E]) => void): this {
+    this.#engine?.membership.off(event, listener as never)
+    return this
   }
 
   /** A typed view over the same connection: its own encoding and merge function. */
@@ -247,28 +273,9 @@ export class Client<V = Uint8Array | string> extends Collection<V> {
     this.#closed = true
     const engine = this.#engine
     this.#engine = undefined
+    engine?.membership.close()
+    engine?.membership.removeAllListeners()
     await engine?.transport.close()
-  }
-}
-
-async function fetchRing(transport: Transport, seeds: string[], clock: Clock, deadline: number): Promise<{ ring: Ring; limits: Limits }> {
-  const errors = new Map<string, string>()
-  for (;;) {
-    for (const url of seeds) {
-      try {
-        const reply = await transport.get(url, Paths.ring, { timeoutMs: Math.max(1, Math.min(2000, deadline - clock.now())) })
-        if (reply.status === 200) {
-          const d = JSON.parse(reply.body.toString('utf8')) as RingResponse
-          return { ring: new Ring(d.members as Member[], { partitions: d.partitions, n: d.n, spares: d.spares }), limits: d.limits }
-        }
-        errors.set(url, `HTTP ${reply.status}`)
-      } catch (err) {
-        const e = err as { code?: string; message?: string }
-        errors.set(url, e.code ?? e.message ?? String(err))
-      }
-    }
-    if (clock.now() >= deadline) throw new NoSeedReachableError(seeds.map((url) => ({ url, message: errors.get(url) ?? 'no answer' })))
-    await sleep(clock, 100)
   }
 }
 
@@ -278,8 +285,12 @@ export async function connect(options: ClientOptions): Promise<Client<any>> {
   const o = resolveClientOptions(options)
   const transport = o.transport ?? new UndiciTransport({ connections: o.connections })
   try {
-    const { ring, limits } = await fetchRing(transport, o.seeds, o.clock, o.clock.now() + o.connectTimeoutMs)
-    const engine = new Engine(o, transport, ring, limits)
+    const membership = await Membership.connect(transport, o.seeds, o.clock, o.clock.now() + o.connectTimeoutMs, {
+      refreshIntervalMs: o.refreshIntervalMs,
+      refreshDebounceMs: o.refreshDebounceMs,
+      backoffMs: o.backoffMs,
+    })
+    const engine = new Engine(o, transport, membership)
     return new Client(engine, (o.encoding === 'json' ? jsonCodec : bytesCodec) as Codec<any>, o.merge)
   } catch (err) {
     await transport.close()

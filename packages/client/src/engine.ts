@@ -4,9 +4,9 @@
 import diagnostics from 'node:diagnostics_channel'
 import pRetry from 'p-retry'
 import {
+  ErrorCodes,
   Paths,
   QuorumError,
-  Ring,
   bytesEqual,
   decodeContext,
   decodeSet,
@@ -30,7 +30,8 @@ import {
   type VersionVector,
 } from '@zerohop/core'
 import { checkQuorum, checkTimeout, type ResolvedClientOptions } from './options.js'
-import { Operation, failureOf, gather, httpFailure, isTransient, notDelivered, unavailable, type Deadline, type Outcome } from './operation.js'
+import { Operation, failureOf, gather, httpFailure, isTransient, notDelivered, type Deadline, type Outcome, type Requirement } from './operation.js'
+import type { Membership } from './membership.js'
 import type { Reply, SendOptions, Transport } from './transport.js'
 import { Coalescer, readBatch, storeBatch } from './batcher.js'
 
@@ -67,52 +68,71 @@ export interface ReplicaView {
   error?: ReplicaFailure
 }
 
-/** The SDK's view of node health: a node whose last request failed at the network level is "down" for a while. */
-class Liveness {
-  readonly #downUntil = new Map<string, number>()
-  constructor(readonly clock: Clock) {}
-  failed(id: string, f: ReplicaFailure): void {
-    if (f.cause === 'refused' || f.cause === 'network' || f.cause === 'timeout' || unavailable(f)) this.#downUntil.set(id, this.clock.now() + 1000)
-  }
-  ok(id: string): void {
-    this.#downUntil.delete(id)
-  }
-  up(id: string): boolean {
-    const t = this.#downUntil.get(id)
-    return t === undefined || t < this.clock.now()
-  }
+/** Where one key's requests go: its replicas in the current ring, and in the next while they differ. */
+export interface Plan {
+  partition: number
+  current: readonly Member[]
+  next: readonly Member[]
+  /** Every replica to ask: the union of both lists, without those known to be down unless a quorum needs them. */
+  targets: Member[]
+  requirements: Requirement[]
+}
+
+const RING_CODES = new Set<string>([ErrorCodes.STALE_RING, ErrorCodes.NOT_REPLICA])
+
+/** A failure that a fresher ring may cure: the node refused the request because of the ring it was made with. */
+function ringFailure(failures: readonly ReplicaFailure[]): ReplicaFailure | undefined {
+  return failures.find((f) => f.cause === 'http' && f.code !== undefined && RING_CODES.has(f.code))
 }
 
 export class Engine {
   readonly options: ResolvedClientOptions
   readonly transport: Transport
-  readonly limits: Limits
   readonly clock: Clock
-  readonly liveness: Liveness
+  readonly membership: Membership
   readonly #reads: Coalescer<[number, Uint8Array], Uint8Array | null>
   readonly #stores: Coalescer<[number, Uint8Array, Uint8Array], null>
-  ring: Ring
 
-  constructor(options: ResolvedClientOptions, transport: Transport, ring: Ring, limits: Limits) {
+  constructor(options: ResolvedClientOptions, transport: Transport, membership: Membership) {
     this.options = options
     this.transport = transport
-    this.ring = ring
-    this.limits = limits
+    this.membership = membership
     this.clock = options.clock
-    this.liveness = new Liveness(this.clock)
+    const limits = membership.limits
     const send = (m: Member, path: string, body: Uint8Array, deadline: Deadline) => this.#send(m, path, body, deadline, true)
     const record = (m: Member, o: Outcome<unknown>) => this.#record(m, o)
     // Half the node's body limit leaves room for framing.
     const maxBatchBytes = Math.floor((limits.maxBodyBytes ?? 8 * 1024 * 1024) / 2)
     this.#reads = new Coalescer(this.clock, readBatch, send, record, maxBatchBytes)
     this.#stores = new Coalescer(this.clock, storeBatch, send, record, maxBatchBytes)
-    checkQuorum('r', options.r, ring.n)
-    checkQuorum('w', options.w, ring.n)
+    checkQuorum('r', options.r, membership.view.current.n)
+    checkQuorum('w', options.w, membership.view.current.n)
   }
 
-  /** The top N of the key's preference list (fewer if the cluster has fewer nodes). */
-  replicas(partition: number): readonly Member[] {
-    return this.ring.preferenceList(partition).slice(0, this.ring.n)
+  get limits(): Limits {
+    return this.membership.limits
+  }
+
+  get n(): number {
+    return this.membership.view.current.n
+  }
+
+  /**
+   * Where a request for `key` goes: the top N of its preference list (fewer if the cluster has fewer
+   * nodes), in both rings while they differ, without the nodes believed down unless a quorum needs them.
+   */
+  plan(key: Uint8Array, need: number): Plan {
+    const view = this.membership.view
+    const partition = view.current.partitionOf(key)
+    const { current, next } = view.replicas(partition)
+    const chosen = new Map<string, Member>()
+    for (const list of current === next ? [current] : [current, next]) {
+      const live = list.filter((m) => this.membership.up(m.id))
+      // Too few believed up for a quorum: ask them all, in case some are back.
+      for (const m of live.length >= Math.min(need, list.length) ? live : list) chosen.set(m.id, m)
+    }
+    const requirements = current === next ? [{ members: current, need }] : [{ members: current, need }, { members: next, need }]
+    return { partition, current, next, targets: [...chosen.values()], requirements }
   }
 
   checkKey(key: Uint8Array): void {
@@ -125,12 +145,14 @@ export class Engine {
    * first attempt goes out directly, p-retry takes over only once it has failed.
    */
   #send = async (member: Member, path: string, body: Uint8Array, deadline: Deadline, retry: boolean): Promise<Reply> => {
-    const options = (): SendOptions => ({ signal: deadline.userSignal, timeoutMs: deadline.remaining, deadline: () => deadline.signal })
+    const epoch = this.membership.view.epoch
+    const options = (): SendOptions => ({ signal: deadline.userSignal, timeoutMs: deadline.remaining, deadline: () => deadline.signal, epoch })
+    let reply: Reply
     try {
-      return await this.transport.post(member.url, path, body, options())
+      reply = await this.transport.post(member.url, path, body, options())
     } catch (err) {
       if (!retry || this.options.retries === 0 || !isTransient(err) || deadline.over) throw err
-      return pRetry(() => this.transport.post(member.url, path, body, options()), {
+      reply = await pRetry(() => this.transport.post(member.url, path, body, options()), {
         retries: this.options.retries,
         minTimeout: 5,
         maxTimeout: 50,
@@ -138,12 +160,15 @@ export class Engine {
         shouldRetry: ({ error }) => isTransient(error) && !deadline.over,
       })
     }
+    // Every answer carries the node's ring epoch: a newer one triggers a (debounced) refresh.
+    if (reply.epoch !== epoch) this.membership.observe(reply.epoch, member.url)
+    return reply
   }
 
   #record(member: Member, o: Outcome<unknown>): void {
-    if (o.ok) this.liveness.ok(member.id)
+    if (o.ok) this.membership.ok(member)
     else {
-      this.liveness.failed(member.id, o.failure)
+      this.membership.failed(member, o.failure)
       if (channels.replicaError.hasSubscribers) channels.replicaError.publish({ failure: o.failure })
     }
   }
@@ -173,11 +198,23 @@ export class Engine {
 
 
   async get(key: Uint8Array, r: number | undefined, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<RawGetResult> {
-    const need = checkQuorum('r', r ?? this.options.r, this.ring.n)
-    const partition = this.ring.partitionOf(key)
-    const replicas = this.replicas(partition)
+    const need = checkQuorum('r', r ?? this.options.r, this.n)
     const op = new Operation(this.clock, timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
-    const g = gather(replicas, need, (m) => this.#reads.submit(m, [partition, key], op))
+    try {
+      return await this.#get(key, need, op)
+    } catch (err) {
+      // A node refused because our ring is out of date: refresh from it and try once more.
+      const stale = err instanceof QuorumError ? ringFailure(err.replicas) : undefined
+      if (!stale || op.over) throw err
+      await this.membership.refresh(stale.url)
+      return this.#get(key, need, op)
+    }
+  }
+
+  async #get(key: Uint8Array, need: number, op: Operation): Promise<RawGetResult> {
+    const plan = this.plan(key, need)
+    const { partition } = plan
+    const g = gather(plan.targets, plan.requirements, (m) => this.#reads.submit(m, [partition, key], op))
     let answered: Outcome<Uint8Array | null>[]
     try {
       answered = await g.quorum
@@ -200,7 +237,8 @@ export class Engine {
         else if (o.value === null || decodable(o.value)) sound.push(o)
         else failures.push({ id: o.member.id, url: o.member.url, cause: 'invalid-response', message: 'the replica answered with bytes that are not a version set' })
       }
-      if (sound.length < need) {
+      const soundIds = new Set(sound.map((o) => o.member.id))
+      if (plan.requirements.some((req) => req.members.filter((m) => soundIds.has(m.id)).length < req.need)) {
         op.done()
         op.checkAborted()
         throw new QuorumError('get', need, sound.length, failures)
@@ -210,7 +248,7 @@ export class Engine {
     }
     const result: RawGetResult = { found: false, siblings: siblings(set), set, vector: join(set), first: answered[0].member.id }
     result.found = result.siblings.length > 0
-    if (this.options.readRepair && replicas.length > 1) {
+    if (this.options.readRepair && plan.targets.length > 1) {
       this.#repairAfter(g.all, g.outcomes, partition, key, op).catch((err) => {
         if (channels.readRepair.hasSubscribers) channels.readRepair.publish({ key, partition, error: err })
       })
@@ -245,46 +283,26 @@ export class Engine {
   }
 
   async put(key: Uint8Array, value: Uint8Array | null, context: string | undefined, w: number | undefined, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<RawPutResult> {
-    const need = checkQuorum('w', w ?? this.options.w, this.ring.n)
+    const need = checkQuorum('w', w ?? this.options.w, this.n)
     if (value && value.byteLength > this.limits.maxValueBytes) throw new ValueTooLargeError(value.byteLength, this.limits.maxValueBytes)
     const ctx = context === undefined ? { vector: [] as VersionVector, coordinator: undefined } : decodeContext(context)
-    const partition = this.ring.partitionOf(key)
-    const replicas = this.replicas(partition)
     const op = new Operation(this.clock, timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
+    const operation = value === null ? 'delete' : 'put'
     try {
-      // The coordinator: the replica that answered the read first, if it is in the top N and up.
-      const rank = (m: Member) => (m.id === ctx.coordinator ? 2 : 0) + (this.liveness.up(m.id) ? 4 : 0)
-      const candidates = [...replicas].sort((a, b) => rank(b) - rank(a))
-      const body = pack({ partition, key, context: ctx.vector, value })
-      const failures: ReplicaFailure[] = []
-      let coordinated: Outcome<Uint8Array> | undefined
-      for (const m of candidates) {
-        const o = await this.#ask(m, Paths.coordinate, body, op, (b) => {
-          const s = (unpack(b) as { set?: Uint8Array })?.set
-          if (!(s instanceof Uint8Array)) throw new TypeError('invalid coordinate response')
-          return s
-        })
-        if (o.ok) {
-          coordinated = o
-          break
+      let coordinated = await this.#coordinate(key, value, ctx, need, op)
+      if (!coordinated.ok) {
+        // The coordinator refused because of our ring (so it minted nothing): refresh and try once more.
+        const stale = ringFailure(coordinated.failures)
+        if (stale && !op.over) {
+          await this.membership.refresh(stale.url)
+          coordinated = await this.#coordinate(key, value, ctx, need, op)
         }
-        failures.push(o.failure)
-        // Minting a version is not idempotent: move on only if the request never reached the node.
-        if (!notDelivered(o.failure)) break
+        if (!coordinated.ok) {
+          op.checkAborted()
+          throw new QuorumError(operation, need, 0, coordinated.failures)
+        }
       }
-      if (!coordinated?.ok) {
-        op.checkAborted()
-        throw new QuorumError(value === null ? 'delete' : 'put', need, 0, failures)
-      }
-      const setBytes = coordinated.value
-      let set: DvvSet
-      try {
-        set = decodeSet(setBytes)
-      } catch (err) {
-        const failure = { id: coordinated.member.id, url: coordinated.member.url, cause: 'invalid-response', message: (err as Error).message }
-        throw new QuorumError(value === null ? 'delete' : 'put', need, 0, [...failures, failure])
-      }
-      const coordinator = coordinated.member
+      const { plan, coordinator, setBytes, set, failures } = coordinated
       const live = siblings(set)
       // The context handed back must cover only what the caller has seen. When the coordinator holds
       // nothing live but this write, the set's join is exactly that; when it also holds concurrent
@@ -292,19 +310,36 @@ export class Engine {
       // a value it never saw (it becomes a sibling instead).
       const alone = value === null ? live.length === 0 : live.length === 1 && bytesEqual(live[0], value)
       const result: RawPutResult = { vector: alone ? join(set) : ctx.vector, coordinator: coordinator.id, siblings: live, conflict: !alone }
-      const others = replicas.filter((m) => m.id !== coordinator.id)
-      if (need <= 1) {
+      const others = plan.targets.filter((m) => m.id !== coordinator.id)
+      // The coordinator's own copy counts in every list it is in.
+      const requirements = plan.requirements.map((r) => ({ members: r.members.filter((m) => m.id !== coordinator.id), need: r.members.some((m) => m.id === coordinator.id) ? r.need - 1 : r.need }))
+      if (requirements.every((r) => r.need <= 0)) {
         // Replicate in the background; the caller has its quorum.
-        void Promise.all(others.map((m) => this.#store(m, partition, key, setBytes, op))).then(() => op.done())
+        void Promise.all(others.map((m) => this.#store(m, plan.partition, key, setBytes, op))).then(() => op.done())
         return result
       }
-      const g = gather(others, need - 1, (m) => this.#store(m, partition, key, setBytes, op))
+      const g = gather(others, requirements, (m) => this.#store(m, plan.partition, key, setBytes, op))
       try {
         await g.quorum
       } catch (more) {
         op.checkAborted()
         const all = [...failures, ...failuresOf(more as Outcome<unknown>[])]
-        throw new QuorumError(value === null ? 'delete' : 'put', need, 1 + g.outcomes.filter((o) => o.ok).length, all)
+        const stale = ringFailure(all)
+        if (stale && !op.over) {
+          // Some replicas refused our ring: store the same (idempotent) set where a fresh ring says.
+          await this.membership.refresh(stale.url)
+          const again = this.plan(key, need)
+          const g2 = gather(again.targets, again.requirements, (m) => this.#store(m, again.partition, key, setBytes, op))
+          try {
+            await g2.quorum
+            void g2.all.then(() => op.done())
+            return result
+          } catch (still) {
+            op.checkAborted()
+            throw new QuorumError(operation, need, g2.outcomes.filter((o) => o.ok).length, failuresOf(still as Outcome<unknown>[]))
+          }
+        }
+        throw new QuorumError(operation, need, 1 + g.outcomes.filter((o) => o.ok).length, perReplica(all))
       }
       void g.all.then(() => op.done())
       return result
@@ -314,16 +349,52 @@ export class Engine {
     }
   }
 
+  /** Mint the write's version on one replica: the one that answered the read first, if it is up. */
+  async #coordinate(key: Uint8Array, value: Uint8Array | null, ctx: { vector: VersionVector; coordinator?: string }, need: number, op: Operation): Promise<
+    | { ok: true; plan: Plan; coordinator: Member; setBytes: Uint8Array; set: DvvSet; failures: ReplicaFailure[] }
+    | { ok: false; failures: ReplicaFailure[] }
+  > {
+    const plan = this.plan(key, need)
+    // Prefer a replica in both rings while they differ, then the reader's, then any that is up.
+    const inNext = new Set(plan.next.map((m) => m.id))
+    const rank = (m: Member) => (m.id === ctx.coordinator ? 2 : 0) + (this.membership.up(m.id) ? 8 : 0) + (inNext.has(m.id) ? 4 : 0)
+    const candidates = [...plan.current].sort((a, b) => rank(b) - rank(a))
+    const body = pack({ partition: plan.partition, key, context: ctx.vector, value })
+    const failures: ReplicaFailure[] = []
+    for (const m of candidates) {
+      const o = await this.#ask(m, Paths.coordinate, body, op, (b) => {
+        const s = (unpack(b) as { set?: Uint8Array })?.set
+        if (!(s instanceof Uint8Array)) throw new TypeError('invalid coordinate response')
+        return s
+      })
+      if (!o.ok) {
+        failures.push(o.failure)
+        // Minting a version is not idempotent: move on only if the request never reached the node.
+        if (!notDelivered(o.failure)) return { ok: false, failures }
+        continue
+      }
+      try {
+        return { ok: true, plan, coordinator: m, setBytes: o.value, set: decodeSet(o.value), failures }
+      } catch (err) {
+        failures.push({ id: m.id, url: m.url, cause: 'invalid-response', message: (err as Error).message })
+        return { ok: false, failures }
+      }
+    }
+    return { ok: false, failures }
+  }
+
   /** Each of the top N replicas read directly, without repair: for operators and tests. */
   async inspect(key: Uint8Array, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<{ partition: number; preferenceList: (Member & { up: boolean })[]; replicas: ReplicaView[] }> {
-    const partition = this.ring.partitionOf(key)
+    const view = this.membership.view
+    const partition = view.current.partitionOf(key)
     const op = new Operation(this.clock, timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
-    const replicas = this.replicas(partition)
+    const { current, next } = view.replicas(partition)
+    const replicas = [...current, ...next.filter((m) => !current.some((c) => c.id === m.id))]
     const outcomes = await Promise.all(replicas.map((m) => this.#reads.submit(m, [partition, key], op)))
     op.done()
     return {
       partition,
-      preferenceList: this.ring.preferenceList(partition).map((m) => ({ ...m, up: this.liveness.up(m.id) })),
+      preferenceList: view.current.preferenceList(partition).map((m) => ({ ...m, up: this.membership.up(m.id) })),
       replicas: outcomes.map((o): ReplicaView => {
         if (!o.ok) return { id: o.member.id, url: o.member.url, found: false, error: o.failure }
         if (o.value === null) return { id: o.member.id, url: o.member.url, found: false }
@@ -341,6 +412,11 @@ export class Engine {
 
 function failuresOf(outcomes: Outcome<unknown>[]): ReplicaFailure[] {
   return outcomes.flatMap((o) => (o.ok ? [] : [o.failure]))
+}
+
+/** One failure per replica (the latest): a replica that refused the coordination and then a store is listed once. */
+function perReplica(failures: ReplicaFailure[]): ReplicaFailure[] {
+  return [...new Map(failures.map((f) => [f.id, f])).values()]
 }
 
 function decodable(bytes: Uint8Array): boolean {

@@ -2,6 +2,7 @@ export { connect, Client, Collection, type GetResult, type PutResult, type Inspe
 export { clientDefaults, type ClientOptions, type GetOptions, type PutOptions, type CallOptions, type MergeFunction, type Key } from './options.js'
 export { UndiciTransport, type Transport, type Reply, type UndiciTransportOptions } from './transport.js'
 export { channels } from './engine.js'
+export { membershipChannels, type MembershipEvents, type NodeEvent } from './membership.js'
 export {
   ZerohopError,
   InvalidArgumentError,

@@ -145,44 +145,80 @@ export function httpFailure(member: Member, reply: Reply): ReplicaFailure {
 }
 
 export interface Gathered<T> {
-  /** Resolves with the first `need` successes, or rejects with every failure once `need` is out of reach. */
+  /** Resolves with the successes once every requirement is met, or rejects with every failure once one is out of reach. */
   quorum: Promise<Outcome<T>[]>
   /** Resolves when every replica has answered or failed. */
   all: Promise<void>
   outcomes: Outcome<T>[]
 }
 
-/** Ask every member; settle the quorum as soon as `need` succeed or can no longer succeed. */
-export function gather<T>(members: readonly Member[], need: number, ask: (m: Member) => Promise<Outcome<T>>): Gathered<T> {
+/** `need` successes among `members`. While a ring changes hands a quorum is needed in both rings. */
+export interface Requirement {
+  members: readonly Member[]
+  need: number
+}
+
+/**
+ * Ask every target; settle the quorum as soon as every requirement has its successes, or as soon as
+ * one of them can no longer get them. Members of a requirement that are not targets (believed down)
+ * are asked only when the quorum cannot be met without them.
+ */
+export function gather<T>(targets: readonly Member[], requirements: readonly Requirement[], ask: (m: Member) => Promise<Outcome<T>>): Gathered<T> {
   const outcomes: Outcome<T>[] = []
-  let ok = 0
-  let pending = members.length
+  const state = new Map<string, 'pending' | 'ok' | 'failed'>()
+  let pending = 0
   let settled = false
   let resolveAll!: () => void
   const all = new Promise<void>((r) => (resolveAll = r))
+  let resolveQuorum!: (v: Outcome<T>[]) => void
+  let rejectQuorum!: (v: Outcome<T>[]) => void
   const quorum = new Promise<Outcome<T>[]>((resolve, reject) => {
-    const check = () => {
-      if (settled) return
-      if (ok >= need) {
-        settled = true
-        resolve(outcomes.filter((o) => o.ok))
-      } else if (ok + pending < need) {
-        settled = true
-        reject(outcomes.filter((o) => !o.ok))
-      }
-    }
-    check()
-    for (const m of members) {
-      ask(m).then((o) => {
-        outcomes.push(o)
-        pending--
-        if (o.ok) ok++
-        check()
-        if (pending === 0) resolveAll()
-      })
-    }
-    if (members.length === 0) resolveAll()
+    resolveQuorum = resolve
+    rejectQuorum = reject
   })
   quorum.catch(() => undefined)
+  const send = (m: Member) => {
+    state.set(m.id, 'pending')
+    pending++
+    ask(m).then((o) => {
+      outcomes.push(o)
+      pending--
+      state.set(m.id, o.ok ? 'ok' : 'failed')
+      check()
+      if (pending === 0) resolveAll()
+    })
+  }
+  const check = () => {
+    if (settled) return
+    let met = true
+    for (const r of requirements) {
+      let ok = 0
+      let open = 0
+      for (const m of r.members) {
+        const s = state.get(m.id)
+        if (s === 'ok') ok++
+        else if (s === 'pending') open++
+      }
+      if (ok + open < r.need) {
+        const reserves = r.members.filter((m) => !state.has(m.id))
+        if (reserves.length === 0) {
+          settled = true
+          rejectQuorum(outcomes.filter((o) => !o.ok))
+          return
+        }
+        for (const m of reserves) send(m)
+        met = false
+        continue
+      }
+      if (ok < r.need) met = false
+    }
+    if (met) {
+      settled = true
+      resolveQuorum(outcomes.filter((o) => o.ok))
+    }
+  }
+  for (const m of targets) send(m)
+  check()
+  if (pending === 0) resolveAll()
   return { quorum, all, outcomes }
 }

@@ -32,6 +32,12 @@ export interface ClientOptions {
   retries?: number
   /** Connections per node (default 16). */
   connections?: number
+  /** How often the SDK re-reads the ring from a node even when nothing suggests a change (default 10000 ms). */
+  refreshIntervalMs?: number
+  /** Shortest gap between ring refreshes triggered by a newer epoch in a response (default 200 ms). */
+  refreshDebounceMs?: number
+  /** Back-off of a node after a refused connection or timeout; doubles per consecutive failure up to 8x (default 1000 ms). */
+  backoffMs?: number
   /** Replace the HTTP transport (tests, simulation). */
   transport?: Transport
   /** Replace the clock (simulation). */
@@ -63,6 +69,9 @@ export const clientDefaults = {
   readRepairWaitMs: 100,
   retries: 2,
   connections: 16,
+  refreshIntervalMs: 10_000,
+  refreshDebounceMs: 200,
+  backoffMs: 1000,
 } as const
 
 export interface ResolvedClientOptions {
@@ -77,6 +86,9 @@ export interface ResolvedClientOptions {
   readRepairWaitMs: number
   retries: number
   connections: number
+  refreshIntervalMs: number
+  refreshDebounceMs: number
+  backoffMs: number
   transport?: Transport
   clock: Clock
 }
@@ -146,6 +158,9 @@ export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     readRepairWaitMs: positiveInt('readRepairWaitMs', o.readRepairWaitMs ?? clientDefaults.readRepairWaitMs, 60_000),
     retries: positiveInt('retries', o.retries ?? clientDefaults.retries, 10),
     connections: Math.max(1, positiveInt('connections', o.connections ?? clientDefaults.connections, 1024)),
+    refreshIntervalMs: checkTimeout('refreshIntervalMs', o.refreshIntervalMs ?? clientDefaults.refreshIntervalMs),
+    refreshDebounceMs: positiveInt('refreshDebounceMs', o.refreshDebounceMs ?? clientDefaults.refreshDebounceMs, 60_000),
+    backoffMs: checkTimeout('backoffMs', o.backoffMs ?? clientDefaults.backoffMs),
     transport: o.transport,
     clock: o.clock ?? systemClock,
   }

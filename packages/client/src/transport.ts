@@ -20,6 +20,8 @@ export interface SendOptions {
    * starts its timeouts only once a request is sent, so a queued request would outlive its deadline).
    */
   deadline?: () => AbortSignal
+  /** The sender's ring epoch: nodes refuse replica requests made with a ring older than theirs. */
+  epoch?: string
 }
 
 export interface Transport {
@@ -80,7 +82,7 @@ export class UndiciTransport implements Transport {
         signal,
         headersTimeout: options.timeoutMs,
         bodyTimeout: options.timeoutMs,
-        headers: body ? { 'content-type': MSGPACK } : undefined,
+        headers: body ? (options.epoch ? { 'content-type': MSGPACK, [EPOCH_HEADER]: options.epoch } : { 'content-type': MSGPACK }) : undefined,
       })
       const bytes = Buffer.from(await res.body.arrayBuffer())
       const epoch = res.headers[EPOCH_HEADER]

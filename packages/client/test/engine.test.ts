@@ -2,8 +2,8 @@
 // DVV functions: coordinator choice and fallback, read repair, and quorum failures, deterministically.
 import { describe, expect, it } from 'vitest'
 import {
+  ClusterView,
   Paths,
-  Ring,
   decodeSet,
   encodeContext,
   encodeSet,
@@ -16,6 +16,8 @@ import {
   type VersionVector,
 } from '@zerohop/core'
 import { Engine } from '../src/engine.js'
+import { Membership } from '../src/membership.js'
+import { systemClock } from '../src/clock.js'
 import { resolveClientOptions } from '../src/options.js'
 import type { Reply, SendOptions, Transport } from '../src/transport.js'
 
@@ -81,9 +83,16 @@ const ids = ['a', 'b', 'c']
 let transport: FakeTransport
 function engine(options: Record<string, unknown> = {}, maxBodyBytes = 16 << 20): Engine {
   transport = new FakeTransport(ids)
-  const ring = new Ring(ids.map((id) => ({ id, url: `http://${id}`, weight: 1 })), { partitions: 8, n: 3 })
-  return new Engine(resolveClientOptions({ seeds: ['http://a'], readRepairWaitMs: 20, timeoutMs: 200, ...options }), transport, ring, { maxKeyBytes: 1024, maxValueBytes: 1 << 20, maxBodyBytes })
+  const members = ids.map((id) => ({ id, url: `http://${id}`, zone: 'z', weight: 1, status: 'normal' as const, incarnation: '1', version: 1, heartbeat: 0, since: 0, until: 0, removed: false, ready: '' }))
+  const view = new ClusterView(members, { partitions: 8, n: 3 })
+  const ring = { epoch: view.epoch, partitions: 8, n: 3, spares: 2, members, down: [], limits: { maxKeyBytes: 1024, maxValueBytes: 1 << 20, maxBodyBytes } }
+  const membership = Membership.from(transport, systemClock, ring, { refreshIntervalMs: 60_000, refreshDebounceMs: 200, backoffMs: 1000 })
+  membership.close()
+  return new Engine(resolveClientOptions({ seeds: ['http://a'], readRepairWaitMs: 20, timeoutMs: 200, ...options }), transport, membership)
 }
+
+/** The key's replicas in preference order. */
+const replicasOf = (e: Engine, k: Uint8Array) => e.plan(k, 1).current
 const key = Buffer.from('k')
 const hexKey = key.toString('hex')
 const v = (s: string) => Buffer.from(s)
@@ -93,14 +102,15 @@ describe('Engine', () => {
     const e = engine()
     const first = await e.put(key, v('1'), undefined, 3, undefined, undefined)
     const ctx = encodeContext({ vector: first.vector, coordinator: 'c' })
+    const before = transport.node('c').calls.filter((p) => p === Paths.coordinate).length
     await e.put(key, v('2'), ctx, 3, undefined, undefined)
-    expect(transport.node('c').calls.filter((p) => p === Paths.coordinate)).toHaveLength(1)
+    expect(transport.node('c').calls.filter((p) => p === Paths.coordinate)).toHaveLength(before + 1)
     for (const id of ids) expect(siblings(transport.node(id).data.get(hexKey)!).map(String)).toEqual(['2'])
   })
 
   it('moves the coordination to the next replica when the first refuses the connection', async () => {
     const e = engine()
-    const first = e.replicas(e.ring.partitionOf(key))[0].id
+    const first = replicasOf(e, key)[0].id
     transport.node(first).mode = 'refuse'
     const res = await e.put(key, v('x'), undefined, 2, undefined, undefined)
     expect(res.coordinator).not.toBe(first)
@@ -108,7 +118,7 @@ describe('Engine', () => {
 
   it('does not mint a second version elsewhere when the coordinator times out (the write may have landed)', async () => {
     const e = engine()
-    const order = e.replicas(e.ring.partitionOf(key)).map((m) => m.id)
+    const order = replicasOf(e, key).map((m) => m.id)
     transport.node(order[0]).mode = 'hang'
     const err = await e.put(key, v('x'), undefined, 2, 100, undefined).catch((x) => x)
     expect(err.code).toBe('ZH_QUORUM_NOT_MET')
@@ -119,7 +129,7 @@ describe('Engine', () => {
   it('read repair sends the synced set to the replica that answered with an older version', async () => {
     const e = engine()
     await e.put(key, v('old'), undefined, 3, undefined, undefined)
-    const stale = ids.find((id) => id !== e.replicas(e.ring.partitionOf(key))[0].id)!
+    const stale = ids.find((id) => id !== replicasOf(e, key)[0].id)!
     const fresh = ids.filter((id) => id !== stale)
     transport.node(stale).mode = 'refuse'
     const read = await e.get(key, 2, undefined, undefined)
@@ -179,7 +189,7 @@ describe('Engine', () => {
   it('a replica answering with an undecodable set is ignored by repair and never crashes the process', async () => {
     const e = engine({ readRepairWaitMs: 50 })
     await e.put(key, v('ok'), undefined, 3, undefined, undefined)
-    const bad = e.replicas(e.ring.partitionOf(key))[2].id
+    const bad = replicasOf(e, key)[2].id
     transport.node(bad).mode = 'garbage'
     const unhandled: unknown[] = []
     const onUnhandled = (err: unknown) => unhandled.push(err)
@@ -196,7 +206,7 @@ describe('Engine', () => {
 
   it('a coordinator that answers 503 ZH_SHUTTING_DOWN did nothing: the write goes to the next replica', async () => {
     const e = engine()
-    const order = e.replicas(e.ring.partitionOf(key)).map((m) => m.id)
+    const order = replicasOf(e, key).map((m) => m.id)
     transport.node(order[0]).mode = 'stopping'
     const res = await e.put(key, v('x'), undefined, 2, undefined, undefined)
     expect(res.coordinator).not.toBe(order[0])
@@ -238,7 +248,7 @@ describe('Engine', () => {
   it('one replica answering with an undecodable set does not fail a read that R sound replicas can serve', async () => {
     const e = engine()
     await e.put(key, v('ok'), undefined, 3, undefined, undefined)
-    for (const bad of e.replicas(e.ring.partitionOf(key)).map((m) => m.id)) {
+    for (const bad of replicasOf(e, key).map((m) => m.id)) {
       for (const id of ids) transport.node(id).mode = id === bad ? 'garbage' : 'up'
       expect((await e.get(key, 2, undefined, undefined)).siblings.map(String)).toEqual(['ok'])
       const err = await e.get(key, 3, undefined, undefined).catch((x) => x)

@@ -41,7 +41,7 @@ const fail = (m: Member): Outcome<string> => ({ ok: false, member: m, failure: {
 describe('gather', () => {
   it('resolves as soon as `need` replicas succeed, before the slowest answers', async () => {
     const slow = deferred<Outcome<string>>()
-    const g = gather(members, 2, (m) => (m.id === 'c' ? slow.promise : Promise.resolve(ok(m))))
+    const g = gather(members, [{ members, need: 2 }], (m) => (m.id === 'c' ? slow.promise : Promise.resolve(ok(m))))
     const got = await g.quorum
     expect(got.map((o) => o.member.id).sort()).toEqual(['a', 'b'])
     let allDone = false
@@ -55,13 +55,13 @@ describe('gather', () => {
 
   it('rejects with the failures as soon as the quorum is out of reach', async () => {
     const never = deferred<Outcome<string>>()
-    const g = gather(members, 2, (m) => (m.id === 'a' ? never.promise : Promise.resolve(fail(m))))
+    const g = gather(members, [{ members, need: 2 }], (m) => (m.id === 'a' ? never.promise : Promise.resolve(fail(m))))
     const failures = (await g.quorum.catch((f) => f)) as Outcome<string>[]
     expect(failures.map((o) => o.member.id).sort()).toEqual(['b', 'c'])
   })
 
   it('counts mixed outcomes: 2 of 3 with one failure succeeds', async () => {
-    const g = gather(members, 2, (m) => Promise.resolve(m.id === 'b' ? fail(m) : ok(m)))
+    const g = gather(members, [{ members, need: 2 }], (m) => Promise.resolve(m.id === 'b' ? fail(m) : ok(m)))
     expect((await g.quorum).map((o) => o.member.id).sort()).toEqual(['a', 'c'])
   })
 })

@@ -22,6 +22,14 @@ export const ErrorCodes = {
   NOT_READY: 'ZH_NOT_READY',
   SHUTTING_DOWN: 'ZH_SHUTTING_DOWN',
   INTERNAL: 'ZH_INTERNAL',
+  /** The request was made with an older ring than the node's: refresh the ring and retry. */
+  STALE_RING: 'ZH_STALE_RING',
+  /** The node does not hold replicas of that partition (any more): refresh the ring and retry. */
+  NOT_REPLICA: 'ZH_NOT_REPLICA',
+  /** A peer runs with other --n or --partitions. */
+  CLUSTER_MISMATCH: 'ZH_CLUSTER_MISMATCH',
+  /** An operator request that the cluster's state does not allow (remove a live node, leave twice). */
+  CONFLICT: 'ZH_CONFLICT',
 } as const
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes]

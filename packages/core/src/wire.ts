@@ -1,6 +1,6 @@
 // The replica protocol between SDKs and storage nodes: paths, headers and message shapes. Bodies are
 // MessagePack (see codec.ts); errors are JSON `{"error":{"code","message"}}` with a 4xx/5xx status.
-import type { RingDescription } from './ring.js'
+import type { MemberState } from './membership.js'
 import type { VersionVector } from './dvv.js'
 
 export const Paths = {
@@ -12,6 +12,14 @@ export const Paths = {
   coordinate: '/v1/replica/coordinate',
   /** Store sets sent by a coordinator or by read repair (DVV sync with the local set: idempotent). */
   store: '/v1/replica/store',
+  /** One page of a partition's items, in key order: partition handoff. */
+  range: '/v1/replica/range',
+  /** Push-pull of member entries between nodes. */
+  gossip: '/v1/gossip',
+  /** Operator: this node hands off its data and leaves (JSON). */
+  leave: '/v1/admin/leave',
+  /** Operator: remove a dead node; the others re-replicate its data (JSON `{"id"}`). */
+  remove: '/v1/admin/remove',
 } as const
 
 /** Every response carries the ring epoch of the node that answered. */
@@ -54,7 +62,28 @@ export interface Limits {
   maxBodyBytes: number
 }
 
-export interface RingResponse extends RingDescription {
+export interface RangeRequest {
+  partition: number
+  /** Resume after this key (exclusive); absent for the first page. */
+  after?: Uint8Array
+  /** Most items per page. */
+  limit: number
+}
+export interface RangeResponse {
+  items: [key: Uint8Array, set: Uint8Array][]
+  /** True when the partition has more items after the last one. */
+  more: boolean
+}
+
+/** GET /v1/ring: the member entries the rings follow from, and what this node believes down. */
+export interface RingResponse {
+  epoch: string
+  partitions: number
+  n: number
+  spares: number
+  members: MemberState[]
+  /** Ids of members this node's failure detector holds down. */
+  down: string[]
   limits: Limits
 }
 
@@ -67,6 +96,8 @@ export interface HealthResponse {
   partitions: number
   actor: string
   epoch: string | null
+  /** This node's membership status (joining, normal, leaving, left). */
+  member?: string
 }
 
 export interface ErrorBody {

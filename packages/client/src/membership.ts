@@ -1,0 +1,230 @@
+// The SDK's view of the cluster: a copy of the member entries (so of the current and next rings),
+// refreshed when a node answers with a newer epoch (debounced) and periodically; and a liveness view
+// that combines the SDK's own failures (consecutive timeouts or refused connections put a node in
+// back-off) with what the nodes' failure detectors say, so requests skip dead nodes without waiting
+// for a timeout each time.
+import diagnostics from 'node:diagnostics_channel'
+import { EventEmitter } from 'node:events'
+import {
+  ClusterView,
+  NoSeedReachableError,
+  Paths,
+  sleep,
+  type Clock,
+  type ClockTimer,
+  type Limits,
+  type Member,
+  type ReplicaFailure,
+  type RingResponse,
+} from '@zerohop/core'
+import type { Transport } from './transport.js'
+
+export const membershipChannels = {
+  ring: diagnostics.channel('zerohop:client:ring'),
+  nodeUp: diagnostics.channel('zerohop:client:node-up'),
+  nodeDown: diagnostics.channel('zerohop:client:node-down'),
+}
+
+export interface NodeEvent {
+  id: string
+  url: string
+  /** Why the SDK changed its mind: its own requests, or the cluster's failure detectors. */
+  reason: string
+}
+
+export interface MembershipEvents {
+  ring: [view: ClusterView]
+  'node-up': [node: NodeEvent]
+  'node-down': [node: NodeEvent]
+}
+
+export interface MembershipOptions {
+  refreshIntervalMs: number
+  /** Shortest gap between two refreshes triggered by epochs in responses. */
+  refreshDebounceMs: number
+  /** Back-off after a node fails at the network level: doubles per consecutive failure, up to 8x. */
+  backoffMs: number
+}
+
+interface Backoff {
+  failures: number
+  until: number
+  /** When the node last answered. */
+  lastOk: number
+}
+
+function parseRing(body: Buffer): RingResponse {
+  const d = JSON.parse(body.toString('utf8')) as RingResponse
+  if (!Array.isArray(d?.members) || typeof d.partitions !== 'number' || typeof d.n !== 'number') throw new TypeError('malformed ring response')
+  return d
+}
+
+export class Membership extends EventEmitter<MembershipEvents> {
+  view: ClusterView
+  limits: Limits
+  readonly #transport: Transport
+  readonly #clock: Clock
+  readonly #o: MembershipOptions
+  readonly #backoff = new Map<string, Backoff>()
+  #clusterDown = new Set<string>()
+  #clusterDownAt = 0
+  /** Last up/down reported per node, to emit changes once. */
+  readonly #reported = new Map<string, boolean>()
+  #refreshing?: Promise<void>
+  #lastRefresh = 0
+  #timer?: ClockTimer
+  #closed = false
+
+  private constructor(transport: Transport, clock: Clock, o: MembershipOptions, ring: RingResponse) {
+    super()
+    this.#transport = transport
+    this.#clock = clock
+    this.#o = o
+    this.limits = ring.limits
+    this.view = new ClusterView(ring.members, { partitions: ring.partitions, n: ring.n, spares: ring.spares })
+    this.#clusterDown = new Set(ring.down)
+    this.#lastRefresh = clock.now()
+    for (const m of this.#live()) this.#reported.set(m.id, this.up(m.id))
+    this.#schedule()
+  }
+
+  /** A view from a ring response already in hand (tests and simulations). */
+  static from(transport: Transport, clock: Clock, ring: RingResponse, o: MembershipOptions): Membership {
+    return new Membership(transport, clock, o, ring)
+  }
+
+  /** Ask the seeds in turn until one answers with its ring; dead seeds are skipped. */
+  static async connect(transport: Transport, seeds: string[], clock: Clock, deadline: number, o: MembershipOptions): Promise<Membership> {
+    const errors = new Map<string, string>()
+    for (;;) {
+      for (const url of seeds) {
+        try {
+          const reply = await transport.get(url, Paths.ring, { timeoutMs: Math.max(1, Math.min(2000, deadline - clock.now())) })
+          if (reply.status === 200) return new Membership(transport, clock, o, parseRing(reply.body))
+          errors.set(url, `HTTP ${reply.status}`)
+        } catch (err) {
+          const e = err as { code?: string; message?: string }
+          errors.set(url, e.code ?? e.message ?? String(err))
+        }
+      }
+      if (clock.now() >= deadline) throw new NoSeedReachableError(seeds.map((url) => ({ url, message: errors.get(url) ?? 'no answer' })))
+      await sleep(clock, 100)
+    }
+  }
+
+  /** Members that hold or will hold data (not left). */
+  #live(): Member[] {
+    const out: Member[] = []
+    for (const m of this.view.members.values()) if (m.status !== 'left') out.push({ id: m.id, url: m.url, weight: m.weight })
+    return out
+  }
+
+  /** Whether requests should go to this node: not in back-off, and not held down by the cluster unless it answered us since. */
+  up(id: string): boolean {
+    const b = this.#backoff.get(id)
+    if (b === undefined) return !this.#clusterDown.has(id)
+    if (b.failures > 0 && b.until > this.#clock.now()) return false
+    return !this.#clusterDown.has(id) || b.lastOk >= this.#clusterDownAt
+  }
+
+  failed(member: Member, f: ReplicaFailure): void {
+    if (!(f.cause === 'refused' || f.cause === 'network' || f.cause === 'timeout' || (f.cause === 'http' && f.status === 503))) return
+    const b = this.#backoff.get(member.id) ?? { failures: 0, until: 0, lastOk: 0 }
+    b.failures++
+    b.until = this.#clock.now() + this.#o.backoffMs * 2 ** Math.min(b.failures - 1, 3)
+    this.#backoff.set(member.id, b)
+    this.#report(member.id, member.url, 'requests failed')
+  }
+
+  /** On the hot path: a node that has never failed and is not held down costs one map lookup. */
+  ok(member: Member): void {
+    const b = this.#backoff.get(member.id)
+    if (b === undefined) {
+      if (!this.#clusterDown.has(member.id)) return
+      this.#backoff.set(member.id, { failures: 0, until: 0, lastOk: this.#clock.now() })
+    } else {
+      const wasFailing = b.failures > 0
+      b.failures = 0
+      b.until = 0
+      b.lastOk = this.#clock.now()
+      if (!wasFailing && !this.#clusterDown.has(member.id)) return
+    }
+    this.#report(member.id, member.url, 'answered')
+  }
+
+  /** A node answered with `epoch`: refresh from it if that is newer than ours. */
+  observe(epoch: string | undefined, url: string): void {
+    if (epoch === undefined || epoch === this.view.epoch) return
+    if (!this.view.isOlderThan(epoch)) return
+    if (this.#clock.now() - this.#lastRefresh < this.#o.refreshDebounceMs) return
+    void this.refresh(url)
+  }
+
+  /** Fetch the ring from `url` (or a live member); one refresh at a time. */
+  refresh(url?: string): Promise<void> {
+    this.#refreshing ??= this.#refresh(url).finally(() => {
+      this.#refreshing = undefined
+    })
+    return this.#refreshing
+  }
+
+  async #refresh(url?: string): Promise<void> {
+    const live = this.#live().filter((m) => this.up(m.id))
+    const candidates = url ? [url] : live.length > 0 ? [live[Math.floor(Math.random() * live.length)].url] : this.#live().map((m) => m.url)
+    for (const u of candidates) {
+      if (this.#closed) return
+      try {
+        const reply = await this.#transport.get(u, Paths.ring, { timeoutMs: 2000 })
+        if (reply.status !== 200) continue
+        this.#apply(parseRing(reply.body))
+        return
+      } catch {
+        // try the next one; the periodic refresh comes back later
+      }
+    }
+  }
+
+  #apply(ring: RingResponse): void {
+    this.#lastRefresh = this.#clock.now()
+    this.limits = ring.limits
+    this.#clusterDown = new Set(ring.down)
+    this.#clusterDownAt = this.#clock.now()
+    const changed = ring.epoch !== this.view.epoch && !this.view.isStale(ring.epoch)
+    if (changed) {
+      this.view = new ClusterView(ring.members, { partitions: ring.partitions, n: ring.n, spares: ring.spares })
+      this.emit('ring', this.view)
+      if (membershipChannels.ring.hasSubscribers) membershipChannels.ring.publish({ epoch: this.view.epoch, transition: this.view.transition })
+    }
+    for (const m of this.#live()) this.#report(m.id, m.url, 'cluster view')
+  }
+
+  #report(id: string, url: string, reason: string): void {
+    const up = this.up(id)
+    if (this.#reported.get(id) === up) return
+    const first = !this.#reported.has(id)
+    this.#reported.set(id, up)
+    if (first && up) return
+    const event: NodeEvent = { id, url, reason }
+    if (up) {
+      this.emit('node-up', event)
+      if (membershipChannels.nodeUp.hasSubscribers) membershipChannels.nodeUp.publish(event)
+    } else {
+      this.emit('node-down', event)
+      if (membershipChannels.nodeDown.hasSubscribers) membershipChannels.nodeDown.publish(event)
+    }
+  }
+
+  #schedule(): void {
+    if (this.#closed) return
+    this.#timer = this.#clock.setTimeout(() => {
+      void this.refresh().finally(() => this.#schedule())
+    }, this.#o.refreshIntervalMs)
+    // The periodic refresh must not keep a process alive on its own.
+    ;(this.#timer as { unref?: () => void })?.unref?.()
+  }
+
+  close(): void {
+    this.#closed = true
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer)
+  }
+}

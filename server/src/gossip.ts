@@ -1,0 +1,228 @@
+// Gossip membership and failure detection. Each round this node bumps its heartbeat and does a
+// push-pull of the whole member map with one random peer it believes alive, and now and then with a
+// seed, so clusters started apart cannot stay apart. A phi accrual detector per peer, fed by that
+// peer's heartbeat counter rising (directly or through others), gives the local up/down view. The
+// view only steers routing: it never changes who owns a partition.
+import {
+  ClusterView,
+  ErrorCodes,
+  HttpError,
+  PhiAccrualDetector,
+  Paths,
+  invalidMemberState,
+  mergeMembers,
+  pack,
+  unpack,
+  type Clock,
+  type ClockTimer,
+  type MemberState,
+  type RingParams,
+} from '@zerohop/core'
+import type { Transport } from '@zerohop/client'
+import type { Logger } from 'pino'
+
+export interface GossipMessage {
+  partitions: number
+  n: number
+  members: MemberState[]
+}
+
+export interface GossipOptions {
+  self: MemberState
+  /** Entries known from an earlier run. */
+  known: MemberState[]
+  seeds: string[]
+  intervalMs: number
+  seedProbability: number
+  phiThreshold: number
+  params: Required<RingParams>
+  clock: Clock
+  random: () => number
+  log: Logger
+  transport: Transport
+  /** Called after every change of an entry other than a heartbeat (persist, recompute). */
+  onChange: (view: ClusterView) => void
+}
+
+export class Gossip {
+  readonly states = new Map<string, MemberState>()
+  readonly #o: GossipOptions
+  readonly #detectors = new Map<string, PhiAccrualDetector>()
+  readonly #down = new Set<string>()
+  readonly #selfId: string
+  #view: ClusterView
+  #timer?: ClockTimer
+  #stopped = false
+  /** Seeds (by URL) that have answered at least once. */
+  readonly heardFrom = new Set<string>()
+
+  constructor(o: GossipOptions) {
+    this.#o = o
+    this.#selfId = o.self.id
+    mergeMembers(this.states, o.known)
+    this.states.set(o.self.id, { ...o.self })
+    this.#view = new ClusterView(this.states.values(), o.params)
+  }
+
+  get view(): ClusterView {
+    return this.#view
+  }
+
+  get self(): MemberState {
+    return this.states.get(this.#selfId)!
+  }
+
+  start(): void {
+    const tick = () => {
+      if (this.#stopped) return
+      void this.round().finally(() => {
+        if (!this.#stopped) this.#timer = this.#o.clock.setTimeout(tick, this.#o.intervalMs)
+      })
+    }
+    tick()
+  }
+
+  stop(): void {
+    this.#stopped = true
+    if (this.#timer) this.#o.clock.clearTimeout(this.#timer)
+  }
+
+  /** Change this node's own entry (status, ready, ...): a new version that gossip spreads. */
+  updateSelf(patch: Partial<Omit<MemberState, 'id' | 'version' | 'heartbeat'>>): MemberState {
+    const next = { ...this.self, ...patch, version: this.self.version + 1 }
+    this.states.set(this.#selfId, next)
+    this.#changed()
+    return next
+  }
+
+  /** Put an entry written on another node's behalf (an operator's removal). */
+  put(entry: MemberState): void {
+    if (mergeMembers(this.states, [entry]).length > 0) this.#changed()
+  }
+
+  /** Whether this node believes the member is alive. */
+  isUp(id: string): boolean {
+    if (id === this.#selfId) return true
+    return !this.#down.has(id)
+  }
+
+  /** Ids of live members (not left) this node believes down. */
+  down(): string[] {
+    return [...this.#down]
+  }
+
+  phi(id: string): number {
+    return this.#detectors.get(id)?.phi(this.#o.clock.now()) ?? 0
+  }
+
+  message(): GossipMessage {
+    return { partitions: this.#o.params.partitions, n: this.#o.params.n, members: [...this.states.values()] }
+  }
+
+  /** Merge what a peer sent (validated), answer with everything this node knows. */
+  receive(body: unknown): GossipMessage {
+    const m = body as Partial<GossipMessage>
+    if (m.partitions !== this.#o.params.partitions || m.n !== this.#o.params.n) {
+      throw new HttpError(409, ErrorCodes.CLUSTER_MISMATCH, `the sender runs with n=${m.n} partitions=${m.partitions}, this node with n=${this.#o.params.n} partitions=${this.#o.params.partitions}; every node of a cluster needs the same --n and --partitions`)
+    }
+    if (!Array.isArray(m.members) || m.members.length > 100_000) throw new HttpError(400, ErrorCodes.BAD_BODY, 'members must be an array of member entries')
+    for (const e of m.members) {
+      const why = invalidMemberState(e)
+      if (why) throw new HttpError(400, ErrorCodes.BAD_BODY, `members: ${why}`)
+    }
+    this.#merge(m.members)
+    return this.message()
+  }
+
+  /** One push-pull with the node at `url`; true if it answered. */
+  async exchange(url: string, timeoutMs = Math.max(500, this.#o.intervalMs)): Promise<boolean> {
+    try {
+      const reply = await this.#o.transport.post(url, Paths.gossip, pack(this.message()), { timeoutMs })
+      if (reply.status !== 200) {
+        if (reply.status === 409) this.#o.log.error({ peer: url, body: reply.body.toString('utf8').slice(0, 300) }, 'peer refused our gossip')
+        return false
+      }
+      const m = unpack(reply.body) as GossipMessage
+      if (!Array.isArray(m?.members) || m.members.some((e) => invalidMemberState(e))) return false
+      this.#merge(m.members)
+      this.heardFrom.add(url)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  /** One gossip round: heartbeat, detector sweep, one exchange (two if a seed is picked too). */
+  async round(): Promise<void> {
+    const self = this.self
+    this.states.set(this.#selfId, { ...self, heartbeat: self.heartbeat + 1 })
+    this.#sweep()
+    const peers = [...this.states.values()].filter((s) => s.id !== this.#selfId && s.status !== 'left' && this.isUp(s.id))
+    const targets = new Set<string>()
+    if (peers.length > 0) targets.add(peers[Math.floor(this.#o.random() * peers.length)].url)
+    const seeds = this.#o.seeds.filter((s) => s !== self.url)
+    if (seeds.length > 0 && (targets.size === 0 || this.#o.random() < this.#o.seedProbability)) {
+      targets.add(seeds[Math.floor(this.#o.random() * seeds.length)])
+    }
+    // A peer believed down is tried now and then, so one that comes back is seen without waiting for it.
+    const downPeers = [...this.states.values()].filter((s) => s.id !== this.#selfId && s.status !== 'left' && !this.isUp(s.id))
+    if (downPeers.length > 0 && this.#o.random() < 0.2) targets.add(downPeers[Math.floor(this.#o.random() * downPeers.length)].url)
+    await Promise.all([...targets].map((u) => this.exchange(u)))
+  }
+
+  #merge(remote: MemberState[]): void {
+    const before = new Map<string, MemberState | undefined>()
+    for (const r of remote) before.set(r.id, this.states.get(r.id))
+    const own = this.self
+    const changed = mergeMembers(this.states, remote)
+    const theirs = this.states.get(this.#selfId)!
+    if (theirs !== own && !theirs.removed) {
+      // Peers remember a newer entry of ours than we have (our disk was lost or replaced). Nobody else
+      // speaks for this node except to say it was removed: keep our content, above their version.
+      this.states.set(this.#selfId, { ...own, version: theirs.version + 1, heartbeat: Math.max(own.heartbeat, theirs.heartbeat) + 1 })
+    }
+    const now = this.#o.clock.now()
+    let ringChanged = false
+    for (const c of changed) {
+      const prev = before.get(c.id)
+      if (c.id !== this.#selfId && (!prev || c.heartbeat > prev.heartbeat || c.incarnation !== prev.incarnation)) this.#detector(c.id).heartbeat(now)
+      if (!prev || prev.version !== c.version || prev.status !== c.status || prev.removed !== c.removed) ringChanged = true
+    }
+    if (ringChanged) this.#changed()
+  }
+
+  #detector(id: string): PhiAccrualDetector {
+    let d = this.#detectors.get(id)
+    if (!d) {
+      d = new PhiAccrualDetector({ threshold: this.#o.phiThreshold, firstIntervalMs: this.#o.intervalMs, minStdDevMs: Math.max(100, this.#o.intervalMs / 4), acceptablePauseMs: this.#o.intervalMs })
+      // A peer known but never heard from starts its silence now, so one that is dead from the start is found too.
+      d.heartbeat(this.#o.clock.now())
+      this.#detectors.set(id, d)
+    }
+    return d
+  }
+
+  #sweep(): void {
+    const now = this.#o.clock.now()
+    for (const s of this.states.values()) {
+      if (s.id === this.#selfId) continue
+      if (s.status === 'left') {
+        this.#down.delete(s.id)
+        continue
+      }
+      const available = this.#detector(s.id).isAvailable(now)
+      if (!available && !this.#down.has(s.id)) {
+        this.#down.add(s.id)
+        this.#o.log.warn({ peer: s.id, url: s.url, phi: Number(this.phi(s.id).toFixed(1)) }, 'peer is down')
+      } else if (available && this.#down.has(s.id)) {
+        this.#down.delete(s.id)
+        this.#o.log.info({ peer: s.id, url: s.url }, 'peer is up')
+      }
+    }
+  }
+
+  #changed(): void {
+    this.#view = new ClusterView(this.states.values(), this.#o.params)
+    this.#o.onChange(this.#view)
+  }
+}

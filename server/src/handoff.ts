@@ -1,0 +1,232 @@
+// Partition handoff. While the `current` and `next` rings differ, every member of `next` pulls each
+// partition it gains from the live replicas of that partition in `current` (pages in key order, at a
+// bounded rate, DVV sync on arrival, resumable after a restart), then announces that it is ready for
+// `next`. Once every member of `next` is ready the transition is over everywhere at once; joiners and
+// leavers then rewrite their own status, and old replicas drop partitions they no longer hold after a
+// grace period, by which time the new owners have confirmed (they are ready).
+import {
+  Paths,
+  pack,
+  sleep,
+  unpack,
+  type Clock,
+  type ClusterView,
+  type MemberState,
+  type RangeResponse,
+} from '@zerohop/core'
+import type { Transport } from '@zerohop/client'
+import type { Logger } from 'pino'
+import type { Gossip } from './gossip.js'
+import { partitionRange, type Replica } from './replica.js'
+import type { Store } from './storage/store.js'
+
+export interface HandoffOptions {
+  gossip: Gossip
+  replica: Replica
+  store: Store
+  transport: Transport
+  clock: Clock
+  log: Logger
+  /** Most bytes per second pulled from other nodes. */
+  rateBytesPerSec: number
+  /** Items per page. */
+  pageItems: number
+  /** How long a partition this node no longer replicates is kept after a transition ends. */
+  dropDelayMs: number
+  /** Called when this node has left the cluster (its leave is complete). */
+  onLeft: () => void
+}
+
+const PROGRESS_KEY = Buffer.from('mhandoff')
+
+interface Progress {
+  /** Epoch of the `current` ring the pulls were made against. */
+  current: string
+  done: number[]
+  /** Resume points: `${partition}/${source}` → last key stored. */
+  cursors: Record<string, Uint8Array>
+}
+
+export class Handoff {
+  readonly #o: HandoffOptions
+  #running?: Promise<void>
+  #again = false
+  #stopped = false
+  #wake?: () => void
+  #dropTimer?: ReturnType<Clock['setTimeout']>
+  /** Bytes and items pulled since start (metrics). */
+  readonly stats = { items: 0, bytes: 0, partitions: 0, dropped: 0 }
+
+  constructor(o: HandoffOptions) {
+    this.#o = o
+  }
+
+  /** The view changed: (re)run the handoff loop. */
+  kick(): void {
+    if (this.#stopped) return
+    this.#again = true
+    this.#wake?.()
+    this.#running ??= this.#loop().finally(() => {
+      this.#running = undefined
+      if (this.#again && !this.#stopped) this.kick()
+    })
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true
+    this.#wake?.()
+    if (this.#dropTimer) this.#o.clock.clearTimeout(this.#dropTimer)
+    await this.#running
+  }
+
+  async #loop(): Promise<void> {
+    while (this.#again && !this.#stopped) {
+      this.#again = false
+      try {
+        const view = this.#o.gossip.view
+        if (view.transition) await this.#transfer(view)
+        else this.#settle(view)
+      } catch (err) {
+        this.#o.log.warn({ err }, 'handoff round failed; retrying')
+        this.#again = true
+        await this.#pause(1000)
+      }
+    }
+  }
+
+  async #pause(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const t = this.#o.clock.setTimeout(resolve, ms)
+      this.#wake = () => {
+        this.#o.clock.clearTimeout(t)
+        resolve()
+      }
+    })
+    this.#wake = undefined
+  }
+
+  /** Partitions this node holds in `next` but not in `current`. */
+  gained(view: ClusterView): number[] {
+    const me = this.#o.gossip.self.id
+    const out: number[] = []
+    for (let p = 0; p < view.current.partitions; p++) {
+      const { current, next } = view.replicas(p)
+      if (next.some((m) => m.id === me) && !current.some((m) => m.id === me)) out.push(p)
+    }
+    return out
+  }
+
+  async #transfer(view: ClusterView): Promise<void> {
+    const { gossip, log } = this.#o
+    const self = gossip.self
+    if (self.status !== 'joining' && self.status !== 'normal') return
+    if (self.ready === view.next.epoch) return
+    const progress = await this.#progress(view.current.epoch)
+    const done = new Set(progress.done)
+    const todo = this.gained(view).filter((p) => !done.has(p))
+    if (todo.length > 0) log.info({ partitions: todo.length, next: view.next.epoch }, 'pulling gained partitions')
+    for (const p of todo) {
+      if (this.#stopped || gossip.view !== view) {
+        this.#again = true
+        return
+      }
+      const sources = view.replicas(p).current.filter((m) => m.id !== self.id)
+      const live = sources.filter((m) => gossip.isUp(m.id))
+      if (live.length === 0) {
+        log.warn({ partition: p, replicas: sources.map((m) => m.id) }, 'no live replica to pull a gained partition from; waiting')
+        this.#again = true
+        await this.#pause(1000)
+        return
+      }
+      for (const source of live) {
+        // The source hears of the transition before serving, so it refuses writes made with older rings.
+        await gossip.exchange(source.url)
+        await this.#pull(p, source.id, source.url, progress)
+      }
+      progress.done.push(p)
+      delete progress.cursors[p]
+      await this.#save(progress)
+      this.stats.partitions++
+    }
+    if (gossip.view !== view) {
+      this.#again = true
+      return
+    }
+    log.info({ next: view.next.epoch }, 'ready for the next ring')
+    gossip.updateSelf({ ready: view.next.epoch })
+  }
+
+  async #pull(partition: number, sourceId: string, url: string, progress: Progress): Promise<void> {
+    const cursorKey = `${partition}/${sourceId}`
+    for (;;) {
+      if (this.#stopped) throw new Error('stopping')
+      const after = progress.cursors[cursorKey]
+      const body = pack({ partition, ...(after ? { after } : {}), limit: this.#o.pageItems })
+      const reply = await this.#o.transport.post(url, Paths.range, body, { timeoutMs: 10_000 })
+      if (reply.status !== 200) throw new Error(`range pull from ${sourceId} answered HTTP ${reply.status}: ${reply.body.toString('utf8').slice(0, 200)}`)
+      const page = unpack(reply.body) as RangeResponse
+      if (!Array.isArray(page?.items)) throw new Error(`range pull from ${sourceId}: malformed page`)
+      for (const [key, set] of page.items) await this.#o.replica.store(partition, key, set)
+      this.stats.items += page.items.length
+      this.stats.bytes += reply.body.length
+      if (page.items.length > 0) progress.cursors[cursorKey] = page.items[page.items.length - 1][0]
+      await this.#save(progress)
+      if (!page.more) return
+      // Rate limit: a page of B bytes is followed by B / rate seconds of quiet.
+      await sleep(this.#o.clock, (reply.body.length / this.#o.rateBytesPerSec) * 1000)
+    }
+  }
+
+  async #progress(current: string): Promise<Progress> {
+    const raw = await this.#o.store.get(PROGRESS_KEY)
+    const p = raw ? (unpack(raw) as Progress) : undefined
+    if (p && p.current === current) return p
+    return { current, done: [], cursors: {} }
+  }
+
+  async #save(p: Progress): Promise<void> {
+    await this.#o.store.put(PROGRESS_KEY, pack(p))
+  }
+
+  /** The transition is over: rewrite statuses, and later drop partitions this node no longer holds. */
+  #settle(view: ClusterView): void {
+    const { gossip, log } = this.#o
+    const self = gossip.self
+    if (self.status === 'joining') {
+      log.info('join complete: now a normal member')
+      gossip.updateSelf({ status: 'normal' })
+    } else if (self.status === 'leaving' && !view.current.member(self.id)) {
+      log.info('leave complete: every partition of this node has a new home')
+      gossip.updateSelf({ status: 'left' })
+      this.#o.onLeft()
+      return
+    }
+    // Removed (dead) members whose data has been re-replicated: anyone may mark them left, and every
+    // node writes the same entry.
+    for (const m of gossip.states.values()) {
+      if (m.removed && m.status === 'leaving' && !view.current.member(m.id)) gossip.put({ ...m, status: 'left', version: m.version + 1 } satisfies MemberState)
+    }
+    if (this.#dropTimer) this.#o.clock.clearTimeout(this.#dropTimer)
+    this.#dropTimer = this.#o.clock.setTimeout(() => {
+      void this.#drop(view).catch((err) => log.warn({ err }, 'dropping handed-off partitions failed'))
+    }, this.#o.dropDelayMs)
+  }
+
+  /** Delete the data of partitions this node does not replicate in `view` (still the view, and settled). */
+  async #drop(view: ClusterView): Promise<void> {
+    const { gossip, store, log } = this.#o
+    if (gossip.view !== view || view.transition || this.#stopped) return
+    const me = gossip.self.id
+    let deleted = 0
+    for (let p = 0; p < view.current.partitions; p++) {
+      if (view.replicates(me, p)) continue
+      for await (const [k] of store.entries(partitionRange(p))) {
+        if (gossip.view !== view || this.#stopped) return
+        await store.del(k)
+        deleted++
+      }
+    }
+    this.stats.dropped += deleted
+    if (deleted > 0) log.info({ keys: deleted }, 'dropped data of partitions handed off to other nodes')
+  }
+}
