@@ -100,6 +100,17 @@ export class Gossip {
     if (mergeMembers(this.states, [entry]).length > 0) this.#changed()
   }
 
+  /**
+   * The time to stamp a join or leave with: now, but after every event already in the history. The
+   * ring replays joins and leaves in time order; an event stamped before recorded ones would reshuffle
+   * most of the ring.
+   */
+  nextEventTime(): number {
+    let latest = 0
+    for (const m of this.states.values()) latest = Math.max(latest, m.since, m.until)
+    return Math.max(this.#o.clock.now(), latest + 1)
+  }
+
   /** Whether this node believes the member is alive. */
   isUp(id: string): boolean {
     if (id === this.#selfId) return true

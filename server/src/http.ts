@@ -37,7 +37,12 @@ export interface HttpDeps {
   stopping: () => boolean
   leave: () => MemberState
   remove: (id: string) => MemberState
+  /** Resolves at the next change of the membership, when the node stops, or after `ms`. */
+  nextChange: (ms: number) => Promise<void>
 }
+
+/** Longest a `GET /v1/ring?wait=EPOCH` is held open. */
+export const RING_WAIT_MS = 20_000
 
 const bad = (status: number, code: ErrorCode, message: string) => new HttpError(status, code, message)
 
@@ -229,6 +234,13 @@ export function createHttpServer(deps: HttpDeps): http.Server {
       if (path === Paths.health) return sendJson(res, deps.stopping() ? 503 : 200, deps.health())
       const gossip = deps.gossip()
       if (!view || !gossip) throw bad(503, ErrorCodes.NOT_READY, 'this node has not heard from every seed yet; retry shortly')
+      // A watch: `?wait=EPOCH` is answered once this node's epoch differs from EPOCH (or after a while),
+      // so an idle SDK hears of a ring change at once.
+      const wait = new URL(req.url ?? '/', 'http://x').searchParams.get('wait')
+      if (wait !== null && wait === view.epoch && !deps.stopping()) {
+        await deps.nextChange(RING_WAIT_MS)
+        return handle(Object.assign(req, { url: Paths.ring }), res)
+      }
       const ring: RingResponse = {
         epoch: view.epoch,
         partitions: view.current.partitions,

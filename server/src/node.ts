@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import type http from 'node:http'
 import { once } from 'node:events'
-import { pack, unpack, ZerohopError, ErrorCodes, HttpError, type Clock, type ClusterView, type HealthResponse, type MemberState } from '@zerohop/core'
+import { pack, unpack, sleep, invalidMemberState, Paths, ZerohopError, ErrorCodes, HttpError, type Clock, type ClusterView, type HealthResponse, type MemberState, type RingResponse } from '@zerohop/core'
 import pino, { type Logger } from 'pino'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js'
 import { createHttpServer } from './http.js'
@@ -89,6 +89,23 @@ export class StorageNode {
       throw new ZerohopError(ErrorCodes.CONFLICT, `node ${prev.id} ${prev.removed ? 'was removed from' : 'has left'} the cluster; to join again, start it with an empty --data directory and --join`)
     }
     const o = this.options
+    // A joiner stamps its join after every event the cluster has recorded, so it must hear from the
+    // cluster before it introduces itself.
+    let since = prev?.since ?? 0
+    if (o.join && !prev) {
+      const cluster = await this.#fetchMembers(o.join)
+      if (!cluster) {
+        await this.#store.close()
+        throw new ZerohopError(ErrorCodes.NO_SEED_REACHABLE, 'stopped before the cluster to join answered')
+      }
+      const clash = cluster.find((m) => m.id === o.id)
+      if (clash) {
+        await this.#store.close()
+        throw new ZerohopError(ErrorCodes.CONFLICT, `the cluster at ${o.join} already has a member ${o.id} (${clash.status}); a new node needs a new --id`)
+      }
+      since = Math.max(this.#clock.now(), ...cluster.map((m) => Math.max(m.since, m.until) + 1))
+      known.push(...cluster)
+    }
     const self: MemberState = {
       id: o.id,
       url: o.advertise,
@@ -100,7 +117,7 @@ export class StorageNode {
       // the heartbeat counter starts again.
       version: (prev?.version ?? 0) + 1,
       heartbeat: 0,
-      since: prev?.since ?? (o.join ? this.#clock.now() : 0),
+      since,
       until: prev?.until ?? 0,
       removed: false,
       ready: prev?.ready ?? '',
@@ -142,6 +159,7 @@ export class StorageNode {
       stopping: () => this.#stopping,
       leave: () => this.leave(),
       remove: (id) => this.remove(id),
+      nextChange: (ms) => this.#nextChange(ms),
     })
     this.#server.listen(o.port, o.host)
     try {
@@ -181,7 +199,26 @@ export class StorageNode {
     this.#onChange(view)
   }
 
+  readonly #watchers = new Set<() => void>()
+
+  #nextChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#clock.clearTimeout(timer)
+        this.#watchers.delete(done)
+        resolve()
+      }
+      const timer = this.#clock.setTimeout(done, ms)
+      this.#watchers.add(done)
+    })
+  }
+
+  #wakeWatchers(): void {
+    for (const w of [...this.#watchers]) w()
+  }
+
   #onChange(view: ClusterView): void {
+    this.#wakeWatchers()
     if (!this.#ready || this.#stopping) return
     const self = this.#gossip!.self
     if (self.removed) {
@@ -193,6 +230,31 @@ export class StorageNode {
     this.#persisting = this.#persisting.then(() => this.#store.put(MEMBERS_KEY, pack(states))).catch((err) => this.log.error({ err }, 'could not persist the membership'))
     this.log.info({ epoch: view.epoch, transition: view.transition, members: Object.fromEntries(states.map((m) => [m.id, m.status])) }, 'membership changed')
     this.#handoff!.kick()
+  }
+
+  /** The member entries of the node at `url`, retried until it answers (undefined if stopped first). */
+  async #fetchMembers(url: string): Promise<MemberState[] | undefined> {
+    let warned = 0
+    while (!this.#stopping) {
+      try {
+        const reply = await this.#transport.get(url, Paths.ring, { timeoutMs: 2000 })
+        if (reply.status === 200) {
+          const ring = JSON.parse(reply.body.toString('utf8')) as RingResponse
+          if (ring.n !== this.options.n || ring.partitions !== this.options.partitions) {
+            throw new ZerohopError(ErrorCodes.CLUSTER_MISMATCH, `the cluster at ${url} runs with n=${ring.n} partitions=${ring.partitions}; start this node with --n ${ring.n} --partitions ${ring.partitions}`)
+          }
+          if (Array.isArray(ring.members) && ring.members.every((m) => !invalidMemberState(m))) return ring.members
+        }
+      } catch (err) {
+        if (err instanceof ZerohopError) throw err
+      }
+      if (this.#clock.now() - warned > 5000) {
+        warned = this.#clock.now()
+        this.log.info({ join: url }, 'waiting for the cluster to join')
+      }
+      await sleep(this.#clock, this.options.discoveryIntervalMs)
+    }
+    return undefined
   }
 
   async #loadMembers(): Promise<MemberState[]> {
@@ -210,7 +272,7 @@ export class StorageNode {
     const others = [...gossip.states.values()].filter((m) => m.id !== self.id && (m.status === 'normal' || m.status === 'joining'))
     if (others.length === 0) throw new HttpError(409, ErrorCodes.CONFLICT, `node ${self.id} is the last member; there is no one to hand its data to`)
     this.log.info('leaving: handing off every partition')
-    return gossip.updateSelf({ status: 'leaving', until: Math.max(this.#clock.now(), self.since + 1) })
+    return gossip.updateSelf({ status: 'leaving', until: gossip.nextEventTime() })
   }
 
   /** Operator: remove a dead member; the others re-replicate its partitions. */
@@ -222,7 +284,7 @@ export class StorageNode {
     if (id === gossip.self.id) throw new HttpError(409, ErrorCodes.CONFLICT, `node ${id} is the node you asked; use zerohop leave for a live node`)
     if (m.status === 'left' || m.removed) return m
     if (gossip.isUp(id)) throw new HttpError(409, ErrorCodes.CONFLICT, `node ${id} is alive as far as ${gossip.self.id} can tell; use zerohop leave --node ${m.url}, or stop it first`)
-    const entry: MemberState = { ...m, status: 'leaving', removed: true, until: m.until || Math.max(this.#clock.now(), m.since + 1), version: m.version + 1 }
+    const entry: MemberState = { ...m, status: 'leaving', removed: true, until: m.until || gossip.nextEventTime(), version: m.version + 1 }
     this.log.warn({ member: id }, 'removing a dead member: its partitions are re-replicated from the others')
     gossip.put(entry)
     return gossip.states.get(id)!
@@ -291,6 +353,7 @@ export class StorageNode {
   stop(): Promise<void> {
     this.#stopped ??= (async () => {
       this.#stopping = true
+      this.#wakeWatchers()
       if (this.#discovery) this.#clock.clearTimeout(this.#discovery)
       this.#gossip?.stop()
       await this.#handoff?.stop()

@@ -74,6 +74,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   #lastRefresh = 0
   #timer?: ClockTimer
   #closed = false
+  readonly #abort = new AbortController()
 
   private constructor(transport: Transport, clock: Clock, o: MembershipOptions, ring: RingResponse) {
     super()
@@ -86,6 +87,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.#lastRefresh = clock.now()
     for (const m of this.#live()) this.#reported.set(m.id, this.up(m.id))
     this.#schedule()
+    void this.#watch()
   }
 
   /** A view from a ring response already in hand (tests and simulations). */
@@ -214,6 +216,28 @@ export class Membership extends EventEmitter<MembershipEvents> {
     }
   }
 
+  /**
+   * Hold a `GET /v1/ring?wait=EPOCH` open on one live node: it answers as soon as its epoch differs,
+   * so even an idle client follows a join or leave within a gossip round or two.
+   */
+  async #watch(): Promise<void> {
+    while (!this.#closed) {
+      const live = this.#live().filter((m) => this.up(m.id))
+      const pool = live.length > 0 ? live : this.#live()
+      const url = pool[Math.floor(Math.random() * pool.length)].url
+      try {
+        const reply = await this.#transport.get(url, `${Paths.ring}?wait=${encodeURIComponent(this.view.epoch)}`, { timeoutMs: 30_000, signal: this.#abort.signal })
+        if (reply.status === 200) {
+          this.#apply(parseRing(reply.body))
+          continue
+        }
+      } catch {
+        // the node is down or the client closing: try another after a pause
+      }
+      await sleep(this.#clock, this.#o.backoffMs, this.#abort.signal)
+    }
+  }
+
   #schedule(): void {
     if (this.#closed) return
     this.#timer = this.#clock.setTimeout(() => {
@@ -225,6 +249,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
 
   close(): void {
     this.#closed = true
+    this.#abort.abort()
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer)
   }
 }
