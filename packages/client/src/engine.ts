@@ -78,6 +78,9 @@ export interface Plan {
   requirements: Requirement[]
 }
 
+/** Attempts of an operation refused for the ring it was made with (each after a refresh from the refusing node). */
+const RING_RETRIES = 3
+
 const RING_CODES = new Set<string>([ErrorCodes.STALE_RING, ErrorCodes.NOT_REPLICA])
 
 /** A failure that a fresher ring may cure: the node refused the request because of the ring it was made with. */
@@ -200,14 +203,19 @@ export class Engine {
   async get(key: Uint8Array, r: number | undefined, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<RawGetResult> {
     const need = checkQuorum('r', r ?? this.options.r, this.n)
     const op = new Operation(this.clock, timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
-    try {
-      return await this.#get(key, need, op)
-    } catch (err) {
-      // A node refused because our ring is out of date: refresh from it and try once more.
-      const stale = err instanceof QuorumError ? ringFailure(err.replicas) : undefined
-      if (!stale || op.over) throw err
-      await this.membership.refresh(stale.url)
-      return this.#get(key, need, op)
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#get(key, need, op)
+      } catch (err) {
+        // A node refused because our ring is out of date: refresh from it and try again (while nodes
+        // are still converging on a change this can take a second round).
+        const stale = err instanceof QuorumError ? ringFailure(err.replicas) : undefined
+        if (!stale || op.over || attempt === RING_RETRIES) {
+          op.done()
+          throw err
+        }
+        await this.membership.refresh(stale.url)
+      }
     }
   }
 
@@ -219,7 +227,6 @@ export class Engine {
     try {
       answered = await g.quorum
     } catch (failed) {
-      op.done()
       op.checkAborted()
       throw new QuorumError('get', need, g.outcomes.filter((o) => o.ok).length, failuresOf(failed as Outcome<unknown>[]))
     }
@@ -239,7 +246,6 @@ export class Engine {
       }
       const soundIds = new Set(sound.map((o) => o.member.id))
       if (plan.requirements.some((req) => req.members.filter((m) => soundIds.has(m.id)).length < req.need)) {
-        op.done()
         op.checkAborted()
         throw new QuorumError('get', need, sound.length, failures)
       }
@@ -290,17 +296,16 @@ export class Engine {
     const operation = value === null ? 'delete' : 'put'
     try {
       let coordinated = await this.#coordinate(key, value, ctx, need, op)
-      if (!coordinated.ok) {
-        // The coordinator refused because of our ring (so it minted nothing): refresh and try once more.
+      // The coordinator refused because of our ring (so it minted nothing): refresh and try again.
+      for (let attempt = 1; !coordinated.ok && attempt < RING_RETRIES; attempt++) {
         const stale = ringFailure(coordinated.failures)
-        if (stale && !op.over) {
-          await this.membership.refresh(stale.url)
-          coordinated = await this.#coordinate(key, value, ctx, need, op)
-        }
-        if (!coordinated.ok) {
-          op.checkAborted()
-          throw new QuorumError(operation, need, 0, coordinated.failures)
-        }
+        if (!stale || op.over) break
+        await this.membership.refresh(stale.url)
+        coordinated = await this.#coordinate(key, value, ctx, need, op)
+      }
+      if (!coordinated.ok) {
+        op.checkAborted()
+        throw new QuorumError(operation, need, 0, coordinated.failures)
       }
       const { plan, coordinator, setBytes, set, failures } = coordinated
       const live = siblings(set)

@@ -8,6 +8,9 @@ import { EventEmitter } from 'node:events'
 import {
   ClusterView,
   NoSeedReachableError,
+  mergeMembers,
+  type MemberState,
+  type RingParams,
   Paths,
   sleep,
   type Clock,
@@ -66,11 +69,15 @@ export class Membership extends EventEmitter<MembershipEvents> {
   readonly #clock: Clock
   readonly #o: MembershipOptions
   readonly #backoff = new Map<string, Backoff>()
+  /** Member entries merged from every node heard: knowledge only grows, so the view never goes back. */
+  readonly #states = new Map<string, MemberState>()
+  readonly #params: RingParams
   #clusterDown = new Set<string>()
   #clusterDownAt = 0
   /** Last up/down reported per node, to emit changes once. */
   readonly #reported = new Map<string, boolean>()
-  #refreshing?: Promise<void>
+  /** Refreshes in flight, by the node asked ('' for any live one). */
+  readonly #refreshing = new Map<string, Promise<void>>()
   #lastRefresh = 0
   #timer?: ClockTimer
   #closed = false
@@ -82,7 +89,9 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.#clock = clock
     this.#o = o
     this.limits = ring.limits
-    this.view = new ClusterView(ring.members, { partitions: ring.partitions, n: ring.n, spares: ring.spares })
+    this.#params = { partitions: ring.partitions, n: ring.n, spares: ring.spares }
+    mergeMembers(this.#states, ring.members)
+    this.view = new ClusterView(this.#states.values(), this.#params)
     this.#clusterDown = new Set(ring.down)
     this.#lastRefresh = clock.now()
     for (const m of this.#live()) this.#reported.set(m.id, this.up(m.id))
@@ -162,12 +171,15 @@ export class Membership extends EventEmitter<MembershipEvents> {
     void this.refresh(url)
   }
 
-  /** Fetch the ring from `url` (or a live member); one refresh at a time. */
+  /** Fetch the ring from `url` (or a live member); one refresh per node at a time. */
   refresh(url?: string): Promise<void> {
-    this.#refreshing ??= this.#refresh(url).finally(() => {
-      this.#refreshing = undefined
-    })
-    return this.#refreshing
+    const key = url ?? ''
+    let p = this.#refreshing.get(key)
+    if (!p) {
+      p = this.#refresh(url).finally(() => this.#refreshing.delete(key))
+      this.#refreshing.set(key, p)
+    }
+    return p
   }
 
   async #refresh(url?: string): Promise<void> {
@@ -191,9 +203,13 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.limits = ring.limits
     this.#clusterDown = new Set(ring.down)
     this.#clusterDownAt = this.#clock.now()
-    const changed = ring.epoch !== this.view.epoch && !this.view.isStale(ring.epoch)
+    const before = new Map([...this.#states].map(([id, m]) => [id, m]))
+    const changed = mergeMembers(this.#states, ring.members).some((m) => {
+      const b = before.get(m.id)
+      return !b || b.version !== m.version || b.status !== m.status || b.removed !== m.removed
+    })
     if (changed) {
-      this.view = new ClusterView(ring.members, { partitions: ring.partitions, n: ring.n, spares: ring.spares })
+      this.view = new ClusterView(this.#states.values(), this.#params)
       this.emit('ring', this.view)
       if (membershipChannels.ring.hasSubscribers) membershipChannels.ring.publish({ epoch: this.view.epoch, transition: this.view.transition })
     }

@@ -1,0 +1,203 @@
+// Membership changes on real node processes under continuous reads and writes: a node joins, a node
+// leaves, a dead node is removed. Throughout, no acknowledged write may be lost and no read may return
+// not-found or an older version than one acknowledged before it began. Keys written once before the
+// change ("cold" keys) prove the data itself was handed off, not just rewritten by the load.
+import { afterEach, describe, expect, it } from 'vitest'
+import { request } from 'undici'
+import { connect, type Client, type Collection } from '@zerohop/client'
+import type { RingResponse } from '@zerohop/core'
+import { Cluster, waitFor, zerohop, type NodeProcess } from '../harness/cluster.js'
+import { Workload, latest, type Versioned } from '../harness/workload.js'
+
+const FAST = ['--gossip-interval-ms', '200', '--drop-delay-ms', '500']
+const COLD = 300
+
+async function ringOf(node: NodeProcess): Promise<RingResponse> {
+  const res = await request(`${node.url}/v1/ring`, { headersTimeout: 2000, bodyTimeout: 2000 })
+  if (res.statusCode !== 200) throw new Error(`${node.id}: HTTP ${res.statusCode}`)
+  return (await res.body.json()) as RingResponse
+}
+
+const digest = (epoch: string) => epoch.split('-')[1]
+
+/** Every running node reports `id` with `status`, and all agree on the rings. */
+async function settled(nodes: NodeProcess[], id: string, status: string): Promise<boolean> {
+  const rings = await Promise.all(nodes.filter((n) => n.running).map(ringOf))
+  return rings.every((r) => r.members.find((m) => m.id === id)?.status === status) && new Set(rings.map((r) => digest(r.epoch))).size === 1
+}
+
+/** Replica ids of each key in the client's current ring. */
+function placement(db: Client<unknown>, keys: string[]): Map<string, string[]> {
+  const ring = db.view.current
+  return new Map(keys.map((k) => [k, ring.preferenceList(ring.partitionOf(Buffer.from(k))).slice(0, ring.n).map((m) => m.id)]))
+}
+
+async function writeCold(kv: Collection<Versioned>): Promise<string[]> {
+  const keys = Array.from({ length: COLD }, (_, i) => `cold${i}`)
+  for (const k of keys) await kv.put(k, { seq: 1 }, { w: 3 })
+  return keys
+}
+
+/** Every cold key is present on every replica its current ring names. */
+async function expectColdEverywhere(kv: Collection<Versioned>, keys: string[]): Promise<void> {
+  const missing: string[] = []
+  for (const k of keys) {
+    const r = await kv.inspect(k)
+    for (const rep of r.replicas) if (!rep.found) missing.push(`${k}@${rep.id}${rep.error ? ` (${rep.error.cause})` : ''}`)
+  }
+  expect(missing, 'cold keys missing on a replica').toEqual([])
+}
+
+describe('membership changes under load', () => {
+  let cluster: Cluster | undefined
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  let clients: Client<any>[] = []
+
+  afterEach(async () => {
+    await Promise.all(clients.map((c) => c.close()))
+    clients = []
+    await cluster?.close()
+    cluster = undefined
+  })
+
+  async function client(): Promise<{ db: Client<unknown>; kv: Collection<Versioned> }> {
+    const db = await connect({ seeds: cluster!.seeds.slice(0, 1), encoding: 'json', refreshIntervalMs: 1000, timeoutMs: 3000 })
+    clients.push(db)
+    return { db, kv: db.collection<Versioned>({ merge: latest }) }
+  }
+
+  it('a fourth node joins: nothing acknowledged is lost, no stale read, a quarter of the replicas move, idle SDKs see it within 2 s', async () => {
+    cluster = await Cluster.start({ nodes: 3, partitions: 64, args: FAST })
+    const { db, kv } = await client()
+    const idle = (await client()).db
+    const cold = await writeCold(kv)
+    const load = new Workload(kv, { keys: 200 })
+    load.start()
+    await waitFor(() => load.stats.puts > 200, { timeoutMs: 20_000, what: 'the load to warm up' })
+    const all = [...cold, ...Array.from({ length: 200 }, (_, i) => load.key(i))]
+    const before = placement(db, all)
+
+    const n4 = await cluster.join('n4')
+    await waitFor(() => settled(cluster!.nodes, 'n4', 'normal'), { timeoutMs: 60_000, intervalMs: 20, what: 'the join to complete everywhere' })
+    const completed = Date.now()
+    await waitFor(() => idle.view.current.member('n4') !== undefined && !idle.view.transition, { timeoutMs: 5000, intervalMs: 10, what: 'the idle SDK to see n4' })
+    const seenAfter = Date.now() - completed
+    expect(seenAfter, 'idle SDK saw the new ring within 2 s').toBeLessThanOrEqual(2000)
+
+    // Keep the load on past the old replicas dropping what they handed off.
+    const until = load.ops + 2000
+    await waitFor(() => load.ops > until, { timeoutMs: 30_000, what: 'more load after the join' })
+    await load.stop()
+    await load.verify()
+    expect(load.violations).toEqual([])
+    expect(db.view.current.member('n4')).toBeDefined()
+
+    const after = placement(db, all)
+    let moved = 0
+    let total = 0
+    for (const k of all) {
+      const was = new Set(before.get(k))
+      total += was.size
+      moved += after.get(k)!.filter((id) => !was.has(id)).length
+    }
+    const fraction = moved / total
+    console.log(`join: ${(fraction * 100).toFixed(1)} % of key replicas moved (ideal 25 %); idle SDK saw the ring ${seenAfter} ms after completion; load: ${load.summary()}`)
+    expect(fraction).toBeGreaterThan(0.25 * 0.6)
+    expect(fraction).toBeLessThan(0.25 * 1.4)
+    // The cold keys n4 now replicates reached it by handoff: nothing rewrote them.
+    await expectColdEverywhere(kv, cold.filter((k) => after.get(k)!.includes('n4')))
+    expect(n4.running).toBe(true)
+  })
+
+  it('a node leaves: it hands off its data and exits, with nothing lost and no stale read', async () => {
+    cluster = await Cluster.start({ nodes: 4, partitions: 64, args: FAST })
+    const { db, kv } = await client()
+    const cold = await writeCold(kv)
+    const load = new Workload(kv, { keys: 200 })
+    load.start()
+    await waitFor(() => load.stats.puts > 200, { timeoutMs: 20_000, what: 'the load to warm up' })
+
+    const n4 = cluster.node('n4')
+    const out = await zerohop('leave', '--node', n4.url)
+    expect(out.code, out.stderr).toBe(0)
+    expect(out.stdout).toContain('n4: leaving')
+    await waitFor(() => !n4.running, { timeoutMs: 60_000, what: 'n4 to hand off and exit' })
+    expect(n4.child?.exitCode).toBe(0)
+    await waitFor(() => settled(cluster!.nodes, 'n4', 'left'), { timeoutMs: 20_000, what: 'everyone to see n4 left' })
+
+    const until = load.ops + 2000
+    await waitFor(() => load.ops > until, { timeoutMs: 30_000, what: 'more load after the leave' })
+    await load.stop()
+    await load.verify()
+    expect(load.violations).toEqual([])
+    await waitFor(() => db.view.current.member('n4') === undefined, { timeoutMs: 5000, what: 'the SDK to drop n4' })
+    console.log(`leave: load ${load.summary()}`)
+    await expectColdEverywhere(kv, cold)
+  })
+
+  it('a dead node is removed: the survivors re-replicate its data; a live node cannot be removed', async () => {
+    cluster = await Cluster.start({ nodes: 4, partitions: 64, args: FAST })
+    const { db, kv } = await client()
+    const cold = await writeCold(kv)
+    const load = new Workload(kv, { keys: 200 })
+    load.start()
+    await waitFor(() => load.stats.puts > 200, { timeoutMs: 20_000, what: 'the load to warm up' })
+
+    const alive = await zerohop('remove', 'n2', '--node', cluster.node('n1').url)
+    expect(alive.code).toBe(2)
+    expect(alive.stderr).toContain('ZH_CONFLICT')
+
+    await cluster.node('n4').kill()
+    await waitFor(async () => (await ringOf(cluster!.node('n1'))).down.includes('n4'), { timeoutMs: 15_000, what: 'n1 to hold n4 down' })
+    const out = await zerohop('remove', 'n4', '--node', cluster.node('n1').url)
+    expect(out.code, out.stderr).toBe(0)
+    await waitFor(() => settled(cluster!.nodes, 'n4', 'left'), { timeoutMs: 60_000, intervalMs: 20, what: 'the removal to complete everywhere' })
+
+    const until = load.ops + 2000
+    await waitFor(() => load.ops > until, { timeoutMs: 30_000, what: 'more load after the removal' })
+    await load.stop()
+    await load.verify()
+    expect(load.violations).toEqual([])
+    await waitFor(() => db.view.current.member('n4') === undefined, { timeoutMs: 5000, what: 'the SDK to drop n4' })
+    console.log(`remove: load ${load.summary()}`)
+    await expectColdEverywhere(kv, cold)
+  })
+
+  it('a killed node is marked down by the others within 10 s and the SDK routes around it; restarted, it is up again', async () => {
+    cluster = await Cluster.start({ nodes: 3, partitions: 64 })
+    const db = await connect({ seeds: cluster.seeds, refreshIntervalMs: 1000, timeoutMs: 2000 })
+    clients.push(db)
+    const events: string[] = []
+    db.on('node-down', (e) => events.push(`down ${e.id}`))
+    db.on('node-up', (e) => events.push(`up ${e.id}`))
+    await db.put('k', 'v0', { w: 3 })
+
+    await cluster.node('n3').kill()
+    const killed = Date.now()
+    await waitFor(async () => {
+      const rings = await Promise.all([ringOf(cluster!.node('n1')), ringOf(cluster!.node('n2'))])
+      return rings.every((r) => r.down.includes('n3'))
+    }, { timeoutMs: 15_000, intervalMs: 100, what: 'n1 and n2 to hold n3 down' })
+    const detected = Date.now() - killed
+    expect(detected).toBeLessThanOrEqual(10_000)
+
+    // Requests keep working and stop going to n3.
+    for (let i = 0; i < 20; i++) await db.put(`k${i}`, 'v')
+    await waitFor(() => !db.isUp('n3'), { timeoutMs: 5000, what: 'the SDK to hold n3 down' })
+    expect(events).toContain('down n3')
+    const t0 = Date.now()
+    for (let i = 0; i < 20; i++) expect((await db.get(`k${i}`)).found).toBe(true)
+    const perOp = (Date.now() - t0) / 20
+    expect(perOp, 'reads do not wait for the dead node').toBeLessThan(200)
+
+    await cluster.restart('n3')
+    const restarted = Date.now()
+    await waitFor(async () => {
+      const rings = await Promise.all([ringOf(cluster!.node('n1')), ringOf(cluster!.node('n2'))])
+      return rings.every((r) => !r.down.includes('n3'))
+    }, { timeoutMs: 15_000, intervalMs: 100, what: 'n1 and n2 to hold n3 up again' })
+    await waitFor(() => events.includes('up n3'), { timeoutMs: 10_000, what: 'the SDK to emit node-up for n3' })
+    expect(db.isUp('n3')).toBe(true)
+    console.log(`failure detection: n3 held down ${detected} ms after SIGKILL, up again ${Date.now() - restarted} ms after restart`)
+  })
+})
