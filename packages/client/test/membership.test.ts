@@ -1,0 +1,147 @@
+// The SDK's membership view against a fake transport that serves /v1/ring: refresh on a newer epoch,
+// no regression from a node that knows less, the watch, and the liveness view with its events.
+import { afterEach, describe, expect, it } from 'vitest'
+import { ClusterView, Paths, type MemberState, type RingResponse } from '@zerohop/core'
+import { Membership } from '../src/membership.js'
+import { systemClock } from '../src/clock.js'
+import type { Reply, SendOptions, Transport } from '../src/transport.js'
+
+function entry(id: string, patch: Partial<MemberState> = {}): MemberState {
+  return { id, url: `http://${id}`, zone: 'z', weight: 1, status: 'normal', incarnation: 'i', version: 1, heartbeat: 0, since: 0, until: 0, removed: false, ready: '', ...patch }
+}
+
+function ringOf(members: MemberState[], down: string[] = []): RingResponse {
+  const view = new ClusterView(members, { partitions: 16, n: 3 })
+  return { epoch: view.epoch, partitions: 16, n: 3, spares: 2, members, down, limits: { maxKeyBytes: 1024, maxValueBytes: 1024, maxBodyBytes: 1 << 20 } }
+}
+
+/** Each node serves its own ring; `?wait=` requests are held until the node's ring changes. */
+class RingTransport implements Transport {
+  rings = new Map<string, RingResponse>()
+  gets: string[] = []
+  #waiters: (() => void)[] = []
+  set(url: string, ring: RingResponse): void {
+    this.rings.set(url, ring)
+    const w = this.#waiters
+    this.#waiters = []
+    for (const f of w) f()
+  }
+  async get(url: string, path: string, options: SendOptions = {}): Promise<Reply> {
+    this.gets.push(`${url}${path}`)
+    const wait = new URL(path, 'http://x').searchParams.get('wait')
+    if (wait !== null && wait === this.rings.get(url)?.epoch) {
+      await new Promise<void>((resolve, reject) => {
+        this.#waiters.push(resolve)
+        options.signal?.addEventListener('abort', () => reject(Object.assign(new Error('aborted'), { name: 'AbortError' })))
+      })
+    }
+    const ring = this.rings.get(url)
+    if (!ring) throw Object.assign(new Error('refused'), { code: 'ECONNREFUSED' })
+    return { status: 200, epoch: ring.epoch, body: Buffer.from(JSON.stringify(ring)) }
+  }
+  async post(): Promise<Reply> {
+    throw new Error('not used')
+  }
+  async close(): Promise<void> {}
+}
+
+async function until(check: () => boolean, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
+
+const options = { refreshIntervalMs: 60_000, refreshDebounceMs: 0, backoffMs: 50 }
+const founders = ['a', 'b', 'c'].map((id) => entry(id))
+let open: Membership[] = []
+afterEach(() => {
+  for (const m of open) m.close()
+  open = []
+})
+
+async function connected(t: RingTransport): Promise<Membership> {
+  const m = await Membership.connect(t, ['http://dead', 'http://a'], systemClock, Date.now() + 1000, options)
+  open.push(m)
+  return m
+}
+
+describe('Membership', () => {
+  it('connect skips a dead seed and takes the ring of the first that answers', async () => {
+    const t = new RingTransport()
+    t.set('http://a', ringOf(founders))
+    const m = await connected(t)
+    expect([...m.view.members.keys()]).toEqual(['a', 'b', 'c'])
+    expect(t.gets[0]).toBe(`http://dead${Paths.ring}`)
+  })
+
+  it('a response with a newer epoch refreshes from that node and emits ring; an older one does not', async () => {
+    const t = new RingTransport()
+    const old = ringOf(founders)
+    for (const u of ['http://a', 'http://b', 'http://c']) t.rings.set(u, old)
+    const m = await connected(t)
+    const rings: string[] = []
+    m.on('ring', (v) => rings.push(v.epoch))
+    const joined = ringOf([...founders, entry('d', { status: 'joining', since: 5 })])
+    t.rings.set('http://b', joined)
+    m.observe(joined.epoch, 'http://b')
+    await until(() => rings.length === 1)
+    expect(m.view.epoch).toBe(joined.epoch)
+    expect(m.view.transition).toBe(true)
+    const before = t.gets.length
+    m.observe(old.epoch, 'http://a')
+    expect(t.gets.length).toBe(before)
+  })
+
+  it('never goes back: a refresh from a node that knows less keeps what the SDK knew', async () => {
+    const t = new RingTransport()
+    const joined = ringOf([...founders, entry('d', { status: 'joining', since: 5 })])
+    t.set('http://a', joined)
+    const m = await connected(t)
+    t.rings.set('http://c', ringOf(founders))
+    await m.refresh('http://c')
+    expect(m.view.epoch).toBe(joined.epoch)
+    expect(m.view.members.has('d')).toBe(true)
+  })
+
+  it('the watch hears a ring change without any request traffic', async () => {
+    const t = new RingTransport()
+    for (const u of ['http://a', 'http://b', 'http://c']) t.set(u, ringOf(founders))
+    const m = await connected(t)
+    await until(() => t.gets.some((g) => g.includes('?wait=')))
+    const joined = ringOf([...founders, entry('d', { status: 'joining', since: 5 })])
+    for (const u of ['http://a', 'http://b', 'http://c']) t.set(u, joined)
+    await until(() => m.view.epoch === joined.epoch)
+  })
+
+  it('refused connections put a node in back-off (node-down); an answer brings it back (node-up)', async () => {
+    const t = new RingTransport()
+    t.set('http://a', ringOf(founders))
+    const m = await connected(t)
+    const events: string[] = []
+    m.on('node-down', (e) => events.push(`down ${e.id}`))
+    m.on('node-up', (e) => events.push(`up ${e.id}`))
+    const b = { id: 'b', url: 'http://b', weight: 1 }
+    expect(m.up('b')).toBe(true)
+    m.failed(b, { id: 'b', url: 'http://b', cause: 'refused', message: 'refused' })
+    expect(m.up('b')).toBe(false)
+    expect(events).toEqual(['down b'])
+    // An HTTP 4xx is the node answering: not a liveness failure.
+    m.failed({ id: 'c', url: 'http://c', weight: 1 }, { id: 'c', url: 'http://c', cause: 'http', status: 409, message: 'stale' })
+    expect(m.up('c')).toBe(true)
+    // The back-off expires by itself: the node is asked again.
+    await until(() => m.up('b'))
+    m.ok(b)
+    expect(events).toEqual(['down b', 'up b'])
+  })
+
+  it('a node the cluster holds down is skipped until it answers the SDK itself', async () => {
+    const t = new RingTransport()
+    t.set('http://a', ringOf(founders, ['c']))
+    const m = await connected(t)
+    expect(m.up('c')).toBe(false)
+    m.ok({ id: 'c', url: 'http://c', weight: 1 })
+    expect(m.up('c')).toBe(true)
+  })
+})

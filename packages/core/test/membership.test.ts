@@ -1,0 +1,121 @@
+// Member entries: the merge is a join (commutative, associative, idempotent), so gossip in any order
+// converges; and the rings they imply, before, during and after a transition.
+import { describe, expect, it } from 'vitest'
+import fc from 'fast-check'
+import { ClusterView, compareMemberStates, invalidMemberState, mergeMembers, MEMBER_STATUSES, type MemberState } from '../src/index.js'
+
+function entry(id: string, patch: Partial<MemberState> = {}): MemberState {
+  return { id, url: `http://${id}:1`, zone: 'z', weight: 1, status: 'normal', incarnation: 'i', version: 1, heartbeat: 0, since: 0, until: 0, removed: false, ready: '', ...patch }
+}
+
+const arbEntry = fc.record({
+  id: fc.constantFrom('a', 'b', 'c'),
+  version: fc.integer({ min: 0, max: 4 }),
+  heartbeat: fc.integer({ min: 0, max: 4 }),
+  status: fc.constantFrom(...MEMBER_STATUSES),
+  removed: fc.boolean(),
+  until: fc.integer({ min: 0, max: 3 }),
+  ready: fc.constantFrom('', 'x', 'y'),
+}).map(({ id, ...patch }) => entry(id, patch))
+
+const mergeAll = (...lists: MemberState[][]) => {
+  const m = new Map<string, MemberState>()
+  for (const l of lists) mergeMembers(m, l)
+  return [...m.values()].sort((a, b) => (a.id < b.id ? -1 : 1))
+}
+
+describe('member entries', () => {
+  it('merge is commutative, associative and idempotent (gossip order does not matter)', () => {
+    fc.assert(fc.property(fc.array(arbEntry), fc.array(arbEntry), fc.array(arbEntry), (a, b, c) => {
+      expect(mergeAll(a, b)).toEqual(mergeAll(b, a))
+      expect(mergeAll(mergeAll(a, b), c)).toEqual(mergeAll(a, mergeAll(b, c)))
+      expect(mergeAll(a, a, b)).toEqual(mergeAll(a, b))
+    }))
+  })
+
+  it('the newer version wins; at equal versions a removal and a later status win; the heartbeat breaks the rest', () => {
+    expect(compareMemberStates(entry('a', { version: 2 }), entry('a', { version: 1, heartbeat: 99 }))).toBeGreaterThan(0)
+    expect(compareMemberStates(entry('a', { version: 2, removed: true, status: 'leaving' }), entry('a', { version: 2, heartbeat: 50 }))).toBeGreaterThan(0)
+    expect(compareMemberStates(entry('a', { status: 'left' }), entry('a', { status: 'leaving' }))).toBeGreaterThan(0)
+    expect(compareMemberStates(entry('a', { heartbeat: 3 }), entry('a', { heartbeat: 2 }))).toBeGreaterThan(0)
+  })
+
+  it('mergeMembers reports exactly the entries that changed', () => {
+    const m = new Map([['a', entry('a', { heartbeat: 5 })]])
+    expect(mergeMembers(m, [entry('a', { heartbeat: 4 }), entry('b')]).map((e) => e.id)).toEqual(['b'])
+    expect(mergeMembers(m, [entry('a', { heartbeat: 6 })]).map((e) => e.heartbeat)).toEqual([6])
+  })
+
+  it('rejects malformed entries with a reason', () => {
+    expect(invalidMemberState(entry('a'))).toBeUndefined()
+    expect(invalidMemberState(null)).toBe('not an object')
+    expect(invalidMemberState({ ...entry('a'), id: 'bad id' })).toBe('bad id')
+    expect(invalidMemberState({ ...entry('a'), url: 'ftp://x' })).toMatch(/bad url/)
+    expect(invalidMemberState({ ...entry('a'), status: 'dancing' })).toMatch(/bad status/)
+    expect(invalidMemberState({ ...entry('a'), version: -1 })).toMatch(/bad version/)
+    expect(invalidMemberState({ ...entry('a'), weight: 0 })).toMatch(/bad weight/)
+  })
+})
+
+describe('ClusterView', () => {
+  const params = { partitions: 64, n: 3 }
+  const founders = ['a', 'b', 'c'].map((id) => entry(id))
+
+  it('with no change pending, current and next are one ring', () => {
+    const v = new ClusterView(founders, params)
+    expect(v.transition).toBe(false)
+    expect(v.next).toBe(v.current)
+    expect(v.current.members.map((m) => m.id)).toEqual(['a', 'b', 'c'])
+    expect(v.epoch).toMatch(/^3-[0-9a-f]{12}$/)
+  })
+
+  it('a joiner is in next only until every member of next is ready for it; then current = next', () => {
+    const joining = [...founders, entry('d', { status: 'joining', since: 10 })]
+    const during = new ClusterView(joining, params)
+    expect(during.transition).toBe(true)
+    expect(during.current.member('d')).toBeUndefined()
+    expect(during.next.member('d')).toBeDefined()
+    // d takes over some replicas: those partitions list d in next and not in current.
+    const gained = Array.from({ length: 64 }, (_, p) => p).filter((p) => during.replicas(p).next.some((m) => m.id === 'd'))
+    expect(gained.length).toBeGreaterThan(0)
+    for (const p of gained) expect(during.replicates('d', p)).toBe(true)
+
+    const almost = joining.map((m) => (m.id === 'd' ? m : { ...m, ready: during.next.epoch, version: m.version + 1 }))
+    expect(new ClusterView(almost, params).transition).toBe(true)
+    const ready = joining.map((m) => ({ ...m, ready: during.next.epoch, version: m.version + 1 }))
+    const after = new ClusterView(ready, params)
+    expect(after.transition).toBe(false)
+    expect(after.current.epoch).toBe(during.next.epoch)
+    // The joiner then rewrites its status: the rings stay the same.
+    const settled = new ClusterView(ready.map((m) => (m.id === 'd' ? { ...m, status: 'normal' as const, version: m.version + 1 } : m)), params)
+    expect(settled.current.epoch).toBe(during.next.epoch)
+  })
+
+  it('a leaver stays in current and leaves next; once left it is history in both', () => {
+    const leaving = founders.map((m) => (m.id === 'c' ? { ...m, status: 'leaving' as const, until: 5, version: 2 } : m))
+    const during = new ClusterView(leaving, params)
+    expect(during.transition).toBe(true)
+    expect(during.current.member('c')).toBeDefined()
+    expect(during.next.member('c')).toBeUndefined()
+    const left = new ClusterView(leaving.map((m) => (m.id === 'c' ? { ...m, status: 'left' as const, version: 3 } : m)), params)
+    expect(left.transition).toBe(false)
+    expect(left.current.member('c')).toBeUndefined()
+    expect(left.current.epoch).toBe(during.next.epoch)
+  })
+
+  it('a request made with an older, different ring is stale; a newer one or the same rings are not', () => {
+    const v1 = new ClusterView(founders, params)
+    const v2 = new ClusterView([...founders, entry('d', { status: 'joining', since: 10 })], params)
+    expect(v2.isStale(v1.epoch)).toBe(true)
+    expect(v1.isStale(v2.epoch)).toBe(false)
+    expect(v1.isOlderThan(v2.epoch)).toBe(true)
+    // Same rings, a higher version (a restart): neither stale nor newer.
+    const restarted = new ClusterView(founders.map((m) => (m.id === 'a' ? { ...m, version: 2 } : m)), params)
+    expect(v1.isStale(restarted.epoch)).toBe(false)
+    expect(restarted.isStale(v1.epoch)).toBe(false)
+    expect(v1.isOlderThan(restarted.epoch)).toBe(false)
+    // No or malformed epoch: not refused (curl and old clients).
+    expect(v2.isStale(undefined)).toBe(false)
+    expect(v2.isStale('garbage')).toBe(false)
+  })
+})
