@@ -38,6 +38,8 @@ start options:
   --phi-threshold PHI     failure detector threshold (default 8)
   --handoff-rate-bytes B  most bytes/s pulled while taking over partitions (default 8388608)
   --drop-delay-ms MS      keep handed-off partitions this long after a transition (default 30000)
+  --max-hint-bytes B      hints kept per unreachable node before the oldest are dropped (default 67108864)
+  --hint-interval-ms MS   how often hints are offered to their nodes (default 1000)
   --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
 `
 
@@ -65,6 +67,8 @@ async function start(args: string[]): Promise<void> {
       'phi-threshold': { type: 'string' },
       'handoff-rate-bytes': { type: 'string' },
       'drop-delay-ms': { type: 'string' },
+      'max-hint-bytes': { type: 'string' },
+      'hint-interval-ms': { type: 'string' },
       n: { type: 'string' },
       partitions: { type: 'string' },
       weight: { type: 'string' },
@@ -89,6 +93,8 @@ async function start(args: string[]): Promise<void> {
     phiThreshold: num('phi-threshold', values['phi-threshold']),
     handoffRateBytes: num('handoff-rate-bytes', values['handoff-rate-bytes']),
     dropDelayMs: num('drop-delay-ms', values['drop-delay-ms']),
+    maxHintBytes: num('max-hint-bytes', values['max-hint-bytes']),
+    hintIntervalMs: num('hint-interval-ms', values['hint-interval-ms']),
     n: num('n', values.n),
     partitions: num('partitions', values.partitions),
     weight: num('weight', values.weight),

@@ -45,6 +45,10 @@ export interface NodeOptions {
   handoffPageItems?: number
   /** How long a node keeps a partition it has handed off, after the transition ends. */
   dropDelayMs?: number
+  /** Most bytes of hints kept for one target node; the oldest are dropped beyond it. */
+  maxHintBytes?: number
+  /** How often hints are offered to their nodes. */
+  hintIntervalMs?: number
   logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
 
@@ -67,6 +71,8 @@ export const nodeDefaults = {
   handoffRateBytes: 8 * 1024 * 1024,
   handoffPageItems: 500,
   dropDelayMs: 30_000,
+  maxHintBytes: 64 * 1024 * 1024,
+  hintIntervalMs: 1000,
   zone: 'default',
   logLevel: 'info',
 } as const
@@ -138,6 +144,8 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     phiThreshold,
     handoffRateBytes: int('handoffRateBytes', o.handoffRateBytes ?? nodeDefaults.handoffRateBytes, 1024, 1024 * 1024 * 1024, 'use --handoff-rate-bytes'),
     handoffPageItems: int('handoffPageItems', o.handoffPageItems ?? nodeDefaults.handoffPageItems, 1, 10_000, 'use --handoff-page-items'),
+    maxHintBytes: int('maxHintBytes', o.maxHintBytes ?? nodeDefaults.maxHintBytes, 1024, 64 * 1024 * 1024 * 1024, 'use --max-hint-bytes'),
+    hintIntervalMs: int('hintIntervalMs', o.hintIntervalMs ?? nodeDefaults.hintIntervalMs, 10, 3600_000, 'use --hint-interval-ms'),
     dropDelayMs: int('dropDelayMs', o.dropDelayMs ?? nodeDefaults.dropDelayMs, 0, 24 * 3600_000, 'use --drop-delay-ms'),
     logLevel,
   }

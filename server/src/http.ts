@@ -25,6 +25,7 @@ import type { Logger } from 'pino'
 import type { Replica } from './replica.js'
 import type { ResolvedNodeOptions } from './config.js'
 import type { Gossip } from './gossip.js'
+import type { HintStore } from './hints.js'
 
 export interface HttpDeps {
   options: ResolvedNodeOptions
@@ -33,6 +34,8 @@ export interface HttpDeps {
   /** The membership view, once the node serves. */
   view: () => ClusterView | undefined
   gossip: () => Gossip | undefined
+  hints: () => HintStore | undefined
+  metrics: () => Promise<{ contentType: string; text: string }>
   health: () => object
   stopping: () => boolean
   leave: () => MemberState
@@ -87,6 +90,12 @@ export class Validator {
     this.ring = view.current
   }
 
+  /** The node a hint is for: a known member other than this one. */
+  hintTarget(x: unknown, where: string): string {
+    if (typeof x !== 'string' || !this.view.members.has(x)) throw bad(400, ErrorCodes.BAD_BODY, `${where}: hintFor must be the id of a member of the cluster`)
+    return x
+  }
+
   /** A partition this node holds replicas of in the current or the next ring. */
   replicated(p: number, where: string): void {
     if (!this.view.replicates(this.self, p)) {
@@ -138,7 +147,7 @@ export class Validator {
   }
 }
 
-type Handler = (body: Record<string, unknown>, v: Validator, replica: Replica) => Promise<unknown>
+type Handler = (body: Record<string, unknown>, v: Validator, replica: Replica, hints: HintStore) => Promise<unknown>
 
 const replicaRoutes: Record<string, Handler> = {
   // Gossip is answered before the replica checks (a node gossips before it serves); listed here so
@@ -162,16 +171,18 @@ const replicaRoutes: Record<string, Handler> = {
     const value = v.value(req.value)
     return { set: await replica.coordinate(p, k, context as VersionVector, value) }
   },
-  [Paths.store]: async (body, v, replica) => {
+  [Paths.store]: async (body, v, replica, hints) => {
     const items = v.batch(body.items, 'items').map((item, i) => {
-      if (!Array.isArray(item) || item.length !== 3) throw bad(400, ErrorCodes.BAD_BODY, `items[${i}] must be [partition, key, set]`)
+      if (!Array.isArray(item) || item.length < 3 || item.length > 4) throw bad(400, ErrorCodes.BAD_BODY, `items[${i}] must be [partition, key, set] or [partition, key, set, hintFor]`)
       const [p, k] = v.partitionKey(item[0], item[1], `items[${i}]`)
-      v.replicated(p, `items[${i}]`)
-      return [p, k, v.set(item[2], `items[${i}]`)] as const
+      const hint = item.length === 4 && item[3] !== v.self ? v.hintTarget(item[3], `items[${i}]`) : undefined
+      // A hint is kept apart from this node's data, for any partition: this node is a fallback.
+      if (!hint) v.replicated(p, `items[${i}]`)
+      return [p, k, v.set(item[2], `items[${i}]`), hint] as const
     })
     // Items of one batch come from different writes: store them concurrently (per-key locks order
     // any that share a key).
-    const results = await Promise.all(items.map(([p, k, s]) => replica.store(p, k, s)))
+    const results = await Promise.all(items.map(([p, k, s, hint]) => (hint ? hints.put(hint, p, k, s).then(() => true) : replica.store(p, k, s))))
     return { changed: results.filter(Boolean).length }
   },
   [Paths.range]: async (body, v, replica) => {
@@ -253,6 +264,18 @@ export function createHttpServer(deps: HttpDeps): http.Server {
       return sendJson(res, 200, ring)
     }
 
+    if (path === Paths.metrics) {
+      if (req.method !== 'GET') {
+        res.setHeader('allow', 'GET')
+        throw bad(405, ErrorCodes.METHOD_NOT_ALLOWED, `${path} takes GET`)
+      }
+      const { contentType, text } = await deps.metrics()
+      closeIfStopping(res)
+      res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) })
+      res.end(text)
+      return
+    }
+
     if (path === Paths.leave || path === Paths.remove) {
       if (req.method !== 'POST') {
         res.setHeader('allow', 'POST')
@@ -295,7 +318,7 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     }
     if (!validator || validator.view !== view) validator = new Validator(options, view, options.id)
     const body = decodeBody(await readBody(req, options.maxBodyBytes))
-    const out = pack(await handler(body, validator, replica))
+    const out = pack(await handler(body, validator, replica, deps.hints()!))
     closeIfStopping(res)
     res.writeHead(200, { 'content-type': MSGPACK, 'content-length': out.length })
     res.end(out)

@@ -10,6 +10,8 @@ import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '
 import { createHttpServer } from './http.js'
 import { Gossip } from './gossip.js'
 import { Handoff } from './handoff.js'
+import { HintStore } from './hints.js'
+import { nodeMetrics } from './metrics.js'
 import { systemClock, UndiciTransport } from '@zerohop/client'
 import { Replica } from './replica.js'
 import { LevelStore } from './storage/level-store.js'
@@ -46,6 +48,7 @@ export class StorageNode {
   #replica?: Replica
   #gossip?: Gossip
   #handoff?: Handoff
+  #hints?: HintStore
   #identity?: Identity
   /** Serving replica requests: every seed heard from (a new cluster), or the join seed answered. */
   #ready = false
@@ -149,12 +152,38 @@ export class StorageNode {
       dropDelayMs: o.dropDelayMs,
       onLeft: () => void this.#announceLeft(),
     })
+    this.#hints = new HintStore({
+      store: this.#store,
+      transport: this.#transport,
+      clock: this.#clock,
+      log: this.log,
+      maxBytesPerTarget: o.maxHintBytes,
+      intervalMs: o.hintIntervalMs,
+      batchItems: 500,
+      locate: (id) => {
+        const m = this.#gossip!.states.get(id)
+        if (!m || m.status === 'left') return undefined
+        return { url: m.url, up: this.#gossip!.isUp(id) }
+      },
+      replicasOf: (p) => [...this.#gossip!.view.replicas(p).current],
+    })
+    await this.#hints.open()
+    const hints = this.#hints
+    const handoff = this.#handoff
+    const gossip = this.#gossip
+    const registry = nodeMetrics({
+      hints: () => ({ ...hints.metrics, held: hints.counts() }),
+      handoff: () => handoff.stats,
+      peersDown: () => gossip.down().length,
+    })
     this.#server = createHttpServer({
       options: this.options,
       log: this.log,
       replica: () => (this.#ready ? this.#replica : undefined),
       view: () => this.view,
       gossip: () => this.#gossip,
+      hints: () => this.#hints,
+      metrics: async () => ({ contentType: registry.contentType, text: await registry.metrics() }),
       health: () => this.health(),
       stopping: () => this.#stopping,
       leave: () => this.leave(),
@@ -173,6 +202,7 @@ export class StorageNode {
     if (known.length > 1 || (prev && !o.join)) this.#becomeReady('membership from the previous run')
     else this.#discover()
     this.#gossip.start()
+    this.#hints.start()
   }
 
   /** Until the membership is known, ask every seed often (gossip proper runs once a second). */
@@ -357,6 +387,7 @@ export class StorageNode {
       if (this.#discovery) this.#clock.clearTimeout(this.#discovery)
       this.#gossip?.stop()
       await this.#handoff?.stop()
+      await this.#hints?.stop()
       const server = this.#server
       if (server) {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()))

@@ -3,7 +3,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { connect, QuorumError, AbortError, UndiciTransport, type Client } from '@zerohop/client'
 import { request } from 'undici'
-import { Cluster, waitFor } from '../harness/cluster.js'
+import { Cluster, waitFor, NO_BACKGROUND_REPAIR } from '../harness/cluster.js'
 
 async function actorOf(url: string): Promise<string> {
   const res = await request(`${url}/v1/health`)
@@ -16,7 +16,7 @@ let cluster: Cluster
 let db: Client
 
 beforeAll(async () => {
-  cluster = await Cluster.start({ nodes: 3 })
+  cluster = await Cluster.start({ nodes: 3, args: NO_BACKGROUND_REPAIR })
   db = await connect({ seeds: cluster.seeds, timeoutMs: 1500 })
 })
 

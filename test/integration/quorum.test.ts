@@ -12,7 +12,7 @@ import {
   MergeError,
   type Client,
 } from '@zerohop/client'
-import { Cluster, freePorts } from '../harness/cluster.js'
+import { Cluster, freePorts, NO_BACKGROUND_REPAIR } from '../harness/cluster.js'
 
 const text = (b: Uint8Array | string | undefined) => (b === undefined ? undefined : Buffer.from(b as Uint8Array).toString())
 
@@ -20,7 +20,7 @@ let cluster: Cluster
 let db: Client
 
 beforeAll(async () => {
-  cluster = await Cluster.start({ nodes: 3 })
+  cluster = await Cluster.start({ nodes: 3, args: NO_BACKGROUND_REPAIR })
   db = await connect({ seeds: cluster.seeds })
 })
 

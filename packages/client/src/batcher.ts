@@ -35,7 +35,10 @@ export const readBatch: BatchKind<[partition: number, key: Uint8Array], Uint8Arr
   },
 }
 
-export const storeBatch: BatchKind<[partition: number, key: Uint8Array, set: Uint8Array], null> = {
+/** A replica store; with `hintFor`, the node keeps it as a hint for that node (a sloppy quorum). */
+export type StoreItem = [partition: number, key: Uint8Array, set: Uint8Array, hintFor?: string]
+
+export const storeBatch: BatchKind<StoreItem, null> = {
   path: Paths.store,
   size: ([, key, set]) => key.byteLength + set.byteLength + 16,
   encode: (items) => pack({ items }),

@@ -157,7 +157,8 @@ export class Collection<V> {
     const engine = this.#engine()
     const k = keyBytes(key)
     engine.checkKey(k)
-    const raw = await engine.put(k, this.#encode(value), options.context, options.w, options.timeoutMs, options.signal)
+    if (options.strict !== undefined && typeof options.strict !== 'boolean') throw new InvalidArgumentError('strict must be true or false')
+    const raw = await engine.put(k, this.#encode(value), options.context, options.w, options.timeoutMs, options.signal, options.strict)
     return { context: contextOf(raw.vector, raw.coordinator), siblings: raw.siblings.map((b) => this.#decode(b)), conflict: raw.conflict }
   }
 
@@ -175,7 +176,7 @@ export class Collection<V> {
       if (read.vector.length === 0) return { context: contextOf([], read.first), conflict: false }
       context = contextOf(read.vector, read.first)
     }
-    const raw = await engine.put(k, null, context, options.w, options.timeoutMs, options.signal)
+    const raw = await engine.put(k, null, context, options.w, options.timeoutMs, options.signal, options.strict === true)
     // conflict: values concurrent with the delete are still live.
     return { context: contextOf(raw.vector, raw.coordinator), conflict: raw.conflict }
   }

@@ -33,7 +33,7 @@ import { checkQuorum, checkTimeout, type ResolvedClientOptions } from './options
 import { Operation, failureOf, gather, httpFailure, isTransient, notDelivered, type Deadline, type Outcome, type Requirement } from './operation.js'
 import type { Membership } from './membership.js'
 import type { Reply, SendOptions, Transport } from './transport.js'
-import { Coalescer, readBatch, storeBatch } from './batcher.js'
+import { Coalescer, readBatch, storeBatch, type StoreItem } from './batcher.js'
 
 export const channels = {
   readRepair: diagnostics.channel('zerohop:client:read-repair'),
@@ -94,7 +94,7 @@ export class Engine {
   readonly clock: Clock
   readonly membership: Membership
   readonly #reads: Coalescer<[number, Uint8Array], Uint8Array | null>
-  readonly #stores: Coalescer<[number, Uint8Array, Uint8Array], null>
+  readonly #stores: Coalescer<StoreItem, null>
 
   constructor(options: ResolvedClientOptions, transport: Transport, membership: Membership) {
     this.options = options
@@ -195,8 +195,8 @@ export class Engine {
     return o
   }
 
-  #store(member: Member, partition: number, key: Uint8Array, set: Uint8Array, op: Operation): Promise<Outcome<null>> {
-    return this.#stores.submit(member, [partition, key, set], op)
+  #store(member: Member, partition: number, key: Uint8Array, set: Uint8Array, op: Operation, hintFor?: string): Promise<Outcome<null>> {
+    return this.#stores.submit(member, hintFor === undefined ? [partition, key, set] : [partition, key, set, hintFor], op)
   }
 
 
@@ -288,7 +288,7 @@ export class Engine {
     channels.readRepair.hasSubscribers && channels.readRepair.publish({ key, partition, repaired: results.filter((r) => r.ok).map((r) => r.member.id) })
   }
 
-  async put(key: Uint8Array, value: Uint8Array | null, context: string | undefined, w: number | undefined, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<RawPutResult> {
+  async put(key: Uint8Array, value: Uint8Array | null, context: string | undefined, w: number | undefined, timeoutMs: number | undefined, signal: AbortSignal | undefined, strict = false): Promise<RawPutResult> {
     const need = checkQuorum('w', w ?? this.options.w, this.n)
     if (value && value.byteLength > this.limits.maxValueBytes) throw new ValueTooLargeError(value.byteLength, this.limits.maxValueBytes)
     const ctx = context === undefined ? { vector: [] as VersionVector, coordinator: undefined } : decodeContext(context)
@@ -315,43 +315,135 @@ export class Engine {
       // a value it never saw (it becomes a sibling instead).
       const alone = value === null ? live.length === 0 : live.length === 1 && bytesEqual(live[0], value)
       const result: RawPutResult = { vector: alone ? join(set) : ctx.vector, coordinator: coordinator.id, siblings: live, conflict: !alone }
-      const others = plan.targets.filter((m) => m.id !== coordinator.id)
-      // The coordinator's own copy counts in every list it is in.
-      const requirements = plan.requirements.map((r) => ({ members: r.members.filter((m) => m.id !== coordinator.id), need: r.members.some((m) => m.id === coordinator.id) ? r.need - 1 : r.need }))
-      if (requirements.every((r) => r.need <= 0)) {
-        // Replicate in the background; the caller has its quorum.
-        void Promise.all(others.map((m) => this.#store(m, plan.partition, key, setBytes, op))).then(() => op.done())
-        return result
-      }
-      const g = gather(others, requirements, (m) => this.#store(m, plan.partition, key, setBytes, op))
+      let rep = this.#replicate(plan, key, setBytes, coordinator, op, strict)
       try {
-        await g.quorum
-      } catch (more) {
+        await rep.quorum
+      } catch {
         op.checkAborted()
-        const all = [...failures, ...failuresOf(more as Outcome<unknown>[])]
+        const all = [...failures, ...rep.failures]
         const stale = ringFailure(all)
-        if (stale && !op.over) {
-          // Some replicas refused our ring: store the same (idempotent) set where a fresh ring says.
-          await this.membership.refresh(stale.url)
-          const again = this.plan(key, need)
-          const g2 = gather(again.targets, again.requirements, (m) => this.#store(m, again.partition, key, setBytes, op))
-          try {
-            await g2.quorum
-            void g2.all.then(() => op.done())
-            return result
-          } catch (still) {
-            op.checkAborted()
-            throw new QuorumError(operation, need, g2.outcomes.filter((o) => o.ok).length, failuresOf(still as Outcome<unknown>[]))
-          }
+        if (!stale || op.over) throw new QuorumError(operation, need, rep.acked(), perReplica(all))
+        // Some replicas refused our ring: store the same (idempotent) set where a fresh ring says.
+        await this.membership.refresh(stale.url)
+        rep = this.#replicate(this.plan(key, need), key, setBytes, coordinator, op, strict)
+        try {
+          await rep.quorum
+        } catch {
+          op.checkAborted()
+          throw new QuorumError(operation, need, rep.acked(), perReplica(rep.failures))
         }
-        throw new QuorumError(operation, need, 1 + g.outcomes.filter((o) => o.ok).length, perReplica(all))
       }
-      void g.all.then(() => op.done())
+      void rep.all.then(() => op.done())
       return result
     } catch (err) {
       op.done()
       throw err
     }
+  }
+
+  /**
+   * Send the coordinated set to the key's other replicas and settle at W (in both rings during a
+   * change). A replica believed down, or whose store fails, gets its copy as a hint on the next healthy
+   * node past the top N of the preference list (a sloppy quorum): that store counts for it, unless the
+   * call is `strict`. With no such node left, a live replica keeps the hint (delivered later, counted
+   * once). Resolves when every requirement is met; rejects once one can no longer be.
+   */
+  #replicate(plan: Plan, key: Uint8Array, setBytes: Uint8Array, coordinator: Member, op: Operation, strict: boolean): {
+    quorum: Promise<void>
+    all: Promise<void>
+    failures: ReplicaFailure[]
+    acked: () => number
+  } {
+    const view = this.membership.view
+    const slots = new Map<string, Member>()
+    for (const r of plan.requirements) for (const m of r.members) slots.set(m.id, m)
+    const primary = new Set<string>()
+    const hinted = new Set<string>()
+    /** Slots with nothing left to try. */
+    const exhausted = new Set<string>()
+    const failures: ReplicaFailure[] = []
+    if (slots.has(coordinator.id)) primary.add(coordinator.id)
+    const spares = view.current.preferenceList(plan.partition).filter((m) => !slots.has(m.id) && m.id !== coordinator.id)
+    let spare = 0
+    let inFlight = 0
+    let settled = false
+    let resolveQuorum!: () => void
+    let rejectQuorum!: (e: unknown) => void
+    let resolveAll!: () => void
+    const quorum = new Promise<void>((res, rej) => ((resolveQuorum = res), (rejectQuorum = rej)))
+    quorum.catch(() => undefined)
+    const all = new Promise<void>((res) => (resolveAll = res))
+    const counted = (id: string) => primary.has(id) || (!strict && hinted.has(id))
+    const check = () => {
+      if (!settled) {
+        let met = true
+        for (const r of plan.requirements) {
+          const ok = r.members.filter((m) => counted(m.id)).length
+          const open = r.members.filter((m) => !counted(m.id) && !exhausted.has(m.id)).length
+          if (ok + open < r.need) {
+            settled = true
+            rejectQuorum(failures)
+            break
+          }
+          if (ok < r.need) met = false
+        }
+        if (!settled && met) {
+          settled = true
+          resolveQuorum()
+        }
+      }
+      if (inFlight === 0) resolveAll()
+    }
+    const send = (to: Member, hintFor: string | undefined, done: (o: Outcome<null>) => void) => {
+      inFlight++
+      void this.#store(to, plan.partition, key, setBytes, op, hintFor).then((o) => {
+        inFlight--
+        done(o)
+        check()
+      })
+    }
+    const hint = (m: Member) => {
+      while (spare < spares.length && !this.membership.up(spares[spare].id)) spare++
+      const fallback = spares[spare++]
+      if (!fallback) {
+        // Nowhere else to go: the coordinator keeps the hint, so the copy reaches m when it is back
+        // (it does not count twice). A primary believed down is still tried: it may be back.
+        if (!op.over) send(coordinator, m.id, () => undefined)
+        if (tried.has(m.id) || op.over) exhausted.add(m.id)
+        else tryPrimary(m)
+        return
+      }
+      send(fallback, m.id, (o) => {
+        if (o.ok) hinted.add(m.id)
+        else {
+          failures.push(o.failure)
+          hint(m)
+        }
+      })
+    }
+    const tried = new Set<string>()
+    const tryPrimary = (m: Member) => {
+      tried.add(m.id)
+      send(m, undefined, (o) => {
+        if (o.ok) return void primary.add(m.id)
+        failures.push(o.failure)
+        if (ringFailure([o.failure]) || op.over || hinted.has(m.id) || strict) exhausted.add(m.id)
+        if (!ringFailure([o.failure]) && !op.over) hint(m)
+      })
+    }
+    for (const m of slots.values()) {
+      if (m.id === coordinator.id) continue
+      // Strict calls still try every primary: only primaries count for them.
+      if (strict || this.membership.up(m.id)) {
+        tryPrimary(m)
+        if (strict && !this.membership.up(m.id)) hint(m)
+      } else {
+        failures.push({ id: m.id, url: m.url, cause: 'down', message: 'believed down (back-off or the cluster failure detector); its copy went to a fallback as a hint' })
+        hint(m)
+      }
+    }
+    check()
+    return { quorum, all, failures, acked: () => [...slots.keys()].filter(counted).length }
   }
 
   /** Mint the write's version on one replica: the one that answered the read first, if it is up. */

@@ -57,6 +57,11 @@ export interface PutOptions extends CallOptions {
   /** The context from the get() (or put()) this write follows. Without it the write is a sibling of what exists. */
   context?: string
   w?: number
+  /**
+   * Count only the key's own replicas toward W (Riak's PW). By default a replica that is down is
+   * stood in for by the next healthy node, which keeps the copy as a hint (a sloppy quorum).
+   */
+  strict?: boolean
 }
 
 export const clientDefaults = {

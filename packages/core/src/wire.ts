@@ -16,6 +16,8 @@ export const Paths = {
   range: '/v1/replica/range',
   /** Push-pull of member entries between nodes. */
   gossip: '/v1/gossip',
+  /** Prometheus metrics (text). */
+  metrics: '/v1/metrics',
   /** Operator: this node hands off its data and leaves (JSON). */
   leave: '/v1/admin/leave',
   /** Operator: remove a dead node; the others re-replicate its data (JSON `{"id"}`). */

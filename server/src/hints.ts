@@ -1,0 +1,223 @@
+// Hinted handoff. A write meant for a replica that is down is kept here, on a fallback node, apart
+// from this node's own data, with a hint naming the intended node. Hints for the same key merge by
+// DVV sync. A periodic scan delivers them to their nodes once those are up again and deletes each
+// hint after the target stored it (unless it changed meanwhile). Hints live in LevelDB, so they
+// survive a restart; the store is bounded per target, and overflow drops the oldest (anti-entropy
+// repairs what a dropped hint carried).
+import { Paths, decodeSet, encodeSet, pack, sync, bytesEqual, type Clock, type ClockTimer } from '@zerohop/core'
+import type { Transport } from '@zerohop/client'
+import type { Logger } from 'pino'
+import { KeyLocks } from './replica.js'
+import type { Store } from './storage/store.js'
+
+/** Storage key of a hint: 'h' + target id length + target id + partition (uint16 BE) + key. */
+export function hintKey(target: string, partition: number, key: Uint8Array): Buffer {
+  const id = Buffer.from(target)
+  const b = Buffer.allocUnsafe(2 + id.length + 2 + key.byteLength)
+  b[0] = 0x68
+  b[1] = id.length
+  id.copy(b, 2)
+  b.writeUInt16BE(partition, 2 + id.length)
+  b.set(key, 4 + id.length)
+  return b
+}
+
+function parseHintKey(k: Uint8Array): { target: string; partition: number; key: Uint8Array } {
+  const b = Buffer.from(k.buffer, k.byteOffset, k.byteLength)
+  const len = b[1]
+  return { target: b.subarray(2, 2 + len).toString(), partition: b.readUInt16BE(2 + len), key: b.subarray(4 + len) }
+}
+
+export interface HintMetrics {
+  stored: number
+  delivered: number
+  dropped: number
+}
+
+export interface HintStoreOptions {
+  store: Store
+  transport: Transport
+  clock: Clock
+  log: Logger
+  /** Most bytes of hints kept per target node. */
+  maxBytesPerTarget: number
+  /** How often hints are offered to targets that are up. */
+  intervalMs: number
+  /** Items per delivery request. */
+  batchItems: number
+  /** Where a target node is, and whether it is believed up. */
+  locate: (id: string) => { url: string; up: boolean } | undefined
+  /** When a target no longer replicates a hint's partition: the nodes that do now. */
+  replicasOf: (partition: number) => { id: string; url: string }[]
+}
+
+interface Entry {
+  bytes: number
+}
+
+export class HintStore {
+  readonly metrics: HintMetrics = { stored: 0, delivered: 0, dropped: 0 }
+  readonly #o: HintStoreOptions
+  readonly #locks = new KeyLocks()
+  /** Per target: hint storage key (latin1) → size, oldest first (a rewrite moves a hint to the end). */
+  readonly #index = new Map<string, Map<string, Entry>>()
+  readonly #bytes = new Map<string, number>()
+  #timer?: ClockTimer
+  #stopped = false
+  #delivering?: Promise<void>
+
+  constructor(o: HintStoreOptions) {
+    this.#o = o
+  }
+
+  /** Build the in-memory index with one scan of the hint range. */
+  async open(): Promise<void> {
+    for await (const [k, v] of this.#o.store.entries({ gte: Buffer.from([0x68]), lt: Buffer.from([0x69]) })) {
+      const { target } = parseHintKey(k)
+      this.#track(target, Buffer.from(k).toString('latin1'), k.byteLength + v.byteLength)
+    }
+  }
+
+  start(): void {
+    const tick = () => {
+      if (this.#stopped) return
+      this.#delivering = this.deliver().catch((err) => this.#o.log.warn({ err }, 'hint delivery failed')).finally(() => {
+        if (!this.#stopped) this.#timer = this.#o.clock.setTimeout(tick, this.#o.intervalMs)
+      })
+    }
+    this.#timer = this.#o.clock.setTimeout(tick, this.#o.intervalMs)
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true
+    if (this.#timer) this.#o.clock.clearTimeout(this.#timer)
+    await this.#delivering
+  }
+
+  /** Hints held, per target. */
+  counts(): Record<string, number> {
+    return Object.fromEntries([...this.#index].map(([t, m]) => [t, m.size]))
+  }
+
+  get total(): number {
+    let n = 0
+    for (const m of this.#index.values()) n += m.size
+    return n
+  }
+
+  #track(target: string, k: string, bytes: number): void {
+    let m = this.#index.get(target)
+    if (!m) this.#index.set(target, (m = new Map()))
+    const prev = m.get(k)
+    m.delete(k)
+    m.set(k, { bytes })
+    this.#bytes.set(target, (this.#bytes.get(target) ?? 0) - (prev?.bytes ?? 0) + bytes)
+  }
+
+  #untrack(target: string, k: string): void {
+    const m = this.#index.get(target)
+    const prev = m?.get(k)
+    if (!m || !prev) return
+    m.delete(k)
+    this.#bytes.set(target, (this.#bytes.get(target) ?? 0) - prev.bytes)
+    if (m.size === 0) this.#index.delete(target)
+  }
+
+  /** Keep a set for `target`, merged with any hint already held for that key. */
+  async put(target: string, partition: number, key: Uint8Array, set: Uint8Array): Promise<void> {
+    const hk = hintKey(target, partition, key)
+    await this.#locks.run(hk, async () => {
+      const held = await this.#o.store.get(hk)
+      const merged = held ? encodeSet(sync(decodeSet(held), decodeSet(set))) : set
+      if (held && bytesEqual(held, merged)) return
+      await this.#o.store.put(hk, merged)
+      this.#track(target, hk.toString('latin1'), hk.length + merged.byteLength)
+      this.metrics.stored++
+    })
+    await this.#bound(target)
+  }
+
+  /** Drop the oldest hints of a target over its byte budget. */
+  async #bound(target: string): Promise<void> {
+    let over = (this.#bytes.get(target) ?? 0) - this.#o.maxBytesPerTarget
+    if (over <= 0) return
+    const m = this.#index.get(target)!
+    let dropped = 0
+    for (const [k, e] of m) {
+      if (over <= 0) break
+      over -= e.bytes
+      this.#untrack(target, k)
+      await this.#o.store.del(Buffer.from(k, 'latin1'))
+      dropped++
+    }
+    this.metrics.dropped += dropped
+    this.#o.log.warn({ target, dropped, limit: this.#o.maxBytesPerTarget }, 'hint store for this target is full: dropped the oldest hints (anti-entropy will repair them)')
+  }
+
+  /** Offer every target that is up its hints, in batches. */
+  async deliver(): Promise<void> {
+    for (const target of [...this.#index.keys()]) {
+      if (this.#stopped) return
+      const where = this.#o.locate(target)
+      if (!where) {
+        // The target left the cluster: its hints go to whoever replicates the keys now.
+        await this.#deliverTo(target, undefined)
+        continue
+      }
+      if (where.up) await this.#deliverTo(target, where.url)
+    }
+  }
+
+  async #deliverTo(target: string, url: string | undefined): Promise<void> {
+    const keys = [...(this.#index.get(target)?.keys() ?? [])]
+    for (let i = 0; i < keys.length && !this.#stopped; i += this.#o.batchItems) {
+      const batch: { hk: Buffer; partition: number; key: Uint8Array; set: Uint8Array }[] = []
+      for (const k of keys.slice(i, i + this.#o.batchItems)) {
+        const hk = Buffer.from(k, 'latin1')
+        const set = await this.#o.store.get(hk)
+        if (!set) {
+          this.#untrack(target, k)
+          continue
+        }
+        const { partition, key } = parseHintKey(hk)
+        batch.push({ hk, partition, key, set })
+      }
+      if (batch.length === 0) continue
+      const answer = url ? await this.#send(url, batch) : 'gone'
+      if (answer === 'failed') return
+      const delivered = answer === 'ok' ? batch : await this.#reroute(batch)
+      for (const h of delivered) {
+        await this.#locks.run(h.hk, async () => {
+          const now = await this.#o.store.get(h.hk)
+          // A hint that grew while it travelled stays for the next round.
+          if (now && !bytesEqual(now, h.set)) return
+          await this.#o.store.del(h.hk)
+          this.#untrack(target, h.hk.toString('latin1'))
+          this.metrics.delivered++
+        })
+      }
+    }
+  }
+
+  async #send(url: string, batch: { partition: number; key: Uint8Array; set: Uint8Array }[]): Promise<'ok' | 'gone' | 'failed'> {
+    try {
+      const reply = await this.#o.transport.post(url, Paths.store, pack({ items: batch.map((h) => [h.partition, h.key, h.set]) }), { timeoutMs: 5000 })
+      if (reply.status === 200) return 'ok'
+      return reply.status === 409 && reply.body.toString('utf8').includes('ZH_NOT_REPLICA') ? 'gone' : 'failed'
+    } catch {
+      return 'failed'
+    }
+  }
+
+  /** The target cannot take these any more (left, or no longer a replica): give them to the current replicas. */
+  async #reroute(batch: { hk: Buffer; partition: number; key: Uint8Array; set: Uint8Array }[]): Promise<typeof batch> {
+    const done: typeof batch = []
+    for (const h of batch) {
+      const replicas = this.#o.replicasOf(h.partition)
+      let stored = 0
+      for (const r of replicas) if ((await this.#send(r.url, [h])) === 'ok') stored++
+      if (stored > 0 && stored === replicas.length) done.push(h)
+    }
+    return done
+  }
+}

@@ -1,0 +1,69 @@
+// Prometheus metrics of one node (GET /v1/metrics), read from the components' own counters when
+// scraped, so the hot paths pay nothing for them. One registry per node: several nodes can share a
+// process (tests) without mixing their figures.
+import { Counter, Gauge, Registry } from 'prom-client'
+
+export interface MetricSources {
+  hints: () => { stored: number; delivered: number; dropped: number; held: Record<string, number> }
+  handoff: () => { items: number; bytes: number; partitions: number; dropped: number }
+  antiEntropy?: () => { exchanges: number; keysRepaired: number; bytesSent: number; bytesReceived: number }
+  peersDown: () => number
+}
+
+/** A counter whose value is a running total kept elsewhere. */
+function total(registry: Registry, name: string, help: string, read: () => number): void {
+  let last = 0
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const now = read()
+      if (now > last) this.inc(now - last)
+      last = now
+    },
+  })
+}
+
+export function nodeMetrics(src: MetricSources): Registry {
+  const registry = new Registry()
+  total(registry, 'zerohop_hints_stored_total', 'Hints stored for other nodes (sloppy quorum)', () => src.hints().stored)
+  total(registry, 'zerohop_hints_delivered_total', 'Hints delivered to their nodes and deleted', () => src.hints().delivered)
+  total(registry, 'zerohop_hints_dropped_total', 'Hints dropped because a target went over --max-hint-bytes', () => src.hints().dropped)
+  new Gauge({
+    name: 'zerohop_hints',
+    help: 'Hints held, per target node',
+    labelNames: ['target'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const [target, n] of Object.entries(src.hints().held)) this.set({ target }, n)
+    },
+  })
+  total(registry, 'zerohop_handoff_items_total', 'Items pulled while taking over partitions', () => src.handoff().items)
+  total(registry, 'zerohop_handoff_bytes_total', 'Bytes pulled while taking over partitions', () => src.handoff().bytes)
+  total(registry, 'zerohop_handoff_partitions_total', 'Partitions taken over', () => src.handoff().partitions)
+  total(registry, 'zerohop_handoff_dropped_keys_total', 'Keys deleted after their partition was handed off', () => src.handoff().dropped)
+  if (src.antiEntropy) {
+    const ae = src.antiEntropy
+    total(registry, 'zerohop_ae_exchanges_total', 'Anti-entropy exchanges with other replicas', () => ae().exchanges)
+    total(registry, 'zerohop_ae_keys_repaired_total', 'Keys that differed and were synced by anti-entropy', () => ae().keysRepaired)
+    total(registry, 'zerohop_ae_bytes_sent_total', 'Bytes sent by anti-entropy', () => ae().bytesSent)
+    total(registry, 'zerohop_ae_bytes_received_total', 'Bytes received by anti-entropy', () => ae().bytesReceived)
+  }
+  new Gauge({
+    name: 'zerohop_peers_down',
+    help: 'Members this node holds down',
+    registers: [registry],
+    collect() {
+      this.set(src.peersDown())
+    },
+  })
+  return registry
+}
+
+/** Read one sample from Prometheus text (tests and the CLI). */
+export function sample(text: string, name: string, labels = ''): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `))
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : undefined
+}

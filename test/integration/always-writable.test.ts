@@ -1,0 +1,98 @@
+// Always writable, on real node processes: writes are accepted while replicas are down (the copies
+// they miss wait as hints on live nodes) and reach those replicas once they return.
+import { afterEach, describe, expect, it } from 'vitest'
+import { request } from 'undici'
+import { connect, QuorumError, type Client } from '@zerohop/client'
+import { Cluster, waitFor, type NodeProcess } from '../harness/cluster.js'
+import { sample } from '../../server/src/metrics.js'
+
+const FAST = ['--gossip-interval-ms', '200', '--hint-interval-ms', '200']
+
+async function metrics(node: NodeProcess): Promise<string> {
+  const res = await request(`${node.url}/v1/metrics`, { headersTimeout: 2000, bodyTimeout: 2000 })
+  return res.body.text()
+}
+
+async function hintsFor(nodes: NodeProcess[], target: string): Promise<number> {
+  let held = 0
+  for (const n of nodes) held += sample(await metrics(n), 'zerohop_hints', `target="${target}"`) ?? 0
+  return held
+}
+
+/** Keys (of `keys`) that some replica in the preference list does not hold. */
+async function missing(db: Client, keys: string[]): Promise<string[]> {
+  const out: string[] = []
+  for (const k of keys) {
+    const r = await db.inspect(k)
+    for (const rep of r.replicas) if (!rep.found) out.push(`${k}@${rep.id}`)
+  }
+  return out
+}
+
+describe('always writable', () => {
+  let cluster: Cluster | undefined
+  let db: Client | undefined
+
+  afterEach(async () => {
+    await db?.close()
+    db = undefined
+    await cluster?.close()
+    cluster = undefined
+  })
+
+  it('with one of 3 nodes dead, 1000 writes at W=2 succeed and leave hints; restarted, the node holds every key within 30 s', async () => {
+    cluster = await Cluster.start({ nodes: 3, partitions: 64, args: FAST })
+    db = await connect({ seeds: cluster.seeds, refreshIntervalMs: 1000 })
+    await cluster.node('n3').kill()
+    const keys = Array.from({ length: 1000 }, (_, i) => `hinted${i}`)
+    for (const k of keys) await db.put(k, `v-${k}`, { w: 2 })
+    const live = [cluster.node('n1'), cluster.node('n2')]
+    expect(await hintsFor(live, 'n3')).toBe(1000)
+    // The client's own view of n3 recovers quickly; the node's answers must come from n3's storage.
+    await cluster.restart('n3')
+    const restarted = Date.now()
+    await waitFor(async () => (await hintsFor(live, 'n3')) === 0, { timeoutMs: 30_000, intervalMs: 200, what: 'every hint to be delivered' })
+    const delivered = Date.now() - restarted
+    expect(await missing(db, keys)).toEqual([])
+    let total = 0
+    for (const n of live) total += sample(await metrics(n), 'zerohop_hints_delivered_total') ?? 0
+    expect(total).toBe(1000)
+    console.log(`hinted handoff: 1000 hints delivered ${delivered} ms after the restart`)
+  })
+
+  it('with a single live node a W=1 write succeeds (W=2 fails clearly) and reaches every replica when the others return', async () => {
+    cluster = await Cluster.start({ nodes: 3, partitions: 64, args: FAST })
+    db = await connect({ seeds: cluster.seeds, refreshIntervalMs: 1000, timeoutMs: 1000 })
+    await cluster.node('n2').kill()
+    await cluster.node('n3').kill()
+    await db.put('alone', 'written with one node', { w: 1 })
+    expect(Buffer.from((await db.get('alone', { r: 1 })).value as Uint8Array).toString()).toBe('written with one node')
+    const two = await db.put('alone2', 'v', { w: 2 }).catch((e) => e)
+    expect(two).toBeInstanceOf(QuorumError)
+    expect(two.required).toBe(2)
+    expect(await hintsFor([cluster.node('n1')], 'n2')).toBeGreaterThanOrEqual(1)
+    expect(await hintsFor([cluster.node('n1')], 'n3')).toBeGreaterThanOrEqual(1)
+
+    await cluster.restart('n2')
+    await cluster.restart('n3')
+    await waitFor(async () => (await missing(db!, ['alone'])).length === 0, { timeoutMs: 30_000, intervalMs: 200, what: 'the write to reach every replica' })
+  })
+
+  it('a sloppy quorum counts a fallback node for a dead replica; a strict write does not', async () => {
+    cluster = await Cluster.start({ nodes: 4, partitions: 64, args: FAST })
+    db = await connect({ seeds: cluster.seeds, refreshIntervalMs: 1000, timeoutMs: 1000 })
+    const ring = db.ring
+    const key = 'sloppy'
+    const pref = ring.preferenceList(ring.partitionOf(Buffer.from(key))).map((m) => m.id)
+    const [, victim] = pref
+    const fallback = pref[3]
+    await cluster.node(victim).kill()
+    await db.put(key, 'v1', { w: 3 })
+    expect(await hintsFor([cluster.node(fallback)], victim)).toBe(1)
+    const strict = await db.put(key, 'v2', { w: 3, strict: true }).catch((e) => e)
+    expect(strict).toBeInstanceOf(QuorumError)
+    expect(strict.replicas.map((r: { id: string }) => r.id)).toContain(victim)
+    await cluster.restart(victim)
+    await waitFor(async () => (await missing(db!, [key])).length === 0, { timeoutMs: 30_000, intervalMs: 200, what: 'the hint to reach the restarted replica' })
+  })
+})
