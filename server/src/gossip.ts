@@ -11,6 +11,7 @@ import {
   Paths,
   invalidMemberState,
   mergeMembers,
+  memberChanged,
   pack,
   unpack,
   type Clock,
@@ -186,18 +187,20 @@ export class Gossip {
     for (const r of remote) before.set(r.id, this.states.get(r.id))
     const own = this.self
     const changed = mergeMembers(this.states, remote)
+    let ringChanged = false
     const theirs = this.states.get(this.#selfId)!
     if (theirs !== own && !theirs.removed) {
       // Peers remember a newer entry of ours than we have (our disk was lost or replaced). Nobody else
-      // speaks for this node except to say it was removed: keep our content, above their version.
-      this.states.set(this.#selfId, { ...own, version: theirs.version + 1, heartbeat: Math.max(own.heartbeat, theirs.heartbeat) + 1 })
+      // speaks for this node except to say it was removed: take a version above theirs. Where this node stands in the ring's history (status, join/leave times, weight) is the
+      // cluster's to keep: only the address and incarnation are ours.
+      this.states.set(this.#selfId, { ...theirs, url: own.url, incarnation: own.incarnation, version: theirs.version + 1, heartbeat: Math.max(own.heartbeat, theirs.heartbeat) + 1 })
+      ringChanged = true
     }
     const now = this.#o.clock.now()
-    let ringChanged = false
     for (const c of changed) {
       const prev = before.get(c.id)
       if (c.id !== this.#selfId && (!prev || c.heartbeat > prev.heartbeat || c.incarnation !== prev.incarnation)) this.#detector(c.id).heartbeat(now)
-      if (!prev || prev.version !== c.version || prev.status !== c.status || prev.removed !== c.removed) ringChanged = true
+      if (memberChanged(prev, c)) ringChanged = true
     }
     if (ringChanged) this.#changed()
   }
@@ -219,6 +222,7 @@ export class Gossip {
       if (s.id === this.#selfId) continue
       if (s.status === 'left') {
         this.#down.delete(s.id)
+        this.#detectors.delete(s.id)
         continue
       }
       const available = this.#detector(s.id).isAvailable(now)

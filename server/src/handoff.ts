@@ -35,16 +35,23 @@ export interface HandoffOptions {
   dropDelayMs: number
   /** Called when this node has left the cluster (its leave is complete). */
   onLeft: () => void
+  /** Called for each key deleted after its partition was handed off. */
+  onDrop?: (partition: number, key: Uint8Array) => void
 }
 
 const PROGRESS_KEY = Buffer.from('mhandoff')
 
 interface Progress {
-  /** Epoch of the `current` ring the pulls were made against. */
+  /** Epochs of the `current` and `next` rings the pulls were made for (a pull is good for that pair only). */
   current: string
   done: number[]
   /** Resume points: `${partition}/${source}` → last key stored. */
   cursors: Record<string, Uint8Array>
+}
+
+/** Two views name the same rings (entries may differ in versions, heartbeats or ready flags). */
+function sameRings(a: ClusterView, b: ClusterView): boolean {
+  return a.current.epoch === b.current.epoch && a.next.epoch === b.next.epoch
 }
 
 export class Handoff {
@@ -54,6 +61,7 @@ export class Handoff {
   #stopped = false
   #wake?: () => void
   #dropTimer?: ReturnType<Clock['setTimeout']>
+  #dropFor?: string
   /** Bytes and items pulled since start (metrics). */
   readonly stats = { items: 0, bytes: 0, partitions: 0, dropped: 0 }
 
@@ -84,8 +92,10 @@ export class Handoff {
       this.#again = false
       try {
         const view = this.#o.gossip.view
-        if (view.transition) await this.#transfer(view)
-        else this.#settle(view)
+        if (view.transition) {
+          await this.#transfer(view)
+          this.#complete(this.#o.gossip.view)
+        } else this.#settle(view)
       } catch (err) {
         this.#o.log.warn({ err }, 'handoff round failed; retrying')
         this.#again = true
@@ -121,34 +131,34 @@ export class Handoff {
     const self = gossip.self
     if (self.status !== 'joining' && self.status !== 'normal') return
     if (self.ready === view.next.epoch) return
-    const progress = await this.#progress(view.current.epoch)
+    const progress = await this.#progress(`${view.current.epoch}/${view.next.epoch}`)
     const done = new Set(progress.done)
     const todo = this.gained(view).filter((p) => !done.has(p))
     if (todo.length > 0) log.info({ partitions: todo.length, next: view.next.epoch }, 'pulling gained partitions')
     for (const p of todo) {
-      if (this.#stopped || gossip.view !== view) {
+      if (this.#stopped || !sameRings(gossip.view, view)) {
         this.#again = true
         return
       }
-      const sources = view.replicas(p).current.filter((m) => m.id !== self.id)
-      const live = sources.filter((m) => gossip.isUp(m.id))
-      if (live.length === 0) {
-        log.warn({ partition: p, replicas: sources.map((m) => m.id) }, 'no live replica to pull a gained partition from; waiting')
-        this.#again = true
-        await this.#pause(1000)
-        return
-      }
-      for (const source of live) {
-        // The source hears of the transition before serving, so it refuses writes made with older rings.
-        await gossip.exchange(source.url)
+      // Every current replica, not only those believed up: a write acknowledged by one that is down
+      // (W=1, or two suspected) must not be lost. A removed member is dead for good: it is skipped.
+      const sources = view.replicas(p).current.filter((m) => m.id !== self.id && !view.members.get(m.id)?.removed)
+      for (const source of sources) {
+        // The source hears of the transition before serving, so it refuses writes made with other rings.
+        if (!(await gossip.exchange(source.url))) {
+          log.warn({ partition: p, source: source.id }, 'a replica to pull a gained partition from does not answer; waiting (remove it if it is dead)')
+          this.#again = true
+          await this.#pause(1000)
+          return
+        }
         await this.#pull(p, source.id, source.url, progress)
       }
       progress.done.push(p)
-      delete progress.cursors[p]
+      for (const k of Object.keys(progress.cursors)) if (k.startsWith(`${p}/`)) delete progress.cursors[k]
       await this.#save(progress)
       this.stats.partitions++
     }
-    if (gossip.view !== view) {
+    if (!sameRings(gossip.view, view)) {
       this.#again = true
       return
     }
@@ -188,41 +198,54 @@ export class Handoff {
     await this.#o.store.put(PROGRESS_KEY, pack(p))
   }
 
-  /** The transition is over: rewrite statuses, and later drop partitions this node no longer holds. */
-  #settle(view: ClusterView): void {
+  /**
+   * Every member of `next` holds its share: the change completes as each joiner and leaver rewrites
+   * its own status (and any node does it for a removed member). A completion is written down, so
+   * nothing learnt later can undo it.
+   */
+  #complete(view: ClusterView): void {
+    if (!view.transition || !view.nextReady) return
     const { gossip, log } = this.#o
     const self = gossip.self
     if (self.status === 'joining') {
       log.info('join complete: now a normal member')
       gossip.updateSelf({ status: 'normal' })
-    } else if (self.status === 'leaving' && !view.current.member(self.id)) {
+    } else if (self.status === 'leaving') {
       log.info('leave complete: every partition of this node has a new home')
       gossip.updateSelf({ status: 'left' })
       this.#o.onLeft()
       return
     }
-    // Removed (dead) members whose data has been re-replicated: anyone may mark them left, and every
-    // node writes the same entry.
+    // Every node writes the same entry for a removed member, so concurrent writers agree.
     for (const m of gossip.states.values()) {
-      if (m.removed && m.status === 'leaving' && !view.current.member(m.id)) gossip.put({ ...m, status: 'left', version: m.version + 1 } satisfies MemberState)
+      if (m.removed && m.status === 'leaving') gossip.put({ ...m, status: 'left', version: m.version + 1 } satisfies MemberState)
     }
+  }
+
+  /** No change in progress: later, drop partitions this node no longer holds. */
+  #settle(view: ClusterView): void {
+    // Armed once per ring: views that differ only in versions or heartbeats do not postpone it.
+    if (this.#dropTimer && this.#dropFor === view.current.epoch) return
     if (this.#dropTimer) this.#o.clock.clearTimeout(this.#dropTimer)
+    this.#dropFor = view.current.epoch
     this.#dropTimer = this.#o.clock.setTimeout(() => {
-      void this.#drop(view).catch((err) => log.warn({ err }, 'dropping handed-off partitions failed'))
+      this.#dropTimer = undefined
+      void this.#drop(view).catch((err) => this.#o.log.warn({ err }, 'dropping handed-off partitions failed'))
     }, this.#o.dropDelayMs)
   }
 
   /** Delete the data of partitions this node does not replicate in `view` (still the view, and settled). */
   async #drop(view: ClusterView): Promise<void> {
     const { gossip, store, log } = this.#o
-    if (gossip.view !== view || view.transition || this.#stopped) return
+    if (!sameRings(gossip.view, view) || gossip.view.transition || this.#stopped) return
     const me = gossip.self.id
     let deleted = 0
     for (let p = 0; p < view.current.partitions; p++) {
       if (view.replicates(me, p)) continue
       for await (const [k] of store.entries(partitionRange(p))) {
-        if (gossip.view !== view || this.#stopped) return
+        if (!sameRings(gossip.view, view) || this.#stopped) return
         await store.del(k)
+        this.#o.onDrop?.(p, k)
         deleted++
       }
     }

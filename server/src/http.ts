@@ -318,7 +318,16 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     }
     if (!validator || validator.view !== view) validator = new Validator(options, view, options.id)
     const body = decodeBody(await readBody(req, options.maxBodyBytes))
-    const out = pack(await handler(body, validator, replica, deps.hints()!))
+    const answer = await handler(body, validator, replica, deps.hints()!)
+    // The rings may have changed while the body arrived or the write waited for its lock: a read or
+    // store made with the old rings is then refused, so its sender does not count it (a stored set
+    // stays: a sync is harmless). A coordination is not re-checked: its version is minted and the
+    // sender's stores that follow are.
+    const now = deps.view()
+    if (path !== Paths.coordinate && now && now !== view && epochChecked.has(path) && now.isStale(req.headers[EPOCH_HEADER] as string | undefined)) {
+      throw bad(409, ErrorCodes.STALE_RING, `the rings changed while the request was served (now ${now.epoch}); refresh the ring and retry`)
+    }
+    const out = pack(answer)
     closeIfStopping(res)
     res.writeHead(200, { 'content-type': MSGPACK, 'content-length': out.length })
     res.end(out)

@@ -32,6 +32,13 @@ function placement(db: Client<unknown>, keys: string[]): Map<string, string[]> {
   return new Map(keys.map((k) => [k, ring.preferenceList(ring.partitionOf(Buffer.from(k))).slice(0, ring.n).map((m) => m.id)]))
 }
 
+/** The load kept going: few failures, and many successful writes after the change completed. */
+function expectServed(load: Workload, putsBefore: number): void {
+  const failed = load.stats.putFailures + load.stats.getFailures
+  expect(failed / (load.stats.puts + load.stats.gets), load.summary()).toBeLessThan(0.01)
+  expect(load.stats.puts - putsBefore, 'successful writes after the change').toBeGreaterThan(300)
+}
+
 async function writeCold(kv: Collection<Versioned>): Promise<string[]> {
   const keys = Array.from({ length: COLD }, (_, i) => `cold${i}`)
   for (const k of keys) await kv.put(k, { seq: 1 }, { w: 3 })
@@ -60,8 +67,8 @@ describe('membership changes under load', () => {
     cluster = undefined
   })
 
-  async function client(): Promise<{ db: Client<unknown>; kv: Collection<Versioned> }> {
-    const db = await connect({ seeds: cluster!.seeds.slice(0, 1), encoding: 'json', refreshIntervalMs: 1000, timeoutMs: 3000 })
+  async function client(refreshIntervalMs = 1000): Promise<{ db: Client<unknown>; kv: Collection<Versioned> }> {
+    const db = await connect({ seeds: cluster!.seeds.slice(0, 1), encoding: 'json', refreshIntervalMs, timeoutMs: 3000 })
     clients.push(db)
     return { db, kv: db.collection<Versioned>({ merge: latest }) }
   }
@@ -69,7 +76,8 @@ describe('membership changes under load', () => {
   it('a fourth node joins: nothing acknowledged is lost, no stale read, a quarter of the replicas move, idle SDKs see it within 2 s', async () => {
     cluster = await Cluster.start({ nodes: 3, partitions: 64, args: FAST })
     const { db, kv } = await client()
-    const idle = (await client()).db
+    // The idle client's periodic refresh is a minute away: only its watch can tell it in time.
+    const idle = (await client(60_000)).db
     const cold = await writeCold(kv)
     const load = new Workload(kv, { keys: 200 })
     load.start()
@@ -80,6 +88,7 @@ describe('membership changes under load', () => {
     const n4 = await cluster.join('n4')
     await waitFor(() => settled(cluster!.nodes, 'n4', 'normal'), { timeoutMs: 60_000, intervalMs: 20, what: 'the join to complete everywhere' })
     const completed = Date.now()
+    const putsAtCompletion = load.stats.puts
     await waitFor(() => idle.view.current.member('n4') !== undefined && !idle.view.transition, { timeoutMs: 5000, intervalMs: 10, what: 'the idle SDK to see n4' })
     const seenAfter = Date.now() - completed
     expect(seenAfter, 'idle SDK saw the new ring within 2 s').toBeLessThanOrEqual(2000)
@@ -90,6 +99,7 @@ describe('membership changes under load', () => {
     await load.stop()
     await load.verify()
     expect(load.violations).toEqual([])
+    expectServed(load, putsAtCompletion)
     expect(db.view.current.member('n4')).toBeDefined()
 
     const after = placement(db, all)
@@ -109,6 +119,27 @@ describe('membership changes under load', () => {
     expect(n4.running).toBe(true)
   })
 
+  it('two nodes join back to back under load: neither change undoes the other, nothing is lost', async () => {
+    cluster = await Cluster.start({ nodes: 3, partitions: 64, args: FAST })
+    const { db, kv } = await client()
+    const cold = await writeCold(kv)
+    const load = new Workload(kv, { keys: 200 })
+    load.start()
+    await waitFor(() => load.stats.puts > 200, { timeoutMs: 20_000, what: 'the load to warm up' })
+    await Promise.all([cluster.join('n4'), cluster.join('n5')])
+    await waitFor(async () => (await settled(cluster!.nodes, 'n4', 'normal')) && (await settled(cluster!.nodes, 'n5', 'normal')), { timeoutMs: 60_000, intervalMs: 20, what: 'both joins to complete everywhere' })
+    const putsAtCompletion = load.stats.puts
+    const until = load.ops + 2000
+    await waitFor(() => load.ops > until, { timeoutMs: 30_000, what: 'more load after the joins' })
+    await load.stop()
+    await load.verify()
+    expect(load.violations).toEqual([])
+    expectServed(load, putsAtCompletion)
+    await waitFor(() => db.view.current.members.length === 5 && !db.view.transition, { timeoutMs: 5000, what: 'the SDK to see five members' })
+    console.log(`two joins: load ${load.summary()}`)
+    await expectColdEverywhere(kv, cold)
+  })
+
   it('a node leaves: it hands off its data and exits, with nothing lost and no stale read', async () => {
     cluster = await Cluster.start({ nodes: 4, partitions: 64, args: FAST })
     const { db, kv } = await client()
@@ -124,12 +155,14 @@ describe('membership changes under load', () => {
     await waitFor(() => !n4.running, { timeoutMs: 60_000, what: 'n4 to hand off and exit' })
     expect(n4.child?.exitCode).toBe(0)
     await waitFor(() => settled(cluster!.nodes, 'n4', 'left'), { timeoutMs: 20_000, what: 'everyone to see n4 left' })
+    const putsAtCompletion = load.stats.puts
 
     const until = load.ops + 2000
     await waitFor(() => load.ops > until, { timeoutMs: 30_000, what: 'more load after the leave' })
     await load.stop()
     await load.verify()
     expect(load.violations).toEqual([])
+    expectServed(load, putsAtCompletion)
     await waitFor(() => db.view.current.member('n4') === undefined, { timeoutMs: 5000, what: 'the SDK to drop n4' })
     console.log(`leave: load ${load.summary()}`)
     await expectColdEverywhere(kv, cold)
@@ -152,12 +185,14 @@ describe('membership changes under load', () => {
     const out = await zerohop('remove', 'n4', '--node', cluster.node('n1').url)
     expect(out.code, out.stderr).toBe(0)
     await waitFor(() => settled(cluster!.nodes, 'n4', 'left'), { timeoutMs: 60_000, intervalMs: 20, what: 'the removal to complete everywhere' })
+    const putsAtCompletion = load.stats.puts
 
     const until = load.ops + 2000
     await waitFor(() => load.ops > until, { timeoutMs: 30_000, what: 'more load after the removal' })
     await load.stop()
     await load.verify()
     expect(load.violations).toEqual([])
+    expectServed(load, putsAtCompletion)
     await waitFor(() => db.view.current.member('n4') === undefined, { timeoutMs: 5000, what: 'the SDK to drop n4' })
     console.log(`remove: load ${load.summary()}`)
     await expectColdEverywhere(kv, cold)
@@ -197,7 +232,7 @@ describe('membership changes under load', () => {
       return rings.every((r) => !r.down.includes('n3'))
     }, { timeoutMs: 15_000, intervalMs: 100, what: 'n1 and n2 to hold n3 up again' })
     await waitFor(() => events.includes('up n3'), { timeoutMs: 10_000, what: 'the SDK to emit node-up for n3' })
-    expect(db.isUp('n3')).toBe(true)
+    await waitFor(() => db.isUp('n3'), { timeoutMs: 10_000, what: 'the SDK to hold n3 up' })
     console.log(`failure detection: n3 held down ${detected} ms after SIGKILL, up again ${Date.now() - restarted} ms after restart`)
   })
 })

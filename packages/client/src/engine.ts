@@ -76,6 +76,8 @@ export interface Plan {
   /** Every replica to ask: the union of both lists, without those known to be down unless a quorum needs them. */
   targets: Member[]
   requirements: Requirement[]
+  /** The ring epoch the plan was made with: its requests carry it, so nodes with other rings refuse them. */
+  epoch: string
 }
 
 /** Attempts of an operation refused for the ring it was made with (each after a refresh from the refusing node). */
@@ -102,7 +104,7 @@ export class Engine {
     this.membership = membership
     this.clock = options.clock
     const limits = membership.limits
-    const send = (m: Member, path: string, body: Uint8Array, deadline: Deadline) => this.#send(m, path, body, deadline, true)
+    const send = (m: Member, path: string, body: Uint8Array, deadline: Deadline, epoch: string) => this.#send(m, path, body, deadline, true, epoch)
     const record = (m: Member, o: Outcome<unknown>) => this.#record(m, o)
     // Half the node's body limit leaves room for framing.
     const maxBatchBytes = Math.floor((limits.maxBodyBytes ?? 8 * 1024 * 1024) / 2)
@@ -135,7 +137,7 @@ export class Engine {
       for (const m of live.length >= Math.min(need, list.length) ? live : list) chosen.set(m.id, m)
     }
     const requirements = current === next ? [{ members: current, need }] : [{ members: current, need }, { members: next, need }]
-    return { partition, current, next, targets: [...chosen.values()], requirements }
+    return { partition, current, next, targets: [...chosen.values()], requirements, epoch: view.epoch }
   }
 
   checkKey(key: Uint8Array): void {
@@ -147,8 +149,7 @@ export class Engine {
    * Send one request. Reads and stores (idempotent) are retried on transient network errors; the
    * first attempt goes out directly, p-retry takes over only once it has failed.
    */
-  #send = async (member: Member, path: string, body: Uint8Array, deadline: Deadline, retry: boolean): Promise<Reply> => {
-    const epoch = this.membership.view.epoch
+  #send = async (member: Member, path: string, body: Uint8Array, deadline: Deadline, retry: boolean, epoch: string): Promise<Reply> => {
     const options = (): SendOptions => ({ signal: deadline.userSignal, timeoutMs: deadline.remaining, deadline: () => deadline.signal, epoch })
     let reply: Reply
     try {
@@ -164,7 +165,7 @@ export class Engine {
       })
     }
     // Every answer carries the node's ring epoch: a newer one triggers a (debounced) refresh.
-    if (reply.epoch !== epoch) this.membership.observe(reply.epoch, member.url)
+    if (reply.epoch !== this.membership.view.epoch) this.membership.observe(reply.epoch, member.url)
     return reply
   }
 
@@ -177,8 +178,8 @@ export class Engine {
   }
 
   /** One request that is never retried blindly (coordinate: minting a version is not idempotent). */
-  async #ask<T>(member: Member, path: string, body: Uint8Array, op: Operation, decode: (b: Buffer) => T): Promise<Outcome<T>> {
-    const sent = this.#send(member, path, body, op, false).then(
+  async #ask<T>(member: Member, path: string, body: Uint8Array, op: Operation, epoch: string, decode: (b: Buffer) => T): Promise<Outcome<T>> {
+    const sent = this.#send(member, path, body, op, false, epoch).then(
       (reply): Outcome<T> => {
         if (reply.status !== 200) return { ok: false, member, failure: httpFailure(member, reply) }
         try {
@@ -195,8 +196,8 @@ export class Engine {
     return o
   }
 
-  #store(member: Member, partition: number, key: Uint8Array, set: Uint8Array, op: Operation, hintFor?: string): Promise<Outcome<null>> {
-    return this.#stores.submit(member, hintFor === undefined ? [partition, key, set] : [partition, key, set, hintFor], op)
+  #store(member: Member, partition: number, key: Uint8Array, set: Uint8Array, op: Operation, epoch: string, hintFor?: string): Promise<Outcome<null>> {
+    return this.#stores.submit(member, hintFor === undefined ? [partition, key, set] : [partition, key, set, hintFor], op, epoch)
   }
 
 
@@ -214,7 +215,7 @@ export class Engine {
           op.done()
           throw err
         }
-        await this.membership.refresh(stale.url)
+        await this.membership.reconcile(stale.url)
       }
     }
   }
@@ -222,7 +223,7 @@ export class Engine {
   async #get(key: Uint8Array, need: number, op: Operation): Promise<RawGetResult> {
     const plan = this.plan(key, need)
     const { partition } = plan
-    const g = gather(plan.targets, plan.requirements, (m) => this.#reads.submit(m, [partition, key], op))
+    const g = gather(plan.targets, plan.requirements, (m) => this.#reads.submit(m, [partition, key], op, plan.epoch))
     let answered: Outcome<Uint8Array | null>[]
     try {
       answered = await g.quorum
@@ -283,7 +284,7 @@ export class Engine {
     const stale = sound.filter((o) => !bytesEqual(o.value, target)).map((o) => o.member)
     if (stale.length === 0) return
     const repairOp = new Operation(this.clock, this.options.timeoutMs)
-    const results = await Promise.all(stale.map((m) => this.#store(m, partition, key, target, repairOp)))
+    const results = await Promise.all(stale.map((m) => this.#store(m, partition, key, target, repairOp, this.membership.view.epoch)))
     repairOp.done()
     channels.readRepair.hasSubscribers && channels.readRepair.publish({ key, partition, repaired: results.filter((r) => r.ok).map((r) => r.member.id) })
   }
@@ -300,7 +301,7 @@ export class Engine {
       for (let attempt = 1; !coordinated.ok && attempt < RING_RETRIES; attempt++) {
         const stale = ringFailure(coordinated.failures)
         if (!stale || op.over) break
-        await this.membership.refresh(stale.url)
+        await this.membership.reconcile(stale.url)
         coordinated = await this.#coordinate(key, value, ctx, need, op)
       }
       if (!coordinated.ok) {
@@ -324,7 +325,7 @@ export class Engine {
         const stale = ringFailure(all)
         if (!stale || op.over) throw new QuorumError(operation, need, rep.acked(), perReplica(all))
         // Some replicas refused our ring: store the same (idempotent) set where a fresh ring says.
-        await this.membership.refresh(stale.url)
+        await this.membership.reconcile(stale.url)
         rep = this.#replicate(this.plan(key, need), key, setBytes, coordinator, op, strict)
         try {
           await rep.quorum
@@ -396,7 +397,7 @@ export class Engine {
     }
     const send = (to: Member, hintFor: string | undefined, done: (o: Outcome<null>) => void) => {
       inFlight++
-      void this.#store(to, plan.partition, key, setBytes, op, hintFor).then((o) => {
+      void this.#store(to, plan.partition, key, setBytes, op, plan.epoch, hintFor).then((o) => {
         inFlight--
         done(o)
         check()
@@ -459,7 +460,7 @@ export class Engine {
     const body = pack({ partition: plan.partition, key, context: ctx.vector, value })
     const failures: ReplicaFailure[] = []
     for (const m of candidates) {
-      const o = await this.#ask(m, Paths.coordinate, body, op, (b) => {
+      const o = await this.#ask(m, Paths.coordinate, body, op, plan.epoch, (b) => {
         const s = (unpack(b) as { set?: Uint8Array })?.set
         if (!(s instanceof Uint8Array)) throw new TypeError('invalid coordinate response')
         return s
@@ -487,7 +488,7 @@ export class Engine {
     const op = new Operation(this.clock, timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
     const { current, next } = view.replicas(partition)
     const replicas = [...current, ...next.filter((m) => !current.some((c) => c.id === m.id))]
-    const outcomes = await Promise.all(replicas.map((m) => this.#reads.submit(m, [partition, key], op)))
+    const outcomes = await Promise.all(replicas.map((m) => this.#reads.submit(m, [partition, key], op, view.epoch)))
     op.done()
     return {
       partition,

@@ -9,6 +9,10 @@ import {
   ClusterView,
   NoSeedReachableError,
   mergeMembers,
+  memberChanged,
+  invalidMemberState,
+  pack,
+  unpack,
   type MemberState,
   type RingParams,
   Paths,
@@ -163,10 +167,10 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.#report(member.id, member.url, 'answered')
   }
 
-  /** A node answered with `epoch`: refresh from it if that is newer than ours. */
+  /** A node answered with `epoch`: refresh from it if it names other rings than ours. */
   observe(epoch: string | undefined, url: string): void {
     if (epoch === undefined || epoch === this.view.epoch) return
-    if (!this.view.isOlderThan(epoch)) return
+    if (!this.view.differs(epoch)) return
     if (this.#clock.now() - this.#lastRefresh < this.#o.refreshDebounceMs) return
     void this.refresh(url)
   }
@@ -180,6 +184,24 @@ export class Membership extends EventEmitter<MembershipEvents> {
       this.#refreshing.set(key, p)
     }
     return p
+  }
+
+  /**
+   * A node refused our ring: exchange member entries with it both ways (read its ring, then gossip
+   * ours to it), after which the two agree unless something changed meanwhile. Which side was behind
+   * does not matter.
+   */
+  async reconcile(url: string): Promise<void> {
+    await this.refresh(url)
+    try {
+      const body = pack({ partitions: this.#params.partitions, n: this.#params.n, members: [...this.#states.values()] })
+      const reply = await this.#transport.post(url, Paths.gossip, body, { timeoutMs: 2000 })
+      if (reply.status !== 200) return
+      const m = unpack(reply.body) as { members?: MemberState[] }
+      if (Array.isArray(m?.members) && m.members.every((e) => !invalidMemberState(e))) this.#merge(m.members)
+    } catch {
+      // the retry that follows reports the node's failure
+    }
   }
 
   async #refresh(url?: string): Promise<void> {
@@ -203,17 +225,18 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.limits = ring.limits
     this.#clusterDown = new Set(ring.down)
     this.#clusterDownAt = this.#clock.now()
-    const before = new Map([...this.#states].map(([id, m]) => [id, m]))
-    const changed = mergeMembers(this.#states, ring.members).some((m) => {
-      const b = before.get(m.id)
-      return !b || b.version !== m.version || b.status !== m.status || b.removed !== m.removed
-    })
-    if (changed) {
-      this.view = new ClusterView(this.#states.values(), this.#params)
-      this.emit('ring', this.view)
-      if (membershipChannels.ring.hasSubscribers) membershipChannels.ring.publish({ epoch: this.view.epoch, transition: this.view.transition })
-    }
+    this.#merge(ring.members)
     for (const m of this.#live()) this.#report(m.id, m.url, 'cluster view')
+  }
+
+  #merge(members: MemberState[]): void {
+    const before = new Map(this.#states)
+    if (!mergeMembers(this.#states, members).some((m) => memberChanged(before.get(m.id), m))) return
+    const epoch = this.view.epoch
+    this.view = new ClusterView(this.#states.values(), this.#params)
+    if (this.view.epoch === epoch) return
+    this.emit('ring', this.view)
+    if (membershipChannels.ring.hasSubscribers) membershipChannels.ring.publish({ epoch: this.view.epoch, transition: this.view.transition })
   }
 
   #report(id: string, url: string, reason: string): void {
@@ -237,19 +260,34 @@ export class Membership extends EventEmitter<MembershipEvents> {
    * so even an idle client follows a join or leave within a gossip round or two.
    */
   async #watch(): Promise<void> {
+    // Wait on the epoch the watched node last reported: when this client knows more than that node,
+    // waiting on our own epoch would be answered at once, again and again.
+    let url: string | undefined
+    let theirs = this.view.epoch
     while (!this.#closed) {
-      const live = this.#live().filter((m) => this.up(m.id))
-      const pool = live.length > 0 ? live : this.#live()
-      const url = pool[Math.floor(Math.random() * pool.length)].url
+      if (url === undefined) {
+        const live = this.#live().filter((m) => this.up(m.id))
+        const pool = live.length > 0 ? live : this.#live()
+        if (pool.length === 0) {
+          await sleep(this.#clock, this.#o.backoffMs, this.#abort.signal)
+          continue
+        }
+        url = pool[Math.floor(Math.random() * pool.length)].url
+        theirs = this.view.epoch
+      }
       try {
-        const reply = await this.#transport.get(url, `${Paths.ring}?wait=${encodeURIComponent(this.view.epoch)}`, { timeoutMs: 30_000, signal: this.#abort.signal })
+        const reply = await this.#transport.get(url, `${Paths.ring}?wait=${encodeURIComponent(theirs)}`, { timeoutMs: 30_000, signal: this.#abort.signal })
         if (reply.status === 200) {
-          this.#apply(parseRing(reply.body))
+          const ring = parseRing(reply.body)
+          this.#apply(ring)
+          // An answer with the same epoch is the node's periodic timeout: wait again.
+          theirs = ring.epoch
           continue
         }
       } catch {
         // the node is down or the client closing: try another after a pause
       }
+      url = undefined
       await sleep(this.#clock, this.#o.backoffMs, this.#abort.signal)
     }
   }

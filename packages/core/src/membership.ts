@@ -75,6 +75,15 @@ export function mergeMembers(local: Map<string, MemberState>, remote: Iterable<M
   return changed
 }
 
+/** Whether two versions of an entry differ in anything but the heartbeat (so the rings may differ). */
+export function memberChanged(a: MemberState | undefined, b: MemberState): boolean {
+  if (!a) return true
+  return (
+    a.version !== b.version || a.status !== b.status || a.removed !== b.removed || a.url !== b.url || a.zone !== b.zone ||
+    a.weight !== b.weight || a.incarnation !== b.incarnation || a.since !== b.since || a.until !== b.until || a.ready !== b.ready
+  )
+}
+
 /** Validate one entry received from the network; returns a reason or undefined. */
 export function invalidMemberState(x: unknown): string | undefined {
   if (typeof x !== 'object' || x === null) return 'not an object'
@@ -108,17 +117,18 @@ function asDeparted(s: MemberState): Departed {
 }
 
 /**
- * The rings a set of member entries implies. `next` counts joining and normal members, with leaving
- * and left ones in its history; `current` counts normal and leaving members. A transition is over
- * (current = next) as soon as every member of `next` reports it holds its share of `next` (`ready`),
- * even before the joiners and leavers have rewritten their own status.
+ * The rings a set of member entries implies. `current` counts normal and leaving members (left ones
+ * are its history); `next` counts joining and normal members (leaving and left ones are its history).
+ * A change completes when its joiners and leavers rewrite their own status (`normal`, `left`), which
+ * each does only once every member of `next` reports that it holds its share of `next` (`ready`): so
+ * a completed change can never be undone by what a node learns later.
  */
 export class ClusterView {
   readonly current: Ring
   readonly next: Ring
   /** True while `current` and `next` differ: quorums are needed in both. */
   readonly transition: boolean
-  /** Sum of entry versions: grows with every change any node learns, never shrinks. */
+  /** Sum of entry versions: grows with every change any node learns (informational; not an order). */
   readonly version: number
   /** `${version}-${digest of both rings}`: sent on every request and response. */
   readonly epoch: string
@@ -128,26 +138,25 @@ export class ClusterView {
     const all = [...states].sort((a, b) => cmp(a.id, b.id))
     this.members = new Map(all.map((s) => [s.id, s]))
     this.version = all.reduce((sum, s) => sum + s.version, 0)
-    const inNext = all.filter((s) => s.status === 'joining' || s.status === 'normal')
-    const departedNext = all.filter((s) => s.status === 'leaving' || s.status === 'left')
     const options = { partitions: params.partitions, n: params.n, spares: params.spares }
-    // A ring needs a member; a cluster whose every member is leaving keeps its current ring.
-    const next = inNext.length > 0 ? new Ring(inNext.map(asMember), { ...options, history: departedNext.map(asDeparted) }) : undefined
-    const pending = all.some((s) => s.status === 'joining' || s.status === 'leaving')
-    if (next && (!pending || inNext.every((s) => s.ready === next.epoch))) {
-      this.current = next
-      this.next = next
-    } else {
-      const inCurrent = all.filter((s) => s.status === 'normal' || s.status === 'leaving')
-      const departedCurrent = all.filter((s) => s.status === 'left')
-      // Only joiners known (a cluster being founded by `--join` alone): they serve as current too.
-      const members = inCurrent.length > 0 ? inCurrent : inNext
-      this.current = new Ring(members.map(asMember), { ...options, history: departedCurrent.map(asDeparted) })
-      this.next = next ?? this.current
-    }
-    this.transition = this.current !== this.next && this.current.epoch !== this.next.epoch
-    if (!this.transition) this.next = this.current
+    const inCurrent = all.filter((s) => s.status === 'normal' || s.status === 'leaving')
+    const inNext = all.filter((s) => s.status === 'joining' || s.status === 'normal')
+    // Only joiners known (this node has not heard from the cluster yet): they serve as current too.
+    const currentMembers = inCurrent.length > 0 ? inCurrent : inNext
+    this.current = new Ring(currentMembers.map(asMember), { ...options, history: all.filter((s) => s.status === 'left').map(asDeparted) })
+    // A cluster whose every member is leaving keeps its current ring.
+    const next = inNext.length > 0 ? new Ring(inNext.map(asMember), { ...options, history: all.filter((s) => s.status === 'leaving' || s.status === 'left').map(asDeparted) }) : this.current
+    this.transition = next.epoch !== this.current.epoch
+    this.next = this.transition ? next : this.current
     this.epoch = `${this.version}-${md5(`${this.current.epoch}/${this.next.epoch}`).toString('hex').slice(0, 12)}`
+  }
+
+  /** Every member of `next` holds its share of it: the joiners and leavers may now rewrite their status. */
+  get nextReady(): boolean {
+    for (const m of this.members.values()) {
+      if ((m.status === 'joining' || m.status === 'normal') && m.ready !== this.next.epoch) return false
+    }
+    return true
   }
 
   /** The digest part of an epoch string, or undefined if it is malformed. */
@@ -158,22 +167,22 @@ export class ClusterView {
   }
 
   /**
-   * Whether a request made with `epoch` must be refused as stale: its rings differ from ours and it
-   * is not newer than ours. Newer requests are served (this node will hear of the change by gossip).
+   * Whether a request made with `epoch` must be refused: its rings differ from ours. (Which side is
+   * behind cannot be told from the epochs; the SDK resolves it by exchanging member entries with the
+   * refusing node, after which both agree.) Requests without an epoch (curl, other nodes) pass.
    */
   isStale(epoch: string | undefined | null): boolean {
     const theirs = ClusterView.parseEpoch(epoch)
-    if (!theirs) return false
-    const ours = ClusterView.parseEpoch(this.epoch)!
-    return theirs.digest !== ours.digest && theirs.version <= ours.version
+    return theirs !== undefined && theirs.digest !== this.digest
   }
 
-  /** Whether `other` (an epoch string) is newer than this view and differs from it. */
-  isOlderThan(epoch: string | undefined | null): boolean {
-    const theirs = ClusterView.parseEpoch(epoch)
-    if (!theirs) return false
-    const ours = ClusterView.parseEpoch(this.epoch)!
-    return theirs.digest !== ours.digest && theirs.version >= ours.version
+  /** Whether `epoch` names other rings than this view's. */
+  differs(epoch: string | undefined | null): boolean {
+    return this.isStale(epoch)
+  }
+
+  get digest(): string {
+    return this.epoch.slice(this.epoch.indexOf('-') + 1)
   }
 
   /** The top-N replicas of a partition in the current ring, then those of the next ring not in it. */

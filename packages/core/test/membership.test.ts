@@ -69,7 +69,7 @@ describe('ClusterView', () => {
     expect(v.epoch).toMatch(/^3-[0-9a-f]{12}$/)
   })
 
-  it('a joiner is in next only until every member of next is ready for it; then current = next', () => {
+  it('a joiner is in next only until it rewrites its status, which it does once every member of next is ready', () => {
     const joining = [...founders, entry('d', { status: 'joining', since: 10 })]
     const during = new ClusterView(joining, params)
     expect(during.transition).toBe(true)
@@ -80,15 +80,24 @@ describe('ClusterView', () => {
     expect(gained.length).toBeGreaterThan(0)
     for (const p of gained) expect(during.replicates('d', p)).toBe(true)
 
+    expect(during.nextReady).toBe(false)
     const almost = joining.map((m) => (m.id === 'd' ? m : { ...m, ready: during.next.epoch, version: m.version + 1 }))
-    expect(new ClusterView(almost, params).transition).toBe(true)
+    expect(new ClusterView(almost, params).nextReady).toBe(false)
     const ready = joining.map((m) => ({ ...m, ready: during.next.epoch, version: m.version + 1 }))
-    const after = new ClusterView(ready, params)
-    expect(after.transition).toBe(false)
-    expect(after.current.epoch).toBe(during.next.epoch)
-    // The joiner then rewrites its status: the rings stay the same.
+    const all = new ClusterView(ready, params)
+    expect(all.nextReady).toBe(true)
+    // Ready flags alone do not complete it (a later join could otherwise undo a completion).
+    expect(all.transition).toBe(true)
     const settled = new ClusterView(ready.map((m) => (m.id === 'd' ? { ...m, status: 'normal' as const, version: m.version + 1 } : m)), params)
+    expect(settled.transition).toBe(false)
     expect(settled.current.epoch).toBe(during.next.epoch)
+  })
+
+  it('a join that starts after another completed never takes the completed one back', () => {
+    const first = [...founders, entry('d', { status: 'normal', since: 10, version: 2 })]
+    const before = new ClusterView(first, params)
+    const second = new ClusterView([...first, entry('e', { status: 'joining', since: 20 })], params)
+    expect(second.current.epoch).toBe(before.current.epoch)
   })
 
   it('a leaver stays in current and leaves next; once left it is history in both', () => {
@@ -103,17 +112,15 @@ describe('ClusterView', () => {
     expect(left.current.epoch).toBe(during.next.epoch)
   })
 
-  it('a request made with an older, different ring is stale; a newer one or the same rings are not', () => {
+  it('a request made with other rings is refused whichever side is behind; the same rings pass at any version', () => {
     const v1 = new ClusterView(founders, params)
     const v2 = new ClusterView([...founders, entry('d', { status: 'joining', since: 10 })], params)
     expect(v2.isStale(v1.epoch)).toBe(true)
-    expect(v1.isStale(v2.epoch)).toBe(false)
-    expect(v1.isOlderThan(v2.epoch)).toBe(true)
-    // Same rings, a higher version (a restart): neither stale nor newer.
+    expect(v1.isStale(v2.epoch)).toBe(true)
+    // Same rings, a higher version (a restart): not refused.
     const restarted = new ClusterView(founders.map((m) => (m.id === 'a' ? { ...m, version: 2 } : m)), params)
     expect(v1.isStale(restarted.epoch)).toBe(false)
     expect(restarted.isStale(v1.epoch)).toBe(false)
-    expect(v1.isOlderThan(restarted.epoch)).toBe(false)
     // No or malformed epoch: not refused (curl and old clients).
     expect(v2.isStale(undefined)).toBe(false)
     expect(v2.isStale('garbage')).toBe(false)
