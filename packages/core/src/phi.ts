@@ -5,7 +5,7 @@
 import { InvalidArgumentError } from './errors.js'
 
 export interface PhiAccrualOptions {
-  /** Phi at and above which the peer is suspected (default 8: about 1 false suspicion in 10^8 gaps if the model holds). */
+  /** Phi at and above which the peer is suspected (default 8: a 10^-8 chance that a live peer's heartbeat is this late, were arrivals normal). */
   threshold?: number
   /** Inter-arrival samples kept; the oldest is evicted by each new one (default 100). */
   windowSize?: number
@@ -13,7 +13,10 @@ export interface PhiAccrualOptions {
   minStdDevMs?: number
   /** Silence, in ms, added to the mean interval: pauses up to this long (GC, a busy event loop) are not suspicious (default 0). */
   acceptablePauseMs?: number
-  /** Interval, in ms, assumed from the first heartbeat until real samples replace it (default 1000). */
+  /**
+   * Interval, in ms, assumed from the first heartbeat until real samples replace it (default 1000). Set it
+   * to the interval heartbeats really arrive at, or above: see the outage rule on PhiAccrualDetector.
+   */
   firstIntervalMs?: number
 }
 
@@ -32,6 +35,9 @@ const MAX_WINDOW = 1_000_000
 /**
  * Tracks one peer's heartbeat arrivals. Semantics, for a detector fed `heartbeat(t)` calls:
  *
+ * With the defaults, after a single heartbeat at t0: phi(t0) ≈ 8·10^-6, phi(t0 + 1000) = log10 2 ≈ 0.30,
+ * and phi reaches 8 at t0 + 2306.5 ms (1000 + 5.226 × 250).
+ *
  * - Before the first heartbeat, `phi()` is 0 and the peer counts as available: a peer never heard
  *   from is not suspected (the caller decides how long to wait for a first sign of life).
  * - The first heartbeat seeds the window with two samples, firstIntervalMs ± firstIntervalMs/4 (mean
@@ -41,12 +47,16 @@ const MAX_WINDOW = 1_000_000
  * - A heartbeat that arrives while the peer is suspected (phi ≥ threshold) is not recorded as a sample,
  *   so one long outage does not inflate the mean; it only restarts the silence. Neither is a heartbeat
  *   stamped before the previous one (a clock that stepped back): it restarts the silence too.
+ *   The flip side (Akka's too): a window whose seeds underestimate the real intervals never learns the
+ *   long ones, since each is suspected and left out, and the peer flaps. Heartbeats relayed by gossip
+ *   arrive irregularly (mean ≈ 1.45 and standard deviation ≈ 0.85 gossip intervals in
+ *   test/bench/gossip-sim.ts): for those, give firstIntervalMs ≈ 2 intervals and an acceptablePauseMs.
  * - phi(t) = log10(1 + e^z), z = y·(1.5976 + 0.070566·y²), y = (t − last − mean − acceptablePauseMs) / max(stdDev, minStdDevMs):
  *   the logistic approximation of the normal CDF that Akka uses, -log10(1 − F(t)), computed in log
- *   space. It is continuous and non-decreasing in t − last, ≥ 0, log10(2) ≈ 0.30 at the mean, and grows
+ *   space. It is continuous and non-decreasing in t − last, ≥ 0, log10(2) ≈ 0.30 at mean + pause, and grows
  *   like z/ln 10 (cubic in y) without bound: unlike the textbook formula, whose e^-z underflows to 0
  *   (phi = Infinity) about 22 standard deviations out, it stays finite and ordered for any silence a
- *   real clock can produce. It is +Infinity only when y³ overflows a double (silences of ~10^100
+ *   real clock can produce. It is +Infinity only when y³ overflows a double (silences of ~10^102
  *   standard deviations), and never NaN.
  *
  * Every call is O(1): the mean and variance come from running sums over a ring buffer (recomputed

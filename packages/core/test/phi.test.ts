@@ -67,6 +67,23 @@ describe('PhiAccrualDetector before and at the first heartbeat', () => {
     expect(d.phi(5000)).toBeLessThan(0.001)
     expect(d.phi(5000)).toBeGreaterThanOrEqual(0)
   })
+
+  it('with the defaults, one heartbeat makes phi reach 8 about 2.3 s later', () => {
+    const d = new PhiAccrualDetector()
+    expect(d.heartbeat(0)).toBe(0) // the first heartbeat ends no silence
+    expect(d.phi(0)).toBeCloseTo(7.96e-6, 8)
+    expect(d.isAvailable(2306)).toBe(true)
+    expect(d.isAvailable(2307)).toBe(false)
+  })
+
+  it('heartbeat() returns the phi the silence it ends had reached', () => {
+    const { d, last } = regular(1000, 20)
+    const expected = d.phi(last + 1700)
+    expect(d.heartbeat(last + 1700)).toBe(expected)
+    const zero = d.phi(last + 1700) // a repeat at the same instant ends a silence of 0 ms
+    expect(zero).toBeLessThan(0.001)
+    expect(d.heartbeat(last + 1700)).toBe(zero)
+  })
 })
 
 describe('PhiAccrualDetector phi', () => {

@@ -1,0 +1,490 @@
+// Anti-entropy (Dynamo §4.7): in the background, replicas of a partition compare Merkle trees and
+// exchange only the keys whose sets differ, so a replica that missed writes (down too long for its
+// hints, or a lost hint) converges without clients reading every key. Each partition's tree is built
+// by one scan at start and then kept current write by write (`onWrite`): an exchange reads no data
+// it does not send, and sends little more than the keys that differ.
+import {
+  ErrorCodes,
+  HASH_BYTES,
+  HttpError,
+  InvalidArgumentError,
+  MAX_BATCH,
+  MerkleTree,
+  Paths,
+  differingLeaves,
+  bytesEqual,
+  pack,
+  sleep,
+  unpack,
+  AbortError,
+  type Clock,
+  type ErrorCode,
+} from '@zerohop/core'
+import { dataKey } from './replica.js'
+import type { Store } from './storage/store.js'
+
+export const AntiEntropyPaths = {
+  /** Hashes of some nodes of one level of a partition's tree: `{partition, fanout, depth, level, indices}` → `{hashes}`. */
+  tree: '/v1/ae/tree',
+  /** Keys of some leaves with the digest of their stored set: `{partition, fanout, depth, leaves}` → `{keys: [key, digest][]}`. */
+  keys: '/v1/ae/keys',
+} as const
+
+/** Most node indices one tree request may ask for. */
+export const MAX_TREE_INDICES = 4096
+/** Most leaves one keys request may ask for. */
+export const MAX_KEYS_LEAVES = 1024
+
+export interface TreeRequest {
+  partition: number
+  level: number
+  indices: number[]
+  /** The asker's tree shape; when given, it must be this node's. */
+  fanout?: number
+  depth?: number
+}
+
+export interface TreeResponse {
+  hashes: Uint8Array[]
+}
+
+export interface KeysRequest {
+  partition: number
+  leaves: number[]
+  fanout?: number
+  depth?: number
+}
+
+export interface KeysResponse {
+  /** [key, MD5 of its stored set] for every key this node holds in those leaves. */
+  keys: [key: Uint8Array, digest: Uint8Array][]
+}
+
+export interface Peer {
+  id: string
+  url: string
+}
+
+export type Post = (url: string, path: string, body: Uint8Array) => Promise<{ status: number; body: Buffer }>
+
+export interface AntiEntropyOptions {
+  /** The node's storage: scanned once by `start()` (data keys, see replica.ts) and read for repairs. */
+  store: Store
+  /** Sync a set received from a peer into the local one (`Replica.store`); true when the local state changed. */
+  storeSet: (partition: number, key: Uint8Array, set: Uint8Array) => Promise<boolean>
+  /** POST a MessagePack body to a peer; a non-200 status is an error (JSON `{"error":{code,message}}`). */
+  post: Post
+  clock: Clock
+  /** Partitions this node replicates (it exchanges them in turn). */
+  partitions: () => number[]
+  /** Live replicas of `partition` other than this node. */
+  peers: (partition: number) => Peer[]
+  /** Time between two exchanges (each exchange one partition with one peer). Default 10 000. */
+  intervalMs?: number
+  /** Most keys compared and repaired per second, so repairs never starve clients. Default 5000. */
+  maxKeysPerSecond?: number
+  /** Keys per read / store request of a repair, at most MAX_BATCH. Default 500. */
+  batchKeys?: number
+  /** Leaves per keys request. Default 64. */
+  leavesPerRequest?: number
+  /** Tree shape: must be the same on every node. Default fanout 16, depth 3 (4096 leaves). */
+  fanout?: number
+  depth?: number
+  /** An exchange of the loop failed (the loop goes on with the next partition). */
+  onError?: (err: unknown, partition: number, peer: Peer) => void
+}
+
+export const antiEntropyDefaults = {
+  intervalMs: 10_000,
+  maxKeysPerSecond: 5000,
+  batchKeys: 500,
+  leavesPerRequest: 64,
+  fanout: 16,
+  depth: 3,
+} as const
+
+type Resolved = Required<Omit<AntiEntropyOptions, 'onError'>> & Pick<AntiEntropyOptions, 'onError'>
+
+function resolve(o: AntiEntropyOptions): Resolved {
+  const r = { ...antiEntropyDefaults, ...o } as Resolved
+  for (const name of ['storeSet', 'post', 'partitions', 'peers'] as const) {
+    if (typeof r[name] !== 'function') throw new InvalidArgumentError(`anti-entropy option ${name} must be a function`)
+  }
+  if (!r.store || typeof r.store.entries !== 'function') throw new InvalidArgumentError('anti-entropy option store must be the node Store')
+  if (!r.clock || typeof r.clock.setTimeout !== 'function') throw new InvalidArgumentError('anti-entropy option clock must be a Clock (systemClock outside tests)')
+  if (!Number.isInteger(r.intervalMs) || r.intervalMs < 1) throw new InvalidArgumentError(`anti-entropy intervalMs must be a positive integer (got ${String(r.intervalMs)}); the default is ${antiEntropyDefaults.intervalMs}`)
+  if (typeof r.maxKeysPerSecond !== 'number' || !(r.maxKeysPerSecond > 0)) {
+    throw new InvalidArgumentError(`anti-entropy maxKeysPerSecond must be a positive number, or Infinity for no limit (got ${String(r.maxKeysPerSecond)}); the default is ${antiEntropyDefaults.maxKeysPerSecond}`)
+  }
+  if (!Number.isInteger(r.batchKeys) || r.batchKeys < 1 || r.batchKeys > MAX_BATCH) throw new InvalidArgumentError(`anti-entropy batchKeys must be an integer from 1 to ${MAX_BATCH} (got ${String(r.batchKeys)})`)
+  if (!Number.isInteger(r.leavesPerRequest) || r.leavesPerRequest < 1 || r.leavesPerRequest > MAX_KEYS_LEAVES) {
+    throw new InvalidArgumentError(`anti-entropy leavesPerRequest must be an integer from 1 to ${MAX_KEYS_LEAVES} (got ${String(r.leavesPerRequest)})`)
+  }
+  return r
+}
+
+/** One partition's tree, and which keys it holds: leaf → (key as latin1 → digest of its stored set). */
+interface PartitionState {
+  tree: MerkleTree
+  leaves: Map<number, Map<string, Buffer>>
+  size: number
+}
+
+export interface ExchangeResult {
+  /** Leaves whose hashes differed. */
+  leaves: number
+  /** Keys whose digests differed. */
+  keys: number
+  /** Keys whose sets differed when read, and were sent one way or both. */
+  repaired: number
+}
+
+const DATA_RANGE = { gte: Buffer.from([0x64]), lt: Buffer.from([0x65]) }
+
+const latin1 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1')
+
+function bad(message: string): HttpError {
+  return new HttpError(400, ErrorCodes.BAD_BODY, message)
+}
+
+function asMap(x: unknown, path: string): Record<string, unknown> {
+  if (x === null || typeof x !== 'object' || Array.isArray(x)) throw bad(`${path} takes a MessagePack map`)
+  return x as Record<string, unknown>
+}
+
+function intsIn(x: unknown, field: string, max: number, limit: number): number[] {
+  if (!Array.isArray(x) || x.length === 0 || x.length > max) throw bad(`${field} must be an array of 1 to ${max} integers`)
+  for (const i of x) if (!Number.isInteger(i) || i < 0 || i >= limit) throw bad(`${field} must be integers from 0 to ${limit - 1}; got ${JSON.stringify(i)}`)
+  return x as number[]
+}
+
+export class AntiEntropy {
+  readonly #o: Resolved
+  readonly #parts = new Map<number, PartitionState>()
+  // Answers for partitions without data here (and carries the shape); never updated.
+  readonly #empty: MerkleTree
+  // While the start scan runs: keys (per partition) written since it began. The scan skips them, as
+  // onWrite already accounted for a state at least as new as the one the scan would read.
+  #touched?: Map<number, Set<string>>
+  #building?: Promise<void>
+  #ready = false
+  #stopped = true
+  #timer?: ReturnType<Clock['setTimeout']>
+  #running?: Promise<void>
+  #abort?: AbortController
+  #cursor = 0
+  readonly #visits = new Map<number, number>()
+  // Rate limit: when the next batch of keys may start (clock ms).
+  #nextAt = -Infinity
+
+  readonly metrics = {
+    /** Exchanges completed (by the loop or by exchange()). */
+    exchanges: 0,
+    /** Exchanges that failed (an exchange cut short by stop() counts too). */
+    failures: 0,
+    keysRepaired: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    /** Duration of the last completed exchange. */
+    lastExchangeMs: 0,
+    /** When (clock ms) the last exchange completed. */
+    lastExchangeAt: 0,
+  }
+
+  constructor(options: AntiEntropyOptions) {
+    this.#o = resolve(options)
+    this.#empty = new MerkleTree({ fanout: this.#o.fanout, depth: this.#o.depth })
+  }
+
+  get ready(): boolean {
+    return this.#ready
+  }
+
+  /** Build every partition's tree by one scan of the store. Idempotent; start() calls it. */
+  build(): Promise<void> {
+    this.#building ??= this.#scan().catch((err: unknown) => {
+      // A failed scan (storage error) may be retried by the next call.
+      this.#building = undefined
+      throw err
+    })
+    return this.#building
+  }
+
+  async #scan(): Promise<void> {
+    const touched = (this.#touched = new Map<number, Set<string>>())
+    try {
+      for await (const [k, v] of this.#o.store.entries(DATA_RANGE)) {
+        if (k.byteLength < 4) continue
+        const p = (k[1] << 8) | k[2]
+        const key = k.subarray(3)
+        if (touched.get(p)?.has(latin1(key))) continue
+        this.#set(p, key, this.#empty.digest(v))
+      }
+    } finally {
+      this.#touched = undefined
+    }
+    this.#ready = true
+  }
+
+  /**
+   * A key's stored set changed: `before` and `after` are the stored bytes (undefined = absent). Call it
+   * for every change of a data key, after the write and in write order per key (inside the Replica's
+   * key lock). The tree follows the digest it last recorded for the key, so `before` is not needed
+   * for correctness; it is taken so the call mirrors MerkleTree.update.
+   */
+  onWrite(partition: number, key: Uint8Array, _before: Uint8Array | undefined, after: Uint8Array | undefined): void {
+    if (this.#touched) {
+      let keys = this.#touched.get(partition)
+      if (!keys) this.#touched.set(partition, (keys = new Set()))
+      keys.add(latin1(key))
+    }
+    this.#set(partition, key, after && this.#empty.digest(after))
+  }
+
+  /** Forget a partition (its data was dropped after a handoff). */
+  drop(partition: number): void {
+    this.#parts.delete(partition)
+  }
+
+  /** Root hash of a partition's tree (the empty root when this node holds no data of it). */
+  root(partition: number): Buffer {
+    return (this.#parts.get(partition)?.tree ?? this.#empty).root()
+  }
+
+  /** Number of keys this node holds in a partition, as the tree knows them. */
+  keyCount(partition: number): number {
+    return this.#parts.get(partition)?.size ?? 0
+  }
+
+  #set(partition: number, key: Uint8Array, digest: Buffer | undefined): void {
+    let st = this.#parts.get(partition)
+    const leaf = this.#empty.leafOf(key)
+    const k = latin1(key)
+    const old = st?.leaves.get(leaf)?.get(k)
+    if (old === undefined && digest === undefined) return
+    if (old && digest && old.equals(digest)) return
+    if (!st) {
+      st = { tree: new MerkleTree({ fanout: this.#o.fanout, depth: this.#o.depth }), leaves: new Map(), size: 0 }
+      this.#parts.set(partition, st)
+    }
+    st.tree.updateDigests(key, old, digest)
+    let bucket = st.leaves.get(leaf)
+    if (digest) {
+      if (!bucket) st.leaves.set(leaf, (bucket = new Map()))
+      if (!old) st.size++
+      bucket.set(k, Buffer.from(digest))
+    } else {
+      bucket!.delete(k)
+      if (bucket!.size === 0) st.leaves.delete(leaf)
+      if (--st.size === 0) this.#parts.delete(partition)
+    }
+  }
+
+  #checkServing(req: Record<string, unknown>, path: string): number {
+    if (!this.#ready) throw new HttpError(503, ErrorCodes.NOT_READY, 'this node is still building its anti-entropy trees; retry shortly')
+    const p = req.partition
+    if (!Number.isInteger(p) || (p as number) < 0 || (p as number) > 0xffff) throw new HttpError(400, ErrorCodes.UNKNOWN_PARTITION, `${path}: partition must be an integer from 0 to 65535`)
+    if ((req.fanout !== undefined && req.fanout !== this.#o.fanout) || (req.depth !== undefined && req.depth !== this.#o.depth)) {
+      throw new HttpError(
+        409,
+        ErrorCodes.CLUSTER_MISMATCH,
+        `${path}: the asker's Merkle trees have fanout ${String(req.fanout)} and depth ${String(req.depth)}, this node's fanout ${this.#o.fanout} and depth ${this.#o.depth}; run every node with the same anti-entropy tree options`,
+      )
+    }
+    return p as number
+  }
+
+  /** POST /v1/ae/tree: hashes of some nodes of one level of a partition's tree. */
+  handleTree(body: unknown): TreeResponse {
+    const req = asMap(body, AntiEntropyPaths.tree)
+    const p = this.#checkServing(req, AntiEntropyPaths.tree)
+    const { depth } = this.#o
+    const level = req.level
+    if (!Number.isInteger(level) || (level as number) < 0 || (level as number) > depth) throw bad(`level must be an integer from 0 (the root) to ${depth} (the leaves)`)
+    const indices = intsIn(req.indices, 'indices', MAX_TREE_INDICES, this.#empty.width(level as number))
+    return { hashes: (this.#parts.get(p)?.tree ?? this.#empty).level(level as number, indices) }
+  }
+
+  /** POST /v1/ae/keys: the keys of some leaves of a partition, with the digest of their stored set. */
+  handleKeys(body: unknown): KeysResponse {
+    const req = asMap(body, AntiEntropyPaths.keys)
+    const p = this.#checkServing(req, AntiEntropyPaths.keys)
+    const leaves = intsIn(req.leaves, 'leaves', MAX_KEYS_LEAVES, this.#empty.leaves)
+    const keys: [Uint8Array, Uint8Array][] = []
+    for (const [k, d] of this.#keysIn(p, leaves)) keys.push([Buffer.from(k, 'latin1'), d])
+    return { keys }
+  }
+
+  #keysIn(partition: number, leaves: readonly number[]): Map<string, Buffer> {
+    const out = new Map<string, Buffer>()
+    const st = this.#parts.get(partition)
+    if (!st) return out
+    for (const leaf of new Set(leaves)) for (const [k, d] of st.leaves.get(leaf) ?? []) out.set(k, d)
+    return out
+  }
+
+  /**
+   * Compare one partition with one peer and repair both sides: descend the trees into differing
+   * nodes only, compare the keys of differing leaves, then pull the peer's sets of the keys that
+   * differ (stored through `storeSet`) and push ours to the peer (/v1/replica/store).
+   */
+  async exchange(partition: number, peerUrl: string, signal?: AbortSignal): Promise<ExchangeResult> {
+    try {
+      return await this.#exchange(partition, peerUrl, signal)
+    } catch (err) {
+      this.metrics.failures++
+      throw err
+    }
+  }
+
+  async #exchange(partition: number, peerUrl: string, signal?: AbortSignal): Promise<ExchangeResult> {
+    await this.build()
+    const { clock, fanout, depth } = this.#o
+    const started = clock.now()
+    const tree = this.#parts.get(partition)?.tree ?? this.#empty
+    const leaves = await differingLeaves(tree, async (level, indices) => {
+      const out: Uint8Array[] = []
+      for (let i = 0; i < indices.length; i += MAX_TREE_INDICES) {
+        const chunk = indices.slice(i, i + MAX_TREE_INDICES)
+        const res = await this.#call(peerUrl, AntiEntropyPaths.tree, { partition, fanout, depth, level, indices: chunk } satisfies TreeRequest)
+        if (!Array.isArray(res.hashes)) throw new TypeError(`${peerUrl} answered ${AntiEntropyPaths.tree} without hashes`)
+        out.push(...(res.hashes as Uint8Array[]))
+      }
+      return out
+    })
+    const result: ExchangeResult = { leaves: leaves.length, keys: 0, repaired: 0 }
+    // A batch is never more than a second's worth of keys, so the rate limit holds from the first one.
+    const batch = Math.max(1, Math.min(this.#o.batchKeys, Math.floor(this.#o.maxKeysPerSecond)))
+    const pending: Uint8Array[] = []
+    for (let i = 0; i < leaves.length; i += this.#o.leavesPerRequest) {
+      const chunk = leaves.slice(i, i + this.#o.leavesPerRequest)
+      const res = await this.#call(peerUrl, AntiEntropyPaths.keys, { partition, fanout, depth, leaves: chunk } satisfies KeysRequest)
+      const theirs = res.keys
+      if (!Array.isArray(theirs)) throw new TypeError(`${peerUrl} answered ${AntiEntropyPaths.keys} without keys`)
+      // Ours are read after theirs arrived: a write in between only adds a key that then compares equal.
+      const ours = this.#keysIn(partition, chunk)
+      const differ: Uint8Array[] = []
+      const seen = new Set<string>()
+      for (const item of theirs as unknown[]) {
+        if (!Array.isArray(item) || !(item[0] instanceof Uint8Array) || item[0].byteLength === 0 || !(item[1] instanceof Uint8Array) || item[1].byteLength !== HASH_BYTES) {
+          throw new TypeError(`${peerUrl} answered ${AntiEntropyPaths.keys} with an item that is not [key, 16-byte digest]`)
+        }
+        const k = latin1(item[0])
+        seen.add(k)
+        const mine = ours.get(k)
+        if (!mine || !bytesEqual(mine, item[1])) differ.push(item[0])
+      }
+      for (const k of ours.keys()) if (!seen.has(k)) differ.push(Buffer.from(k, 'latin1'))
+      result.keys += differ.length
+      // Full batches now; the rest waits for the next leaves' keys, so batches stay full.
+      pending.push(...differ)
+      while (pending.length >= batch) result.repaired += await this.#repair(partition, peerUrl, pending.splice(0, batch), signal)
+    }
+    if (pending.length > 0) result.repaired += await this.#repair(partition, peerUrl, pending, signal)
+    this.metrics.exchanges++
+    this.metrics.keysRepaired += result.repaired
+    this.metrics.lastExchangeAt = clock.now()
+    this.metrics.lastExchangeMs = this.metrics.lastExchangeAt - started
+    return result
+  }
+
+  async #repair(partition: number, peerUrl: string, keys: Uint8Array[], signal?: AbortSignal): Promise<number> {
+    await this.#pace(keys.length, signal)
+    const local = await this.#o.store.getMany(keys.map((k) => dataKey(partition, k)))
+    const res = await this.#call(peerUrl, Paths.read, { keys: keys.map((k) => [partition, k]) })
+    const sets = res.sets
+    if (!Array.isArray(sets) || sets.length !== keys.length || !sets.every((s) => s === null || s instanceof Uint8Array)) {
+      throw new TypeError(`${peerUrl} answered ${Paths.read} with ${Array.isArray(sets) ? sets.length : 'no'} sets for ${keys.length} keys`)
+    }
+    const pull: [Uint8Array, Uint8Array][] = []
+    const push: [number, Uint8Array, Uint8Array][] = []
+    keys.forEach((k, i) => {
+      const ours = local[i] ?? null
+      const theirs = (sets[i] as Uint8Array | null) ?? null
+      if (bytesEqual(ours, theirs)) return
+      if (theirs) pull.push([k, theirs])
+      if (ours) push.push([partition, k, ours])
+    })
+    // Push what we held before pulling: the peer syncs it with its own set, as we sync theirs with ours.
+    if (push.length > 0) await this.#call(peerUrl, Paths.store, { items: push })
+    await Promise.all(pull.map(([k, s]) => this.#o.storeSet(partition, k, s)))
+    return new Set([...pull.map(([k]) => latin1(k)), ...push.map(([, k]) => latin1(k))]).size
+  }
+
+  // Let `n` more keys through at most maxKeysPerSecond: wait until the previous batches' share of
+  // time has passed. A batch is charged before it runs, so bursts are at most one batch.
+  async #pace(n: number, signal?: AbortSignal): Promise<void> {
+    const { clock, maxKeysPerSecond } = this.#o
+    if (maxKeysPerSecond === Infinity) return
+    const now = clock.now()
+    const at = Math.max(this.#nextAt, now)
+    this.#nextAt = at + (n * 1000) / maxKeysPerSecond
+    if (at > now) await sleep(clock, at - now, signal)
+    if (signal?.aborted) throw new AbortError({ cause: signal.reason })
+  }
+
+  async #call(url: string, path: string, body: unknown): Promise<Record<string, unknown>> {
+    const bytes = pack(body)
+    this.metrics.bytesSent += bytes.byteLength
+    const res = await this.#o.post(url, path, bytes)
+    this.metrics.bytesReceived += res.body.byteLength
+    if (res.status !== 200) {
+      let error: { code?: string; message?: string } | undefined
+      try {
+        error = (JSON.parse(res.body.toString('utf8')) as { error?: typeof error }).error
+      } catch {
+        // Not the JSON error shape: report the status alone.
+      }
+      throw new HttpError(res.status, (error?.code as ErrorCode | undefined) ?? ErrorCodes.INTERNAL, `${path} on ${url} answered ${res.status}${error?.message ? `: ${error.message}` : ''}`)
+    }
+    const x = unpack(res.body)
+    if (x === null || typeof x !== 'object' || Array.isArray(x)) throw new TypeError(`${path} on ${url} answered something other than a MessagePack map`)
+    return x as Record<string, unknown>
+  }
+
+  /** Build the trees, then exchange one partition with one peer every intervalMs. */
+  async start(): Promise<void> {
+    await this.build()
+    if (!this.#stopped) return
+    this.#stopped = false
+    this.#abort = new AbortController()
+    this.#schedule()
+  }
+
+  /** Stop the loop; waits for an exchange under way to end (its rate-limit waits end at once). */
+  async stop(): Promise<void> {
+    this.#stopped = true
+    if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer)
+    this.#timer = undefined
+    this.#abort?.abort()
+    await this.#running
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return
+    this.#timer = this.#o.clock.setTimeout(() => {
+      this.#timer = undefined
+      this.#running = this.#tick().finally(() => {
+        this.#running = undefined
+        this.#schedule()
+      })
+    }, this.#o.intervalMs)
+  }
+
+  async #tick(): Promise<void> {
+    const partitions = this.#o.partitions()
+    if (partitions.length === 0) return
+    const partition = partitions[this.#cursor++ % partitions.length]
+    const peers = this.#o.peers(partition)
+    if (peers.length === 0) return
+    // Each visit of a partition takes the next peer, so every replica is compared in turn.
+    const visits = this.#visits.get(partition) ?? 0
+    this.#visits.set(partition, visits + 1)
+    const peer = peers[visits % peers.length]
+    try {
+      await this.exchange(partition, peer.url, this.#abort?.signal)
+    } catch (err) {
+      if (!this.#stopped) this.#o.onError?.(err, partition, peer)
+    }
+  }
+}

@@ -1,0 +1,548 @@
+// Tests of anti-entropy between replicas in one process: AntiEntropy instances over MemoryStores,
+// connected by an in-memory `post` that routes to the other instance's handlers and to small
+// read/store handlers (DVV sync, as the Replica does), on a virtual clock.
+import { describe, expect, it } from 'vitest'
+import {
+  ErrorCodes,
+  HttpError,
+  InvalidArgumentError,
+  MerkleTree,
+  Paths,
+  decodeSet,
+  encodeSet,
+  md5,
+  pack,
+  siblings,
+  sync,
+  unpack,
+  update,
+  type Clock,
+} from '@zerohop/core'
+import { AntiEntropy, AntiEntropyPaths, type AntiEntropyOptions } from '../src/anti-entropy.js'
+import { dataKey } from '../src/replica.js'
+import { MemoryStore, type Range, type Store } from '../src/storage/store.js'
+
+/** Timers fire only when the test advances time. */
+class VirtualClock implements Clock {
+  t = 0
+  #id = 0
+  #timers = new Map<number, { at: number; fn: () => void }>()
+
+  now(): number {
+    return this.t
+  }
+  setTimeout(fn: () => void, ms: number): number {
+    const id = ++this.#id
+    this.#timers.set(id, { at: this.t + ms, fn })
+    return id
+  }
+  clearTimeout(timer: unknown): void {
+    this.#timers.delete(timer as number)
+  }
+  setImmediate(fn: () => void): void {
+    this.setTimeout(fn, 0)
+  }
+  get pending(): number {
+    return this.#timers.size
+  }
+
+  /** Move time forward by `ms`, firing due timers in order and letting their promises settle. */
+  async advance(ms: number): Promise<void> {
+    const end = this.t + ms
+    for (;;) {
+      await settle()
+      let next: [number, { at: number; fn: () => void }] | undefined
+      for (const e of this.#timers) if (e[1].at <= end && (!next || e[1].at < next[1].at)) next = e
+      if (!next) break
+      this.#timers.delete(next[0])
+      this.t = Math.max(this.t, next[1].at)
+      next[1].fn()
+    }
+    this.t = end
+    await settle()
+  }
+}
+
+// Everything below runs on promises alone (no I/O): one macrotask turn lets every chain finish.
+const settle = () => new Promise<void>((r) => setImmediate(r))
+
+const Q_BITS = 3 // 8 partitions
+const partitionOf = (k: Uint8Array) => md5(k).readUInt32BE(0) >>> (32 - Q_BITS)
+const keyOf = (i: number) => Buffer.from(`user:${i}`)
+const setOf = (actor: string, value: string, base: Uint8Array | undefined = undefined) =>
+  encodeSet(update([], base ? decodeSet(base) : [], actor, Buffer.from(value)))
+
+interface Received {
+  path: string
+  body: Record<string, unknown>
+}
+
+/** One replica: a store, its AntiEntropy, and the replica routes another replica may call. */
+class TestNode {
+  readonly store: Store
+  readonly ae: AntiEntropy
+  readonly received: Received[] = []
+  failNext = 0
+
+  constructor(
+    readonly url: string,
+    readonly net: Map<string, TestNode>,
+    clock: Clock,
+    options: Partial<AntiEntropyOptions> = {},
+    store: Store = new MemoryStore(),
+  ) {
+    this.store = store
+    net.set(url, this)
+    this.ae = new AntiEntropy({
+      store,
+      clock,
+      storeSet: (p, k, s) => this.storeSet(p, k, s),
+      post: (to, path, body) => net.get(to)!.handle(path, body),
+      partitions: () => [],
+      peers: () => [],
+      maxKeysPerSecond: Infinity,
+      ...options,
+    })
+  }
+
+  /** What the Replica's store does: DVV-sync the incoming set into the stored one; then tell the tree. */
+  async storeSet(p: number, key: Uint8Array, incoming: Uint8Array): Promise<boolean> {
+    const dk = dataKey(p, key)
+    const before = await this.store.get(dk)
+    const after = before ? encodeSet(sync(decodeSet(before), decodeSet(incoming))) : Buffer.from(incoming)
+    if (before && Buffer.from(before).equals(after)) return false
+    await this.store.put(dk, after)
+    this.ae.onWrite(p, key, before, after)
+    return true
+  }
+
+  /** A client write coordinated here (concurrent with whatever is stored). */
+  async write(key: Uint8Array, value: string, actor = 'w'): Promise<void> {
+    const p = partitionOf(key)
+    const dk = dataKey(p, key)
+    const before = await this.store.get(dk)
+    const after = setOf(actor, value, before)
+    await this.store.put(dk, after)
+    this.ae.onWrite(p, key, before, after)
+  }
+
+  /** Put a set straight into the store, as data already on disk before start. */
+  async seed(key: Uint8Array, set: Uint8Array): Promise<void> {
+    await this.store.put(dataKey(partitionOf(key), key), set)
+  }
+
+  async handle(path: string, raw: Uint8Array): Promise<{ status: number; body: Buffer }> {
+    const body = unpack(raw) as Record<string, unknown>
+    this.received.push({ path, body })
+    try {
+      if (this.failNext > 0) {
+        this.failNext--
+        throw new HttpError(503, ErrorCodes.SHUTTING_DOWN, 'this node is shutting down')
+      }
+      let out: unknown
+      if (path === AntiEntropyPaths.tree) out = this.ae.handleTree(body)
+      else if (path === AntiEntropyPaths.keys) out = this.ae.handleKeys(body)
+      else if (path === Paths.read) {
+        const keys = body.keys as [number, Uint8Array][]
+        out = { sets: (await this.store.getMany(keys.map(([p, k]) => dataKey(p, k)))).map((s) => s ?? null) }
+      } else if (path === Paths.store) {
+        const items = body.items as [number, Uint8Array, Uint8Array][]
+        const results = await Promise.all(items.map(([p, k, s]) => this.storeSet(p, k, s)))
+        out = { changed: results.filter(Boolean).length }
+      } else throw new HttpError(404, ErrorCodes.NOT_FOUND, `no route ${path}`)
+      return { status: 200, body: pack(out) }
+    } catch (err) {
+      if (err instanceof HttpError) return { status: err.status, body: Buffer.from(JSON.stringify(err.toJSON())) }
+      throw err
+    }
+  }
+
+  async dump(): Promise<string[]> {
+    const out: string[] = []
+    for await (const [k, v] of this.store.entries()) out.push(`${Buffer.from(k).toString('hex')}=${Buffer.from(v).toString('hex')}`)
+    return out
+  }
+}
+
+async function pair(options: Partial<AntiEntropyOptions> = {}) {
+  const clock = new VirtualClock()
+  const net = new Map<string, TestNode>()
+  const a = new TestNode('a', net, clock, options)
+  const b = new TestNode('b', net, clock, options)
+  await a.store.open()
+  await b.store.open()
+  return { clock, net, a, b }
+}
+
+/** Both nodes hold `total` keys; `differing` of them differ (a third changed on a, a third only on a, the rest only on b). */
+async function seeded(total: number, differing: number, options: Partial<AntiEntropyOptions> = {}) {
+  const env = await pair(options)
+  const { a, b } = env
+  const odd: number[] = []
+  for (let i = 0; i < total; i++) {
+    const k = keyOf(i)
+    const set = setOf('n0', `v${i}`)
+    // Spread the differing keys over the key space.
+    const d = i % Math.floor(total / differing) === 0 && odd.length < differing ? odd.length % 3 : -1
+    if (d >= 0) odd.push(i)
+    if (d === 0) {
+      await a.seed(k, setOf('n1', `changed ${i}`, set))
+      await b.seed(k, set)
+    } else if (d === 1) {
+      await a.seed(k, set)
+    } else if (d === 2) {
+      await b.seed(k, set)
+    } else {
+      await a.seed(k, set)
+      await b.seed(k, set)
+    }
+  }
+  expect(odd).toHaveLength(differing)
+  await a.ae.build()
+  await b.ae.build()
+  return { ...env, odd }
+}
+
+const ALL = Array.from({ length: 2 ** Q_BITS }, (_, p) => p)
+
+async function exchangeAll(from: TestNode, to: string) {
+  let leaves = 0
+  let keys = 0
+  let repaired = 0
+  for (const p of ALL) {
+    const r = await from.ae.exchange(p, to)
+    leaves += r.leaves
+    keys += r.keys
+    repaired += r.repaired
+  }
+  return { leaves, keys, repaired }
+}
+
+const traffic = (n: TestNode) => n.ae.metrics.bytesSent + n.ae.metrics.bytesReceived
+
+async function fullCopyBytes(n: TestNode): Promise<number> {
+  const items: [number, Uint8Array, Uint8Array][] = []
+  for await (const [k, v] of n.store.entries()) items.push([(k[1] << 8) | k[2], k.subarray(3), v])
+  return pack({ items }).byteLength
+}
+
+describe('AntiEntropy exchange', () => {
+  it('makes two replicas identical: 1000 keys, 10 differing, over 8 partitions', async () => {
+    const { a, b, odd } = await seeded(1000, 10)
+    expect(await a.dump()).not.toEqual(await b.dump())
+    const r = await exchangeAll(a, 'b')
+    expect(r.keys).toBe(10)
+    expect(r.repaired).toBe(10)
+    expect(a.ae.metrics.keysRepaired).toBe(10)
+    expect(a.ae.metrics.exchanges).toBe(8)
+    expect(await a.dump()).toEqual(await b.dump())
+    for (const p of ALL) expect(a.ae.root(p).equals(b.ae.root(p))).toBe(true)
+    // The key changed on a kept both versions on both sides (DVV sync, not last-writer-wins).
+    const changed = keyOf(odd[0])
+    const set = decodeSet((await b.store.get(dataKey(partitionOf(changed), changed)))!)
+    expect(siblings(set).map((v) => Buffer.from(v).toString()).sort()).toEqual([`changed ${odd[0]}`, `v${odd[0]}`])
+    // A second round finds nothing to do.
+    expect(await exchangeAll(b, 'a')).toEqual({ leaves: 0, keys: 0, repaired: 0 })
+  })
+
+  it('sends bytes in proportion to the differing keys, not to the total', async () => {
+    const measure = async (total: number, differing: number) => {
+      const { a, b } = await seeded(total, differing)
+      const full = await fullCopyBytes(a)
+      const r = await exchangeAll(a, 'b')
+      expect(r.repaired).toBe(differing)
+      expect(await a.dump()).toEqual(await b.dump())
+      return { bytes: traffic(a), full, ratio: traffic(a) / full }
+    }
+    const small = await measure(1000, 10)
+    const large = await measure(10_000, 10)
+    const more = await measure(10_000, 100)
+    console.log('anti-entropy bytes', { '10 of 1000': small, '10 of 10000': large, '100 of 10000': more })
+    expect(large.ratio).toBeLessThan(0.05)
+    // Ten times the keys with the same differences: the traffic stays about the same...
+    expect(large.bytes).toBeLessThan(small.bytes * 1.5)
+    // ...and ten times the differences costs several times the traffic.
+    expect(more.bytes).toBeGreaterThan(large.bytes * 4)
+  })
+
+  it('copies a key present on one side only, both ways', async () => {
+    const { a, b } = await pair()
+    const x = Buffer.from('only-on-a')
+    const y = Buffer.from('only-on-b')
+    await a.ae.build()
+    await b.ae.build()
+    await a.write(x, 'x')
+    await b.write(y, 'y')
+    await exchangeAll(a, 'b')
+    expect(await a.dump()).toEqual(await b.dump())
+    expect(await a.dump()).toHaveLength(2)
+    expect(a.ae.keyCount(partitionOf(y))).toBeGreaterThan(0)
+    for (const p of ALL) expect(a.ae.root(p).equals(b.ae.root(p))).toBe(true)
+  })
+
+  it('identical replicas exchange only the root', async () => {
+    const { a, b } = await seeded(1000, 3)
+    await exchangeAll(a, 'b')
+    b.received.length = 0
+    const before = traffic(a)
+    const r = await a.ae.exchange(partitionOf(keyOf(1)), 'b')
+    expect(r).toEqual({ leaves: 0, keys: 0, repaired: 0 })
+    expect(b.received).toHaveLength(1)
+    expect(b.received[0].path).toBe(AntiEntropyPaths.tree)
+    expect(b.received[0].body).toMatchObject({ level: 0, indices: [0] })
+    expect(traffic(a) - before).toBeLessThan(100)
+  })
+
+  it('fills an empty replica, pulling every key', async () => {
+    const { a, b } = await pair()
+    for (let i = 0; i < 600; i++) await a.seed(keyOf(i), setOf('n0', `v${i}`))
+    await a.ae.build()
+    await b.ae.build()
+    const r = await exchangeAll(b, 'a')
+    expect(r.repaired).toBe(600)
+    expect(await b.dump()).toEqual(await a.dump())
+    // The pulled keys went through storeSet → onWrite: b's trees are current.
+    for (const p of ALL) expect(b.ae.root(p).equals(a.ae.root(p))).toBe(true)
+  })
+
+  it('keeps trees current write by write: they equal the trees a fresh scan builds', async () => {
+    const { clock, net, a } = await seeded(500, 5)
+    for (let i = 0; i < 200; i++) await a.write(keyOf(i * 3), `w${i}`)
+    // Deletes of stored data (dropped, not tombstoned) go through onWrite with after = undefined.
+    for (let i = 1; i < 50; i += 7) {
+      const k = keyOf(i)
+      const dk = dataKey(partitionOf(k), k)
+      const before = await a.store.get(dk)
+      await a.store.del(dk)
+      a.ae.onWrite(partitionOf(k), k, before, undefined)
+    }
+    const fresh = new TestNode('fresh', net, clock, {}, a.store)
+    await fresh.ae.build()
+    for (const p of ALL) {
+      expect(a.ae.root(p).equals(fresh.ae.root(p))).toBe(true)
+      expect(a.ae.keyCount(p)).toBe(fresh.ae.keyCount(p))
+    }
+  })
+
+  it('counts a write made during the start scan exactly once', async () => {
+    // A store whose scan pauses after its first row, so writes land mid-scan (the scan reads a
+    // snapshot, as LevelDB's iterators do).
+    const inner = new MemoryStore()
+    let hook: (() => Promise<void>) | undefined
+    const store: Store = {
+      open: () => inner.open(),
+      close: () => inner.close(),
+      get: (k) => inner.get(k),
+      getMany: (k) => inner.getMany(k),
+      put: (k, v) => inner.put(k, v),
+      del: (k) => inner.del(k),
+      async *entries(range?: Range) {
+        let first = true
+        for await (const row of inner.entries(range)) {
+          yield row
+          if (first && hook) await hook()
+          first = false
+        }
+      },
+    }
+    await store.open()
+    const clock = new VirtualClock()
+    const net = new Map<string, TestNode>()
+    const a = new TestNode('a', net, clock, {}, store)
+    for (let i = 0; i < 300; i++) await a.seed(keyOf(i), setOf('n0', `v${i}`))
+    hook = async () => {
+      for (let i = 0; i < 300; i += 10) await a.write(keyOf(i), `during ${i}`)
+      await a.write(Buffer.from('new-key'), 'new')
+      const gone = keyOf(5)
+      const dk = dataKey(partitionOf(gone), gone)
+      const before = await store.get(dk)
+      await store.del(dk)
+      a.ae.onWrite(partitionOf(gone), gone, before, undefined)
+    }
+    await a.ae.build()
+    hook = undefined
+    const fresh = new TestNode('fresh', net, clock, {}, store)
+    await fresh.ae.build()
+    for (const p of ALL) expect(a.ae.root(p).equals(fresh.ae.root(p))).toBe(true)
+  })
+
+  it('repairs at most maxKeysPerSecond', async () => {
+    const { clock, a, b } = await pair({ maxKeysPerSecond: 1000, batchKeys: 500 })
+    const p = 3
+    // 2000 keys of one partition, on a only.
+    for (let i = 0, n = 0; n < 2000; i++) {
+      const k = keyOf(i)
+      if (partitionOf(k) !== p) continue
+      await a.seed(k, setOf('n0', `v${i}`))
+      n++
+    }
+    await a.ae.build()
+    await b.ae.build()
+    const reads: number[] = []
+    const handle = a.handle.bind(a)
+    a.handle = async (path, body) => {
+      if (path === Paths.read) reads.push(clock.now())
+      return handle(path, body)
+    }
+    let done = false
+    const run = b.ae.exchange(p, 'a').then((r) => {
+      done = true
+      return r
+    })
+    while (!done) await clock.advance(50)
+    expect((await run).repaired).toBe(2000)
+    // Four batches of 500, one every half second.
+    expect(reads).toEqual([0, 500, 1000, 1500])
+    expect(b.ae.metrics.lastExchangeMs).toBe(1500)
+    expect(await b.dump()).toEqual(await a.dump())
+  })
+
+  it('never sends a batch over a second of the rate limit', async () => {
+    const { clock, a, b } = await pair({ maxKeysPerSecond: 100, batchKeys: 500 })
+    for (let i = 0, n = 0; n < 250; i++) {
+      const k = keyOf(i)
+      if (partitionOf(k) !== 0) continue
+      await a.seed(k, setOf('n0', `v${i}`))
+      n++
+    }
+    await a.ae.build()
+    await b.ae.build()
+    let done = false
+    void b.ae.exchange(0, 'a').then(() => (done = true))
+    while (!done) await clock.advance(100)
+    const sizes = a.received.filter((r) => r.path === Paths.read).map((r) => (r.body.keys as unknown[]).length)
+    expect(sizes).toEqual([100, 100, 50])
+    expect(clock.now()).toBeGreaterThanOrEqual(2000)
+  })
+
+  it('answers a peer error with an HttpError carrying its code', async () => {
+    const { a, b } = await seeded(100, 3)
+    b.failNext = 1
+    const err = await a.ae.exchange(0, 'b').catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(HttpError)
+    expect(err).toMatchObject({ status: 503, code: ErrorCodes.SHUTTING_DOWN })
+    expect(a.ae.metrics.failures).toBe(1)
+  })
+})
+
+describe('AntiEntropy loop', () => {
+  it('exchanges one partition per interval, each time with the next peer, until stopped', async () => {
+    const clock = new VirtualClock()
+    const net = new Map<string, TestNode>()
+    const errors: unknown[] = []
+    const a = new TestNode('a', net, clock, {
+      partitions: () => [1, 2],
+      peers: () => [
+        { id: 'b', url: 'b' },
+        { id: 'c', url: 'c' },
+      ],
+      onError: (err) => errors.push(err),
+    })
+    const b = new TestNode('b', net, clock)
+    const c = new TestNode('c', net, clock)
+    for (const n of [a, b, c]) await n.store.open()
+    let k: Uint8Array | undefined
+    for (let i = 0; !k; i++) if (partitionOf(keyOf(i)) === 1) k = keyOf(i)
+    await a.seed(k, setOf('n0', 'v'))
+    await a.ae.start()
+    await b.ae.build()
+    await c.ae.build()
+    const roots = () => [...net.values()].flatMap((n) => n.received.filter((r) => r.body.level === 0).map((r) => `${n.url}:${String(r.body.partition)}`))
+
+    await clock.advance(9_999)
+    expect(roots()).toEqual([])
+    await clock.advance(1)
+    expect(roots()).toEqual(['b:1'])
+    // The loop repaired b.
+    expect(await b.dump()).toEqual(await a.dump())
+    await clock.advance(10_000)
+    c.failNext = 1
+    await clock.advance(10_000)
+    await clock.advance(10_000)
+    expect(roots().sort()).toEqual(['b:1', 'b:2', 'c:1', 'c:2'].sort())
+    expect(a.ae.metrics.exchanges).toBe(3)
+    expect(a.ae.metrics.failures).toBe(1)
+    expect(errors).toHaveLength(1)
+    await a.ae.stop()
+    await clock.advance(100_000)
+    expect(roots()).toHaveLength(4)
+    expect(clock.pending).toBe(0)
+  })
+
+  it('stop() ends an exchange waiting on the rate limit', async () => {
+    const clock = new VirtualClock()
+    const net = new Map<string, TestNode>()
+    const b = new TestNode('b', net, clock, { maxKeysPerSecond: 10, batchKeys: 10, partitions: () => [0], peers: () => [{ id: 'a', url: 'a' }] })
+    const a = new TestNode('a', net, clock)
+    await a.store.open()
+    await b.store.open()
+    for (let i = 0, n = 0; n < 100; i++) {
+      if (partitionOf(keyOf(i)) !== 0) continue
+      await a.seed(keyOf(i), setOf('n0', `v${i}`))
+      n++
+    }
+    await a.ae.build()
+    await b.ae.start()
+    await clock.advance(10_000)
+    await clock.advance(1_500)
+    const copied = (await b.dump()).length
+    expect(copied).toBeGreaterThan(0)
+    expect(copied).toBeLessThan(100)
+    await b.ae.stop()
+    expect(b.ae.metrics.failures).toBe(1)
+    expect(clock.pending).toBe(0)
+  })
+})
+
+describe('AntiEntropy handlers', () => {
+  it('refuse to serve before the trees are built', async () => {
+    const { a } = await pair()
+    expect(() => a.ae.handleTree({ partition: 0, level: 0, indices: [0] })).toThrow(expect.objectContaining({ status: 503, code: ErrorCodes.NOT_READY }))
+  })
+
+  it('validate their bodies', async () => {
+    const { a } = await pair()
+    await a.ae.build()
+    const tree = (body: unknown) => () => a.ae.handleTree(body)
+    expect(tree([1, 2])).toThrow(expect.objectContaining({ status: 400, code: ErrorCodes.BAD_BODY }))
+    expect(tree({ partition: -1, level: 0, indices: [0] })).toThrow(expect.objectContaining({ code: ErrorCodes.UNKNOWN_PARTITION }))
+    expect(tree({ partition: 0, level: 4, indices: [0] })).toThrow(/level must be an integer from 0 \(the root\) to 3/)
+    expect(tree({ partition: 0, level: 1, indices: [16] })).toThrow(/integers from 0 to 15/)
+    expect(tree({ partition: 0, level: 1, indices: [] })).toThrow(/array of 1 to 4096/)
+    expect(tree({ partition: 0, level: 0, indices: [0], fanout: 4, depth: 6 })).toThrow(expect.objectContaining({ status: 409, code: ErrorCodes.CLUSTER_MISMATCH }))
+    expect(() => a.ae.handleKeys({ partition: 0, leaves: [4096] })).toThrow(/integers from 0 to 4095/)
+    expect(a.ae.handleTree({ partition: 9, level: 0, indices: [0] }).hashes[0]).toEqual(new MerkleTree().root())
+    expect(a.ae.handleKeys({ partition: 9, leaves: [0, 1] })).toEqual({ keys: [] })
+  })
+
+  it('list the keys of a leaf with the MD5 of their stored set', async () => {
+    const { a } = await pair()
+    await a.ae.build()
+    const k = Buffer.from('cart:1')
+    await a.write(k, 'x')
+    const stored = (await a.store.get(dataKey(partitionOf(k), k)))!
+    const leaf = new MerkleTree().leafOf(k)
+    expect(a.ae.handleKeys({ partition: partitionOf(k), leaves: [leaf] })).toEqual({ keys: [[k, md5(stored)]] })
+  })
+
+  it('drop() forgets a partition', async () => {
+    const { a } = await pair()
+    await a.ae.build()
+    const k = Buffer.from('cart:1')
+    await a.write(k, 'x')
+    const p = partitionOf(k)
+    expect(a.ae.keyCount(p)).toBe(1)
+    a.ae.drop(p)
+    expect(a.ae.keyCount(p)).toBe(0)
+    expect(a.ae.root(p)).toEqual(new MerkleTree().root())
+  })
+
+  it('validates its options', () => {
+    const base = { store: new MemoryStore(), clock: new VirtualClock(), storeSet: async () => true, post: async () => ({ status: 200, body: Buffer.alloc(0) }), partitions: () => [], peers: () => [] }
+    expect(() => new AntiEntropy({ ...base, intervalMs: 0 })).toThrow(InvalidArgumentError)
+    expect(() => new AntiEntropy({ ...base, maxKeysPerSecond: 0 })).toThrow(/positive number, or Infinity/)
+    expect(() => new AntiEntropy({ ...base, batchKeys: 5000 })).toThrow(/from 1 to 1000/)
+    expect(() => new AntiEntropy({ ...base, fanout: 3 })).toThrow(/power of two/)
+    expect(() => new AntiEntropy({ ...base, post: undefined as never })).toThrow(/post must be a function/)
+  })
+})
