@@ -235,4 +235,23 @@ describe('membership changes under load', () => {
     await waitFor(() => db.isUp('n3'), { timeoutMs: 10_000, what: 'the SDK to hold n3 up' })
     console.log(`failure detection: n3 held down ${detected} ms after SIGKILL, up again ${Date.now() - restarted} ms after restart`)
   })
+
+  it('an SDK skips a paused node the cluster holds down: writes it would coordinate go elsewhere at once', async () => {
+    cluster = await Cluster.start({ nodes: 3, partitions: 64, args: FAST })
+    const n3 = cluster.node('n3')
+    n3.pause()
+    await waitFor(async () => (await ringOf(cluster!.node('n1'))).down.includes('n3'), { timeoutMs: 15_000, what: 'n1 to hold n3 down' })
+    // A client that has never sent n3 anything: only the cluster's view can tell it n3 is down.
+    const db = await connect({ seeds: cluster.seeds.slice(0, 1), timeoutMs: 1000 })
+    clients.push(db)
+    expect(db.isUp('n3')).toBe(false)
+    const ring = db.ring
+    const keys: string[] = []
+    for (let i = 0; keys.length < 10; i++) if (ring.preferenceList(ring.partitionOf(Buffer.from(`p${i}`)))[0].id === 'n3') keys.push(`p${i}`)
+    const t0 = Date.now()
+    for (const k of keys) await db.put(k, 'v')
+    // A paused coordinator would hold each write until its 1 s deadline and fail it.
+    expect((Date.now() - t0) / keys.length).toBeLessThan(300)
+    n3.resume()
+  })
 })
