@@ -67,6 +67,26 @@ describe('membership changes under load', () => {
     cluster = undefined
   })
 
+  /** A client, cold keys written once, and the workload running and warmed up. */
+  async function startLoad(): Promise<{ db: Client<unknown>; kv: Collection<Versioned>; cold: string[]; load: Workload }> {
+    const { db, kv } = await client()
+    const cold = await writeCold(kv)
+    const load = new Workload(kv, { keys: 200 })
+    load.start()
+    await waitFor(() => load.stats.puts > 200, { timeoutMs: 20_000, what: 'the load to warm up' })
+    return { db, kv, cold, load }
+  }
+
+  /** Keep the load on a while after the change (past the drops), stop it, and check what it saw. */
+  async function finishLoad(load: Workload, putsAtCompletion: number, what: string): Promise<void> {
+    const until = load.ops + 2000
+    await waitFor(() => load.ops > until, { timeoutMs: 30_000, what })
+    await load.stop()
+    await load.verify()
+    expect(load.violations).toEqual([])
+    expectServed(load, putsAtCompletion)
+  }
+
   async function client(refreshIntervalMs = 1000): Promise<{ db: Client<unknown>; kv: Collection<Versioned> }> {
     const db = await connect({ seeds: cluster!.seeds.slice(0, 1), encoding: 'json', refreshIntervalMs, timeoutMs: 3000 })
     clients.push(db)
@@ -75,13 +95,9 @@ describe('membership changes under load', () => {
 
   it('a fourth node joins: nothing acknowledged is lost, no stale read, a quarter of the replicas move, idle SDKs see it within 2 s', async () => {
     cluster = await Cluster.start({ nodes: 3, partitions: 64, args: FAST })
-    const { db, kv } = await client()
     // The idle client's periodic refresh is a minute away: only its watch can tell it in time.
     const idle = (await client(60_000)).db
-    const cold = await writeCold(kv)
-    const load = new Workload(kv, { keys: 200 })
-    load.start()
-    await waitFor(() => load.stats.puts > 200, { timeoutMs: 20_000, what: 'the load to warm up' })
+    const { db, kv, cold, load } = await startLoad()
     const all = [...cold, ...Array.from({ length: 200 }, (_, i) => load.key(i))]
     const before = placement(db, all)
 
@@ -94,12 +110,7 @@ describe('membership changes under load', () => {
     expect(seenAfter, 'idle SDK saw the new ring within 2 s').toBeLessThanOrEqual(2000)
 
     // Keep the load on past the old replicas dropping what they handed off.
-    const until = load.ops + 2000
-    await waitFor(() => load.ops > until, { timeoutMs: 30_000, what: 'more load after the join' })
-    await load.stop()
-    await load.verify()
-    expect(load.violations).toEqual([])
-    expectServed(load, putsAtCompletion)
+    await finishLoad(load, putsAtCompletion, 'more load after the join')
     expect(db.view.current.member('n4')).toBeDefined()
 
     const after = placement(db, all)
@@ -121,20 +132,11 @@ describe('membership changes under load', () => {
 
   it('two nodes join back to back under load: neither change undoes the other, nothing is lost', async () => {
     cluster = await Cluster.start({ nodes: 3, partitions: 64, args: FAST })
-    const { db, kv } = await client()
-    const cold = await writeCold(kv)
-    const load = new Workload(kv, { keys: 200 })
-    load.start()
-    await waitFor(() => load.stats.puts > 200, { timeoutMs: 20_000, what: 'the load to warm up' })
+    const { db, kv, cold, load } = await startLoad()
     await Promise.all([cluster.join('n4'), cluster.join('n5')])
     await waitFor(async () => (await settled(cluster!.nodes, 'n4', 'normal')) && (await settled(cluster!.nodes, 'n5', 'normal')), { timeoutMs: 60_000, intervalMs: 20, what: 'both joins to complete everywhere' })
     const putsAtCompletion = load.stats.puts
-    const until = load.ops + 2000
-    await waitFor(() => load.ops > until, { timeoutMs: 30_000, what: 'more load after the joins' })
-    await load.stop()
-    await load.verify()
-    expect(load.violations).toEqual([])
-    expectServed(load, putsAtCompletion)
+    await finishLoad(load, putsAtCompletion, 'more load after the joins')
     await waitFor(() => db.view.current.members.length === 5 && !db.view.transition, { timeoutMs: 5000, what: 'the SDK to see five members' })
     console.log(`two joins: load ${load.summary()}`)
     await expectColdEverywhere(kv, cold)
@@ -142,11 +144,7 @@ describe('membership changes under load', () => {
 
   it('a node leaves: it hands off its data and exits, with nothing lost and no stale read', async () => {
     cluster = await Cluster.start({ nodes: 4, partitions: 64, args: FAST })
-    const { db, kv } = await client()
-    const cold = await writeCold(kv)
-    const load = new Workload(kv, { keys: 200 })
-    load.start()
-    await waitFor(() => load.stats.puts > 200, { timeoutMs: 20_000, what: 'the load to warm up' })
+    const { db, kv, cold, load } = await startLoad()
 
     const n4 = cluster.node('n4')
     const out = await zerohop('leave', '--node', n4.url)
@@ -157,12 +155,7 @@ describe('membership changes under load', () => {
     await waitFor(() => settled(cluster!.nodes, 'n4', 'left'), { timeoutMs: 20_000, what: 'everyone to see n4 left' })
     const putsAtCompletion = load.stats.puts
 
-    const until = load.ops + 2000
-    await waitFor(() => load.ops > until, { timeoutMs: 30_000, what: 'more load after the leave' })
-    await load.stop()
-    await load.verify()
-    expect(load.violations).toEqual([])
-    expectServed(load, putsAtCompletion)
+    await finishLoad(load, putsAtCompletion, 'more load after the leave')
     await waitFor(() => db.view.current.member('n4') === undefined, { timeoutMs: 5000, what: 'the SDK to drop n4' })
     console.log(`leave: load ${load.summary()}`)
     await expectColdEverywhere(kv, cold)
@@ -170,11 +163,7 @@ describe('membership changes under load', () => {
 
   it('a dead node is removed: the survivors re-replicate its data; a live node cannot be removed', async () => {
     cluster = await Cluster.start({ nodes: 4, partitions: 64, args: FAST })
-    const { db, kv } = await client()
-    const cold = await writeCold(kv)
-    const load = new Workload(kv, { keys: 200 })
-    load.start()
-    await waitFor(() => load.stats.puts > 200, { timeoutMs: 20_000, what: 'the load to warm up' })
+    const { db, kv, cold, load } = await startLoad()
 
     const alive = await zerohop('remove', 'n2', '--node', cluster.node('n1').url)
     expect(alive.code).toBe(2)
@@ -187,12 +176,7 @@ describe('membership changes under load', () => {
     await waitFor(() => settled(cluster!.nodes, 'n4', 'left'), { timeoutMs: 60_000, intervalMs: 20, what: 'the removal to complete everywhere' })
     const putsAtCompletion = load.stats.puts
 
-    const until = load.ops + 2000
-    await waitFor(() => load.ops > until, { timeoutMs: 30_000, what: 'more load after the removal' })
-    await load.stop()
-    await load.verify()
-    expect(load.violations).toEqual([])
-    expectServed(load, putsAtCompletion)
+    await finishLoad(load, putsAtCompletion, 'more load after the removal')
     await waitFor(() => db.view.current.member('n4') === undefined, { timeoutMs: 5000, what: 'the SDK to drop n4' })
     console.log(`remove: load ${load.summary()}`)
     await expectColdEverywhere(kv, cold)
