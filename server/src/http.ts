@@ -86,6 +86,7 @@ function decodeBody(body: Buffer): Record<string, unknown> {
 
 export class Validator {
   readonly ring: Ring
+  #mine?: Uint8Array
   constructor(readonly options: ResolvedNodeOptions, readonly view: ClusterView, readonly self: string) {
     this.ring = view.current
   }
@@ -98,7 +99,9 @@ export class Validator {
 
   /** A partition this node holds replicas of in the current or the next ring. */
   replicated(p: number, where: string): void {
-    if (!this.view.replicates(this.self, p)) {
+    // Computed once per view: this check runs for every key of every request.
+    this.#mine ??= Uint8Array.from({ length: this.ring.partitions }, (_, q) => (this.view.replicates(this.self, q) ? 1 : 0))
+    if (this.#mine[p] !== 1) {
       throw bad(409, ErrorCodes.NOT_REPLICA, `${where}: node ${this.self} does not hold replicas of partition ${p} in ring ${this.view.epoch}; refresh the ring`)
     }
   }

@@ -148,7 +148,8 @@ export class ClusterView {
     const next = inNext.length > 0 ? new Ring(inNext.map(asMember), { ...options, history: all.filter((s) => s.status === 'leaving' || s.status === 'left').map(asDeparted) }) : this.current
     this.transition = next.epoch !== this.current.epoch
     this.next = this.transition ? next : this.current
-    this.epoch = `${this.version}-${md5(`${this.current.epoch}/${this.next.epoch}`).toString('hex').slice(0, 12)}`
+    this.digest = md5(`${this.current.epoch}/${this.next.epoch}`).toString('hex').slice(0, 12)
+    this.epoch = `${this.version}-${this.digest}`
   }
 
   /** Every member of `next` holds its share of it: the joiners and leavers may now rewrite their status. */
@@ -172,8 +173,11 @@ export class ClusterView {
    * refusing node, after which both agree.) Requests without an epoch (curl, other nodes) pass.
    */
   isStale(epoch: string | undefined | null): boolean {
-    const theirs = ClusterView.parseEpoch(epoch)
-    return theirs !== undefined && theirs.digest !== this.digest
+    // On every request: the common case (the same epoch) costs one string comparison.
+    if (epoch === undefined || epoch === null || epoch === this.epoch) return false
+    const dash = epoch.indexOf('-')
+    if (dash < 1 || epoch.length - dash - 1 !== 12) return false
+    return epoch.slice(dash + 1) !== this.digest
   }
 
   /** Whether `epoch` names other rings than this view's. */
@@ -181,9 +185,8 @@ export class ClusterView {
     return this.isStale(epoch)
   }
 
-  get digest(): string {
-    return this.epoch.slice(this.epoch.indexOf('-') + 1)
-  }
+  /** The digest part of the epoch: names the current and next rings. */
+  readonly digest: string
 
   /** The top-N replicas of a partition in the current ring, then those of the next ring not in it. */
   replicas(partition: number): { current: readonly Member[]; next: readonly Member[] } {
