@@ -40,6 +40,8 @@ start options:
   --drop-delay-ms MS      keep handed-off partitions this long after a transition (default 30000)
   --max-hint-bytes B      hints kept per unreachable node before the oldest are dropped (default 67108864)
   --hint-interval-ms MS   how often hints are offered to their nodes (default 1000)
+  --ae-interval-ms MS     time between anti-entropy exchanges, one partition each (default 10000)
+  --ae-max-keys-per-second N  most keys anti-entropy repairs per second (default 5000)
   --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
 `
 
@@ -69,6 +71,8 @@ async function start(args: string[]): Promise<void> {
       'drop-delay-ms': { type: 'string' },
       'max-hint-bytes': { type: 'string' },
       'hint-interval-ms': { type: 'string' },
+      'ae-interval-ms': { type: 'string' },
+      'ae-max-keys-per-second': { type: 'string' },
       n: { type: 'string' },
       partitions: { type: 'string' },
       weight: { type: 'string' },
@@ -95,6 +99,8 @@ async function start(args: string[]): Promise<void> {
     dropDelayMs: num('drop-delay-ms', values['drop-delay-ms']),
     maxHintBytes: num('max-hint-bytes', values['max-hint-bytes']),
     hintIntervalMs: num('hint-interval-ms', values['hint-interval-ms']),
+    aeIntervalMs: num('ae-interval-ms', values['ae-interval-ms']),
+    aeMaxKeysPerSecond: num('ae-max-keys-per-second', values['ae-max-keys-per-second']),
     n: num('n', values.n),
     partitions: num('partitions', values.partitions),
     weight: num('weight', values.weight),

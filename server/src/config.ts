@@ -49,6 +49,10 @@ export interface NodeOptions {
   maxHintBytes?: number
   /** How often hints are offered to their nodes. */
   hintIntervalMs?: number
+  /** Time between two anti-entropy exchanges (one partition with one other replica each). */
+  aeIntervalMs?: number
+  /** Most keys anti-entropy compares and repairs per second. */
+  aeMaxKeysPerSecond?: number
   logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
 
@@ -73,6 +77,8 @@ export const nodeDefaults = {
   dropDelayMs: 30_000,
   maxHintBytes: 64 * 1024 * 1024,
   hintIntervalMs: 1000,
+  aeIntervalMs: 10_000,
+  aeMaxKeysPerSecond: 5000,
   zone: 'default',
   logLevel: 'info',
 } as const
@@ -146,6 +152,8 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     handoffPageItems: int('handoffPageItems', o.handoffPageItems ?? nodeDefaults.handoffPageItems, 1, 10_000, 'use --handoff-page-items'),
     maxHintBytes: int('maxHintBytes', o.maxHintBytes ?? nodeDefaults.maxHintBytes, 1024, 64 * 1024 * 1024 * 1024, 'use --max-hint-bytes'),
     hintIntervalMs: int('hintIntervalMs', o.hintIntervalMs ?? nodeDefaults.hintIntervalMs, 10, 3600_000, 'use --hint-interval-ms'),
+    aeIntervalMs: int('aeIntervalMs', o.aeIntervalMs ?? nodeDefaults.aeIntervalMs, 10, 24 * 3600_000, 'use --ae-interval-ms'),
+    aeMaxKeysPerSecond: int('aeMaxKeysPerSecond', o.aeMaxKeysPerSecond ?? nodeDefaults.aeMaxKeysPerSecond, 1, 10_000_000, 'use --ae-max-keys-per-second'),
     dropDelayMs: int('dropDelayMs', o.dropDelayMs ?? nodeDefaults.dropDelayMs, 0, 24 * 3600_000, 'use --drop-delay-ms'),
     logLevel,
   }

@@ -26,6 +26,7 @@ import type { Replica } from './replica.js'
 import type { ResolvedNodeOptions } from './config.js'
 import type { Gossip } from './gossip.js'
 import type { HintStore } from './hints.js'
+import { AntiEntropyPaths, type AntiEntropy } from './anti-entropy.js'
 
 export interface HttpDeps {
   options: ResolvedNodeOptions
@@ -35,6 +36,7 @@ export interface HttpDeps {
   view: () => ClusterView | undefined
   gossip: () => Gossip | undefined
   hints: () => HintStore | undefined
+  antiEntropy: () => AntiEntropy | undefined
   metrics: () => Promise<{ contentType: string; text: string }>
   health: () => object
   stopping: () => boolean
@@ -150,7 +152,12 @@ export class Validator {
   }
 }
 
-type Handler = (body: Record<string, unknown>, v: Validator, replica: Replica, hints: HintStore) => Promise<unknown>
+interface Parts {
+  hints: HintStore
+  antiEntropy: AntiEntropy
+}
+
+type Handler = (body: Record<string, unknown>, v: Validator, replica: Replica, parts: Parts) => Promise<unknown>
 
 const replicaRoutes: Record<string, Handler> = {
   // Gossip is answered before the replica checks (a node gossips before it serves); listed here so
@@ -174,7 +181,15 @@ const replicaRoutes: Record<string, Handler> = {
     const value = v.value(req.value)
     return { set: await replica.coordinate(p, k, context as VersionVector, value) }
   },
-  [Paths.store]: async (body, v, replica, hints) => {
+  [AntiEntropyPaths.tree]: async (body, v, _replica, { antiEntropy }) => {
+    if (typeof body.partition === 'number') v.replicated(body.partition, 'request')
+    return antiEntropy.handleTree(body)
+  },
+  [AntiEntropyPaths.keys]: async (body, v, _replica, { antiEntropy }) => {
+    if (typeof body.partition === 'number') v.replicated(body.partition, 'request')
+    return antiEntropy.handleKeys(body)
+  },
+  [Paths.store]: async (body, v, replica, { hints }) => {
     const items = v.batch(body.items, 'items').map((item, i) => {
       if (!Array.isArray(item) || item.length < 3 || item.length > 4) throw bad(400, ErrorCodes.BAD_BODY, `items[${i}] must be [partition, key, set] or [partition, key, set, hintFor]`)
       const [p, k] = v.partitionKey(item[0], item[1], `items[${i}]`)
@@ -321,7 +336,7 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     }
     if (!validator || validator.view !== view) validator = new Validator(options, view, options.id)
     const body = decodeBody(await readBody(req, options.maxBodyBytes))
-    const answer = await handler(body, validator, replica, deps.hints()!)
+    const answer = await handler(body, validator, replica, { hints: deps.hints()!, antiEntropy: deps.antiEntropy()! })
     // The rings may have changed while the body arrived or the write waited for its lock: a read or
     // store made with the old rings is then refused, so its sender does not count it (a stored set
     // stays: a sync is harmless). A coordination is not re-checked: its version is minted and the

@@ -12,6 +12,7 @@ import { Gossip } from './gossip.js'
 import { Handoff } from './handoff.js'
 import { HintStore } from './hints.js'
 import { nodeMetrics } from './metrics.js'
+import { AntiEntropy } from './anti-entropy.js'
 import { systemClock, UndiciTransport } from '@zerohop/client'
 import { Replica } from './replica.js'
 import { LevelStore } from './storage/level-store.js'
@@ -49,6 +50,7 @@ export class StorageNode {
   #gossip?: Gossip
   #handoff?: Handoff
   #hints?: HintStore
+  #antiEntropy?: AntiEntropy
   #identity?: Identity
   /** Serving replica requests: every seed heard from (a new cluster), or the join seed answered. */
   #ready = false
@@ -125,7 +127,7 @@ export class StorageNode {
       removed: false,
       ready: prev?.ready ?? '',
     }
-    this.#replica = new Replica(this.#store, `${this.#identity.id}~${this.#identity.incarnation}`)
+    this.#replica = new Replica(this.#store, `${this.#identity.id}~${this.#identity.incarnation}`, (p, k, before, after) => this.#antiEntropy?.onWrite(p, k, before, after))
     this.#gossip = new Gossip({
       self,
       known,
@@ -151,6 +153,7 @@ export class StorageNode {
       pageItems: o.handoffPageItems,
       dropDelayMs: o.dropDelayMs,
       onLeft: () => void this.#announceLeft(),
+      onDrop: (p, k) => this.#antiEntropy?.onWrite(p, Buffer.from(k).subarray(3), undefined, undefined),
     })
     this.#hints = new HintStore({
       store: this.#store,
@@ -168,6 +171,33 @@ export class StorageNode {
       replicasOf: (p) => [...this.#gossip!.view.replicas(p).current],
     })
     await this.#hints.open()
+    const replica = this.#replica
+    const transport = this.#transport
+    this.#antiEntropy = new AntiEntropy({
+      store: this.#store,
+      storeSet: (p, k, set) => replica.store(p, k, set),
+      post: async (url, path, body) => {
+        const r = await transport.post(url, path, body, { timeoutMs: 10_000 })
+        return { status: r.status, body: r.body }
+      },
+      clock: this.#clock,
+      partitions: () => {
+        const view = this.view
+        if (!view || view.transition) return []
+        const out: number[] = []
+        for (let p = 0; p < view.current.partitions; p++) if (view.replicates(o.id, p)) out.push(p)
+        return out
+      },
+      peers: (p) => {
+        const view = this.view
+        if (!view) return []
+        return view.replicas(p).current.filter((m) => m.id !== o.id && this.#gossip!.isUp(m.id)).map((m) => ({ id: m.id, url: m.url }))
+      },
+      intervalMs: o.aeIntervalMs,
+      maxKeysPerSecond: o.aeMaxKeysPerSecond,
+      onError: (err, partition, peer) => this.log.debug({ err, partition, peer: peer.id }, 'anti-entropy exchange failed'),
+    })
+    const antiEntropy = this.#antiEntropy
     const hints = this.#hints
     const handoff = this.#handoff
     const gossip = this.#gossip
@@ -175,6 +205,7 @@ export class StorageNode {
       hints: () => ({ ...hints.metrics, held: hints.counts() }),
       handoff: () => handoff.stats,
       peersDown: () => gossip.down().length,
+      antiEntropy: () => antiEntropy.metrics,
     })
     this.#server = createHttpServer({
       options: this.options,
@@ -183,6 +214,7 @@ export class StorageNode {
       view: () => this.view,
       gossip: () => this.#gossip,
       hints: () => this.#hints,
+      antiEntropy: () => this.#antiEntropy,
       metrics: async () => ({ contentType: registry.contentType, text: await registry.metrics() }),
       health: () => this.health(),
       stopping: () => this.#stopping,
@@ -203,6 +235,7 @@ export class StorageNode {
     else this.#discover()
     this.#gossip.start()
     this.#hints.start()
+    void this.#antiEntropy.start().catch((err) => this.log.error({ err }, 'anti-entropy could not start'))
   }
 
   /** Until the membership is known, ask every seed often (gossip proper runs once a second). */
@@ -388,6 +421,7 @@ export class StorageNode {
       this.#gossip?.stop()
       await this.#handoff?.stop()
       await this.#hints?.stop()
+      await this.#antiEntropy?.stop()
       const server = this.#server
       if (server) {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()))

@@ -46,9 +46,13 @@ export class Replica {
   readonly #locks = new KeyLocks()
   readonly actor: string
 
-  constructor(store: Store, actor: string) {
+  /** Called inside the key's lock after every change of a stored set (anti-entropy keeps its trees by it). */
+  readonly #onWrite?: (partition: number, key: Uint8Array, before: Uint8Array | undefined, after: Uint8Array) => void
+
+  constructor(store: Store, actor: string, onWrite?: (partition: number, key: Uint8Array, before: Uint8Array | undefined, after: Uint8Array) => void) {
     this.#store = store
     this.actor = actor
+    this.#onWrite = onWrite
   }
 
   /** Stored (encoded) sets, as they are on disk: no decode on the read path. */
@@ -82,6 +86,7 @@ export class Replica {
       const local = stored ? decodeSet(stored) : []
       const bytes = encodeSet(update(context, local, this.actor, value))
       await this.#store.put(dk, bytes)
+      this.#onWrite?.(partition, key, stored, bytes)
       return bytes
     })
   }
@@ -95,6 +100,7 @@ export class Replica {
       const merged = encodeSet(stored ? sync(decodeSet(stored), decodeSet(incoming)) : decodeSet(incoming))
       if (stored && bytesEqual(stored, merged)) return false
       await this.#store.put(dk, merged)
+      this.#onWrite?.(partition, key, stored, merged)
       return true
     })
   }

@@ -42,10 +42,10 @@ export async function waitFor<T>(check: () => T | Promise<T>, { timeoutMs = 10_0
 }
 
 /**
- * Node arguments that keep background repair (hint delivery) out of the way, for tests that need a
+ * Node arguments that keep background repair (hint delivery, anti-entropy) out of the way, for tests that need a
  * replica to stay stale until the feature under test (read repair, say) fixes it.
  */
-export const NO_BACKGROUND_REPAIR = ['--hint-interval-ms', '3600000']
+export const NO_BACKGROUND_REPAIR = ['--hint-interval-ms', '3600000', '--ae-interval-ms', '3600000']
 
 export interface ClusterOptions {
   nodes?: number
