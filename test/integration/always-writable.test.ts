@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises'
 import { afterEach, describe, expect, it } from 'vitest'
 import { request } from 'undici'
 import { connect, QuorumError, type Client } from '@zerohop/client'
-import { Cluster, waitFor, type NodeProcess } from '../harness/cluster.js'
+import { Cluster, NO_BACKGROUND_REPAIR, waitFor, type NodeProcess } from '../harness/cluster.js'
 import { sample } from '../../server/src/metrics.js'
 
 const FAST = ['--gossip-interval-ms', '200', '--hint-interval-ms', '200']
@@ -119,5 +119,26 @@ describe('always writable', () => {
     }
     expect(repaired).toBeGreaterThanOrEqual(1000)
     console.log(`anti-entropy: 1000 keys (about ${Math.round((1000 * 120) / 1024)} KiB of keys and values) restored on a wiped node in ${took} ms; ${repaired} keys repaired, ${Math.round(bytes / 1024)} KiB counted by the exchanges (sent + received, all nodes)`)
+  })
+
+  it('kv679: a node that lost its disk coordinates new writes under a new actor, so none is silently dropped', async () => {
+    cluster = await Cluster.start({ nodes: 3, partitions: 64, args: NO_BACKGROUND_REPAIR })
+    db = await connect({ seeds: cluster.seeds, refreshIntervalMs: 1000 })
+    const ring = db.ring
+    let key = ''
+    for (let i = 0; !key; i++) if (ring.preferenceList(ring.partitionOf(Buffer.from(`kv679-${i}`)))[0].id === 'n1') key = `kv679-${i}`
+    // n1 coordinates (first of the preference list): its counter for this key reaches 3 everywhere.
+    let context: string | undefined
+    for (const v of ['v1', 'v2', 'v3']) context = (await db.put(key, v, { context, w: 3 })).context
+    const n1 = cluster.node('n1')
+    await n1.stop()
+    await rm(n1.dataDir, { recursive: true, force: true })
+    await cluster.restart('n1')
+    // A blind write coordinated by the empty n1: with its old actor id it would mint counter 1, which
+    // the other replicas have already seen, and they would drop it although it was acknowledged.
+    const res = await db.put(key, 'after-disk-loss', { w: 3 })
+    expect(res.siblings.map((b) => Buffer.from(b as Uint8Array).toString())).toEqual(['after-disk-loss'])
+    const read = await db.get(key, { r: 3 })
+    expect(read.siblings.map((b) => Buffer.from(b as Uint8Array).toString()).sort()).toEqual(['after-disk-loss', 'v3'])
   })
 })
