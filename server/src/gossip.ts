@@ -12,6 +12,7 @@ import {
   invalidMemberState,
   mergeMembers,
   memberChanged,
+  nextEventTime,
   pack,
   unpack,
   type Clock,
@@ -101,15 +102,9 @@ export class Gossip {
     if (mergeMembers(this.states, [entry]).length > 0) this.#changed()
   }
 
-  /**
-   * The time to stamp a join or leave with: now, but after every event already in the history. The
-   * ring replays joins and leaves in time order; an event stamped before recorded ones would reshuffle
-   * most of the ring.
-   */
+  /** The time to stamp a join or leave with (after every recorded event). */
   nextEventTime(): number {
-    let latest = 0
-    for (const m of this.states.values()) latest = Math.max(latest, m.since, m.until)
-    return Math.max(this.#o.clock.now(), latest + 1)
+    return nextEventTime(this.states.values(), this.#o.clock.now())
   }
 
   /** Whether this node believes the member is alive. */

@@ -99,12 +99,6 @@ export class HintStore {
     return Object.fromEntries([...this.#index].map(([t, m]) => [t, m.size]))
   }
 
-  get total(): number {
-    let n = 0
-    for (const m of this.#index.values()) n += m.size
-    return n
-  }
-
   #track(target: string, k: string, bytes: number): void {
     let m = this.#index.get(target)
     if (!m) this.#index.set(target, (m = new Map()))

@@ -331,7 +331,7 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     const replica = deps.replica()
     if (deps.stopping()) throw bad(503, ErrorCodes.SHUTTING_DOWN, 'this node is shutting down')
     if (!view || !replica) throw bad(503, ErrorCodes.NOT_READY, 'this node has not heard from every seed yet; retry shortly')
-    if (epochChecked.has(path) && view.isStale(req.headers[EPOCH_HEADER] as string | undefined)) {
+    if (epochChecked.has(path) && view.differs(req.headers[EPOCH_HEADER] as string | undefined)) {
       throw bad(409, ErrorCodes.STALE_RING, `the request was made with ring ${req.headers[EPOCH_HEADER]}, older than this node's ${view.epoch}; refresh the ring and retry`)
     }
     if (!validator || validator.view !== view) validator = new Validator(options, view, options.id)
@@ -342,7 +342,7 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     // stays: a sync is harmless). A coordination is not re-checked: its version is minted and the
     // sender's stores that follow are.
     const now = deps.view()
-    if (path !== Paths.coordinate && now && now !== view && epochChecked.has(path) && now.isStale(req.headers[EPOCH_HEADER] as string | undefined)) {
+    if (path !== Paths.coordinate && now && now !== view && epochChecked.has(path) && now.differs(req.headers[EPOCH_HEADER] as string | undefined)) {
       throw bad(409, ErrorCodes.STALE_RING, `the rings changed while the request was served (now ${now.epoch}); refresh the ring and retry`)
     }
     const out = pack(answer)

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import type http from 'node:http'
 import { once } from 'node:events'
-import { pack, unpack, sleep, invalidMemberState, Paths, ZerohopError, ErrorCodes, HttpError, type Clock, type ClusterView, type HealthResponse, type MemberState, type RingResponse } from '@zerohop/core'
+import { pack, unpack, sleep, nextEventTime, invalidMemberState, Paths, ZerohopError, ErrorCodes, HttpError, type Clock, type ClusterView, type HealthResponse, type MemberState, type RingResponse } from '@zerohop/core'
 import pino, { type Logger } from 'pino'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js'
 import { createHttpServer } from './http.js'
@@ -108,7 +108,7 @@ export class StorageNode {
         await this.#store.close()
         throw new ZerohopError(ErrorCodes.CONFLICT, `the cluster at ${o.join} already has a member ${o.id} (${clash.status}); a new node needs a new --id`)
       }
-      since = Math.max(this.#clock.now(), ...cluster.map((m) => Math.max(m.since, m.until) + 1))
+      since = nextEventTime(cluster, this.#clock.now())
       known.push(...cluster)
     }
     const self: MemberState = {

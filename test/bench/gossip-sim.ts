@@ -52,6 +52,7 @@ import { fileURLToPath } from 'node:url'
 import { pack } from '../../packages/core/src/codec.js'
 import { mergeMembers, type MemberState } from '../../packages/core/src/membership.js'
 import { PhiAccrualDetector, type PhiAccrualOptions } from '../../packages/core/src/phi.js'
+import { mulberry32 } from '../harness/prng.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const resultsDir = path.join(here, '../../bench-results')
@@ -149,16 +150,6 @@ const cfg = {
 }
 
 // --- the simulated cluster ---------------------------------------------------------------------------
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface SimNode {
   index: number

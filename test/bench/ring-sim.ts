@@ -9,6 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Ring, type Departed, type Member } from '../../packages/core/src/ring.js'
+import { mulberry32 } from '../harness/prng.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const resultsDir = path.resolve(here, '../../bench-results')
@@ -18,15 +19,6 @@ const N = 3
 const SIZES = [10, 100, 1000]
 const TRIALS = 50
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const random = mulberry32(0x5eed)
 const used = new Set<string>()

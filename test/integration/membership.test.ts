@@ -200,14 +200,12 @@ describe('membership changes under load', () => {
     const detected = Date.now() - killed
     expect(detected).toBeLessThanOrEqual(10_000)
 
-    // Requests keep working and stop going to n3.
+    // Requests keep working, and the SDK holds n3 down. (That it skips a node held down without
+    // waiting for it is the paused-node test below: a killed node refuses at once anyway.)
     for (let i = 0; i < 20; i++) await db.put(`k${i}`, 'v')
     await waitFor(() => !db.isUp('n3'), { timeoutMs: 5000, what: 'the SDK to hold n3 down' })
     expect(events).toContain('down n3')
-    const t0 = Date.now()
     for (let i = 0; i < 20; i++) expect((await db.get(`k${i}`)).found).toBe(true)
-    const perOp = (Date.now() - t0) / 20
-    expect(perOp, 'reads do not wait for the dead node').toBeLessThan(200)
 
     await cluster.restart('n3')
     const restarted = Date.now()

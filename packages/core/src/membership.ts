@@ -102,6 +102,16 @@ export function invalidMemberState(x: unknown): string | undefined {
   return undefined
 }
 
+/**
+ * The time to stamp a join or leave with: now, but after every event in the history. The ring replays
+ * joins and leaves in time order; an event stamped before recorded ones would reshuffle most of it.
+ */
+export function nextEventTime(states: Iterable<MemberState>, now: number): number {
+  let latest = 0
+  for (const m of states) latest = Math.max(latest, m.since, m.until)
+  return Math.max(now, latest + 1)
+}
+
 export interface RingParams {
   partitions: number
   n: number
@@ -160,29 +170,18 @@ export class ClusterView {
     return true
   }
 
-  /** The digest part of an epoch string, or undefined if it is malformed. */
-  static parseEpoch(epoch: string | undefined | null): { version: number; digest: string } | undefined {
-    if (typeof epoch !== 'string') return undefined
-    const m = /^(\d{1,15})-([0-9a-f]{12})$/.exec(epoch)
-    return m ? { version: Number(m[1]), digest: m[2] } : undefined
-  }
-
   /**
-   * Whether a request made with `epoch` must be refused: its rings differ from ours. (Which side is
-   * behind cannot be told from the epochs; the SDK resolves it by exchanging member entries with the
-   * refusing node, after which both agree.) Requests without an epoch (curl, other nodes) pass.
+   * Whether `epoch` names other rings than this view's (a node refuses requests made with it). Which
+   * side is behind cannot be told from the epochs; the SDK resolves it by exchanging member entries
+   * with the refusing node, after which both agree. No epoch (curl, other nodes) or a malformed one
+   * does not differ.
    */
-  isStale(epoch: string | undefined | null): boolean {
+  differs(epoch: string | undefined | null): boolean {
     // On every request: the common case (the same epoch) costs one string comparison.
     if (epoch === undefined || epoch === null || epoch === this.epoch) return false
     const dash = epoch.indexOf('-')
     if (dash < 1 || epoch.length - dash - 1 !== 12) return false
     return epoch.slice(dash + 1) !== this.digest
-  }
-
-  /** Whether `epoch` names other rings than this view's. */
-  differs(epoch: string | undefined | null): boolean {
-    return this.isStale(epoch)
   }
 
   /** The digest part of the epoch: names the current and next rings. */

@@ -115,14 +115,14 @@ describe('ClusterView', () => {
   it('a request made with other rings is refused whichever side is behind; the same rings pass at any version', () => {
     const v1 = new ClusterView(founders, params)
     const v2 = new ClusterView([...founders, entry('d', { status: 'joining', since: 10 })], params)
-    expect(v2.isStale(v1.epoch)).toBe(true)
-    expect(v1.isStale(v2.epoch)).toBe(true)
+    expect(v2.differs(v1.epoch)).toBe(true)
+    expect(v1.differs(v2.epoch)).toBe(true)
     // Same rings, a higher version (a restart): not refused.
     const restarted = new ClusterView(founders.map((m) => (m.id === 'a' ? { ...m, version: 2 } : m)), params)
-    expect(v1.isStale(restarted.epoch)).toBe(false)
-    expect(restarted.isStale(v1.epoch)).toBe(false)
+    expect(v1.differs(restarted.epoch)).toBe(false)
+    expect(restarted.differs(v1.epoch)).toBe(false)
     // No or malformed epoch: not refused (curl and old clients).
-    expect(v2.isStale(undefined)).toBe(false)
-    expect(v2.isStale('garbage')).toBe(false)
+    expect(v2.differs(undefined)).toBe(false)
+    expect(v2.differs('garbage')).toBe(false)
   })
 })

@@ -5,6 +5,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { InvalidArgumentError } from '../src/errors.js'
 import { PhiAccrualDetector, phiAccrualDefaults, type PhiAccrualOptions } from '../src/phi.js'
+import { mulberry32 } from '../../../test/harness/prng.js'
 
 /** Akka's formula, written as Akka writes it (two branches), as an independent reference. */
 function akkaPhi(timeDiff: number, mean: number, stdDev: number): number {
@@ -25,14 +26,6 @@ function crossingY(threshold: number): number {
   return lo
 }
 
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** A detector fed a heartbeat at t0, then one every `interval` ms, `beats` times; returns it and the last time. */
 function regular(interval: number, beats: number, options: PhiAccrualOptions = {}, t0 = 1_000_000) {
