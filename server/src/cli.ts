@@ -40,6 +40,10 @@ start options:
   --drop-delay-ms MS      keep handed-off partitions this long after a transition (default 30000)
   --max-hint-bytes B      hints kept per unreachable node before the oldest are dropped (default 67108864)
   --hint-interval-ms MS   how often hints are offered to their nodes (default 1000)
+  --hint-ttl-ms MS        hints not delivered this long after they were stored are dropped (default 10800000, 3 h)
+  --tombstone-grace-ms MS every replica holds a tombstone this long before it is reaped; longer than
+                          --hint-ttl-ms (default 86400000, 24 h)
+  --reap-interval-ms MS   time between tombstone reaping rounds (default 60000)
   --ae-interval-ms MS     time between anti-entropy exchanges, one partition each (default 10000)
   --ae-max-keys-per-second N  most keys anti-entropy repairs per second (default 5000)
   --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
@@ -71,6 +75,9 @@ async function start(args: string[]): Promise<void> {
       'drop-delay-ms': { type: 'string' },
       'max-hint-bytes': { type: 'string' },
       'hint-interval-ms': { type: 'string' },
+      'hint-ttl-ms': { type: 'string' },
+      'tombstone-grace-ms': { type: 'string' },
+      'reap-interval-ms': { type: 'string' },
       'ae-interval-ms': { type: 'string' },
       'ae-max-keys-per-second': { type: 'string' },
       n: { type: 'string' },
@@ -99,6 +106,9 @@ async function start(args: string[]): Promise<void> {
     dropDelayMs: num('drop-delay-ms', values['drop-delay-ms']),
     maxHintBytes: num('max-hint-bytes', values['max-hint-bytes']),
     hintIntervalMs: num('hint-interval-ms', values['hint-interval-ms']),
+    hintTtlMs: num('hint-ttl-ms', values['hint-ttl-ms']),
+    tombstoneGraceMs: num('tombstone-grace-ms', values['tombstone-grace-ms']),
+    reapIntervalMs: num('reap-interval-ms', values['reap-interval-ms']),
     aeIntervalMs: num('ae-interval-ms', values['ae-interval-ms']),
     aeMaxKeysPerSecond: num('ae-max-keys-per-second', values['ae-max-keys-per-second']),
     n: num('n', values.n),

@@ -49,6 +49,12 @@ export interface NodeOptions {
   maxHintBytes?: number
   /** How often hints are offered to their nodes. */
   hintIntervalMs?: number
+  /** A hint not delivered this long after it was stored is dropped (anti-entropy repairs instead). */
+  hintTtlMs?: number
+  /** How long every replica must have held a tombstone before it is reaped; longer than hintTtlMs. */
+  tombstoneGraceMs?: number
+  /** Time between two tombstone reaping rounds. */
+  reapIntervalMs?: number
   /** Time between two anti-entropy exchanges (one partition with one other replica each). */
   aeIntervalMs?: number
   /** Most keys anti-entropy compares and repairs per second. */
@@ -77,6 +83,9 @@ export const nodeDefaults = {
   dropDelayMs: 30_000,
   maxHintBytes: 64 * 1024 * 1024,
   hintIntervalMs: 1000,
+  hintTtlMs: 3 * 3600_000,
+  tombstoneGraceMs: 24 * 3600_000,
+  reapIntervalMs: 60_000,
   aeIntervalMs: 10_000,
   aeMaxKeysPerSecond: 5000,
   zone: 'default',
@@ -126,6 +135,12 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight)) throw new InvalidArgumentError(`weight must be a positive number, got ${weight}`)
   const maxValueBytes = int('maxValueBytes', o.maxValueBytes ?? nodeDefaults.maxValueBytes, 1, 64 * 1024 * 1024, 'use --max-value-bytes')
   const maxBodyBytes = int('maxBodyBytes', o.maxBodyBytes ?? Math.max(nodeDefaults.maxBodyBytes, 4 * maxValueBytes), 1024, 1024 * 1024 * 1024, 'use --max-body-bytes')
+  const hintTtlMs = int('hintTtlMs', o.hintTtlMs ?? nodeDefaults.hintTtlMs, 100, 30 * 24 * 3600_000, 'use --hint-ttl-ms')
+  const tombstoneGraceMs = int('tombstoneGraceMs', o.tombstoneGraceMs ?? nodeDefaults.tombstoneGraceMs, 1000, 365 * 24 * 3600_000, 'use --tombstone-grace-ms')
+  // A hint older than a tombstone could carry a value the tombstone deleted: it must expire first.
+  if (tombstoneGraceMs <= hintTtlMs) {
+    throw new InvalidArgumentError(`tombstoneGraceMs (${tombstoneGraceMs}) must be longer than hintTtlMs (${hintTtlMs}), or a late hint could bring a deleted value back; raise --tombstone-grace-ms or lower --hint-ttl-ms`)
+  }
   const logLevel = o.logLevel ?? nodeDefaults.logLevel
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new InvalidArgumentError(`logLevel must be one of fatal, error, warn, info, debug, trace, silent; got ${logLevel}`)
   return {
@@ -152,6 +167,9 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     handoffPageItems: int('handoffPageItems', o.handoffPageItems ?? nodeDefaults.handoffPageItems, 1, 10_000, 'use --handoff-page-items'),
     maxHintBytes: int('maxHintBytes', o.maxHintBytes ?? nodeDefaults.maxHintBytes, 1024, 64 * 1024 * 1024 * 1024, 'use --max-hint-bytes'),
     hintIntervalMs: int('hintIntervalMs', o.hintIntervalMs ?? nodeDefaults.hintIntervalMs, 10, 3600_000, 'use --hint-interval-ms'),
+    hintTtlMs,
+    tombstoneGraceMs,
+    reapIntervalMs: int('reapIntervalMs', o.reapIntervalMs ?? nodeDefaults.reapIntervalMs, 10, 24 * 3600_000, 'use --reap-interval-ms'),
     aeIntervalMs: int('aeIntervalMs', o.aeIntervalMs ?? nodeDefaults.aeIntervalMs, 10, 24 * 3600_000, 'use --ae-interval-ms'),
     aeMaxKeysPerSecond: int('aeMaxKeysPerSecond', o.aeMaxKeysPerSecond ?? nodeDefaults.aeMaxKeysPerSecond, 1, 10_000_000, 'use --ae-max-keys-per-second'),
     dropDelayMs: int('dropDelayMs', o.dropDelayMs ?? nodeDefaults.dropDelayMs, 0, 24 * 3600_000, 'use --drop-delay-ms'),

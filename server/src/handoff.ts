@@ -37,6 +37,8 @@ export interface HandoffOptions {
   onLeft: () => void
   /** Called for each key deleted after its partition was handed off. */
   onDrop?: (partition: number, key: Uint8Array) => void
+  /** Called (and awaited) before the first key of a partition is dropped. */
+  beforeDrop?: (partition: number) => Promise<void>
 }
 
 const PROGRESS_KEY = Buffer.from('mhandoff')
@@ -242,8 +244,11 @@ export class Handoff {
     let deleted = 0
     for (let p = 0; p < view.current.partitions; p++) {
       if (view.replicates(me, p)) continue
+      let first = true
       for await (const [k] of store.entries(partitionRange(p))) {
         if (!sameRings(gossip.view, view) || this.#stopped) return
+        if (first) await this.#o.beforeDrop?.(p)
+        first = false
         await store.del(k)
         this.#o.onDrop?.(p, k)
         deleted++

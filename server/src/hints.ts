@@ -3,7 +3,10 @@
 // DVV sync. A periodic scan delivers them to their nodes once those are up again and deletes each
 // hint after the target stored it (unless it changed meanwhile). Hints live in LevelDB, so they
 // survive a restart; the store is bounded per target, and overflow drops the oldest (anti-entropy
-// repairs what a dropped hint carried).
+// repairs what a dropped hint carried). A hint expires --hint-ttl-ms after it was first stored, before
+// any tombstone it could resurrect may be reaped (--tombstone-grace-ms is longer; see reaper.ts).
+//
+// Stored value: the time the hint was first stored (ms, float64 BE), then the set.
 import { Paths, decodeSet, encodeSet, pack, sync, bytesEqual, type Clock, type ClockTimer } from '@zerohop/core'
 import type { Transport } from '@zerohop/client'
 import type { Logger } from 'pino'
@@ -32,6 +35,19 @@ export interface HintMetrics {
   stored: number
   delivered: number
   dropped: number
+  expired: number
+}
+
+function packHint(created: number, set: Uint8Array): Buffer {
+  const b = Buffer.allocUnsafe(8 + set.byteLength)
+  b.writeDoubleBE(created, 0)
+  b.set(set, 8)
+  return b
+}
+
+function unpackHint(v: Uint8Array): { created: number; set: Uint8Array } {
+  const b = Buffer.from(v.buffer, v.byteOffset, v.byteLength)
+  return { created: b.readDoubleBE(0), set: b.subarray(8) }
 }
 
 export interface HintStoreOptions {
@@ -45,18 +61,30 @@ export interface HintStoreOptions {
   intervalMs: number
   /** Items per delivery request. */
   batchItems: number
+  /** A hint not delivered this long after it was first stored is dropped. */
+  ttlMs: number
   /** Where a target node is, and whether it is believed up. */
   locate: (id: string) => { url: string; up: boolean } | undefined
   /** When a target no longer replicates a hint's partition: the nodes that do now. */
   replicasOf: (partition: number) => { id: string; url: string }[]
 }
 
+interface Held {
+  hk: Buffer
+  partition: number
+  key: Uint8Array
+  /** As stored (time and set): a hint is deleted only if this is still what is stored. */
+  raw: Uint8Array
+  set: Uint8Array
+}
+
 interface Entry {
   bytes: number
+  created: number
 }
 
 export class HintStore {
-  readonly metrics: HintMetrics = { stored: 0, delivered: 0, dropped: 0 }
+  readonly metrics: HintMetrics = { stored: 0, delivered: 0, dropped: 0, expired: 0 }
   readonly #o: HintStoreOptions
   readonly #locks = new KeyLocks()
   /** Per target: hint storage key (latin1) → size, oldest first (a rewrite moves a hint to the end). */
@@ -65,6 +93,7 @@ export class HintStore {
   #timer?: ClockTimer
   #stopped = false
   #delivering?: Promise<void>
+  #swept = 0
 
   constructor(o: HintStoreOptions) {
     this.#o = o
@@ -74,7 +103,7 @@ export class HintStore {
   async open(): Promise<void> {
     for await (const [k, v] of this.#o.store.entries({ gte: Buffer.from([0x68]), lt: Buffer.from([0x69]) })) {
       const { target } = parseHintKey(k)
-      this.#track(target, Buffer.from(k).toString('latin1'), k.byteLength + v.byteLength)
+      this.#track(target, Buffer.from(k).toString('latin1'), k.byteLength + v.byteLength, unpackHint(v).created)
     }
   }
 
@@ -99,12 +128,12 @@ export class HintStore {
     return Object.fromEntries([...this.#index].map(([t, m]) => [t, m.size]))
   }
 
-  #track(target: string, k: string, bytes: number): void {
+  #track(target: string, k: string, bytes: number, created: number): void {
     let m = this.#index.get(target)
     if (!m) this.#index.set(target, (m = new Map()))
     const prev = m.get(k)
     m.delete(k)
-    m.set(k, { bytes })
+    m.set(k, { bytes, created })
     this.#bytes.set(target, (this.#bytes.get(target) ?? 0) - (prev?.bytes ?? 0) + bytes)
   }
 
@@ -121,11 +150,18 @@ export class HintStore {
   async put(target: string, partition: number, key: Uint8Array, set: Uint8Array): Promise<void> {
     const hk = hintKey(target, partition, key)
     await this.#locks.run(hk, async () => {
-      const held = await this.#o.store.get(hk)
-      const merged = held ? encodeSet(sync(decodeSet(held), decodeSet(set))) : set
-      if (held && bytesEqual(held, merged)) return
-      await this.#o.store.put(hk, merged)
-      this.#track(target, hk.toString('latin1'), hk.length + merged.byteLength)
+      const raw = await this.#o.store.get(hk)
+      const now = this.#o.clock.now()
+      // A merged hint keeps its first time: it expires no later than the oldest write it carries. An
+      // expired one is replaced, not merged into, so nothing older than the TTL travels on.
+      const stored = raw ? unpackHint(raw) : undefined
+      const live = stored && now - stored.created <= this.#o.ttlMs ? stored : undefined
+      const created = live?.created ?? now
+      const merged = live ? encodeSet(sync(decodeSet(live.set), decodeSet(set))) : set
+      if (live && bytesEqual(live.set, merged)) return
+      const value = packHint(created, merged)
+      await this.#o.store.put(hk, value)
+      this.#track(target, hk.toString('latin1'), hk.length + value.byteLength, created)
       this.metrics.stored++
     })
     await this.#bound(target)
@@ -148,8 +184,34 @@ export class HintStore {
     this.#o.log.warn({ target, dropped, limit: this.#o.maxBytesPerTarget }, 'hint store for this target is full: dropped the oldest hints (anti-entropy will repair them)')
   }
 
-  /** Offer every target that is up its hints, in batches. */
+  /** Drop hints older than the TTL (a pass at most four times per TTL). */
+  async #expire(): Promise<void> {
+    const now = this.#o.clock.now()
+    if (now - this.#swept < this.#o.ttlMs / 4) return
+    this.#swept = now
+    for (const [target, m] of [...this.#index]) {
+      let expired = 0
+      for (const [k, e] of [...m]) {
+        if (now - e.created <= this.#o.ttlMs) continue
+        const hk = Buffer.from(k, 'latin1')
+        await this.#locks.run(hk, async () => {
+          const raw = await this.#o.store.get(hk)
+          if (raw && now - unpackHint(raw).created <= this.#o.ttlMs) return
+          await this.#o.store.del(hk)
+          this.#untrack(target, k)
+          expired++
+        })
+      }
+      if (expired > 0) {
+        this.metrics.expired += expired
+        this.#o.log.warn({ target, expired, ttlMs: this.#o.ttlMs }, 'hints expired undelivered (anti-entropy repairs what they carried)')
+      }
+    }
+  }
+
+  /** Drop expired hints; offer every target that is up its hints, in batches. */
   async deliver(): Promise<void> {
+    await this.#expire()
     for (const target of [...this.#index.keys()]) {
       if (this.#stopped) return
       const where = this.#o.locate(target)
@@ -165,16 +227,19 @@ export class HintStore {
   async #deliverTo(target: string, url: string | undefined): Promise<void> {
     const keys = [...(this.#index.get(target)?.keys() ?? [])]
     for (let i = 0; i < keys.length && !this.#stopped; i += this.#o.batchItems) {
-      const batch: { hk: Buffer; partition: number; key: Uint8Array; set: Uint8Array }[] = []
+      const batch: Held[] = []
       for (const k of keys.slice(i, i + this.#o.batchItems)) {
         const hk = Buffer.from(k, 'latin1')
-        const set = await this.#o.store.get(hk)
-        if (!set) {
+        const raw = await this.#o.store.get(hk)
+        if (!raw) {
           this.#untrack(target, k)
           continue
         }
+        const { created, set } = unpackHint(raw)
+        // Too old to deliver: the next expiry pass deletes it.
+        if (this.#o.clock.now() - created > this.#o.ttlMs) continue
         const { partition, key } = parseHintKey(hk)
-        batch.push({ hk, partition, key, set })
+        batch.push({ hk, partition, key, raw, set })
       }
       if (batch.length === 0) continue
       const answer = url ? await this.#send(url, batch) : 'gone'
@@ -184,7 +249,7 @@ export class HintStore {
         await this.#locks.run(h.hk, async () => {
           const now = await this.#o.store.get(h.hk)
           // A hint that grew while it travelled stays for the next round.
-          if (now && !bytesEqual(now, h.set)) return
+          if (now && !bytesEqual(now, h.raw)) return
           await this.#o.store.del(h.hk)
           this.#untrack(target, h.hk.toString('latin1'))
           this.metrics.delivered++
@@ -204,7 +269,7 @@ export class HintStore {
   }
 
   /** The target cannot take these any more (left, or no longer a replica): give them to the current replicas. */
-  async #reroute(batch: { hk: Buffer; partition: number; key: Uint8Array; set: Uint8Array }[]): Promise<typeof batch> {
+  async #reroute(batch: Held[]): Promise<Held[]> {
     const done: typeof batch = []
     for (const h of batch) {
       const replicas = this.#o.replicasOf(h.partition)

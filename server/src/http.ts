@@ -27,6 +27,7 @@ import type { ResolvedNodeOptions } from './config.js'
 import type { Gossip } from './gossip.js'
 import type { HintStore } from './hints.js'
 import { AntiEntropyPaths, type AntiEntropy } from './anti-entropy.js'
+import { ReapPaths, type Reaper } from './reaper.js'
 
 export interface HttpDeps {
   options: ResolvedNodeOptions
@@ -37,6 +38,7 @@ export interface HttpDeps {
   gossip: () => Gossip | undefined
   hints: () => HintStore | undefined
   antiEntropy: () => AntiEntropy | undefined
+  reaper: () => Reaper | undefined
   metrics: () => Promise<{ contentType: string; text: string }>
   health: () => object
   stopping: () => boolean
@@ -155,6 +157,7 @@ export class Validator {
 interface Parts {
   hints: HintStore
   antiEntropy: AntiEntropy
+  reaper: Reaper
 }
 
 type Handler = (body: Record<string, unknown>, v: Validator, replica: Replica, parts: Parts) => Promise<unknown>
@@ -203,6 +206,14 @@ const replicaRoutes: Record<string, Handler> = {
     const results = await Promise.all(items.map(([p, k, s, hint]) => (hint ? hints.put(hint, p, k, s).then(() => true) : replica.store(p, k, s))))
     return { changed: results.filter(Boolean).length }
   },
+  [ReapPaths.reap]: async (body, v, _replica, { reaper }) => {
+    v.batch(body.items, 'items').forEach((item, i) => {
+      if (!Array.isArray(item) || item.length !== 2 || !(item[1] instanceof Uint8Array)) throw bad(400, ErrorCodes.BAD_BODY, `items[${i}] must be [key, set]`)
+      const [p] = v.partitionKey(body.partition, item[0], `items[${i}]`)
+      v.replicated(p, `items[${i}]`)
+    })
+    return reaper.handle(body)
+  },
   [Paths.range]: async (body, v, replica) => {
     const p = body.partition
     if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p >= v.ring.partitions) {
@@ -217,7 +228,7 @@ const replicaRoutes: Record<string, Handler> = {
 }
 
 /** Replica requests made with a ring older than this node's are refused, so the sender refreshes. */
-const epochChecked = new Set<string>([Paths.read, Paths.coordinate, Paths.store])
+const epochChecked = new Set<string>([Paths.read, Paths.coordinate, Paths.store, ReapPaths.reap])
 
 export function createHttpServer(deps: HttpDeps): http.Server {
   const { options, log } = deps
@@ -336,7 +347,7 @@ export function createHttpServer(deps: HttpDeps): http.Server {
     }
     if (!validator || validator.view !== view) validator = new Validator(options, view, options.id)
     const body = decodeBody(await readBody(req, options.maxBodyBytes))
-    const answer = await handler(body, validator, replica, { hints: deps.hints()!, antiEntropy: deps.antiEntropy()! })
+    const answer = await handler(body, validator, replica, { hints: deps.hints()!, antiEntropy: deps.antiEntropy()!, reaper: deps.reaper()! })
     // The rings may have changed while the body arrived or the write waited for its lock: a read or
     // store made with the old rings is then refused, so its sender does not count it (a stored set
     // stays: a sync is harmless). A coordination is not re-checked: its version is minted and the

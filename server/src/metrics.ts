@@ -4,9 +4,10 @@
 import { Counter, Gauge, Registry } from 'prom-client'
 
 export interface MetricSources {
-  hints: () => { stored: number; delivered: number; dropped: number; held: Record<string, number> }
+  hints: () => { stored: number; delivered: number; dropped: number; expired: number; held: Record<string, number> }
   handoff: () => { items: number; bytes: number; partitions: number; dropped: number }
   antiEntropy?: () => { exchanges: number; keysRepaired: number; bytesSent: number; bytesReceived: number }
+  tombstones?: () => { held: number; reaped: number }
   peersDown: () => number
 }
 
@@ -30,6 +31,7 @@ export function nodeMetrics(src: MetricSources): Registry {
   total(registry, 'zerohop_hints_stored_total', 'Hints stored for other nodes (sloppy quorum)', () => src.hints().stored)
   total(registry, 'zerohop_hints_delivered_total', 'Hints delivered to their nodes and deleted', () => src.hints().delivered)
   total(registry, 'zerohop_hints_dropped_total', 'Hints dropped because a target went over --max-hint-bytes', () => src.hints().dropped)
+  total(registry, 'zerohop_hints_expired_total', 'Hints dropped undelivered after --hint-ttl-ms', () => src.hints().expired)
   new Gauge({
     name: 'zerohop_hints',
     help: 'Hints held, per target node',
@@ -50,6 +52,18 @@ export function nodeMetrics(src: MetricSources): Registry {
     total(registry, 'zerohop_ae_keys_repaired_total', 'Keys that differed and were synced by anti-entropy', () => ae().keysRepaired)
     total(registry, 'zerohop_ae_bytes_sent_total', 'Bytes sent by anti-entropy', () => ae().bytesSent)
     total(registry, 'zerohop_ae_bytes_received_total', 'Bytes received by anti-entropy', () => ae().bytesReceived)
+  }
+  if (src.tombstones) {
+    const t = src.tombstones
+    total(registry, 'zerohop_tombstones_reaped_total', 'Tombstones deleted after every replica held them for --tombstone-grace-ms', () => t().reaped)
+    new Gauge({
+      name: 'zerohop_tombstones',
+      help: 'Keys this node holds only as tombstones',
+      registers: [registry],
+      collect() {
+        this.set(t().held)
+      },
+    })
   }
   new Gauge({
     name: 'zerohop_peers_down',

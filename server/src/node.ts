@@ -14,7 +14,8 @@ import { HintStore } from './hints.js'
 import { nodeMetrics } from './metrics.js'
 import { AntiEntropy } from './anti-entropy.js'
 import { systemClock, UndiciTransport } from '@zerohop/client'
-import { Replica } from './replica.js'
+import { Actors, Replica, type ActorState } from './replica.js'
+import { Reaper } from './reaper.js'
 import { LevelStore } from './storage/level-store.js'
 import type { Store } from './storage/store.js'
 
@@ -27,6 +28,8 @@ export interface NodeDeps {
 }
 
 const IDENTITY_KEY = Buffer.from('midentity')
+/** The actor epoch and per-partition floors (see Actors in replica.ts). */
+const ACTORS_KEY = Buffer.from('mactors')
 const MEMBERS_KEY = Buffer.from('mgossip')
 /** Present only while the node is stopped after a graceful shutdown. */
 const CLEAN_KEY = Buffer.from('mclean')
@@ -51,6 +54,7 @@ export class StorageNode {
   #handoff?: Handoff
   #hints?: HintStore
   #antiEntropy?: AntiEntropy
+  #reaper?: Reaper
   #identity?: Identity
   /** Serving replica requests: every seed heard from (a new cluster), or the join seed answered. */
   #ready = false
@@ -127,7 +131,16 @@ export class StorageNode {
       removed: false,
       ready: prev?.ready ?? '',
     }
-    this.#replica = new Replica(this.#store, `${this.#identity.id}~${this.#identity.incarnation}`, (p, k, before, after) => this.#antiEntropy?.onWrite(p, k, before, after))
+    const actorState = await this.#store.get(ACTORS_KEY)
+    const actors = new Actors(
+      `${this.#identity.id}~${this.#identity.incarnation}`,
+      (state) => this.#store.put(ACTORS_KEY, pack(state), { sync: true }),
+      actorState ? (unpack(actorState) as ActorState) : undefined,
+    )
+    this.#replica = new Replica(this.#store, actors, (p, k, before, after, dead) => {
+      this.#antiEntropy?.onWrite(p, k, before, after)
+      this.#reaper?.onWrite(p, k, dead)
+    })
     this.#gossip = new Gossip({
       self,
       known,
@@ -153,7 +166,12 @@ export class StorageNode {
       pageItems: o.handoffPageItems,
       dropDelayMs: o.dropDelayMs,
       onLeft: () => void this.#announceLeft(),
-      onDrop: (p, k) => this.#antiEntropy?.onWrite(p, Buffer.from(k).subarray(3), undefined, undefined),
+      onDrop: (p, k) => {
+        const key = Buffer.from(k).subarray(3)
+        this.#antiEntropy?.onWrite(p, key, undefined, undefined)
+        this.#reaper?.onWrite(p, key, false)
+      },
+      beforeDrop: (p) => actors.retire([p]),
     })
     this.#hints = new HintStore({
       store: this.#store,
@@ -161,6 +179,7 @@ export class StorageNode {
       clock: this.#clock,
       log: this.log,
       maxBytesPerTarget: o.maxHintBytes,
+      ttlMs: o.hintTtlMs,
       intervalMs: o.hintIntervalMs,
       batchItems: 500,
       locate: (id) => {
@@ -198,6 +217,28 @@ export class StorageNode {
       onError: (err, partition, peer) => this.log.debug({ err, partition, peer: peer.id }, 'anti-entropy exchange failed'),
     })
     const antiEntropy = this.#antiEntropy
+    this.#reaper = new Reaper({
+      store: this.#store,
+      replica,
+      clock: this.#clock,
+      log: this.log,
+      graceMs: o.tombstoneGraceMs,
+      intervalMs: o.reapIntervalMs,
+      plan: (p) => {
+        const view = this.view
+        if (!view || view.transition) return undefined
+        const replicas = view.replicas(p).current
+        if (replicas[0]?.id !== o.id) return undefined
+        const peers = replicas.slice(1)
+        if (!peers.every((m) => this.#gossip!.isUp(m.id))) return undefined
+        return { epoch: view.epoch, peers: peers.map((m) => ({ id: m.id, url: m.url })) }
+      },
+      post: async (url, path, body, epoch) => {
+        const r = await transport.post(url, path, body, { timeoutMs: 10_000, epoch })
+        return { status: r.status, body: r.body }
+      },
+    })
+    const reaper = this.#reaper
     const hints = this.#hints
     const handoff = this.#handoff
     const gossip = this.#gossip
@@ -206,6 +247,7 @@ export class StorageNode {
       handoff: () => handoff.stats,
       peersDown: () => gossip.down().length,
       antiEntropy: () => antiEntropy.metrics,
+      tombstones: () => ({ held: reaper.count, reaped: reaper.metrics.reaped }),
     })
     this.#server = createHttpServer({
       options: this.options,
@@ -215,6 +257,7 @@ export class StorageNode {
       gossip: () => this.#gossip,
       hints: () => this.#hints,
       antiEntropy: () => this.#antiEntropy,
+      reaper: () => this.#reaper,
       metrics: async () => ({ contentType: registry.contentType, text: await registry.metrics() }),
       health: () => this.health(),
       stopping: () => this.#stopping,
@@ -236,6 +279,7 @@ export class StorageNode {
     this.#gossip.start()
     this.#hints.start()
     void this.#antiEntropy.start().catch((err) => this.log.error({ err }, 'anti-entropy could not start'))
+    void this.#reaper.start().catch((err) => this.log.error({ err }, 'tombstone reaping could not start'))
   }
 
   /** Until the membership is known, ask every seed often (gossip proper runs once a second). */
@@ -422,6 +466,7 @@ export class StorageNode {
       await this.#handoff?.stop()
       await this.#hints?.stop()
       await this.#antiEntropy?.stop()
+      await this.#reaper?.stop()
       const server = this.#server
       if (server) {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()))

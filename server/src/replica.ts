@@ -1,7 +1,7 @@
 // The replica endpoints' logic, apart from HTTP: read sets, coordinate a write (mint a dot), store a
 // set sent by a coordinator or by read repair. Writes to one key are serialised by a per-key lock so
 // a read-modify-write never loses a concurrent sync.
-import { decodeSet, encodeSet, sync, update, bytesEqual, type Value, type VersionVector } from '@zerohop/core'
+import { decodeSet, encodeSet, sync, update, bytesEqual, type DvvSet, type Value, type VersionVector } from '@zerohop/core'
 import type { Store } from './storage/store.js'
 
 /** Storage key of a data item: 'd' + partition (uint16 BE) + key bytes; one partition is one range. */
@@ -41,18 +41,101 @@ export class KeyLocks {
   }
 }
 
+/**
+ * Which actor id mints a write. A node's actors are `ID~INCARNATION` and `ID~INCARNATION.EPOCH`; the
+ * epoch rises (durably, before the deletes) every time this node deletes sets it held: reaped
+ * tombstones, handed-off partitions. A counter an actor minted for a key is only reused safely when
+ * the local set still holds that actor's newest dot, and that is only certain for actors of the
+ * current epoch, or of an older one still in the local set (a reap deletes a set every replica held
+ * identically, so whatever comes back holds the newest dot; a dropped partition may come back from a
+ * replica that missed the last writes, so a drop also sets that partition's floor).
+ * Without this, a key reaped here but not yet on a replica whose reap failed would get counter 1 again
+ * and the old tombstone would silently supersede the new, acknowledged write (the dots alias).
+ */
+export class Actors {
+  #epoch = 0
+  /** Partition → lowest epoch whose actors may be reused (set when the partition's data is dropped). */
+  readonly #floors = new Map<number, number>()
+
+  constructor(readonly base: string, readonly persist: (state: ActorState) => Promise<void> = async () => undefined, state?: ActorState) {
+    if (state && state.base === base) {
+      this.#epoch = state.epoch
+      for (const [p, e] of state.floors) this.#floors.set(p, e)
+    }
+  }
+
+  /** The actor new keys are written with. */
+  get current(): string {
+    return this.#epoch === 0 ? this.base : `${this.base}.${this.#epoch}`
+  }
+
+  get epoch(): number {
+    return this.#epoch
+  }
+
+  /** The actor that mints the next dot for a key whose local set is `local`, in `partition`. */
+  pick(local: DvvSet, partition: number): string {
+    const floor = this.#floors.get(partition) ?? 0
+    let best = -1
+    let actor = this.current
+    for (const [id] of local) {
+      const e = this.#epochOf(id)
+      if (e > best && e >= floor) {
+        best = e
+        actor = id
+      }
+    }
+    return actor
+  }
+
+  #epochOf(id: string): number {
+    if (id === this.base) return 0
+    if (id.length <= this.base.length + 1 || !id.startsWith(this.base) || id.charCodeAt(this.base.length) !== 0x2e) return -1
+    const e = Number(id.slice(this.base.length + 1))
+    return Number.isSafeInteger(e) ? e : -1
+  }
+
+  /** Call before deleting sets (of `partitions`, when whole partitions are dropped); resolves once on disk. */
+  async retire(partitions: number[] = []): Promise<void> {
+    this.#epoch++
+    for (const p of partitions) this.#floors.set(p, this.#epoch)
+    await this.persist(this.state())
+  }
+
+  state(): ActorState {
+    return { base: this.base, epoch: this.#epoch, floors: [...this.#floors] }
+  }
+}
+
+export interface ActorState {
+  base: string
+  epoch: number
+  floors: [number, number][]
+}
+
+/** Called inside the key's lock after every change of a stored set; `after` undefined is a deletion, `dead` a set of tombstones only. */
+export type WriteHook = (partition: number, key: Uint8Array, before: Uint8Array | undefined, after: Uint8Array | undefined, dead: boolean) => void
+
+function allTombstones(set: DvvSet): boolean {
+  for (const e of set) for (const v of e[2]) if (v !== null) return false
+  return set.length > 0
+}
+
 export class Replica {
   readonly #store: Store
   readonly #locks = new KeyLocks()
-  readonly actor: string
+  readonly actors: Actors
+  readonly #onWrite?: WriteHook
 
-  /** Called inside the key's lock after every change of a stored set (anti-entropy keeps its trees by it). */
-  readonly #onWrite?: (partition: number, key: Uint8Array, before: Uint8Array | undefined, after: Uint8Array) => void
-
-  constructor(store: Store, actor: string, onWrite?: (partition: number, key: Uint8Array, before: Uint8Array | undefined, after: Uint8Array) => void) {
+  constructor(store: Store, actors: Actors | string, onWrite?: WriteHook) {
     this.#store = store
-    this.actor = actor
+    this.actors = typeof actors === 'string' ? new Actors(actors) : actors
     this.#onWrite = onWrite
+  }
+
+  /** The actor id new keys are written with (health, logs). */
+  get actor(): string {
+    return this.actors.current
   }
 
   /** Stored (encoded) sets, as they are on disk: no decode on the read path. */
@@ -64,6 +147,14 @@ export class Replica {
     }
     const rows = await this.#store.getMany(keys.map(([p, k]) => dataKey(p, k)))
     return rows.map((r) => r ?? null)
+  }
+
+  /** Stored sets read inside each key's lock: every write that finished has run its write hook. */
+  snapshot(partition: number, keys: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
+    return Promise.all(keys.map((key) => {
+      const dk = dataKey(partition, key)
+      return this.#locks.run(dk, () => this.#store.get(dk))
+    }))
   }
 
   /** One page of a partition in key order, after `after` (exclusive): partition handoff. */
@@ -84,9 +175,10 @@ export class Replica {
     return this.#locks.run(dk, async () => {
       const stored = await this.#store.get(dk)
       const local = stored ? decodeSet(stored) : []
-      const bytes = encodeSet(update(context, local, this.actor, value))
+      const set = update(context, local, this.actors.pick(local, partition), value)
+      const bytes = encodeSet(set)
       await this.#store.put(dk, bytes)
-      this.#onWrite?.(partition, key, stored, bytes)
+      this.#onWrite?.(partition, key, stored, bytes, allTombstones(set))
       return bytes
     })
   }
@@ -97,11 +189,31 @@ export class Replica {
     return this.#locks.run(dk, async () => {
       const stored = await this.#store.get(dk)
       if (stored && bytesEqual(stored, incoming)) return false
-      const merged = encodeSet(stored ? sync(decodeSet(stored), decodeSet(incoming)) : decodeSet(incoming))
+      const set = stored ? sync(decodeSet(stored), decodeSet(incoming)) : decodeSet(incoming)
+      const merged = encodeSet(set)
       if (stored && bytesEqual(stored, merged)) return false
       await this.#store.put(dk, merged)
-      this.#onWrite?.(partition, key, stored, merged)
+      this.#onWrite?.(partition, key, stored, merged, allTombstones(set))
       return true
     })
+  }
+
+  /**
+   * Delete each key whose stored set is still exactly `expected` (tombstone reaping, after every replica
+   * was found holding that set). The actor epoch is retired before the first delete. Returns, per item, whether it went.
+   */
+  async reap(partition: number, items: [key: Uint8Array, expected: Uint8Array][]): Promise<boolean[]> {
+    let retired: Promise<void> | undefined
+    return Promise.all(items.map(([key, expected]) => {
+      const dk = dataKey(partition, key)
+      return this.#locks.run(dk, async () => {
+        const stored = await this.#store.get(dk)
+        if (!stored || !bytesEqual(stored, expected)) return false
+        await (retired ??= this.actors.retire())
+        await this.#store.del(dk)
+        this.#onWrite?.(partition, key, stored, undefined, false)
+        return true
+      })
+    }))
   }
 }

@@ -30,6 +30,28 @@ async function missing(db: Client, keys: string[]): Promise<string[]> {
   return out
 }
 
+/** Short tombstone grace and hint TTL (the node requires grace > TTL), reaping and anti-entropy often. */
+const GRACE_MS = 2000
+const REAP = ['--tombstone-grace-ms', String(GRACE_MS), '--hint-ttl-ms', '1000', '--reap-interval-ms', '200', '--ae-interval-ms', '200']
+
+/** Per key, what each replica holds: 'gone' (nothing), 'tombstone', or the live values. */
+async function states(db: Client, keys: string[]): Promise<Set<string>> {
+  const out = new Set<string>()
+  for (const k of keys) {
+    for (const r of (await db.inspect(k)).replicas) {
+      if (r.error) out.add(`error: ${r.error}`)
+      else out.add(r.tombstone ? 'tombstone' : r.found ? `live@${r.id}` : 'gone')
+    }
+  }
+  return out
+}
+
+async function total(nodes: NodeProcess[], name: string): Promise<number> {
+  let sum = 0
+  for (const n of nodes) sum += sample(await metrics(n), name) ?? 0
+  return sum
+}
+
 describe('always writable', () => {
   let cluster: Cluster | undefined
   let db: Client | undefined
@@ -119,6 +141,53 @@ describe('always writable', () => {
     }
     expect(repaired).toBeGreaterThanOrEqual(1000)
     console.log(`anti-entropy: 1000 keys (about ${Math.round((1000 * 120) / 1024)} KiB of keys and values) restored on a wiped node in ${took} ms; ${repaired} keys repaired, ${Math.round(bytes / 1024)} KiB counted by the exchanges (sent + received, all nodes)`)
+  })
+
+  it('deleted keys are reaped from every replica once all held the tombstone for the grace period, stay deleted, and can be written again', async () => {
+    cluster = await Cluster.start({ nodes: 3, partitions: 64, args: [...FAST, ...REAP] })
+    db = await connect({ seeds: cluster.seeds, refreshIntervalMs: 1000 })
+    const keys = Array.from({ length: 100 }, (_, i) => `reap${i}`)
+    for (const k of keys) await db.put(k, `v-${k}`, { w: 3 })
+    const started = Date.now()
+    for (const k of keys) await db.delete(k, { w: 3 })
+    // Well inside the grace period, every replica still holds every tombstone.
+    const tombstones = await states(db, keys)
+    if (Date.now() - started < GRACE_MS) expect([...tombstones]).toEqual(['tombstone'])
+    await waitFor(async () => [...(await states(db!, keys))].join() === 'gone', { timeoutMs: 20_000, intervalMs: 250, what: 'every replica to reap every tombstone' })
+    const took = Date.now() - started
+    expect(took).toBeGreaterThanOrEqual(GRACE_MS)
+    expect(await total(cluster.nodes, 'zerohop_tombstones_reaped_total')).toBeGreaterThanOrEqual(300)
+    // Let anti-entropy run at least ten more exchanges per node: nothing comes back.
+    const exchanges = await Promise.all(cluster.nodes.map(async (n) => sample(await metrics(n), 'zerohop_ae_exchanges_total') ?? 0))
+    await waitFor(async () => (await Promise.all(cluster!.nodes.map(async (n, i) => (sample(await metrics(n), 'zerohop_ae_exchanges_total') ?? 0) >= exchanges[i] + 10))).every(Boolean), { timeoutMs: 20_000, intervalMs: 200, what: 'ten more anti-entropy exchanges on every node' })
+    expect([...(await states(db, keys))]).toEqual(['gone'])
+    expect((await db.get(keys[0], { r: 3 })).found).toBe(false)
+    // A reaped key takes new writes like a new key, on every replica.
+    await db.put(keys[0], 'again', { w: 3 })
+    expect((await db.inspect(keys[0])).replicas.map((r) => r.siblings.map((v) => Buffer.from(v as Uint8Array).toString()))).toEqual([['again'], ['again'], ['again']])
+    console.log(`reaping: 100 deleted keys gone from all 3 replicas ${took} ms after the deletes began (grace ${GRACE_MS} ms)`)
+  })
+
+  it('a replica that was down through the delete, the hint TTL and the grace period returns with the old values: the key stays deleted', async () => {
+    cluster = await Cluster.start({ nodes: 3, partitions: 64, args: [...FAST, ...REAP] })
+    db = await connect({ seeds: cluster.seeds, refreshIntervalMs: 1000, timeoutMs: 1000 })
+    const keys = Array.from({ length: 50 }, (_, i) => `down${i}`)
+    for (const k of keys) await db.put(k, `old-${k}`, { w: 3 })
+    await cluster.node('n3').kill()
+    const deleted = Date.now()
+    for (const k of keys) await db.delete(k, { w: 2 })
+    const live = [cluster.node('n1'), cluster.node('n2')]
+    // The hints for n3 expire (TTL 1 s) and the grace period passes; nothing may be reaped meanwhile.
+    await waitFor(async () => (await total(live, 'zerohop_hints_expired_total')) >= 1 && Date.now() - deleted > GRACE_MS + 1000, { timeoutMs: 20_000, intervalMs: 200, what: 'the hints to expire and the grace period to pass' })
+    expect(await total(live, 'zerohop_tombstones_reaped_total')).toBe(0)
+    await cluster.restart('n3')
+    // n3 holds the old values: anti-entropy gives it the tombstones (never the values to the others),
+    // then every replica reaps.
+    await waitFor(async () => [...(await states(db!, keys))].join() === 'gone', { timeoutMs: 30_000, intervalMs: 250, what: 'every replica to reap every tombstone after n3 returned' })
+    const exchanges = await total(cluster.nodes, 'zerohop_ae_exchanges_total')
+    await waitFor(async () => (await total(cluster!.nodes, 'zerohop_ae_exchanges_total')) >= exchanges + 30, { timeoutMs: 20_000, intervalMs: 200, what: 'thirty more anti-entropy exchanges' })
+    expect([...(await states(db, keys))]).toEqual(['gone'])
+    for (const k of keys.slice(0, 5)) expect((await db.get(k, { r: 3 })).found).toBe(false)
   })
 
   it('kv679: a node that lost its disk coordinates new writes under a new actor, so none is silently dropped', async () => {

@@ -61,9 +61,12 @@ export interface PutResult<V> {
 export interface ReplicaState<V> {
   id: string
   url: string
+  /** The replica holds a live value. */
   found: boolean
   siblings: V[]
-  /** Equal digests mean the replicas hold the same DVV set. */
+  /** The replica holds only a tombstone (a delete not yet reaped). */
+  tombstone: boolean
+  /** Equal digests mean the replicas hold the same DVV set; null when the replica holds nothing. */
   digest: string | null
   error?: ReplicaFailure
 }
@@ -196,6 +199,7 @@ export class Collection<V> {
           url: r.url,
           found: r.found,
           siblings: r.set ? siblings(r.set).map((v) => this.#decode(v)) : [],
+          tombstone: !!r.set && !r.found,
           digest: r.digest ?? null,
         }
         if (r.error) state.error = r.error

@@ -1,0 +1,91 @@
+// The hint store (hints.ts) over a MemoryStore with a recording transport: expiry after --hint-ttl-ms,
+// merging, and delivery.
+import { describe, expect, it } from 'vitest'
+import pino from 'pino'
+import { decodeSet, encodeSet, siblings, unpack, type Clock, type DvvSet } from '@zerohop/core'
+import type { Reply, Transport } from '@zerohop/client'
+import { HintStore } from '../src/hints.js'
+import { MemoryStore } from '../src/storage/store.js'
+
+const TTL = 5000
+
+class HandClock implements Clock {
+  t = 1_000_000
+  now() { return this.t }
+  setTimeout() { return undefined }
+  clearTimeout() {}
+  setImmediate(fn: () => void) { setImmediate(fn) }
+}
+
+class Recorder implements Transport {
+  sent: { url: string; items: [number, Uint8Array, Uint8Array][] }[] = []
+  async post(url: string, _path: string, body: Uint8Array): Promise<Reply> {
+    this.sent.push({ url, items: (unpack(body) as { items: [number, Uint8Array, Uint8Array][] }).items })
+    return { status: 200, body: Buffer.from([0x80]) }
+  }
+  async get(): Promise<Reply> { throw new Error('unused') }
+  async close() {}
+}
+
+const set = (actor: string, n: number, v: string): Uint8Array => encodeSet([[actor, n, [Buffer.from(v)]]] as DvvSet)
+const text = (b: Uint8Array) => siblings(decodeSet(b)).map((x) => Buffer.from(x).toString()).sort()
+
+async function hintStore() {
+  const store = new MemoryStore()
+  await store.open()
+  const clock = new HandClock()
+  const transport = new Recorder()
+  const hints = new HintStore({
+    store, transport, clock, log: pino({ level: 'silent' }), maxBytesPerTarget: 1 << 20, intervalMs: 100, batchItems: 100, ttlMs: TTL,
+    locate: () => ({ url: 'http://n3', up: true }),
+    replicasOf: () => [],
+  })
+  await hints.open()
+  return { store, clock, transport, hints }
+}
+
+describe('hint store', () => {
+  it('merges hints for one key and delivers the merge to the target', async () => {
+    const { transport, hints } = await hintStore()
+    await hints.put('n3', 1, Buffer.from('k'), set('a', 1, 'x'))
+    await hints.put('n3', 1, Buffer.from('k'), set('b', 1, 'y'))
+    expect(hints.counts()).toEqual({ n3: 1 })
+    await hints.deliver()
+    expect(transport.sent).toHaveLength(1)
+    expect(text(transport.sent[0].items[0][2])).toEqual(['x', 'y'])
+    expect(hints.counts()).toEqual({})
+    expect(hints.metrics.delivered).toBe(1)
+  })
+
+  it('drops a hint not delivered within the TTL instead of delivering it, and survives a restart with its first time', async () => {
+    const { store, clock, transport, hints } = await hintStore()
+    await hints.put('n3', 1, Buffer.from('old'), set('a', 1, 'x'))
+    clock.t += TTL / 2
+    await hints.put('n3', 1, Buffer.from('new'), set('a', 1, 'y'))
+    // Merging more into a hint does not extend its life.
+    await hints.put('n3', 1, Buffer.from('old'), set('b', 1, 'z'))
+    clock.t += TTL / 2 + 1
+    // A restarted node reads each hint's first time back from storage.
+    const again = new HintStore({
+      store, transport, clock, log: pino({ level: 'silent' }), maxBytesPerTarget: 1 << 20, intervalMs: 100, batchItems: 100, ttlMs: TTL,
+      locate: () => ({ url: 'http://n3', up: true }),
+      replicasOf: () => [],
+    })
+    await again.open()
+    await again.deliver()
+    expect(transport.sent.flatMap((s) => s.items.map((i) => Buffer.from(i[1]).toString()))).toEqual(['new'])
+    expect(again.metrics.expired).toBe(1)
+    expect(again.counts()).toEqual({})
+  })
+
+  it('replaces an expired hint rather than merging into it, so nothing older than the TTL travels on', async () => {
+    const { clock, transport, hints } = await hintStore()
+    // The target is down: nothing is delivered, and the expiry pass has not run yet.
+    await hints.put('n3', 1, Buffer.from('k'), set('a', 1, 'stale'))
+    clock.t += TTL + 1
+    await hints.put('n3', 1, Buffer.from('k'), set('b', 1, 'fresh'))
+    await hints.deliver()
+    expect(transport.sent).toHaveLength(1)
+    expect(text(transport.sent[0].items[0][2])).toEqual(['fresh'])
+  })
+})
