@@ -85,6 +85,8 @@ export class Reaper {
 
   /** The write hook (replica.ts): track which keys hold only tombstones, and since when. */
   onWrite(partition: number, key: Uint8Array, dead: boolean): void {
+    // The common case (a live write to a partition with no tombstones) costs one map lookup.
+    if (!dead && !this.#touched && !this.#held.has(partition)) return
     const k = latin1(key)
     this.#touched?.add(`${partition}:${k}`)
     let m = this.#held.get(partition)
@@ -92,11 +94,6 @@ export class Reaper {
       if (!m) this.#held.set(partition, (m = new Map()))
       m.set(k, this.#o.clock.now())
     } else if (m?.delete(k) && m.size === 0) this.#held.delete(partition)
-  }
-
-  /** Forget a partition whose data was dropped. */
-  drop(partition: number): void {
-    this.#held.delete(partition)
   }
 
   async start(): Promise<void> {
