@@ -64,6 +64,9 @@ export interface NodeOptions {
 
 export type ResolvedNodeOptions = Required<Omit<NodeOptions, 'advertise' | 'data' | 'join'>> & { advertise: string; data: string; join: string | undefined }
 
+/** How much longer than the hint TTL the tombstone grace period must be. */
+export const TOMBSTONE_GRACE_MARGIN_MS = 10_000
+
 export const nodeDefaults = {
   host: '127.0.0.1',
   port: 7001,
@@ -136,10 +139,12 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   const maxValueBytes = int('maxValueBytes', o.maxValueBytes ?? nodeDefaults.maxValueBytes, 1, 64 * 1024 * 1024, 'use --max-value-bytes')
   const maxBodyBytes = int('maxBodyBytes', o.maxBodyBytes ?? Math.max(nodeDefaults.maxBodyBytes, 4 * maxValueBytes), 1024, 1024 * 1024 * 1024, 'use --max-body-bytes')
   const hintTtlMs = int('hintTtlMs', o.hintTtlMs ?? nodeDefaults.hintTtlMs, 100, 30 * 24 * 3600_000, 'use --hint-ttl-ms')
-  const tombstoneGraceMs = int('tombstoneGraceMs', o.tombstoneGraceMs ?? nodeDefaults.tombstoneGraceMs, 1000, 365 * 24 * 3600_000, 'use --tombstone-grace-ms')
-  // A hint older than a tombstone could carry a value the tombstone deleted: it must expire first.
-  if (tombstoneGraceMs <= hintTtlMs) {
-    throw new InvalidArgumentError(`tombstoneGraceMs (${tombstoneGraceMs}) must be longer than hintTtlMs (${hintTtlMs}), or a late hint could bring a deleted value back; raise --tombstone-grace-ms or lower --hint-ttl-ms`)
+  const tombstoneGraceMs = int('tombstoneGraceMs', o.tombstoneGraceMs ?? nodeDefaults.tombstoneGraceMs, 10_000, 365 * 24 * 3600_000, 'use --tombstone-grace-ms')
+  // A hint older than a tombstone could carry a value the tombstone deleted: it must expire first, with
+  // room for the longest node-to-node request that may carry an old value (a hint send, 5 s; an
+  // anti-entropy request, 10 s).
+  if (tombstoneGraceMs < hintTtlMs + TOMBSTONE_GRACE_MARGIN_MS) {
+    throw new InvalidArgumentError(`tombstoneGraceMs (${tombstoneGraceMs}) must be at least hintTtlMs (${hintTtlMs}) + ${TOMBSTONE_GRACE_MARGIN_MS}, or a late hint could bring a deleted value back; raise --tombstone-grace-ms or lower --hint-ttl-ms`)
   }
   const logLevel = o.logLevel ?? nodeDefaults.logLevel
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new InvalidArgumentError(`logLevel must be one of fatal, error, warn, info, debug, trace, silent; got ${logLevel}`)

@@ -64,6 +64,8 @@ export class Handoff {
   #wake?: () => void
   #dropTimer?: ReturnType<Clock['setTimeout']>
   #dropFor?: string
+  /** The current ring whose handed-off partitions this node has dropped. */
+  #droppedFor?: string
   /** Bytes and items pulled since start (metrics). */
   readonly stats = { items: 0, bytes: 0, partitions: 0, dropped: 0 }
 
@@ -227,6 +229,7 @@ export class Handoff {
   /** No change in progress: later, drop partitions this node no longer holds. */
   #settle(view: ClusterView): void {
     // Armed once per ring: views that differ only in versions or heartbeats do not postpone it.
+    if (this.#droppedFor === view.current.epoch) return
     if (this.#dropTimer && this.#dropFor === view.current.epoch) return
     if (this.#dropTimer) this.#o.clock.clearTimeout(this.#dropTimer)
     this.#dropFor = view.current.epoch
@@ -256,5 +259,7 @@ export class Handoff {
     }
     this.stats.dropped += deleted
     if (deleted > 0) log.info({ keys: deleted }, 'dropped data of partitions handed off to other nodes')
+    this.#droppedFor = view.current.epoch
+    if (gossip.self.dropped !== view.current.epoch) gossip.updateSelf({ dropped: view.current.epoch })
   }
 }

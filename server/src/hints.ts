@@ -6,7 +6,8 @@
 // repairs what a dropped hint carried). A hint expires --hint-ttl-ms after it was first stored, before
 // any tombstone it could resurrect may be reaped (--tombstone-grace-ms is longer; see reaper.ts).
 //
-// Stored value: the time the hint was first stored (ms, float64 BE), then the set.
+// Stored value: 0xc1 (a byte MessagePack never uses), the time the hint was first stored (ms, float64
+// BE), then the set. A bare set is a hint stored by an earlier version: it counts from start-up.
 import { Paths, decodeSet, encodeSet, pack, sync, bytesEqual, type Clock, type ClockTimer } from '@zerohop/core'
 import type { Transport } from '@zerohop/client'
 import type { Logger } from 'pino'
@@ -38,16 +39,20 @@ export interface HintMetrics {
   expired: number
 }
 
+const HINT_FORMAT = 0xc1
+
 function packHint(created: number, set: Uint8Array): Buffer {
-  const b = Buffer.allocUnsafe(8 + set.byteLength)
-  b.writeDoubleBE(created, 0)
-  b.set(set, 8)
+  const b = Buffer.allocUnsafe(9 + set.byteLength)
+  b[0] = HINT_FORMAT
+  b.writeDoubleBE(created, 1)
+  b.set(set, 9)
   return b
 }
 
-function unpackHint(v: Uint8Array): { created: number; set: Uint8Array } {
+function unpackHint(v: Uint8Array, legacyCreated: number): { created: number; set: Uint8Array } {
   const b = Buffer.from(v.buffer, v.byteOffset, v.byteLength)
-  return { created: b.readDoubleBE(0), set: b.subarray(8) }
+  if (b[0] !== HINT_FORMAT) return { created: legacyCreated, set: b }
+  return { created: b.readDoubleBE(1), set: b.subarray(9) }
 }
 
 export interface HintStoreOptions {
@@ -75,6 +80,7 @@ interface Held {
   key: Uint8Array
   /** As stored (time and set): a hint is deleted only if this is still what is stored. */
   raw: Uint8Array
+  created: number
   set: Uint8Array
 }
 
@@ -94,6 +100,8 @@ export class HintStore {
   #stopped = false
   #delivering?: Promise<void>
   #swept = 0
+  /** When this store opened: the start of the TTL of hints stored by an earlier version. */
+  #opened = 0
 
   constructor(o: HintStoreOptions) {
     this.#o = o
@@ -101,9 +109,10 @@ export class HintStore {
 
   /** Build the in-memory index with one scan of the hint range. */
   async open(): Promise<void> {
+    this.#opened = this.#o.clock.now()
     for await (const [k, v] of this.#o.store.entries({ gte: Buffer.from([0x68]), lt: Buffer.from([0x69]) })) {
       const { target } = parseHintKey(k)
-      this.#track(target, Buffer.from(k).toString('latin1'), k.byteLength + v.byteLength, unpackHint(v).created)
+      this.#track(target, Buffer.from(k).toString('latin1'), k.byteLength + v.byteLength, unpackHint(v, this.#opened).created)
     }
   }
 
@@ -154,8 +163,8 @@ export class HintStore {
       const now = this.#o.clock.now()
       // A merged hint keeps its first time: it expires no later than the oldest write it carries. An
       // expired one is replaced, not merged into, so nothing older than the TTL travels on.
-      const stored = raw ? unpackHint(raw) : undefined
-      const live = stored && now - stored.created <= this.#o.ttlMs ? stored : undefined
+      const stored = raw ? unpackHint(raw, this.#opened) : undefined
+      const live = stored && this.#fresh(stored.created, now) ? stored : undefined
       const created = live?.created ?? now
       const merged = live ? encodeSet(sync(decodeSet(live.set), decodeSet(set))) : set
       if (live && bytesEqual(live.set, merged)) return
@@ -184,6 +193,15 @@ export class HintStore {
     this.#o.log.warn({ target, dropped, limit: this.#o.maxBytesPerTarget }, 'hint store for this target is full: dropped the oldest hints (anti-entropy will repair them)')
   }
 
+  /**
+   * Within the TTL. A hint from the future (the clock went back) counts as expired: a backward step
+   * must not lengthen a hint's life past the tombstone grace period.
+   */
+  #fresh(created: number, now = this.#o.clock.now()): boolean {
+    const age = now - created
+    return age >= 0 && age <= this.#o.ttlMs
+  }
+
   /** Drop hints older than the TTL (a pass at most four times per TTL). */
   async #expire(): Promise<void> {
     const now = this.#o.clock.now()
@@ -192,11 +210,11 @@ export class HintStore {
     for (const [target, m] of [...this.#index]) {
       let expired = 0
       for (const [k, e] of [...m]) {
-        if (now - e.created <= this.#o.ttlMs) continue
+        if (this.#fresh(e.created, now)) continue
         const hk = Buffer.from(k, 'latin1')
         await this.#locks.run(hk, async () => {
           const raw = await this.#o.store.get(hk)
-          if (raw && now - unpackHint(raw).created <= this.#o.ttlMs) return
+          if (raw && this.#fresh(unpackHint(raw, this.#opened).created, now)) return
           await this.#o.store.del(hk)
           this.#untrack(target, k)
           expired++
@@ -228,33 +246,33 @@ export class HintStore {
     const keys = [...(this.#index.get(target)?.keys() ?? [])]
     for (let i = 0; i < keys.length && !this.#stopped; i += this.#o.batchItems) {
       const batch: Held[] = []
-      for (const k of keys.slice(i, i + this.#o.batchItems)) {
+      const slice = keys.slice(i, i + this.#o.batchItems)
+      const rows = await this.#o.store.getMany(slice.map((k) => Buffer.from(k, 'latin1')))
+      for (const [j, k] of slice.entries()) {
         const hk = Buffer.from(k, 'latin1')
-        const raw = await this.#o.store.get(hk)
+        const raw = rows[j]
         if (!raw) {
           this.#untrack(target, k)
           continue
         }
-        const { created, set } = unpackHint(raw)
+        const { created, set } = unpackHint(raw, this.#opened)
         // Too old to deliver: the next expiry pass deletes it.
-        if (this.#o.clock.now() - created > this.#o.ttlMs) continue
+        if (!this.#fresh(created)) continue
         const { partition, key } = parseHintKey(hk)
-        batch.push({ hk, partition, key, raw, set })
+        batch.push({ hk, partition, key, raw, created, set })
       }
       if (batch.length === 0) continue
       const answer = url ? await this.#send(url, batch) : 'gone'
       if (answer === 'failed') return
       const delivered = answer === 'ok' ? batch : await this.#reroute(batch)
-      for (const h of delivered) {
-        await this.#locks.run(h.hk, async () => {
-          const now = await this.#o.store.get(h.hk)
-          // A hint that grew while it travelled stays for the next round.
-          if (now && !bytesEqual(now, h.raw)) return
-          await this.#o.store.del(h.hk)
-          this.#untrack(target, h.hk.toString('latin1'))
-          this.metrics.delivered++
-        })
-      }
+      await Promise.all(delivered.map((h) => this.#locks.run(h.hk, async () => {
+        const now = await this.#o.store.get(h.hk)
+        // A hint that grew while it travelled stays for the next round.
+        if (now && !bytesEqual(now, h.raw)) return
+        await this.#o.store.del(h.hk)
+        this.#untrack(target, h.hk.toString('latin1'))
+        this.metrics.delivered++
+      })))
     }
   }
 
@@ -272,10 +290,11 @@ export class HintStore {
   async #reroute(batch: Held[]): Promise<Held[]> {
     const done: typeof batch = []
     for (const h of batch) {
+      // Checked again before each send: rerouting a batch can take a while.
+      if (!this.#fresh(h.created)) continue
       const replicas = this.#o.replicasOf(h.partition)
-      let stored = 0
-      for (const r of replicas) if ((await this.#send(r.url, [h])) === 'ok') stored++
-      if (stored > 0 && stored === replicas.length) done.push(h)
+      const answers = await Promise.all(replicas.map((r) => this.#send(r.url, [h])))
+      if (replicas.length > 0 && answers.every((a) => a === 'ok')) done.push(h)
     }
     return done
   }

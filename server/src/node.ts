@@ -130,6 +130,7 @@ export class StorageNode {
       until: prev?.until ?? 0,
       removed: false,
       ready: prev?.ready ?? '',
+      dropped: prev?.dropped ?? '',
     }
     const actorState = await this.#store.get(ACTORS_KEY)
     const actors = new Actors(
@@ -224,9 +225,10 @@ export class StorageNode {
       log: this.log,
       graceMs: o.tombstoneGraceMs,
       intervalMs: o.reapIntervalMs,
+      elapsed: this.#clock === systemClock ? () => performance.now() : undefined,
       plan: (p) => {
         const view = this.view
-        if (!view || view.transition) return undefined
+        if (!view || !view.settled) return undefined
         const replicas = view.replicas(p).current
         if (replicas[0]?.id !== o.id) return undefined
         const peers = replicas.slice(1)

@@ -47,6 +47,11 @@ export interface ReaperOptions {
   graceMs: number
   /** Time between two reaping rounds. */
   intervalMs: number
+  /**
+   * Milliseconds on a clock that never steps (default `clock.now`): how long a tombstone has been held
+   * is kept only in memory, so a wall-clock step (NTP, a resumed VM) must not shorten it.
+   */
+  elapsed?: () => number
   /** Keys per request. */
   batchKeys?: number
   /**
@@ -72,8 +77,11 @@ export class Reaper {
   #round?: Promise<void>
   #stopped = false
 
+  readonly #now: () => number
+
   constructor(o: ReaperOptions) {
     this.#o = o
+    this.#now = o.elapsed ?? (() => o.clock.now())
   }
 
   /** Tombstones held. */
@@ -92,7 +100,7 @@ export class Reaper {
     let m = this.#held.get(partition)
     if (dead) {
       if (!m) this.#held.set(partition, (m = new Map()))
-      m.set(k, this.#o.clock.now())
+      m.set(k, this.#now())
     } else if (m?.delete(k) && m.size === 0) this.#held.delete(partition)
   }
 
@@ -110,7 +118,7 @@ export class Reaper {
 
   async #scan(): Promise<void> {
     this.#touched = new Set()
-    const since = this.#o.clock.now()
+    const since = this.#now()
     let n = 0
     try {
       for await (const [k, v] of this.#o.store.entries({ gte: Buffer.from([0x64]), lt: Buffer.from([0x65]) })) {
@@ -170,7 +178,7 @@ export class Reaper {
   }
 
   #due(partition: number): Uint8Array[] {
-    const cutoff = this.#o.clock.now() - this.#o.graceMs
+    const cutoff = this.#now() - this.#o.graceMs
     const out: Uint8Array[] = []
     for (const [k, since] of this.#held.get(partition) ?? []) if (since <= cutoff) out.push(Buffer.from(k, 'latin1'))
     return out
@@ -178,7 +186,7 @@ export class Reaper {
 
   #heldLongEnough(partition: number, key: Uint8Array): boolean {
     const since = this.#held.get(partition)?.get(latin1(key))
-    return since !== undefined && since <= this.#o.clock.now() - this.#o.graceMs
+    return since !== undefined && since <= this.#now() - this.#o.graceMs
   }
 
   async #reap(partition: number, plan: { epoch: string; peers: ReapPeer[] }, items: [Uint8Array, Uint8Array][]): Promise<void> {
@@ -218,7 +226,11 @@ export class Reaper {
     }
     const partition = req.partition as number
     if (req.phase === 'reap') {
-      const ok = await this.#o.replica.reap(partition, items)
+      // A replayed or hand-made request cannot reap what this node has not held for the grace period.
+      const due = items.map(([k]) => this.#heldLongEnough(partition, k))
+      const gone = await this.#o.replica.reap(partition, items.filter((_, i) => due[i]))
+      let j = 0
+      const ok = due.map((d) => d && gone[j++])
       this.metrics.reaped += ok.filter(Boolean).length
       return { ok }
     }

@@ -95,11 +95,25 @@ export class Actors {
     return Number.isSafeInteger(e) ? e : -1
   }
 
-  /** Call before deleting sets (of `partitions`, when whole partitions are dropped); resolves once on disk. */
-  async retire(partitions: number[] = []): Promise<void> {
-    this.#epoch++
-    for (const p of partitions) this.#floors.set(p, this.#epoch)
-    await this.persist(this.state())
+  #retiring: Promise<void> = Promise.resolve()
+
+  /**
+   * Call before deleting sets (of `partitions`, when whole partitions are dropped); resolves once the
+   * new epoch is on disk. Retirements run one at a time, and a new epoch is used only once it is on
+   * disk: otherwise two saves could land out of order, or a crash could hand out an epoch again.
+   */
+  retire(partitions: number[] = []): Promise<void> {
+    const run = async () => {
+      const epoch = this.#epoch + 1
+      const floors = new Map(this.#floors)
+      for (const p of partitions) floors.set(p, epoch)
+      await this.persist({ base: this.base, epoch, floors: [...floors] })
+      this.#epoch = epoch
+      for (const [p, e] of floors) this.#floors.set(p, e)
+    }
+    const done = this.#retiring.then(run)
+    this.#retiring = done.catch(() => undefined)
+    return done
   }
 
   state(): ActorState {
@@ -208,7 +222,8 @@ export class Replica {
       const dk = dataKey(partition, key)
       return this.#locks.run(dk, async () => {
         const stored = await this.#store.get(dk)
-        if (!stored || !bytesEqual(stored, expected)) return false
+        // Only ever a set of tombstones, whatever the request says.
+        if (!stored || !bytesEqual(stored, expected) || !allTombstones(decodeSet(stored))) return false
         await (retired ??= this.actors.retire())
         await this.#store.del(dk)
         this.#onWrite?.(partition, key, stored, undefined, false)

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import pino from 'pino'
 import { decodeSet, encodeSet, siblings, unpack, type Clock, type DvvSet } from '@zerohop/core'
 import type { Reply, Transport } from '@zerohop/client'
-import { HintStore } from '../src/hints.js'
+import { HintStore, hintKey } from '../src/hints.js'
 import { MemoryStore } from '../src/storage/store.js'
 
 const TTL = 5000
@@ -76,6 +76,30 @@ describe('hint store', () => {
     expect(transport.sent.flatMap((s) => s.items.map((i) => Buffer.from(i[1]).toString()))).toEqual(['new'])
     expect(again.metrics.expired).toBe(1)
     expect(again.counts()).toEqual({})
+  })
+
+  it('delivers a hint stored by an earlier version (a bare set), counting its TTL from start-up', async () => {
+    const { store, clock, transport } = await hintStore()
+    await store.put(hintKey('n3', 1, Buffer.from('legacy')), set('a', 1, 'x'))
+    const hints = new HintStore({
+      store, transport, clock, log: pino({ level: 'silent' }), maxBytesPerTarget: 1 << 20, intervalMs: 100, batchItems: 100, ttlMs: TTL,
+      locate: () => ({ url: 'http://n3', up: true }),
+      replicasOf: () => [],
+    })
+    await hints.open()
+    clock.t += TTL - 1
+    await hints.deliver()
+    expect(transport.sent.map((s) => text(s.items[0][2]))).toEqual([['x']])
+    expect(hints.metrics.expired).toBe(0)
+  })
+
+  it('counts a hint stored "in the future" (the clock stepped back) as expired', async () => {
+    const { clock, transport, hints } = await hintStore()
+    await hints.put('n3', 1, Buffer.from('k'), set('a', 1, 'x'))
+    clock.t -= 1000
+    await hints.deliver()
+    expect(transport.sent).toEqual([])
+    expect(hints.metrics.expired).toBe(1)
   })
 
   it('replaces an expired hint rather than merging into it, so nothing older than the TTL travels on', async () => {

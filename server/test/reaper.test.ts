@@ -176,6 +176,21 @@ describe('tombstone reaping', () => {
     expect(a.reaper.count + c.reaper.count).toBe(6)
   })
 
+  it('a reap request deletes only tombstones this node has held for the grace period, whatever it names', async () => {
+    const { clock, a, b, write, held } = await trio()
+    const live = await write(a, key(1), undefined, 'live')
+    const v = await write(a, key(2), undefined, 'x')
+    const tomb = await write(a, key(2), v, null)
+    const reap = (k: Uint8Array, set: DvvSet) => b.reaper.handle({ partition: P, phase: 'reap', items: [[k, encodeSet(set)]] })
+    expect((await reap(key(1), live)).ok).toEqual([false])
+    expect((await reap(key(2), tomb)).ok).toEqual([false])
+    clock.t += GRACE
+    expect((await reap(key(1), live)).ok).toEqual([false])
+    expect(await held(b, key(1))).toBeDefined()
+    expect((await reap(key(2), tomb)).ok).toEqual([true])
+    expect(await held(b, key(2))).toBeUndefined()
+  })
+
   it('refuses a malformed request with a typed 400', async () => {
     const { a } = await trio()
     await expect(a.reaper.handle({ partition: P, phase: 'drop', items: [] })).rejects.toMatchObject({ status: 400, code: 'ZH_BAD_BODY' })
@@ -199,6 +214,22 @@ describe('actor epochs', () => {
     expect(actors.pick(set, 0)).toBe('n1~ab.2')
     expect(actors.pick(set, 1)).toBe('n1~ab')
     expect(persisted).toEqual([{ base: 'n1~ab', epoch: 1, floors: [] }, { base: 'n1~ab', epoch: 2, floors: [[0, 2]] }])
+    // Concurrent retirements are saved in order, and a new epoch is used only once it is saved.
+    const saves: { epoch: number; release: () => void }[] = []
+    const slow = new Actors('n9~aa', (s) => new Promise<void>((release) => saves.push({ epoch: s.epoch, release })))
+    const first = slow.retire()
+    const second = slow.retire()
+    await new Promise((r) => setImmediate(r))
+    expect(saves.map((s) => s.epoch)).toEqual([1])
+    expect(slow.current).toBe('n9~aa')
+    saves[0].release()
+    await first
+    expect(slow.current).toBe('n9~aa.1')
+    await new Promise((r) => setImmediate(r))
+    expect(saves.map((s) => s.epoch)).toEqual([1, 2])
+    saves[1].release()
+    await second
+    expect(slow.current).toBe('n9~aa.2')
     // State survives a restart of the same incarnation, not a new one.
     expect(new Actors('n1~ab', undefined, actors.state()).pick(set, 0)).toBe('n1~ab.2')
     expect(new Actors('n1~ef', undefined, actors.state()).current).toBe('n1~ef')

@@ -30,9 +30,12 @@ async function missing(db: Client, keys: string[]): Promise<string[]> {
   return out
 }
 
-/** Short tombstone grace and hint TTL (the node requires grace > TTL), reaping and anti-entropy often. */
-const GRACE_MS = 2000
-const REAP = ['--tombstone-grace-ms', String(GRACE_MS), '--hint-ttl-ms', '1000', '--reap-interval-ms', '200', '--ae-interval-ms', '200']
+/**
+ * The shortest tombstone grace the node takes (hint TTL + 10 s), reaping and anti-entropy often; a
+ * short drop delay, since reaping waits until every node has dropped handed-off data (also at start).
+ */
+const GRACE_MS = 10_500
+const REAP = ['--tombstone-grace-ms', String(GRACE_MS), '--hint-ttl-ms', '500', '--reap-interval-ms', '200', '--ae-interval-ms', '200', '--drop-delay-ms', '200']
 
 /** Per key, what each replica holds: 'gone' (nothing), 'tombstone', or the live values. */
 async function states(db: Client, keys: string[]): Promise<Set<string>> {
@@ -153,7 +156,7 @@ describe('always writable', () => {
     // Well inside the grace period, every replica still holds every tombstone.
     const tombstones = await states(db, keys)
     if (Date.now() - started < GRACE_MS) expect([...tombstones]).toEqual(['tombstone'])
-    await waitFor(async () => [...(await states(db!, keys))].join() === 'gone', { timeoutMs: 20_000, intervalMs: 250, what: 'every replica to reap every tombstone' })
+    await waitFor(async () => [...(await states(db!, keys))].join() === 'gone', { timeoutMs: 30_000, intervalMs: 250, what: 'every replica to reap every tombstone' })
     const took = Date.now() - started
     expect(took).toBeGreaterThanOrEqual(GRACE_MS)
     expect(await total(cluster.nodes, 'zerohop_tombstones_reaped_total')).toBeGreaterThanOrEqual(300)
@@ -177,13 +180,13 @@ describe('always writable', () => {
     const deleted = Date.now()
     for (const k of keys) await db.delete(k, { w: 2 })
     const live = [cluster.node('n1'), cluster.node('n2')]
-    // The hints for n3 expire (TTL 1 s) and the grace period passes; nothing may be reaped meanwhile.
-    await waitFor(async () => (await total(live, 'zerohop_hints_expired_total')) >= 1 && Date.now() - deleted > GRACE_MS + 1000, { timeoutMs: 20_000, intervalMs: 200, what: 'the hints to expire and the grace period to pass' })
+    // The hints for n3 expire and the grace period passes; nothing may be reaped meanwhile.
+    await waitFor(async () => (await total(live, 'zerohop_hints_expired_total')) >= 1 && Date.now() - deleted > GRACE_MS + 1000, { timeoutMs: 30_000, intervalMs: 200, what: 'the hints to expire and the grace period to pass' })
     expect(await total(live, 'zerohop_tombstones_reaped_total')).toBe(0)
     await cluster.restart('n3')
     // n3 holds the old values: anti-entropy gives it the tombstones (never the values to the others),
     // then every replica reaps.
-    await waitFor(async () => [...(await states(db!, keys))].join() === 'gone', { timeoutMs: 30_000, intervalMs: 250, what: 'every replica to reap every tombstone after n3 returned' })
+    await waitFor(async () => [...(await states(db!, keys))].join() === 'gone', { timeoutMs: 45_000, intervalMs: 250, what: 'every replica to reap every tombstone after n3 returned' })
     const exchanges = await total(cluster.nodes, 'zerohop_ae_exchanges_total')
     await waitFor(async () => (await total(cluster!.nodes, 'zerohop_ae_exchanges_total')) >= exchanges + 30, { timeoutMs: 20_000, intervalMs: 200, what: 'thirty more anti-entropy exchanges' })
     expect([...(await states(db, keys))]).toEqual(['gone'])

@@ -30,6 +30,11 @@ export interface MemberState {
   removed: boolean
   /** Epoch of the `next` ring whose gained partitions this node holds, '' if none. */
   ready: string
+  /**
+   * Epoch of the `current` ring once this node has dropped every partition it handed off (it holds no
+   * data outside that ring); '' or absent before. Tombstones are reaped only when every member says so.
+   */
+  dropped?: string
 }
 
 const STATUS_RANK: Record<MemberStatus, number> = { joining: 0, normal: 1, leaving: 2, left: 3 }
@@ -47,6 +52,7 @@ export function compareMemberStates(a: MemberState, b: MemberState): number {
     a.heartbeat - b.heartbeat ||
     a.until - b.until ||
     cmp(a.ready, b.ready) ||
+    cmp(a.dropped ?? '', b.dropped ?? '') ||
     cmp(a.url, b.url) ||
     cmp(a.incarnation, b.incarnation) ||
     a.weight - b.weight ||
@@ -99,6 +105,7 @@ export function invalidMemberState(x: unknown): string | undefined {
   }
   if (typeof m.removed !== 'boolean') return `member ${m.id}: bad removed`
   if (typeof m.ready !== 'string' || m.ready.length > 64) return `member ${m.id}: bad ready`
+  if (m.dropped !== undefined && (typeof m.dropped !== 'string' || m.dropped.length > 64)) return `member ${m.id}: bad dropped`
   return undefined
 }
 
@@ -163,6 +170,18 @@ export class ClusterView {
   }
 
   /** Every member of `next` holds its share of it: the joiners and leavers may now rewrite their status. */
+  /**
+   * No change in progress, and every member has dropped the partitions it handed off: no node holds
+   * an older copy of a partition outside its preference list (which tombstone reaping relies on).
+   */
+  get settled(): boolean {
+    if (this.transition) return false
+    for (const m of this.members.values()) {
+      if (m.status !== 'left' && !m.removed && m.dropped !== this.current.epoch) return false
+    }
+    return true
+  }
+
   get nextReady(): boolean {
     for (const m of this.members.values()) {
       if ((m.status === 'joining' || m.status === 'normal') && m.ready !== this.next.epoch) return false

@@ -16,6 +16,7 @@ const arbEntry = fc.record({
   removed: fc.boolean(),
   until: fc.integer({ min: 0, max: 3 }),
   ready: fc.constantFrom('', 'x', 'y'),
+  dropped: fc.constantFrom(undefined, '', 'x'),
 }).map(({ id, ...patch }) => entry(id, patch))
 
 const mergeAll = (...lists: MemberState[][]) => {
@@ -98,6 +99,23 @@ describe('ClusterView', () => {
     const before = new ClusterView(first, params)
     const second = new ClusterView([...first, entry('e', { status: 'joining', since: 20 })], params)
     expect(second.current.epoch).toBe(before.current.epoch)
+  })
+
+  it('is settled (tombstones may be reaped) only with no change pending and every live member having dropped for the current ring', () => {
+    const params = { partitions: 16, n: 3 }
+    const base = [entry('a'), entry('b'), entry('c')]
+    const epoch = new ClusterView(base, params).current.epoch
+    const done = (m: MemberState) => ({ ...m, dropped: epoch })
+    expect(new ClusterView(base, params).settled).toBe(false)
+    expect(new ClusterView(base.map(done), params).settled).toBe(true)
+    // One member still holds handed-off data (it dropped for an older ring, or is down and never said).
+    expect(new ClusterView([done(base[0]), done(base[1]), { ...base[2], dropped: 'older' }], params).settled).toBe(false)
+    // A joiner: a change is pending.
+    expect(new ClusterView([...base.map(done), entry('d', { status: 'joining', since: 5 })], params).settled).toBe(false)
+    // Left and removed members do not count.
+    const withLeft = [...base, entry('x', { status: 'left', since: 1, until: 2 })]
+    const leftEpoch = new ClusterView(withLeft, params).current.epoch
+    expect(new ClusterView(withLeft.map((m) => (m.id === 'x' ? m : { ...m, dropped: leftEpoch })), params).settled).toBe(true)
   })
 
   it('a leaver stays in current and leaves next; once left it is history in both', () => {
