@@ -66,6 +66,7 @@ export class Handoff {
   #dropFor?: string
   /** The current ring whose handed-off partitions this node has dropped. */
   #droppedFor?: string
+  #dropping?: Promise<void>
   /** Bytes and items pulled since start (metrics). */
   readonly stats = { items: 0, bytes: 0, partitions: 0, dropped: 0 }
 
@@ -89,6 +90,7 @@ export class Handoff {
     this.#wake?.()
     if (this.#dropTimer) this.#o.clock.clearTimeout(this.#dropTimer)
     await this.#running
+    await this.#dropping
   }
 
   async #loop(): Promise<void> {
@@ -235,7 +237,7 @@ export class Handoff {
     this.#dropFor = view.current.epoch
     this.#dropTimer = this.#o.clock.setTimeout(() => {
       this.#dropTimer = undefined
-      void this.#drop(view).catch((err) => this.#o.log.warn({ err }, 'dropping handed-off partitions failed'))
+      this.#dropping = this.#drop(view).catch((err) => this.#o.log.warn({ err }, 'dropping handed-off partitions failed'))
     }, this.#o.dropDelayMs)
   }
 

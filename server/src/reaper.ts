@@ -126,7 +126,12 @@ export class Reaper {
         const partition = Buffer.from(k.buffer, k.byteOffset, k.byteLength).readUInt16BE(1)
         const key = latin1(k.subarray(3))
         if (this.#touched.has(`${partition}:${key}`)) continue
-        const set = decodeSet(v)
+        let set
+        try {
+          set = decodeSet(v)
+        } catch {
+          continue // not a set this node can read: never a reapable tombstone
+        }
         if (set.length === 0 || set.some((e) => e[2].some((x) => x !== null))) continue
         let m = this.#held.get(partition)
         if (!m) this.#held.set(partition, (m = new Map()))
