@@ -8,12 +8,14 @@
 //   {"id":3,"op":"put","key":"k","value":{"items":[]},"options":{"context":"...","w":2}}
 //   {"id":4,"op":"delete","key":"k","options":{"w":2}}
 //   {"id":5,"op":"inspect","key":"k"}
-//   {"id":6,"op":"close"}
+//   {"id":6,"op":"view"}      which nodes the SDK sends to now, and its node-up/down events so far
+//   {"id":7,"op":"close"}
 import { createInterface } from 'node:readline'
 import { connect } from '@zerohop/client'
 
 let db
 let text = false
+const events = []
 
 /** Values cross the pipe as JSON: with encoding 'bytes', strings in and UTF-8 strings out. */
 const out = (v) => (text && v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : v)
@@ -22,6 +24,8 @@ const ops = {
   async connect({ options }) {
     text = (options.encoding ?? 'bytes') === 'bytes'
     db = await connect(options)
+    const t0 = Date.now()
+    for (const kind of ['node-up', 'node-down']) db.on(kind, (e) => events.push({ at: Date.now() - t0, event: kind, id: e.id, reason: e.reason }))
     return { members: [...db.view.members.keys()] }
   },
   async get({ key, options }) {
@@ -46,6 +50,9 @@ const ops = {
         ...(x.error ? { error: { cause: x.error.cause, code: x.error.code } } : {}),
       })),
     }
+  },
+  async view() {
+    return { up: Object.fromEntries([...db.view.members.keys()].map((id) => [id, db.isUp(id)])), events }
   },
   async close() {
     await db?.close()

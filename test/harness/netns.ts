@@ -443,6 +443,11 @@ export class RemoteClient<V = unknown> {
     return this.#call('inspect', { key, options })
   }
 
+  /** Which nodes the SDK sends to now, and its node-up/node-down events since connect (ms after it). */
+  view(): Promise<{ up: Record<string, boolean>; events: { at: number; event: string; id: string; reason: string }[] }> {
+    return this.#call('view', {})
+  }
+
   /** Close the SDK and wait for the process to exit; SIGKILL (by its PID) if it does not within 5 s. */
   async close(): Promise<void> {
     const child = this.#child
