@@ -1,6 +1,7 @@
-// Real clusters for tests and benchmarks: node processes on 127.0.0.1 with real LevelDB directories
-// in a temp folder. Faults are real: SIGKILL, SIGSTOP/SIGCONT, restart on the same data. Only the
-// processes this harness started are signalled, by PID; the temp folder is removed on close.
+// Real clusters for tests and benchmarks: node processes on 127.0.0.1 (or each in a network
+// namespace, see netns.ts) with real LevelDB directories in a temp folder. Faults are real: SIGKILL,
+// SIGSTOP/SIGCONT, restart on the same data. Only the processes this harness started are signalled,
+// by PID; the temp folder is removed on close.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import net from 'node:net'
@@ -54,6 +55,11 @@ export interface ClusterOptions {
   /** Extra `zerohop start` arguments for every node. */
   args?: string[]
   logLevel?: string
+  /**
+   * Where each node listens and how it is started (default: 127.0.0.1, started directly). `exec` is a
+   * command prefix such as `ip netns exec NS`; it must exec the node, so the PID stays the node's.
+   */
+  place?: (id: string) => { host: string; exec: string[] }
 }
 
 export class NodeProcess {
@@ -61,10 +67,10 @@ export class NodeProcess {
   output = ''
   paused = false
 
-  constructor(readonly id: string, readonly port: number, readonly dataDir: string, readonly argv: string[]) {}
+  constructor(readonly id: string, readonly port: number, readonly dataDir: string, readonly argv: string[], readonly host = '127.0.0.1', readonly exec: string[] = []) {}
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`
+    return `http://${this.host}:${this.port}`
   }
 
   get pid(): number | undefined {
@@ -78,7 +84,8 @@ export class NodeProcess {
   start(): void {
     if (this.running) throw new Error(`${this.id} is already running`)
     this.output = ''
-    const child = spawn(process.execPath, [CLI, ...this.argv], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const [cmd, ...prefix] = [...this.exec, process.execPath]
+    const child = spawn(cmd, [...prefix, CLI, ...this.argv], { stdio: ['ignore', 'pipe', 'pipe'] })
     child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()))
     child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()))
     this.child = child
@@ -118,6 +125,12 @@ export class NodeProcess {
     this.paused = false
   }
 
+  /** The node's Prometheus text (GET /v1/metrics); read one figure with `sample()` from server/src/metrics.ts. */
+  async metrics(): Promise<string> {
+    const res = await request(`${this.url}/v1/metrics`, { headersTimeout: 2000, bodyTimeout: 2000 })
+    return res.body.text()
+  }
+
   async ready(timeoutMs = 15_000): Promise<void> {
     await waitFor(async () => {
       if (!this.running) throw new Error(`${this.id} exited: ${this.output.slice(-2000)}`)
@@ -137,6 +150,15 @@ export function zerohop(...args: string[]): Promise<{ code: number; stdout: stri
   })
 }
 
+/** A node of the cluster: where it listens (options.place) and its `zerohop start` arguments. */
+function nodeProcess(o: ClusterOptions, dir: string, id: string, port: number, membership: string[], extra: string[] = []): NodeProcess {
+  const where = o.place?.(id)
+  const dataDir = path.join(dir, id)
+  const argv = ['start', '--id', id, ...(where ? ['--host', where.host] : []), '--port', String(port), '--data', dataDir, ...membership,
+    '--n', String(o.n ?? 3), '--partitions', String(o.partitions ?? 64), '--log-level', o.logLevel ?? 'warn', ...(o.args ?? []), ...extra]
+  return new NodeProcess(id, port, dataDir, argv, where?.host, where?.exec)
+}
+
 export class Cluster {
   private constructor(readonly dir: string, readonly nodes: NodeProcess[], readonly options: ClusterOptions) {}
 
@@ -144,14 +166,9 @@ export class Cluster {
     const count = options.nodes ?? 3
     const dir = await mkdtemp(path.join(os.tmpdir(), 'zerohop-test-'))
     const ports = await freePorts(count)
-    const seeds = ports.map((p) => `http://127.0.0.1:${p}`).join(',')
-    const nodes = ports.map((port, i) => {
-      const id = `n${i + 1}`
-      const dataDir = path.join(dir, id)
-      const argv = ['start', '--id', id, '--port', String(port), '--data', dataDir, '--seeds', seeds,
-        '--n', String(options.n ?? 3), '--partitions', String(options.partitions ?? 64), '--log-level', options.logLevel ?? 'warn', ...(options.args ?? [])]
-      return new NodeProcess(id, port, dataDir, argv)
-    })
+    const ids = ports.map((_, i) => `n${i + 1}`)
+    const seeds = ids.map((id, i) => `http://${options.place?.(id).host ?? '127.0.0.1'}:${ports[i]}`).join(',')
+    const nodes = ids.map((id, i) => nodeProcess(options, dir, id, ports[i], ['--seeds', seeds]))
     const cluster = new Cluster(dir, nodes, options)
     try {
       for (const n of nodes) n.start()
@@ -176,10 +193,7 @@ export class Cluster {
   /** Start one more node that joins the running cluster through the first node. */
   async join(id: string, extra: string[] = []): Promise<NodeProcess> {
     const [port] = await freePorts(1)
-    const o = this.options
-    const argv = ['start', '--id', id, '--port', String(port), '--data', path.join(this.dir, id), '--join', this.nodes[0].url,
-      '--n', String(o.n ?? 3), '--partitions', String(o.partitions ?? 64), '--log-level', o.logLevel ?? 'warn', ...(o.args ?? []), ...extra]
-    const node = new NodeProcess(id, port, path.join(this.dir, id), argv)
+    const node = nodeProcess(this.options, this.dir, id, port, ['--join', this.nodes[0].url], extra)
     this.nodes.push(node)
     node.start()
     await node.ready()

@@ -2,21 +2,15 @@
 // they miss wait as hints on live nodes) and reach those replicas once they return.
 import { rm } from 'node:fs/promises'
 import { afterEach, describe, expect, it } from 'vitest'
-import { request } from 'undici'
 import { connect, QuorumError, type Client } from '@zerohop/client'
 import { Cluster, NO_BACKGROUND_REPAIR, waitFor, type NodeProcess } from '../harness/cluster.js'
 import { sample } from '../../server/src/metrics.js'
 
 const FAST = ['--gossip-interval-ms', '200', '--hint-interval-ms', '200']
 
-async function metrics(node: NodeProcess): Promise<string> {
-  const res = await request(`${node.url}/v1/metrics`, { headersTimeout: 2000, bodyTimeout: 2000 })
-  return res.body.text()
-}
-
 async function hintsFor(nodes: NodeProcess[], target: string): Promise<number> {
   let held = 0
-  for (const n of nodes) held += sample(await metrics(n), 'zerohop_hints', `target="${target}"`) ?? 0
+  for (const n of nodes) held += sample(await n.metrics(), 'zerohop_hints', `target="${target}"`) ?? 0
   return held
 }
 
@@ -81,7 +75,7 @@ describe('always writable', () => {
     const delivered = Date.now() - restarted
     expect(await missing(db, keys)).toEqual([])
     let total = 0
-    for (const n of live) total += sample(await metrics(n), 'zerohop_hints_delivered_total') ?? 0
+    for (const n of live) total += sample(await n.metrics(), 'zerohop_hints_delivered_total') ?? 0
     expect(total).toBe(1000)
     console.log(`hinted handoff: 1000 hints delivered ${delivered} ms after the restart`)
   })
@@ -138,7 +132,7 @@ describe('always writable', () => {
     let repaired = 0
     let bytes = 0
     for (const n of cluster.nodes) {
-      const text = await metrics(n)
+      const text = await n.metrics()
       repaired += sample(text, 'zerohop_ae_keys_repaired_total') ?? 0
       bytes += (sample(text, 'zerohop_ae_bytes_sent_total') ?? 0) + (sample(text, 'zerohop_ae_bytes_received_total') ?? 0)
     }
