@@ -45,7 +45,7 @@ async function states(db: Client, keys: string[]): Promise<Set<string>> {
 
 async function total(nodes: NodeProcess[], name: string): Promise<number> {
   let sum = 0
-  for (const n of nodes) sum += sample(await metrics(n), name) ?? 0
+  for (const n of nodes) sum += sample(await n.metrics(), name) ?? 0
   return sum
 }
 
@@ -155,8 +155,8 @@ describe('always writable', () => {
     expect(took).toBeGreaterThanOrEqual(GRACE_MS)
     expect(await total(cluster.nodes, 'zerohop_tombstones_reaped_total')).toBeGreaterThanOrEqual(300)
     // Let anti-entropy run at least ten more exchanges per node: nothing comes back.
-    const exchanges = await Promise.all(cluster.nodes.map(async (n) => sample(await metrics(n), 'zerohop_ae_exchanges_total') ?? 0))
-    await waitFor(async () => (await Promise.all(cluster!.nodes.map(async (n, i) => (sample(await metrics(n), 'zerohop_ae_exchanges_total') ?? 0) >= exchanges[i] + 10))).every(Boolean), { timeoutMs: 20_000, intervalMs: 200, what: 'ten more anti-entropy exchanges on every node' })
+    const exchanges = await Promise.all(cluster.nodes.map(async (n) => sample(await n.metrics(), 'zerohop_ae_exchanges_total') ?? 0))
+    await waitFor(async () => (await Promise.all(cluster!.nodes.map(async (n, i) => (sample(await n.metrics(), 'zerohop_ae_exchanges_total') ?? 0) >= exchanges[i] + 10))).every(Boolean), { timeoutMs: 20_000, intervalMs: 200, what: 'ten more anti-entropy exchanges on every node' })
     expect([...(await states(db, keys))]).toEqual(['gone'])
     expect((await db.get(keys[0], { r: 3 })).found).toBe(false)
     // A reaped key takes new writes like a new key, on every replica.
