@@ -403,32 +403,54 @@ export class Engine {
         check()
       })
     }
+    /** Slots whose copy is on its way to a fallback (at most one hint path per slot). */
+    const hinting = new Set<string>()
+    /** Slots whose hint path ended without a fallback that counts (all failed, or the coordinator keeps it). */
+    const hintSpent = new Set<string>()
+    /** Primaries with a store in flight. */
+    const pending = new Set<string>()
     const hint = (m: Member) => {
+      if (hinting.has(m.id)) return
+      hinting.add(m.id)
+      fallback(m)
+    }
+    const fallback = (m: Member) => {
       while (spare < spares.length && !this.membership.up(spares[spare].id)) spare++
-      const fallback = spares[spare++]
-      if (!fallback) {
+      const to = spares[spare++]
+      if (!to) {
         // Nowhere else to go: the coordinator keeps the hint, so the copy reaches m when it is back
         // (it does not count twice). A primary believed down is still tried: it may be back.
+        hintSpent.add(m.id)
         if (!op.over) send(coordinator, m.id, () => undefined)
+        if (pending.has(m.id)) return
         if (tried.has(m.id) || op.over) exhausted.add(m.id)
         else tryPrimary(m)
         return
       }
-      send(fallback, m.id, (o) => {
+      send(to, m.id, (o) => {
         if (o.ok) hinted.add(m.id)
         else {
           failures.push(o.failure)
-          hint(m)
+          fallback(m)
         }
       })
     }
     const tried = new Set<string>()
     const tryPrimary = (m: Member) => {
       tried.add(m.id)
+      pending.add(m.id)
+      // A primary silent for half the time left may be cut off (its store would only fail at the
+      // deadline, too late to hint): its copy also goes to a fallback now. If it answers after all,
+      // the hint is a harmless duplicate.
+      const hedge = this.clock.setTimeout(() => {
+        if (pending.has(m.id) && !op.over) hint(m)
+      }, op.remaining / 2)
       send(m, undefined, (o) => {
+        pending.delete(m.id)
+        this.clock.clearTimeout(hedge)
         if (o.ok) return void primary.add(m.id)
         failures.push(o.failure)
-        if (ringFailure([o.failure]) || op.over || hinted.has(m.id) || strict) exhausted.add(m.id)
+        if (ringFailure([o.failure]) || op.over || hinted.has(m.id) || hintSpent.has(m.id) || strict) exhausted.add(m.id)
         if (!ringFailure([o.failure]) && !op.over) hint(m)
       })
     }

@@ -29,6 +29,8 @@ class FakeNode {
   calls: string[] = []
   /** Body size of every request. */
   sizes: number[] = []
+  /** Targets of the hints stored here, in arrival order. */
+  hints: string[] = []
   constructor(readonly id: string) {}
 }
 
@@ -72,7 +74,10 @@ class FakeTransport implements Transport {
       node.data.set(keyOf(req.key), set)
       out = { set: encodeSet(set) }
     } else {
-      for (const [, k, s] of req.items) node.data.set(keyOf(k), sync(node.data.get(keyOf(k)) ?? [], decodeSet(s)))
+      for (const [, k, s, hintFor] of req.items) {
+        if (hintFor !== undefined) node.hints.push(hintFor)
+        else node.data.set(keyOf(k), sync(node.data.get(keyOf(k)) ?? [], decodeSet(s)))
+      }
       out = { changed: req.items.length }
     }
     return { status: 200, body: pack(out) }
@@ -124,6 +129,23 @@ describe('Engine', () => {
     expect(err.code).toBe('ZH_QUORUM_NOT_MET')
     expect(err.replicas).toEqual([expect.objectContaining({ id: order[0], cause: 'timeout' })])
     for (const id of order.slice(1)) expect(transport.node(id).calls).not.toContain(Paths.coordinate)
+  })
+
+  it('a replica silent for half the deadline gets its copy as a hint; the write answers at W meanwhile', async () => {
+    const e = engine()
+    const [first, second, third] = replicasOf(e, key).map((m) => m.id)
+    transport.node(third).mode = 'hang'
+    const started = Date.now()
+    await e.put(key, v('x'), undefined, 2, 1000, undefined)
+    expect(Date.now() - started).toBeLessThan(400)
+    expect(transport.node(first).hints).toEqual([])
+    // With 3 nodes there is no spare: the coordinator keeps the hint, about 500 ms in, well before the
+    // silent store gives up at the 1000 ms deadline.
+    await expect.poll(() => transport.node(first).hints, { timeout: 2000, interval: 10 }).toEqual([third])
+    const at = Date.now() - started
+    expect(at).toBeGreaterThanOrEqual(450)
+    expect(at).toBeLessThan(850)
+    expect(transport.node(second).hints).toEqual([])
   })
 
   it('read repair sends the synced set to the replica that answered with an older version', async () => {
