@@ -110,9 +110,12 @@ export function isTransient(err: unknown): boolean {
   return NETWORK_CODES.has(errorCode(err) ?? '')
 }
 
-/** True when the request certainly was not applied (so even a non-idempotent one can go elsewhere). */
+/**
+ * True when the request certainly was not applied (so even a non-idempotent one can go elsewhere): the
+ * connection was refused or never came up (a node cut off silently), or the node said it did nothing.
+ */
 export function notDelivered(f: ReplicaFailure): boolean {
-  return f.cause === 'refused' || unavailable(f)
+  return f.cause === 'refused' || f.code === 'UND_ERR_CONNECT_TIMEOUT' || unavailable(f)
 }
 
 /** The node answered that it is starting or stopping: it did nothing with the request. */

@@ -21,7 +21,7 @@ import { systemClock } from '../src/clock.js'
 import { resolveClientOptions } from '../src/options.js'
 import type { Reply, SendOptions, Transport } from '../src/transport.js'
 
-type Mode = 'up' | 'refuse' | 'hang' | 'garbage' | 'stopping'
+type Mode = 'up' | 'refuse' | 'unconnectable' | 'hang' | 'garbage' | 'stopping'
 
 class FakeNode {
   data = new Map<string, DvvSet>()
@@ -51,6 +51,7 @@ class FakeTransport implements Transport {
     node.calls.push(path)
     node.sizes.push(body.byteLength)
     if (node.mode === 'refuse') throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })
+    if (node.mode === 'unconnectable') throw Object.assign(new Error('Connect Timeout Error'), { code: 'UND_ERR_CONNECT_TIMEOUT' })
     if (node.mode === 'stopping') return { status: 503, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_SHUTTING_DOWN', message: 'stopping' } })) }
     if (node.mode === 'hang') {
       // Like undici: the request gives up at its timeout, or when its signal fires.
@@ -117,6 +118,14 @@ describe('Engine', () => {
     const e = engine()
     const first = replicasOf(e, key)[0].id
     transport.node(first).mode = 'refuse'
+    const res = await e.put(key, v('x'), undefined, 2, undefined, undefined)
+    expect(res.coordinator).not.toBe(first)
+  })
+
+  it('moves the coordination to the next replica when the connection to the first never comes up (nothing was sent)', async () => {
+    const e = engine()
+    const first = replicasOf(e, key)[0].id
+    transport.node(first).mode = 'unconnectable'
     const res = await e.put(key, v('x'), undefined, 2, undefined, undefined)
     expect(res.coordinator).not.toBe(first)
   })
