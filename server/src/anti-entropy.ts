@@ -108,7 +108,7 @@ export interface AntiEntropyOptions {
   batchKeys?: number
   /** Leaves per keys request. Default 64. */
   leavesPerRequest?: number
-  /** Picks where each round starts among the differing partitions, in [0, 1). Default Math.random. */
+  /** Shuffles the order in which a round exchanges the differing partitions, in [0, 1). Default Math.random. */
   random?: () => number
   /** Tree shape: must be the same on every node. Default fanout 16, depth 3 (4096 leaves). */
   fanout?: number
@@ -210,9 +210,9 @@ export class AntiEntropy {
   #timer?: ReturnType<Clock['setTimeout']>
   #running?: Promise<void>
   #abort?: AbortController
-  // Per peer id: the partition after the one whose exchange failed in the last round with it. The
-  // next round starts there, so a partition that keeps failing does not hold back the ones after it.
-  readonly #resume = new Map<string, number>()
+  // Per peer id: the partition whose exchange failed in the last round with it. The next round takes
+  // it last, so a partition that keeps failing does not hold back the others.
+  readonly #failed = new Map<string, number>()
   // Rate limit: when the next batch of keys may start (clock ms).
   #nextAt = -Infinity
 
@@ -583,13 +583,18 @@ export class AntiEntropy {
       if (!this.#stopped) this.#o.onError?.(err, undefined, peer)
       return
     }
-    if (differ.length === 0) return
-    // Start after the partition whose exchange failed last time, else at a random one: the replicas
-    // that repair the same peer (or each other) at the same time then seldom work on one partition at
-    // once, and one that finds a partition already repaired pays one tree request for it.
-    const from = this.#resume.get(peer.id) ?? differ[Math.floor(this.#o.random() * differ.length)]
-    this.#resume.delete(peer.id)
-    const order = [...differ.filter((p) => p >= from), ...differ.filter((p) => p < from)]
+    // In random order: replicas that repair the same peer (or each other) at the same time then seldom
+    // work on one partition at once (in one order, one that caught up with another would follow it
+    // step by step, descending every partition twice), and one that finds a partition already
+    // repaired pays one tree request for it.
+    const order = [...differ]
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(this.#o.random() * (i + 1))
+      ;[order[i], order[j]] = [order[j], order[i]]
+    }
+    const failed = this.#failed.get(peer.id)
+    this.#failed.delete(peer.id)
+    if (failed !== undefined && order.includes(failed)) order.push(...order.splice(order.indexOf(failed), 1))
     // The plan was made when the round began; a long round (many keys at the rate limit) checks it
     // again once a second, so a ring change or a peer going down stops what no longer holds.
     const { clock } = this.#o
@@ -607,7 +612,7 @@ export class AntiEntropy {
       } catch (err) {
         if (this.#stopped) return
         this.#o.onError?.(err, p, peer)
-        this.#resume.set(peer.id, p + 1)
+        this.#failed.set(peer.id, p)
         return
       }
     }

@@ -469,7 +469,8 @@ describe('AntiEntropy loop', () => {
   const samePartitions = (a: TestNode, b: TestNode) => ALL64.filter((p) => !a.ae.root(p).equals(b.ae.root(p)))
 
   it('one round: one roots request for all 64 shared partitions, then exchanges of only the 3 that differ', async () => {
-    const { clock, a, b } = await sharing64({ random: () => 0.5 }, async (a, b) => {
+    const draws = [0.9, 0]
+    const { clock, a, b } = await sharing64({ random: () => draws.shift() ?? 0 }, async (a, b) => {
       // Partition 5: a key changed on a; 17: a key only on b; 42: a key only on a.
       const [k5] = keysIn64(5, 1)
       await a.seed(k5, setOf('n1', 'changed', setOf('n0', 'v-5')), 5)
@@ -490,8 +491,8 @@ describe('AntiEntropy loop', () => {
     // Only the differing partitions were descended; the other 61 cost their 16-byte root alone.
     expect(partitionsOf(b, AntiEntropyPaths.tree)).toEqual([5, 17, 42])
     expect(partitionsOf(b, AntiEntropyPaths.keys)).toEqual([5, 17, 42])
-    // The round started at the differing partition `random` picked (the middle one), and wrapped.
-    expect(b.received.filter((r) => r.path === AntiEntropyPaths.tree && r.body.level === 0).map((r) => r.body.partition)).toEqual([17, 42, 5])
+    // In the order `random` shuffled them to (Fisher-Yates: 0.9 keeps 42 last, 0 swaps 5 and 17).
+    expect(b.received.filter((r) => r.path === AntiEntropyPaths.tree && r.body.level === 0).map((r) => r.body.partition)).toEqual([17, 5, 42])
     expect(a.ae.metrics).toMatchObject({ rounds: 1, exchanges: 3, failures: 0, keysRepaired: 3 })
     const roundBytes = traffic(a)
     console.log('a round repairing 3 of 64 partitions', { requests: b.received.length, bytes: roundBytes, byPath: Object.fromEntries([...new Set(paths(b))].map((x) => [x, paths(b).filter((y) => y === x).length])) })
@@ -582,9 +583,9 @@ describe('AntiEntropy loop', () => {
     expect(clock.pending).toBe(0)
   })
 
-  it('an exchange that fails ends the round with that peer; the next round starts after it, so it holds back no other partition', async () => {
-    // random 0: the first round starts at the lowest differing partition.
-    const { clock, a, b, errors } = await sharing64({ random: () => 0 }, async (a) => {
+  it('an exchange that fails ends the round with that peer; the next round takes it last, so it holds back no other partition', async () => {
+    // random 0.99: no shuffle, the differing partitions in ascending order.
+    const { clock, a, b, errors } = await sharing64({ random: () => 0.99 }, async (a) => {
       for (const p of [10, 20, 30]) await a.seed(keysIn64(p, 1, 20)[0], setOf('n0', `only on a ${p}`), p)
     })
     // Every tree request for partition 10 fails on b.
@@ -599,7 +600,7 @@ describe('AntiEntropy loop', () => {
     // 20 and 30 were not tried after 10 failed.
     expect(samePartitions(a, b)).toEqual([10, 20, 30])
     await clock.advance(10_000)
-    // This round began with 20 and 30, then tried 10 again.
+    // This round took 20 and 30 first, then tried 10 again.
     expect(samePartitions(a, b)).toEqual([10])
     expect(errors.map(([, p]) => p)).toEqual([10, 10])
     expect(a.ae.metrics).toMatchObject({ rounds: 2, exchanges: 2, failures: 2 })
@@ -627,7 +628,7 @@ describe('AntiEntropy loop', () => {
 
   it('a long round checks its plan again: partitions no longer compared (rings changing) are not exchanged', async () => {
     let active = true
-    const { clock, a, b } = await sharing64({ maxKeysPerSecond: 1000, batchKeys: 500, random: () => 0, partitions: () => (active ? ALL64 : []) }, async (a) => {
+    const { clock, a, b } = await sharing64({ maxKeysPerSecond: 1000, batchKeys: 500, random: () => 0.99, partitions: () => (active ? ALL64 : []) }, async (a) => {
       for (const p of [7, 8, 9]) for (const k of keysIn64(p, 600, 20)) await a.seed(k, setOf('n0', `new ${p}`), p)
     })
     await clock.advance(10_000)
@@ -655,7 +656,7 @@ describe('AntiEntropy loop', () => {
   it('stop() ends an exchange waiting on the rate limit, and the round with it', async () => {
     const clock = new VirtualClock()
     const net = new Map<string, TestNode>()
-    const b = new TestNode('b', net, clock, { maxKeysPerSecond: 10, batchKeys: 10, random: () => 0, partitions: () => [0, 1], peers: () => [{ id: 'a', url: 'a' }] })
+    const b = new TestNode('b', net, clock, { maxKeysPerSecond: 10, batchKeys: 10, random: () => 0.99, partitions: () => [0, 1], peers: () => [{ id: 'a', url: 'a' }] })
     const a = new TestNode('a', net, clock)
     await a.store.open()
     await b.store.open()
