@@ -15,6 +15,7 @@ import {
   Paths,
   differingLeaves,
   bytesEqual,
+  decodeSet,
   pack,
   sleep,
   unpack,
@@ -40,6 +41,8 @@ export const MAX_TREE_INDICES = 4096
 export const MAX_KEYS_LEAVES = 1024
 /** Most partitions one roots request may ask for (64 KiB of roots). */
 export const MAX_ROOTS_PARTITIONS = 4096
+/** Most one-sided tombstones whose copy waits (see #oneSided); past that they are copied at once. */
+const MAX_ONE_SIDED = 10_000
 
 export interface RootsRequest {
   partitions: number[]
@@ -215,6 +218,12 @@ export class AntiEntropy {
   readonly #failed = new Map<string, number>()
   // Rate limit: when the next batch of keys may start (clock ms).
   #nextAt = -Infinity
+  // Keys found on one side only, as a tombstone: when first seen (clock ms), by peer, partition and key. A
+  // reap (reaper.ts) makes exactly that state for a moment, between the other replicas' deletes and
+  // its coordinator's; copying the tombstone back then would keep the key for another grace period.
+  // So such a key is copied only if it still differs at least an interval later, as one left by a reap
+  // that failed halfway does (the reaper counts on that copy).
+  readonly #oneSided = new Map<string, number>()
 
   readonly metrics = {
     /** Roots comparisons completed: all the partitions shared with one peer, in one request (loop or compareRoots()). */
@@ -489,6 +498,7 @@ export class AntiEntropy {
       const ours = local[i] ?? null
       const theirs = (sets[i] as Uint8Array | null) ?? null
       if (bytesEqual(ours, theirs)) return
+      if (!ours !== !theirs && this.#waits(peerUrl, partition, k, (ours ?? theirs)!)) return
       if (theirs) pull.push([k, theirs])
       if (ours) push.push([partition, k, ours])
     })
@@ -496,6 +506,29 @@ export class AntiEntropy {
     if (push.length > 0) await this.#call(peerUrl, Paths.store, { items: push })
     await Promise.all(pull.map(([k, s]) => this.#o.storeSet(partition, k, s)))
     return new Set([...pull.map(([k]) => latin1(k)), ...push.map(([, k]) => latin1(k))]).size
+  }
+
+  // A key held on one side only: true while its copy waits (see #oneSided).
+  #waits(peerUrl: string, partition: number, key: Uint8Array, set: Uint8Array): boolean {
+    let tombstone: boolean
+    try {
+      const entries = decodeSet(set)
+      tombstone = entries.length > 0 && entries.every((e) => e[2].every((v) => v === null))
+    } catch {
+      return false
+    }
+    if (!tombstone) return false
+    const id = `${peerUrl} ${partition} ${latin1(key)}`
+    const now = this.#o.clock.now()
+    const seen = this.#oneSided.get(id)
+    if (seen === undefined) {
+      if (this.#oneSided.size >= MAX_ONE_SIDED) return false
+      this.#oneSided.set(id, now)
+      return true
+    }
+    if (now - seen < this.#o.intervalMs) return true
+    this.#oneSided.delete(id)
+    return false
   }
 
   // Let `n` more keys through at most maxKeysPerSecond: wait until the previous batches' share of
@@ -561,6 +594,9 @@ export class AntiEntropy {
   // One round: with each peer in turn, compare the roots of every partition the two share, then
   // exchange the differing partitions one after another (paced by the key rate limit).
   async #round(): Promise<void> {
+    // One-sided tombstones not met again for a while have gone (reaped everywhere, or copied).
+    const now = this.#o.clock.now()
+    for (const [id, seen] of this.#oneSided) if (now - seen > 3 * this.#o.intervalMs) this.#oneSided.delete(id)
     const shared = new Map<string, { peer: Peer; partitions: number[] }>()
     for (const p of this.#o.partitions()) {
       for (const peer of this.#o.peers(p)) {
