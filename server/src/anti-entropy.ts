@@ -218,11 +218,11 @@ export class AntiEntropy {
   readonly #failed = new Map<string, number>()
   // Rate limit: when the next batch of keys may start (clock ms).
   #nextAt = -Infinity
-  // Keys found on one side only, as a tombstone: when first seen (clock ms), by peer, partition and key. A
-  // reap (reaper.ts) makes exactly that state for a moment, between the other replicas' deletes and
-  // its coordinator's; copying the tombstone back then would keep the key for another grace period.
-  // So such a key is copied only if it still differs at least an interval later, as one left by a reap
-  // that failed halfway does (the reaper counts on that copy).
+  // Keys found on one side only, as a tombstone: when first seen (clock ms), by peer, partition and
+  // key. A reap (reaper.ts) makes exactly that state for a moment, between the other replicas'
+  // deletes and its coordinator's; copying the tombstone back then would keep the key for another
+  // grace period. So such a key is copied only if it still differs at least an interval later, as one
+  // left by a reap that failed halfway does (the reaper counts on that copy).
   readonly #oneSided = new Map<string, number>()
 
   readonly metrics = {
