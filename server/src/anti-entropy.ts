@@ -2,7 +2,9 @@
 // exchange only the keys whose sets differ, so a replica that missed writes (down too long for its
 // hints, or a lost hint) converges without clients reading every key. Each partition's tree is built
 // by one scan at start and then kept current write by write (`onWrite`): an exchange reads no data
-// it does not send, and sends little more than the keys that differ.
+// it does not send, and sends little more than the keys that differ. Each round compares the roots of
+// every partition two replicas share in one request, then exchanges only the partitions that differ,
+// so the time to agree follows the differences, not the number of partitions.
 import {
   ErrorCodes,
   HASH_BYTES,
@@ -13,6 +15,7 @@ import {
   Paths,
   differingLeaves,
   bytesEqual,
+  decodeSet,
   pack,
   sleep,
   unpack,
@@ -24,6 +27,8 @@ import { dataKey } from './replica.js'
 import type { Store } from './storage/store.js'
 
 export const AntiEntropyPaths = {
+  /** Root hashes of some partitions' trees: `{partitions, fanout, depth}` → `{roots}`, in the same order. */
+  roots: '/v1/ae/roots',
   /** Hashes of some nodes of one level of a partition's tree: `{partition, fanout, depth, level, indices}` → `{hashes}`. */
   tree: '/v1/ae/tree',
   /** Keys of some leaves with the digest of their stored set: `{partition, fanout, depth, leaves}` → `{keys: [key, digest][]}`. */
@@ -34,6 +39,22 @@ export const AntiEntropyPaths = {
 export const MAX_TREE_INDICES = 4096
 /** Most leaves one keys request may ask for. */
 export const MAX_KEYS_LEAVES = 1024
+/** Most partitions one roots request may ask for (64 KiB of roots). */
+export const MAX_ROOTS_PARTITIONS = 4096
+/** Most one-sided tombstones whose copy waits (see #oneSided); past that they are copied at once. */
+const MAX_ONE_SIDED = 10_000
+
+export interface RootsRequest {
+  partitions: number[]
+  /** The asker's tree shape; when given, it must be this node's. */
+  fanout?: number
+  depth?: number
+}
+
+export interface RootsResponse {
+  /** The root of each asked partition's tree (the empty tree's root for one without data here). */
+  roots: Uint8Array[]
+}
 
 export interface TreeRequest {
   partition: number
@@ -75,11 +96,14 @@ export interface AntiEntropyOptions {
   /** POST a MessagePack body to a peer; a non-200 status is an error (JSON `{"error":{code,message}}`). */
   post: Post
   clock: Clock
-  /** Partitions this node replicates (it exchanges them in turn). */
+  /** Partitions this node replicates, and may compare now ([] while anti-entropy must pause). */
   partitions: () => number[]
   /** Live replicas of `partition` other than this node. */
   peers: (partition: number) => Peer[]
-  /** Time between two exchanges (each exchange one partition with one peer). Default 10 000. */
+  /**
+   * Time between two rounds. A round compares, with each peer in turn, the roots of every partition
+   * the two share (one request), then exchanges the partitions whose roots differ. Default 10 000.
+   */
   intervalMs?: number
   /** Most keys compared and repaired per second, so repairs never starve clients. Default 5000. */
   maxKeysPerSecond?: number
@@ -87,11 +111,16 @@ export interface AntiEntropyOptions {
   batchKeys?: number
   /** Leaves per keys request. Default 64. */
   leavesPerRequest?: number
+  /** Shuffles the order in which a round exchanges the differing partitions, in [0, 1). Default Math.random. */
+  random?: () => number
   /** Tree shape: must be the same on every node. Default fanout 16, depth 3 (4096 leaves). */
   fanout?: number
   depth?: number
-  /** An exchange of the loop failed (the loop goes on with the next partition). */
-  onError?: (err: unknown, partition: number, peer: Peer) => void
+  /**
+   * A roots request (`partition` undefined) or an exchange of the loop failed: the loop leaves that
+   * peer until the next round and goes on with the next peer.
+   */
+  onError?: (err: unknown, partition: number | undefined, peer: Peer) => void
 }
 
 export const antiEntropyDefaults = {
@@ -106,8 +135,8 @@ export const antiEntropyDefaults = {
 type Resolved = Required<Omit<AntiEntropyOptions, 'onError'>> & Pick<AntiEntropyOptions, 'onError'>
 
 function resolve(o: AntiEntropyOptions): Resolved {
-  const r = { ...antiEntropyDefaults, ...o } as Resolved
-  for (const name of ['storeSet', 'post', 'partitions', 'peers'] as const) {
+  const r = { ...antiEntropyDefaults, random: Math.random, ...o } as Resolved
+  for (const name of ['storeSet', 'post', 'partitions', 'peers', 'random'] as const) {
     if (typeof r[name] !== 'function') throw new InvalidArgumentError(`anti-entropy option ${name} must be a function`)
   }
   if (!r.store || typeof r.store.entries !== 'function') throw new InvalidArgumentError('anti-entropy option store must be the node Store')
@@ -152,6 +181,18 @@ function asMap(x: unknown, path: string): Record<string, unknown> {
   return x as Record<string, unknown>
 }
 
+// For messages about a bad value: MessagePack may decode a 64-bit integer as a BigInt, which
+// JSON.stringify cannot print.
+function show(x: unknown): string {
+  try {
+    return String(JSON.stringify(x))
+  } catch {
+    return String(x)
+  }
+}
+
+const isPartition = (p: unknown): p is number => Number.isInteger(p) && (p as number) >= 0 && (p as number) <= 0xffff
+
 function intsIn(x: unknown, field: string, max: number, limit: number): number[] {
   if (!Array.isArray(x) || x.length === 0 || x.length > max) throw bad(`${field} must be an array of 1 to ${max} integers`)
   for (const i of x) if (!Number.isInteger(i) || i < 0 || i >= limit) throw bad(`${field} must be integers from 0 to ${limit - 1}; got ${JSON.stringify(i)}`)
@@ -172,15 +213,24 @@ export class AntiEntropy {
   #timer?: ReturnType<Clock['setTimeout']>
   #running?: Promise<void>
   #abort?: AbortController
-  #cursor = 0
-  readonly #visits = new Map<number, number>()
+  // Per peer id: the partition whose exchange failed in the last round with it. The next round takes
+  // it last, so a partition that keeps failing does not hold back the others.
+  readonly #failed = new Map<string, number>()
   // Rate limit: when the next batch of keys may start (clock ms).
   #nextAt = -Infinity
+  // Keys found on one side only, as a tombstone: when first seen (clock ms), by peer, partition and
+  // key. A reap (reaper.ts) makes exactly that state for a moment, between the other replicas'
+  // deletes and its coordinator's; copying the tombstone back then would keep the key for another
+  // grace period. So such a key is copied only if it still differs at least an interval later, as one
+  // left by a reap that failed halfway does (the reaper counts on that copy).
+  readonly #oneSided = new Map<string, number>()
 
   readonly metrics = {
-    /** Exchanges completed (by the loop or by exchange()). */
+    /** Roots comparisons completed: all the partitions shared with one peer, in one request (loop or compareRoots()). */
+    rounds: 0,
+    /** Exchanges completed (by the loop or by exchange()): partitions whose roots differed, descended and synced. */
     exchanges: 0,
-    /** Exchanges that failed (an exchange cut short by stop() counts too). */
+    /** Exchanges and roots comparisons that failed (one cut short by stop() counts too). */
     failures: 0,
     keysRepaired: 0,
     bytesSent: 0,
@@ -281,9 +331,15 @@ export class AntiEntropy {
   }
 
   #checkServing(req: Record<string, unknown>, path: string): number {
-    if (!this.#ready) throw new HttpError(503, ErrorCodes.NOT_READY, 'this node is still building its anti-entropy trees; retry shortly')
+    this.#checkShape(req, path)
     const p = req.partition
-    if (!Number.isInteger(p) || (p as number) < 0 || (p as number) > 0xffff) throw new HttpError(400, ErrorCodes.UNKNOWN_PARTITION, `${path}: partition must be an integer from 0 to 65535`)
+    if (!isPartition(p)) throw new HttpError(400, ErrorCodes.UNKNOWN_PARTITION, `${path}: partition must be an integer from 0 to 65535`)
+    return p
+  }
+
+  // Ready, and the asker's trees have this node's shape.
+  #checkShape(req: Record<string, unknown>, path: string): void {
+    if (!this.#ready) throw new HttpError(503, ErrorCodes.NOT_READY, 'this node is still building its anti-entropy trees; retry shortly')
     if ((req.fanout !== undefined && req.fanout !== this.#o.fanout) || (req.depth !== undefined && req.depth !== this.#o.depth)) {
       throw new HttpError(
         409,
@@ -291,7 +347,18 @@ export class AntiEntropy {
         `${path}: the asker's Merkle trees have fanout ${String(req.fanout)} and depth ${String(req.depth)}, this node's fanout ${this.#o.fanout} and depth ${this.#o.depth}; run every node with the same anti-entropy tree options`,
       )
     }
-    return p as number
+  }
+
+  /** POST /v1/ae/roots: the root of each of some partitions' trees. */
+  handleRoots(body: unknown): RootsResponse {
+    const req = asMap(body, AntiEntropyPaths.roots)
+    this.#checkShape(req, AntiEntropyPaths.roots)
+    const ps = req.partitions
+    if (!Array.isArray(ps) || ps.length === 0 || ps.length > MAX_ROOTS_PARTITIONS) throw bad(`partitions must be an array of 1 to ${MAX_ROOTS_PARTITIONS} integers`)
+    for (const p of ps) {
+      if (!isPartition(p)) throw new HttpError(400, ErrorCodes.UNKNOWN_PARTITION, `${AntiEntropyPaths.roots}: partitions must be integers from 0 to 65535; got ${show(p)}`)
+    }
+    return { roots: (ps as number[]).map((p) => this.root(p)) }
   }
 
   /** POST /v1/ae/tree: hashes of some nodes of one level of a partition's tree. */
@@ -321,6 +388,35 @@ export class AntiEntropy {
     if (!st) return out
     for (const leaf of new Set(leaves)) for (const [k, d] of st.leaves.get(leaf) ?? []) out.set(k, d)
     return out
+  }
+
+  /**
+   * Compare the roots of `partitions` with one peer's, one request per MAX_ROOTS_PARTITIONS: the
+   * partitions whose roots differ, in the order given. Both must replicate every one of them (the peer
+   * refuses otherwise, 409 ZH_NOT_REPLICA).
+   */
+  async compareRoots(peerUrl: string, partitions: readonly number[]): Promise<number[]> {
+    try {
+      await this.build()
+      const { fanout, depth } = this.#o
+      const differ: number[] = []
+      for (let i = 0; i < partitions.length; i += MAX_ROOTS_PARTITIONS) {
+        const chunk = partitions.slice(i, i + MAX_ROOTS_PARTITIONS)
+        const res = await this.#call(peerUrl, AntiEntropyPaths.roots, { partitions: chunk, fanout, depth } satisfies RootsRequest)
+        const roots = res.roots
+        if (!Array.isArray(roots) || roots.length !== chunk.length || !roots.every((r) => r instanceof Uint8Array && r.byteLength === HASH_BYTES)) {
+          throw new TypeError(`${peerUrl} answered ${AntiEntropyPaths.roots} with something other than ${chunk.length} roots of ${HASH_BYTES} bytes`)
+        }
+        chunk.forEach((p, j) => {
+          if (!bytesEqual(this.root(p), roots[j] as Uint8Array)) differ.push(p)
+        })
+      }
+      this.metrics.rounds++
+      return differ
+    } catch (err) {
+      this.metrics.failures++
+      throw err
+    }
   }
 
   /**
@@ -402,6 +498,7 @@ export class AntiEntropy {
       const ours = local[i] ?? null
       const theirs = (sets[i] as Uint8Array | null) ?? null
       if (bytesEqual(ours, theirs)) return
+      if (!ours !== !theirs && this.#waits(peerUrl, partition, k, (ours ?? theirs)!)) return
       if (theirs) pull.push([k, theirs])
       if (ours) push.push([partition, k, ours])
     })
@@ -409,6 +506,29 @@ export class AntiEntropy {
     if (push.length > 0) await this.#call(peerUrl, Paths.store, { items: push })
     await Promise.all(pull.map(([k, s]) => this.#o.storeSet(partition, k, s)))
     return new Set([...pull.map(([k]) => latin1(k)), ...push.map(([, k]) => latin1(k))]).size
+  }
+
+  // A key held on one side only: true while its copy waits (see #oneSided).
+  #waits(peerUrl: string, partition: number, key: Uint8Array, set: Uint8Array): boolean {
+    let tombstone: boolean
+    try {
+      const entries = decodeSet(set)
+      tombstone = entries.length > 0 && entries.every((e) => e[2].every((v) => v === null))
+    } catch {
+      return false
+    }
+    if (!tombstone) return false
+    const id = `${peerUrl} ${partition} ${latin1(key)}`
+    const now = this.#o.clock.now()
+    const seen = this.#oneSided.get(id)
+    if (seen === undefined) {
+      if (this.#oneSided.size >= MAX_ONE_SIDED) return false
+      this.#oneSided.set(id, now)
+      return true
+    }
+    if (now - seen < this.#o.intervalMs) return true
+    this.#oneSided.delete(id)
+    return false
   }
 
   // Let `n` more keys through at most maxKeysPerSecond: wait until the previous batches' share of
@@ -442,7 +562,7 @@ export class AntiEntropy {
     return x as Record<string, unknown>
   }
 
-  /** Build the trees, then exchange one partition with one peer every intervalMs. */
+  /** Build the trees, then run a round every intervalMs (after the previous round ended). */
   async start(): Promise<void> {
     await this.build()
     if (!this.#stopped) return
@@ -451,7 +571,7 @@ export class AntiEntropy {
     this.#schedule()
   }
 
-  /** Stop the loop; waits for an exchange under way to end (its rate-limit waits end at once). */
+  /** Stop the loop; waits for a round under way to end (its rate-limit waits end at once). */
   async stop(): Promise<void> {
     this.#stopped = true
     if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer)
@@ -464,27 +584,73 @@ export class AntiEntropy {
     if (this.#stopped) return
     this.#timer = this.#o.clock.setTimeout(() => {
       this.#timer = undefined
-      this.#running = this.#tick().finally(() => {
+      this.#running = this.#round().finally(() => {
         this.#running = undefined
         this.#schedule()
       })
     }, this.#o.intervalMs)
   }
 
-  async #tick(): Promise<void> {
-    const partitions = this.#o.partitions()
-    if (partitions.length === 0) return
-    const partition = partitions[this.#cursor++ % partitions.length]
-    const peers = this.#o.peers(partition)
-    if (peers.length === 0) return
-    // Each visit of a partition takes the next peer, so every replica is compared in turn.
-    const visits = this.#visits.get(partition) ?? 0
-    this.#visits.set(partition, visits + 1)
-    const peer = peers[visits % peers.length]
+  // One round: with each peer in turn, compare the roots of every partition the two share, then
+  // exchange the differing partitions one after another (paced by the key rate limit).
+  async #round(): Promise<void> {
+    // One-sided tombstones not met again for a while have gone (reaped everywhere, or copied).
+    const now = this.#o.clock.now()
+    for (const [id, seen] of this.#oneSided) if (now - seen > 3 * this.#o.intervalMs) this.#oneSided.delete(id)
+    const shared = new Map<string, { peer: Peer; partitions: number[] }>()
+    for (const p of this.#o.partitions()) {
+      for (const peer of this.#o.peers(p)) {
+        let s = shared.get(peer.id)
+        if (!s) shared.set(peer.id, (s = { peer, partitions: [] }))
+        s.partitions.push(p)
+      }
+    }
+    for (const { peer, partitions } of shared.values()) {
+      if (this.#stopped) return
+      await this.#roundWith(peer, partitions)
+    }
+  }
+
+  async #roundWith(peer: Peer, partitions: number[]): Promise<void> {
+    let differ: number[]
     try {
-      await this.exchange(partition, peer.url, this.#abort?.signal)
+      differ = await this.compareRoots(peer.url, partitions)
     } catch (err) {
-      if (!this.#stopped) this.#o.onError?.(err, partition, peer)
+      if (!this.#stopped) this.#o.onError?.(err, undefined, peer)
+      return
+    }
+    // In random order: replicas that repair the same peer (or each other) at the same time then seldom
+    // work on one partition at once (in one order, one that caught up with another would follow it
+    // step by step, descending every partition twice), and one that finds a partition already
+    // repaired pays one tree request for it.
+    const order = [...differ]
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(this.#o.random() * (i + 1))
+      ;[order[i], order[j]] = [order[j], order[i]]
+    }
+    const failed = this.#failed.get(peer.id)
+    this.#failed.delete(peer.id)
+    if (failed !== undefined && order.includes(failed)) order.push(...order.splice(order.indexOf(failed), 1))
+    // The plan was made when the round began; a long round (many keys at the rate limit) checks it
+    // again once a second, so a ring change or a peer going down stops what no longer holds.
+    const { clock } = this.#o
+    let checkedAt = clock.now()
+    let still = new Set(partitions)
+    for (const p of order) {
+      if (this.#stopped) return
+      if (clock.now() - checkedAt >= 1000) {
+        checkedAt = clock.now()
+        still = new Set(this.#o.partitions())
+      }
+      if (!still.has(p) || !this.#o.peers(p).some((x) => x.id === peer.id)) continue
+      try {
+        await this.exchange(p, peer.url, this.#abort?.signal)
+      } catch (err) {
+        if (this.#stopped) return
+        this.#o.onError?.(err, p, peer)
+        this.#failed.set(peer.id, p)
+        return
+      }
     }
   }
 }

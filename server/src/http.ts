@@ -184,6 +184,16 @@ const replicaRoutes: Record<string, Handler> = {
     const value = v.value(req.value)
     return { set: await replica.coordinate(p, k, context as VersionVector, value) }
   },
+  [AntiEntropyPaths.roots]: async (body, v, _replica, { antiEntropy }) => {
+    // The handler validates the body (and reads nothing); then every partition must be one of this
+    // ring's that this node replicates, so the asker never compares a partition the two do not share.
+    const answer = antiEntropy.handleRoots(body)
+    for (const p of body.partitions as number[]) {
+      if (p >= v.ring.partitions) throw bad(400, ErrorCodes.UNKNOWN_PARTITION, `partition ${p} does not exist; this ring has partitions 0..${v.ring.partitions - 1}`)
+      v.replicated(p, 'request')
+    }
+    return answer
+  },
   [AntiEntropyPaths.tree]: async (body, v, _replica, { antiEntropy }) => {
     if (typeof body.partition === 'number') v.replicated(body.partition, 'request')
     return antiEntropy.handleTree(body)

@@ -6,7 +6,7 @@ import { Counter, Gauge, Registry } from 'prom-client'
 export interface MetricSources {
   hints: () => { stored: number; delivered: number; dropped: number; expired: number; held: Record<string, number> }
   handoff: () => { items: number; bytes: number; partitions: number; dropped: number }
-  antiEntropy?: () => { exchanges: number; keysRepaired: number; bytesSent: number; bytesReceived: number }
+  antiEntropy?: () => { rounds: number; exchanges: number; keysRepaired: number; bytesSent: number; bytesReceived: number }
   tombstones?: () => { held: number; reaped: number }
   peersDown: () => number
 }
@@ -48,7 +48,8 @@ export function nodeMetrics(src: MetricSources): Registry {
   total(registry, 'zerohop_handoff_dropped_keys_total', 'Keys deleted after their partition was handed off', () => src.handoff().dropped)
   if (src.antiEntropy) {
     const ae = src.antiEntropy
-    total(registry, 'zerohop_ae_exchanges_total', 'Anti-entropy exchanges with other replicas', () => ae().exchanges)
+    total(registry, 'zerohop_ae_rounds_total', 'Anti-entropy roots comparisons: every partition shared with one other replica, in one request', () => ae().rounds)
+    total(registry, 'zerohop_ae_exchanges_total', 'Anti-entropy exchanges with other replicas: partitions whose roots differed, descended and synced', () => ae().exchanges)
     total(registry, 'zerohop_ae_keys_repaired_total', 'Keys that differed and were synced by anti-entropy', () => ae().keysRepaired)
     total(registry, 'zerohop_ae_bytes_sent_total', 'Bytes sent by anti-entropy', () => ae().bytesSent)
     total(registry, 'zerohop_ae_bytes_received_total', 'Bytes received by anti-entropy', () => ae().bytesReceived)

@@ -215,7 +215,11 @@ export class StorageNode {
       },
       intervalMs: o.aeIntervalMs,
       maxKeysPerSecond: o.aeMaxKeysPerSecond,
-      onError: (err, partition, peer) => this.log.debug({ err, partition, peer: peer.id }, 'anti-entropy exchange failed'),
+      onError: (err, partition, peer) => {
+        // A peer with other tree options can never be compared with: say so where an operator looks.
+        const mismatch = err instanceof ZerohopError && err.code === ErrorCodes.CLUSTER_MISMATCH
+        this.log[mismatch ? 'warn' : 'debug']({ err, partition, peer: peer.id }, partition === undefined ? 'anti-entropy roots request failed' : 'anti-entropy exchange failed')
+      },
     })
     const antiEntropy = this.#antiEntropy
     this.#reaper = new Reaper({

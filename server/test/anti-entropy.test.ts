@@ -127,8 +127,8 @@ class TestNode {
   }
 
   /** Put a set straight into the store, as data already on disk before start. */
-  async seed(key: Uint8Array, set: Uint8Array): Promise<void> {
-    await this.store.put(dataKey(partitionOf(key), key), set)
+  async seed(key: Uint8Array, set: Uint8Array, partition = partitionOf(key)): Promise<void> {
+    await this.store.put(dataKey(partition, key), set)
   }
 
   async handle(path: string, raw: Uint8Array): Promise<{ status: number; body: Buffer }> {
@@ -140,7 +140,8 @@ class TestNode {
         throw new HttpError(503, ErrorCodes.SHUTTING_DOWN, 'this node is shutting down')
       }
       let out: unknown
-      if (path === AntiEntropyPaths.tree) out = this.ae.handleTree(body)
+      if (path === AntiEntropyPaths.roots) out = this.ae.handleRoots(body)
+      else if (path === AntiEntropyPaths.tree) out = this.ae.handleTree(body)
       else if (path === AntiEntropyPaths.keys) out = this.ae.handleKeys(body)
       else if (path === Paths.read) {
         const keys = body.keys as [number, Uint8Array][]
@@ -278,6 +279,32 @@ describe('AntiEntropy exchange', () => {
     expect(await a.dump()).toHaveLength(2)
     expect(a.ae.keyCount(partitionOf(y))).toBeGreaterThan(0)
     for (const p of ALL) expect(a.ae.root(p).equals(b.ae.root(p))).toBe(true)
+  })
+
+  it('copies a tombstone held on one side only if it still differs an interval later (a reap in progress looks like that)', async () => {
+    const { clock, a, b } = await pair()
+    await a.ae.build()
+    await b.ae.build()
+    const tomb = encodeSet(update([], [], 'n0', null))
+    const [k1, k2] = [Buffer.from('deleted-1'), Buffer.from('deleted-2')]
+    for (const k of [k1, k2]) {
+      const dk = dataKey(partitionOf(k), k)
+      await a.store.put(dk, tomb)
+      a.ae.onWrite(partitionOf(k), k, undefined, tomb)
+    }
+    expect(await exchangeAll(a, 'b')).toMatchObject({ keys: 2, repaired: 0 })
+    expect(await b.dump()).toEqual([])
+    // k2's reap completes on a (its tombstone goes): nothing is ever copied for it.
+    const dk2 = dataKey(partitionOf(k2), k2)
+    await a.store.del(dk2)
+    a.ae.onWrite(partitionOf(k2), k2, tomb, undefined)
+    await clock.advance(9_999)
+    expect(await exchangeAll(a, 'b')).toMatchObject({ keys: 1, repaired: 0 })
+    await clock.advance(1)
+    // k1 still differs an interval later: copied, as a reap that failed halfway needs.
+    expect(await exchangeAll(a, 'b')).toMatchObject({ keys: 1, repaired: 1 })
+    expect(await b.dump()).toEqual(await a.dump())
+    expect(await b.dump()).toHaveLength(1)
   })
 
   it('identical replicas exchange only the root', async () => {
@@ -426,17 +453,134 @@ describe('AntiEntropy exchange', () => {
 })
 
 describe('AntiEntropy loop', () => {
-  it('exchanges one partition per interval, each time with the next peer, until stopped', async () => {
+  const Q64 = 64
+  const partitionOf64 = (k: Uint8Array) => md5(k).readUInt32BE(0) >>> 26
+  const ALL64 = Array.from({ length: Q64 }, (_, p) => p)
+  /** The first `n` keys (of keyOf) that fall in `partition` of 64. */
+  const keysIn64 = (partition: number, n: number, skip = 0) => {
+    const out: Uint8Array[] = []
+    for (let i = 0; out.length < n + skip; i++) if (partitionOf64(keyOf(i)) === partition) out.push(keyOf(i))
+    return out.slice(skip)
+  }
+  const paths = (n: TestNode) => n.received.map((r) => r.path)
+  const partitionsOf = (n: TestNode, path: string) => [...new Set(n.received.filter((r) => r.path === path).map((r) => r.body.partition as number))].sort((x, y) => x - y)
+
+  /** a and b replicate 64 partitions, 20 keys each, the same on both but for the keys `differ` puts in. */
+  async function sharing64(options: Partial<AntiEntropyOptions> = {}, differ: (a: TestNode, b: TestNode) => Promise<void> = async () => undefined) {
     const clock = new VirtualClock()
     const net = new Map<string, TestNode>()
-    const errors: unknown[] = []
+    const errors: [unknown, number | undefined, string][] = []
+    const a = new TestNode('a', net, clock, {
+      partitions: () => ALL64,
+      peers: () => [{ id: 'b', url: 'b' }],
+      onError: (err, p, peer) => errors.push([err, p, peer.id]),
+      ...options,
+    })
+    const b = new TestNode('b', net, clock)
+    await a.store.open()
+    await b.store.open()
+    for (const p of ALL64) {
+      for (const k of keysIn64(p, 20)) {
+        const set = setOf('n0', `v-${p}`)
+        await a.seed(k, set, p)
+        await b.seed(k, set, p)
+      }
+    }
+    await differ(a, b)
+    await b.ae.build()
+    await a.ae.start()
+    return { clock, net, a, b, errors }
+  }
+
+  const samePartitions = (a: TestNode, b: TestNode) => ALL64.filter((p) => !a.ae.root(p).equals(b.ae.root(p)))
+
+  it('one round: one roots request for all 64 shared partitions, then exchanges of only the 3 that differ', async () => {
+    const draws = [0.9, 0]
+    const { clock, a, b } = await sharing64({ random: () => draws.shift() ?? 0 }, async (a, b) => {
+      // Partition 5: a key changed on a; 17: a key only on b; 42: a key only on a.
+      const [k5] = keysIn64(5, 1)
+      await a.seed(k5, setOf('n1', 'changed', setOf('n0', 'v-5')), 5)
+      await b.seed(keysIn64(17, 1, 20)[0], setOf('n0', 'new on b'), 17)
+      await a.seed(keysIn64(42, 1, 20)[0], setOf('n0', 'new on a'), 42)
+    })
+    expect(samePartitions(a, b)).toEqual([5, 17, 42])
+    await clock.advance(9_999)
+    expect(b.received).toEqual([])
+    await clock.advance(1)
+    // All three repaired in the one round, without waiting for further intervals.
+    expect(samePartitions(a, b)).toEqual([])
+    expect(await a.dump()).toEqual(await b.dump())
+    const roots = b.received.filter((r) => r.path === AntiEntropyPaths.roots)
+    expect(roots).toHaveLength(1)
+    expect(roots[0].body).toEqual({ partitions: ALL64, fanout: 16, depth: 3 })
+    expect(b.received[0].path).toBe(AntiEntropyPaths.roots)
+    // Only the differing partitions were descended; the other 61 cost their 16-byte root alone.
+    expect(partitionsOf(b, AntiEntropyPaths.tree)).toEqual([5, 17, 42])
+    expect(partitionsOf(b, AntiEntropyPaths.keys)).toEqual([5, 17, 42])
+    // In the order `random` shuffled them to (Fisher-Yates: 0.9 keeps 42 last, 0 swaps 5 and 17).
+    expect(b.received.filter((r) => r.path === AntiEntropyPaths.tree && r.body.level === 0).map((r) => r.body.partition)).toEqual([17, 5, 42])
+    expect(a.ae.metrics).toMatchObject({ rounds: 1, exchanges: 3, failures: 0, keysRepaired: 3 })
+    const roundBytes = traffic(a)
+    console.log('a round repairing 3 of 64 partitions', { requests: b.received.length, bytes: roundBytes, byPath: Object.fromEntries([...new Set(paths(b))].map((x) => [x, paths(b).filter((y) => y === x).length])) })
+    // Each descent is 4 tree requests (a level each) and one keys request, plus the repair's read (and store).
+    expect(b.received.length).toBeLessThanOrEqual(1 + 3 * 7)
+    expect(roundBytes).toBeLessThan(6000)
+
+    // In sync: the next round is the roots request alone.
+    b.received.length = 0
+    await clock.advance(10_000)
+    expect(paths(b)).toEqual([AntiEntropyPaths.roots])
+    const idle = traffic(a) - roundBytes
+    console.log('an in-sync round with 64 shared partitions', { requests: 1, bytes: idle })
+    expect(idle).toBeGreaterThanOrEqual(64 * 16)
+    expect(idle).toBeLessThan(64 * 16 * 1.25 + 100)
+    expect(a.ae.metrics).toMatchObject({ rounds: 2, exchanges: 3 })
+    await a.ae.stop()
+  })
+
+  it('an in-sync round costs one roots request per peer, for exactly the partitions the two share', async () => {
+    const clock = new VirtualClock()
+    const net = new Map<string, TestNode>()
+    let active = true
+    const a = new TestNode('a', net, clock, {
+      partitions: () => (active ? [0, 1, 2, 3, 5, 6] : []),
+      // b replicates all of them, c the even ones, d none of a's (never asked).
+      peers: (p) => (p % 2 === 0 ? [{ id: 'b', url: 'b' }, { id: 'c', url: 'c' }] : [{ id: 'b', url: 'b' }]),
+    })
+    const b = new TestNode('b', net, clock)
+    const c = new TestNode('c', net, clock)
+    for (const n of [a, b, c]) await n.store.open()
+    await b.ae.build()
+    await c.ae.build()
+    await a.ae.start()
+    await clock.advance(10_000)
+    expect(b.received.map((r) => [r.path, r.body.partitions])).toEqual([[AntiEntropyPaths.roots, [0, 1, 2, 3, 5, 6]]])
+    expect(c.received.map((r) => [r.path, r.body.partitions])).toEqual([[AntiEntropyPaths.roots, [0, 2, 6]]])
+    expect(a.ae.metrics).toMatchObject({ rounds: 2, exchanges: 0 })
+    // Bytes of the roots requests are counted: 6 and 3 roots of 16 bytes, and the two small requests.
+    expect(a.ae.metrics.bytesReceived).toBeGreaterThanOrEqual(9 * 16)
+    expect(a.ae.metrics.bytesReceived).toBeLessThan(9 * 18 + 2 * 16)
+    expect(a.ae.metrics.bytesSent).toBeGreaterThan(0)
+    // While the rings change, partitions() is empty: nothing is compared.
+    active = false
+    await clock.advance(30_000)
+    expect(b.received).toHaveLength(1)
+    expect(c.received).toHaveLength(1)
+    await a.ae.stop()
+    expect(clock.pending).toBe(0)
+  })
+
+  it('a peer that fails is left until the next round; the other peers still get theirs', async () => {
+    const clock = new VirtualClock()
+    const net = new Map<string, TestNode>()
+    const errors: [unknown, number | undefined, string][] = []
     const a = new TestNode('a', net, clock, {
       partitions: () => [1, 2],
       peers: () => [
         { id: 'b', url: 'b' },
         { id: 'c', url: 'c' },
       ],
-      onError: (err) => errors.push(err),
+      onError: (err, p, peer) => errors.push([err, p, peer.id]),
     })
     const b = new TestNode('b', net, clock)
     const c = new TestNode('c', net, clock)
@@ -447,37 +591,109 @@ describe('AntiEntropy loop', () => {
     await a.ae.start()
     await b.ae.build()
     await c.ae.build()
-    const roots = () => [...net.values()].flatMap((n) => n.received.filter((r) => r.body.level === 0).map((r) => `${n.url}:${String(r.body.partition)}`))
-
-    await clock.advance(9_999)
-    expect(roots()).toEqual([])
-    await clock.advance(1)
-    expect(roots()).toEqual(['b:1'])
-    // The loop repaired b.
-    expect(await b.dump()).toEqual(await a.dump())
+    b.failNext = 1
     await clock.advance(10_000)
-    c.failNext = 1
-    await clock.advance(10_000)
-    await clock.advance(10_000)
-    expect(roots().sort()).toEqual(['b:1', 'b:2', 'c:1', 'c:2'].sort())
-    expect(a.ae.metrics.exchanges).toBe(3)
-    expect(a.ae.metrics.failures).toBe(1)
     expect(errors).toHaveLength(1)
+    expect(errors[0][0]).toMatchObject({ status: 503, code: ErrorCodes.SHUTTING_DOWN })
+    expect(errors[0].slice(1)).toEqual([undefined, 'b'])
+    expect(paths(b)).toEqual([AntiEntropyPaths.roots])
+    // c was compared and repaired in the same round.
+    expect(await c.dump()).toEqual(await a.dump())
+    expect(await b.dump()).toEqual([])
+    await clock.advance(10_000)
+    expect(await b.dump()).toEqual(await a.dump())
+    expect(a.ae.metrics).toMatchObject({ rounds: 3, exchanges: 2, failures: 1 })
     await a.ae.stop()
     await clock.advance(100_000)
-    expect(roots()).toHaveLength(4)
+    expect(a.ae.metrics.rounds).toBe(3)
     expect(clock.pending).toBe(0)
   })
 
-  it('stop() ends an exchange waiting on the rate limit', async () => {
+  it('an exchange that fails ends the round with that peer; the next round takes it last, so it holds back no other partition', async () => {
+    // random 0.99: no shuffle, the differing partitions in ascending order.
+    const { clock, a, b, errors } = await sharing64({ random: () => 0.99 }, async (a) => {
+      for (const p of [10, 20, 30]) await a.seed(keysIn64(p, 1, 20)[0], setOf('n0', `only on a ${p}`), p)
+    })
+    // Every tree request for partition 10 fails on b.
+    const handle = b.handle.bind(b)
+    b.handle = async (path, raw) => {
+      const body = unpack(raw) as Record<string, unknown>
+      if (path === AntiEntropyPaths.tree && body.partition === 10) return { status: 500, body: Buffer.from(JSON.stringify({ error: { code: ErrorCodes.INTERNAL, message: 'disk on fire' } })) }
+      return handle(path, raw)
+    }
+    await clock.advance(10_000)
+    expect(errors.map(([, p, peer]) => [p, peer])).toEqual([[10, 'b']])
+    // 20 and 30 were not tried after 10 failed.
+    expect(samePartitions(a, b)).toEqual([10, 20, 30])
+    await clock.advance(10_000)
+    // This round took 20 and 30 first, then tried 10 again.
+    expect(samePartitions(a, b)).toEqual([10])
+    expect(errors.map(([, p]) => p)).toEqual([10, 10])
+    expect(a.ae.metrics).toMatchObject({ rounds: 2, exchanges: 2, failures: 2 })
+    await a.ae.stop()
+  })
+
+  it('exchanges the differing partitions back to back within the key rate limit', async () => {
+    const { clock, a, b } = await sharing64({ maxKeysPerSecond: 1000, batchKeys: 500 }, async (a) => {
+      for (const p of [7, 8, 9]) for (const k of keysIn64(p, 500, 20)) await a.seed(k, setOf('n0', `new ${p}`), p)
+    })
+    const reads: number[] = []
+    const handle = b.handle.bind(b)
+    b.handle = async (path, raw) => {
+      if (path === Paths.read) reads.push(clock.now())
+      return handle(path, raw)
+    }
+    await clock.advance(10_000)
+    for (let i = 0; i < 60 && samePartitions(a, b).length > 0; i++) await clock.advance(100)
+    expect(samePartitions(a, b)).toEqual([])
+    // 1500 keys at 1000 a second: a batch of 500 every half second, from the first interval on.
+    expect(reads).toEqual([10_000, 10_500, 11_000])
+    expect(a.ae.metrics).toMatchObject({ rounds: 1, exchanges: 3, keysRepaired: 1500 })
+    await a.ae.stop()
+  })
+
+  it('a long round checks its plan again: partitions no longer compared (rings changing) are not exchanged', async () => {
+    let active = true
+    const { clock, a, b } = await sharing64({ maxKeysPerSecond: 1000, batchKeys: 500, random: () => 0.99, partitions: () => (active ? ALL64 : []) }, async (a) => {
+      for (const p of [7, 8, 9]) for (const k of keysIn64(p, 600, 20)) await a.seed(k, setOf('n0', `new ${p}`), p)
+    })
+    await clock.advance(10_000)
+    // 7 takes reads at 10 000 and 10 500, 8 at 10 600 and 11 100; the rings start to change meanwhile.
+    await clock.advance(700)
+    active = false
+    for (let i = 0; i < 30; i++) await clock.advance(100)
+    expect(samePartitions(a, b)).toEqual([9])
+    expect(partitionsOf(b, AntiEntropyPaths.tree)).toEqual([7, 8])
+    expect(a.ae.metrics).toMatchObject({ rounds: 1, exchanges: 2, keysRepaired: 1200 })
+    await a.ae.stop()
+  })
+
+  it('a peer whose trees have another shape refuses clearly; nothing else is asked of it', async () => {
+    const { clock, a, b, errors } = await sharing64({ fanout: 4, depth: 6 })
+    await clock.advance(10_000)
+    expect(paths(b)).toEqual([AntiEntropyPaths.roots])
+    expect(errors).toHaveLength(1)
+    expect(errors[0][0]).toMatchObject({ status: 409, code: ErrorCodes.CLUSTER_MISMATCH })
+    expect(String(errors[0][0])).toMatch(/fanout 4 and depth 6, this node's fanout 16 and depth 3/)
+    expect(a.ae.metrics).toMatchObject({ rounds: 0, exchanges: 0, failures: 1 })
+    await a.ae.stop()
+  })
+
+  it('stop() ends an exchange waiting on the rate limit, and the round with it', async () => {
     const clock = new VirtualClock()
     const net = new Map<string, TestNode>()
-    const b = new TestNode('b', net, clock, { maxKeysPerSecond: 10, batchKeys: 10, partitions: () => [0], peers: () => [{ id: 'a', url: 'a' }] })
+    const b = new TestNode('b', net, clock, { maxKeysPerSecond: 10, batchKeys: 10, random: () => 0.99, partitions: () => [0, 1], peers: () => [{ id: 'a', url: 'a' }] })
     const a = new TestNode('a', net, clock)
     await a.store.open()
     await b.store.open()
     for (let i = 0, n = 0; n < 100; i++) {
       if (partitionOf(keyOf(i)) !== 0) continue
+      await a.seed(keyOf(i), setOf('n0', `v${i}`))
+      n++
+    }
+    // Partition 1 differs too: its exchange would come next in the round.
+    for (let i = 0, n = 0; n < 5; i++) {
+      if (partitionOf(keyOf(i)) !== 1) continue
       await a.seed(keyOf(i), setOf('n0', `v${i}`))
       n++
     }
@@ -491,6 +707,8 @@ describe('AntiEntropy loop', () => {
     await b.ae.stop()
     expect(b.ae.metrics.failures).toBe(1)
     expect(clock.pending).toBe(0)
+    await clock.advance(60_000)
+    expect(a.received.filter((r) => r.body.partition === 1)).toEqual([])
   })
 })
 
@@ -513,6 +731,54 @@ describe('AntiEntropy handlers', () => {
     expect(() => a.ae.handleKeys({ partition: 0, leaves: [4096] })).toThrow(/integers from 0 to 4095/)
     expect(a.ae.handleTree({ partition: 9, level: 0, indices: [0] }).hashes[0]).toEqual(new MerkleTree().root())
     expect(a.ae.handleKeys({ partition: 9, leaves: [0, 1] })).toEqual({ keys: [] })
+  })
+
+  it('answer the roots of the asked partitions, in order; validate that body with typed 4xx errors', async () => {
+    const { a } = await pair()
+    expect(() => a.ae.handleRoots({ partitions: [0] })).toThrow(expect.objectContaining({ status: 503, code: ErrorCodes.NOT_READY }))
+    await a.ae.build()
+    const k = Buffer.from('cart:1')
+    await a.write(k, 'x')
+    const p = partitionOf(k)
+    const empty = new MerkleTree().root()
+    const other = (p + 1) % 8
+    expect(a.ae.handleRoots({ partitions: [p, other, p], fanout: 16, depth: 3 })).toEqual({ roots: [a.ae.root(p), empty, a.ae.root(p)] })
+    expect(a.ae.root(p)).not.toEqual(empty)
+    const roots = (body: unknown) => () => a.ae.handleRoots(body)
+    const badBody = expect.objectContaining({ status: 400, code: ErrorCodes.BAD_BODY })
+    for (const body of [null, [0, 1], 'partitions', {}, { partitions: 3 }, { partitions: [] }, { partitions: { 0: 1 } }, { partitions: Array.from({ length: 4097 }, () => 0) }]) {
+      expect(roots(body), JSON.stringify(body)?.slice(0, 50)).toThrow(badBody)
+    }
+    expect(roots({ partitions: [] })).toThrow(/partitions must be an array of 1 to 4096 integers/)
+    for (const bad of [-1, 1.5, '3', null, 65536, 2 ** 32, 2n ** 64n - 1n, [1n]]) {
+      expect(roots({ partitions: [0, bad] }), String(bad)).toThrow(expect.objectContaining({ status: 400, code: ErrorCodes.UNKNOWN_PARTITION }))
+    }
+    expect(roots({ partitions: [0], fanout: 4, depth: 6 })).toThrow(expect.objectContaining({ status: 409, code: ErrorCodes.CLUSTER_MISMATCH }))
+    expect(roots({ partitions: [0], depth: 4 })).toThrow(/run every node with the same anti-entropy tree options/)
+    expect(a.ae.handleRoots({ partitions: Array.from({ length: 4096 }, (_, i) => i) }).roots).toHaveLength(4096)
+  })
+
+  it('compareRoots names the partitions whose roots differ, in the order asked', async () => {
+    const { a, b, odd } = await seeded(1000, 10)
+    const differ = [...new Set(odd.map((i) => partitionOf(keyOf(i))))].sort((x, y) => x - y)
+    expect(differ.length).toBeGreaterThan(1)
+    expect(await a.ae.compareRoots('b', ALL)).toEqual(differ)
+    expect(await a.ae.compareRoots('b', [...ALL].reverse())).toEqual([...differ].reverse())
+    expect(b.received.map((r) => r.path)).toEqual([AntiEntropyPaths.roots, AntiEntropyPaths.roots])
+    expect(a.ae.metrics).toMatchObject({ rounds: 2, exchanges: 0 })
+    await exchangeAll(a, 'b')
+    expect(await a.ae.compareRoots('b', ALL)).toEqual([])
+  })
+
+  it('compareRoots refuses an answer of the wrong shape', async () => {
+    const { a, b } = await pair()
+    await a.ae.build()
+    await b.ae.build()
+    for (const roots of [undefined, [], [Buffer.alloc(16)], [Buffer.alloc(16), Buffer.alloc(15)], [Buffer.alloc(16), 'x']]) {
+      b.handle = async () => ({ status: 200, body: pack({ roots }) })
+      await expect(a.ae.compareRoots('b', [0, 1])).rejects.toThrow(/with something other than 2 roots of 16 bytes/)
+    }
+    expect(a.ae.metrics.failures).toBe(5)
   })
 
   it('list the keys of a leaf with the MD5 of their stored set', async () => {
@@ -544,5 +810,6 @@ describe('AntiEntropy handlers', () => {
     expect(() => new AntiEntropy({ ...base, batchKeys: 5000 })).toThrow(/from 1 to 1000/)
     expect(() => new AntiEntropy({ ...base, fanout: 3 })).toThrow(/power of two/)
     expect(() => new AntiEntropy({ ...base, post: undefined as never })).toThrow(/post must be a function/)
+    expect(() => new AntiEntropy({ ...base, random: 0.5 as never })).toThrow(/random must be a function/)
   })
 })

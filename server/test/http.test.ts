@@ -237,6 +237,25 @@ describe('node HTTP API against a real 3-node cluster', () => {
     expect(await read(key)).toBeNull()
   })
 
+  it('answers POST /v1/ae/roots with one 16-byte root per partition; bad bodies get typed 4xx errors', async () => {
+    const all = Array.from({ length: view.current.partitions }, (_, p) => p)
+    const ok = expectOk(await send('/v1/ae/roots', { body: pack({ partitions: all, fanout: 16, depth: 3 }) }), 'roots') as { roots: Uint8Array[] }
+    expect(ok.roots).toHaveLength(all.length)
+    for (const r of ok.roots) expect(r.byteLength).toBe(16)
+    const cases: [unknown, number, string][] = [
+      [[0, 1], 400, 'ZH_BAD_BODY'],
+      [{}, 400, 'ZH_BAD_BODY'],
+      [{ partitions: [] }, 400, 'ZH_BAD_BODY'],
+      [{ partitions: '0' }, 400, 'ZH_BAD_BODY'],
+      [{ partitions: Array.from({ length: 4097 }, () => 0) }, 400, 'ZH_BAD_BODY'],
+      [{ partitions: [0, -1] }, 400, 'ZH_UNKNOWN_PARTITION'],
+      [{ partitions: [0, 1.5] }, 400, 'ZH_UNKNOWN_PARTITION'],
+      [{ partitions: [0, view.current.partitions] }, 400, 'ZH_UNKNOWN_PARTITION'],
+      [{ partitions: [0], fanout: 4, depth: 6 }, 409, 'ZH_CLUSTER_MISMATCH'],
+    ]
+    for (const [body, status, code] of cases) expectError(await send('/v1/ae/roots', { body: pack(body) }), status, code, `roots ${JSON.stringify(body).slice(0, 60)}`)
+  })
+
   it("rejects a partition that is not the key's with 400 ZH_WRONG_PARTITION", async () => {
     const key = k('wrong-partition')
     const right = partOf(key)

@@ -74,6 +74,15 @@ describe('membership endpoints on a real 4-node cluster', () => {
       expect(r.status, path).toBe(409)
       expect(errorCode(r), path).toBe('ZH_NOT_REPLICA')
     }
+    // Anti-entropy: a roots request naming any such partition is refused whole, so the asker never
+    // compares a partition the two do not share; the partitions n1 replicates are answered.
+    const mine = Array.from({ length: 64 }, (_, q) => q).filter((q) => view.replicates('n1', q))
+    const roots = await send(n1, '/v1/ae/roots', { body: Buffer.from(pack({ partitions: [...mine, p] })) })
+    expect(roots.status).toBe(409)
+    expect(errorCode(roots)).toBe('ZH_NOT_REPLICA')
+    const ok = await send(n1, '/v1/ae/roots', { body: Buffer.from(pack({ partitions: mine })) })
+    expect(ok.status).toBe(200)
+    expect((unpack(ok.body) as { roots: Uint8Array[] }).roots).toHaveLength(mine.length)
   })
 
   it('pages through a partition in key order for handoff', async () => {

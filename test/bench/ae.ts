@@ -174,18 +174,21 @@ async function untilAgree(raw: Raw, nodes: NodeProcess[], since: number, what: s
 interface AeCounters {
   bytesSent: number
   bytesReceived: number
+  /** Roots comparisons (every shared partition with one peer). */
+  rounds: number
   exchanges: number
   keysRepaired: number
 }
 
 /** Anti-entropy counters summed over the running nodes (a killed node's counters are gone with it). */
 async function aeCounters(raw: Raw, nodes: NodeProcess[]): Promise<AeCounters> {
-  const c: AeCounters = { bytesSent: 0, bytesReceived: 0, exchanges: 0, keysRepaired: 0 }
+  const c: AeCounters = { bytesSent: 0, bytesReceived: 0, rounds: 0, exchanges: 0, keysRepaired: 0 }
   for (const n of nodes) {
     if (!n.running) continue
     const text = await raw.metrics(n.url)
     c.bytesSent += sample(text, 'zerohop_ae_bytes_sent_total') ?? 0
     c.bytesReceived += sample(text, 'zerohop_ae_bytes_received_total') ?? 0
+    c.rounds += sample(text, 'zerohop_ae_rounds_total') ?? 0
     c.exchanges += sample(text, 'zerohop_ae_exchanges_total') ?? 0
     c.keysRepaired += sample(text, 'zerohop_ae_keys_repaired_total') ?? 0
   }
@@ -195,6 +198,7 @@ async function aeCounters(raw: Raw, nodes: NodeProcess[]): Promise<AeCounters> {
 const minus = (a: AeCounters, b: AeCounters): AeCounters => ({
   bytesSent: a.bytesSent - b.bytesSent,
   bytesReceived: a.bytesReceived - b.bytesReceived,
+  rounds: a.rounds - b.rounds,
   exchanges: a.exchanges - b.exchanges,
   keysRepaired: a.keysRepaired - b.keysRepaired,
 })
@@ -281,6 +285,7 @@ interface AeScenario {
   bytes: number
   bytesSent: number
   bytesReceived: number
+  rounds: number
   exchanges: number
   keysRepaired: number
   /** ms from the restart (process start) until n3 served, and until every partition agreed. */
@@ -292,7 +297,7 @@ interface AeScenario {
   bytesOverDiffering: number
   bytesOverFullCopy: number
   agreeOverFloor: number
-  /** Idle exchanges' expected share of `bytes` (idle rate × agreeMs). */
+  /** Idle rounds' expected share of `bytes` (idle rate × agreeMs). */
   idleBytes: number
   /** The D keys read back from all 3 nodes' storage: how many were not byte-equal everywhere. */
   mismatched: number
@@ -304,6 +309,7 @@ interface AeResult {
   loadOpsPerSec: number
   fullCopyBytes: number
   idleBytesPerSec: number
+  idleRoundsPerSec: number
   idleExchangesPerSec: number
   scenarios: AeScenario[]
 }
@@ -346,14 +352,14 @@ async function antiEntropyBench(raw: Raw, state: { cluster?: Cluster; db?: Clien
   if (sets.some((s) => s === null)) throw new Error('n1 misses keys written at W=3')
   const fullCopyBytes = everything.reduce((s, [, k], i) => s + k.byteLength + sets[i]!.byteLength, 0)
 
-  // Exchanges run even when nothing differs (one root comparison each): their rate, to tell apart.
+  // Rounds run even when nothing differs (one roots request per peer): their rate, to tell apart.
   const idleFrom = await aeCounters(raw, cluster.nodes)
   const idleT = performance.now()
   await sleep(3000)
   const idle = minus(await aeCounters(raw, cluster.nodes), idleFrom)
   const idleS = (performance.now() - idleT) / 1000
   const idleBytesPerSec = (idle.bytesSent + idle.bytesReceived) / idleS
-  console.log(`  data set ${kib(fullCopyBytes)} (keys + stored sets); idle anti-entropy: ${fmt(idle.exchanges / idleS, 1)} exchanges/s, ${fmt(idleBytesPerSec)} B/s (3 nodes)\n`)
+  console.log(`  data set ${kib(fullCopyBytes)} (keys + stored sets); idle anti-entropy: ${fmt(idle.rounds / idleS, 1)} rounds/s, ${fmt(idle.exchanges / idleS, 1)} exchanges/s, ${fmt(idleBytesPerSec)} B/s (3 nodes)\n`)
 
   const scenarios: AeScenario[] = []
   for (const [s, d] of cfg.divergences.entries()) {
@@ -405,6 +411,7 @@ async function antiEntropyBench(raw: Raw, state: { cluster?: Cluster; db?: Clien
       bytes,
       bytesSent: delta.bytesSent,
       bytesReceived: delta.bytesReceived,
+      rounds: delta.rounds,
       exchanges: delta.exchanges,
       keysRepaired: delta.keysRepaired,
       servingMs,
@@ -422,7 +429,7 @@ async function antiEntropyBench(raw: Raw, state: { cluster?: Cluster; db?: Clien
     console.log(
       `${fmt(d).padStart(6)} keys differ (${kib(differingBytes)}): agree after ${fmt(agreeMs / 1000, 2)} s (n3 serving after ${fmt(servingMs / 1000, 2)} s), ` +
         `${kib(bytes)} exchanged = ${fmt(sc.bytesOverDiffering, 2)}x the differing data, ${fmt(sc.bytesOverFullCopy * 100, 2)}% of a full copy; ` +
-        `${delta.exchanges} exchanges, ${delta.keysRepaired} keys repaired; floor ${fmt(floorMs)} ms${mismatched ? `; WARNING ${mismatched} keys differ in storage` : ''}`,
+        `${delta.rounds} rounds, ${delta.exchanges} exchanges, ${delta.keysRepaired} keys repaired; floor ${fmt(floorMs)} ms${mismatched ? `; WARNING ${mismatched} keys differ in storage` : ''}`,
     )
   }
 
@@ -430,7 +437,7 @@ async function antiEntropyBench(raw: Raw, state: { cluster?: Cluster; db?: Clien
   state.db = undefined
   await state.cluster?.close()
   state.cluster = undefined
-  return { loadMs, loadOpsPerSec: (cfg.keys * 1000) / loadMs, fullCopyBytes, idleBytesPerSec, idleExchangesPerSec: idle.exchanges / idleS, scenarios }
+  return { loadMs, loadOpsPerSec: (cfg.keys * 1000) / loadMs, fullCopyBytes, idleBytesPerSec, idleRoundsPerSec: idle.rounds / idleS, idleExchangesPerSec: idle.exchanges / idleS, scenarios }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,10 +597,10 @@ async function main(): Promise<void> {
     )
     console.log(
       `\nAE bytes: sent + received by every node's exchanges (MessagePack bodies) from the restart until every partition's root agreed; ` +
-        `idle exchanges alone move about ${fmt(ae.idleBytesPerSec)} B/s. Floor: the D sets stored into n3 by one request per ${cfg.batch} items (median of ${FLOOR_REPEATS}).`,
+        `idle rounds alone move about ${fmt(ae.idleBytesPerSec)} B/s. Floor: the D sets stored into n3 by one request per ${cfg.batch} items (median of ${FLOOR_REPEATS}).`,
     )
     console.log(
-      `Each node exchanges one partition per interval: one pass over the ${cfg.partitions} partitions takes ${fmt((cfg.partitions * cfg.aeIntervalMs) / 1000, 1)} s, ` +
+      `Each interval a node compares the roots of all ${cfg.partitions} partitions with each peer (one request per peer) and exchanges the differing ones back to back, ` +
         `while the key limit allows ${fmt(rate)} keys/s per node (${fmt(cfg.divergences[cfg.divergences.length - 1] / rate, 1)} s for ${fmt(cfg.divergences[cfg.divergences.length - 1])} keys on one node).`,
     )
     console.log(`\nHinted handoff: ${fmt(hints.hints)} hints for n3 (held: ${Object.entries(hints.heldPerNode).map(([id, n]) => `${id} ${n}`).join(', ')}), --hint-interval-ms ${cfg.hintIntervalMs}\n`)
