@@ -15,6 +15,7 @@ import {
   Paths,
   differingLeaves,
   bytesEqual,
+  show,
   decodeSet,
   pack,
   sleep,
@@ -181,21 +182,11 @@ function asMap(x: unknown, path: string): Record<string, unknown> {
   return x as Record<string, unknown>
 }
 
-// For messages about a bad value: MessagePack may decode a 64-bit integer as a BigInt, which
-// JSON.stringify cannot print.
-function show(x: unknown): string {
-  try {
-    return String(JSON.stringify(x))
-  } catch {
-    return String(x)
-  }
-}
-
 const isPartition = (p: unknown): p is number => Number.isInteger(p) && (p as number) >= 0 && (p as number) <= 0xffff
 
 function intsIn(x: unknown, field: string, max: number, limit: number): number[] {
   if (!Array.isArray(x) || x.length === 0 || x.length > max) throw bad(`${field} must be an array of 1 to ${max} integers`)
-  for (const i of x) if (!Number.isInteger(i) || i < 0 || i >= limit) throw bad(`${field} must be integers from 0 to ${limit - 1}; got ${JSON.stringify(i)}`)
+  for (const i of x) if (!Number.isInteger(i) || i < 0 || i >= limit) throw bad(`${field} must be integers from 0 to ${limit - 1}; got ${show(i)}`)
   return x as number[]
 }
 

@@ -12,6 +12,7 @@ import {
   checkSet,
   checkVector,
   pack,
+  show,
   unpack,
   type ClusterView,
   type CoordinateRequest,
@@ -117,7 +118,7 @@ export class Validator {
       throw bad(400, ErrorCodes.KEY_TOO_LARGE, `${where}: key is ${k.byteLength} bytes; the limit is ${this.options.maxKeyBytes} (--max-key-bytes)`)
     }
     if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p >= this.ring.partitions) {
-      throw bad(400, ErrorCodes.UNKNOWN_PARTITION, `${where}: partition ${JSON.stringify(p)} does not exist; this ring has partitions 0..${this.ring.partitions - 1}`)
+      throw bad(400, ErrorCodes.UNKNOWN_PARTITION, `${where}: partition ${show(p)} does not exist; this ring has partitions 0..${this.ring.partitions - 1}`)
     }
     const expected = this.ring.partitionOf(k)
     if (p !== expected) throw bad(400, ErrorCodes.WRONG_PARTITION, `${where}: key belongs to partition ${expected}, not ${p}`)
@@ -227,7 +228,7 @@ const replicaRoutes: Record<string, Handler> = {
   [Paths.range]: async (body, v, replica) => {
     const p = body.partition
     if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p >= v.ring.partitions) {
-      throw bad(400, ErrorCodes.UNKNOWN_PARTITION, `partition ${JSON.stringify(p)} does not exist; this ring has partitions 0..${v.ring.partitions - 1}`)
+      throw bad(400, ErrorCodes.UNKNOWN_PARTITION, `partition ${show(p)} does not exist; this ring has partitions 0..${v.ring.partitions - 1}`)
     }
     const after = body.after
     if (after !== undefined && !(after instanceof Uint8Array)) throw bad(400, ErrorCodes.BAD_BODY, 'after must be bytes (a key)')

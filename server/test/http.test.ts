@@ -228,8 +228,9 @@ describe('node HTTP API against a real 3-node cluster', () => {
     const key = k('partition')
     const set = encodeSet([['x~1', 1, [k('v')]]])
     expect(view.current.partitions).toBe(64)
-    for (const bad of [99999, view.current.partitions, -1, 1.5, '3', null, 2 ** 32]) {
-      const what = `partition ${JSON.stringify(bad)}`
+    // 2^63 travels as a 64-bit integer, which MessagePack decodes as a BigInt.
+    for (const bad of [99999, view.current.partitions, -1, 1.5, '3', null, 2 ** 32, 2n ** 63n]) {
+      const what = `partition ${String(bad)}`
       expectError(await send(Paths.read, { body: pack({ keys: [[bad, key]] }) }), 400, 'ZH_UNKNOWN_PARTITION', `read ${what}`)
       expectError(await send(Paths.coordinate, { body: pack({ partition: bad, key, context: [], value: k('v') }) }), 400, 'ZH_UNKNOWN_PARTITION', `coordinate ${what}`)
       expectError(await send(Paths.store, { body: pack({ items: [[bad, key, set]] }) }), 400, 'ZH_UNKNOWN_PARTITION', `store ${what}`)

@@ -138,3 +138,15 @@ export class HttpError extends ZerohopError {
     return { error: { code: this.code, message: this.message } }
   }
 }
+
+/**
+ * A value received over the network, printed for an error message. MessagePack may decode a 64-bit
+ * integer as a BigInt, which JSON.stringify cannot print.
+ */
+export function show(x: unknown): string {
+  try {
+    return String(JSON.stringify(x))
+  } catch {
+    return String(x)
+  }
+}
