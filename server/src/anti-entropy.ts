@@ -214,7 +214,9 @@ export class AntiEntropy {
   // deletes and its coordinator's; copying the tombstone back then would keep the key for another
   // grace period. So such a key is copied only if it still differs at least an interval later, as one
   // left by a reap that failed halfway does (the reaper counts on that copy).
-  readonly #oneSided = new Map<string, number>()
+  readonly #oneSided = new Map<string, { first: number; round: number }>()
+  // Rounds started (tags the sightings of one-sided tombstones).
+  #roundNo = 0
 
   readonly metrics = {
     /** Roots comparisons completed: all the partitions shared with one peer, in one request (loop or compareRoots()). */
@@ -331,6 +333,9 @@ export class AntiEntropy {
   // Ready, and the asker's trees have this node's shape.
   #checkShape(req: Record<string, unknown>, path: string): void {
     if (!this.#ready) throw new HttpError(503, ErrorCodes.NOT_READY, 'this node is still building its anti-entropy trees; retry shortly')
+    for (const k of ['fanout', 'depth'] as const) {
+      if (req[k] !== undefined && !Number.isSafeInteger(req[k])) throw new HttpError(400, ErrorCodes.BAD_BODY, `${path}: ${k} must be an integer, got ${show(req[k])}`)
+    }
     if ((req.fanout !== undefined && req.fanout !== this.#o.fanout) || (req.depth !== undefined && req.depth !== this.#o.depth)) {
       throw new HttpError(
         409,
@@ -430,6 +435,7 @@ export class AntiEntropy {
     const started = clock.now()
     const tree = this.#parts.get(partition)?.tree ?? this.#empty
     const leaves = await differingLeaves(tree, async (level, indices) => {
+      if (signal?.aborted) throw new AbortError({ cause: signal.reason })
       const out: Uint8Array[] = []
       for (let i = 0; i < indices.length; i += MAX_TREE_INDICES) {
         const chunk = indices.slice(i, i + MAX_TREE_INDICES)
@@ -445,6 +451,7 @@ export class AntiEntropy {
     const pending: Uint8Array[] = []
     for (let i = 0; i < leaves.length; i += this.#o.leavesPerRequest) {
       const chunk = leaves.slice(i, i + this.#o.leavesPerRequest)
+      if (signal?.aborted) throw new AbortError({ cause: signal.reason })
       const res = await this.#call(peerUrl, AntiEntropyPaths.keys, { partition, fanout, depth, leaves: chunk } satisfies KeysRequest)
       const theirs = res.keys
       if (!Array.isArray(theirs)) throw new TypeError(`${peerUrl} answered ${AntiEntropyPaths.keys} without keys`)
@@ -514,10 +521,11 @@ export class AntiEntropy {
     const seen = this.#oneSided.get(id)
     if (seen === undefined) {
       if (this.#oneSided.size >= MAX_ONE_SIDED) return false
-      this.#oneSided.set(id, now)
+      this.#oneSided.set(id, { first: now, round: this.#roundNo })
       return true
     }
-    if (now - seen < this.#o.intervalMs) return true
+    seen.round = this.#roundNo
+    if (now - seen.first < this.#o.intervalMs) return true
     this.#oneSided.delete(id)
     return false
   }
@@ -526,6 +534,7 @@ export class AntiEntropy {
   // time has passed. A batch is charged before it runs, so bursts are at most one batch.
   async #pace(n: number, signal?: AbortSignal): Promise<void> {
     const { clock, maxKeysPerSecond } = this.#o
+    if (signal?.aborted) throw new AbortError({ cause: signal.reason })
     if (maxKeysPerSecond === Infinity) return
     const now = clock.now()
     const at = Math.max(this.#nextAt, now)
@@ -585,9 +594,9 @@ export class AntiEntropy {
   // One round: with each peer in turn, compare the roots of every partition the two share, then
   // exchange the differing partitions one after another (paced by the key rate limit).
   async #round(): Promise<void> {
-    // One-sided tombstones not met again for a while have gone (reaped everywhere, or copied).
-    const now = this.#o.clock.now()
-    for (const [id, seen] of this.#oneSided) if (now - seen > 3 * this.#o.intervalMs) this.#oneSided.delete(id)
+    // One-sided tombstones not met again in the last round have gone (reaped everywhere, or copied).
+    const last = this.#roundNo++
+    for (const [id, seen] of this.#oneSided) if (seen.round < last) this.#oneSided.delete(id)
     const shared = new Map<string, { peer: Peer; partitions: number[] }>()
     for (const p of this.#o.partitions()) {
       for (const peer of this.#o.peers(p)) {

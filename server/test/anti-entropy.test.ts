@@ -1,7 +1,7 @@
 // Tests of anti-entropy between replicas in one process: AntiEntropy instances over MemoryStores,
 // connected by an in-memory `post` that routes to the other instance's handlers and to small
 // read/store handlers (DVV sync, as the Replica does), on a virtual clock.
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import {
   ErrorCodes,
   HttpError,
@@ -811,5 +811,104 @@ describe('AntiEntropy handlers', () => {
     expect(() => new AntiEntropy({ ...base, fanout: 3 })).toThrow(/power of two/)
     expect(() => new AntiEntropy({ ...base, post: undefined as never })).toThrow(/post must be a function/)
     expect(() => new AntiEntropy({ ...base, random: 0.5 as never })).toThrow(/random must be a function/)
+  })
+})
+describe('anti-entropy stop()', () => {
+  async function setup(rate: number, keys: number) {
+    const clock = new VirtualClock()
+    const net = new Map<string, TestNode>()
+    const a = new TestNode('a', net, clock)
+    // b's requests to a take 5 ms of real time each (a slow or distant peer).
+    const b = new TestNode('b', net, clock, {
+      maxKeysPerSecond: rate,
+      partitions: () => [0],
+      peers: () => [{ id: 'a', url: 'a' }],
+      post: async (to, path, body) => {
+        await new Promise((r) => setTimeout(r, 5))
+        return net.get(to)!.handle(path, body)
+      },
+    })
+    await a.store.open()
+    await b.store.open()
+    for (let i = 0, n = 0; n < keys; i++) {
+      if (partitionOf(keyOf(i)) !== 0) continue
+      await a.seed(keyOf(i), setOf('n0', `v${i}`))
+      n++
+    }
+    await a.ae.build()
+    await b.ae.start()
+    return { clock, a, b }
+  }
+
+  for (const rate of [Infinity, 5000]) {
+    it(`maxKeysPerSecond ${rate}: after stop(), the exchange under way sends no further request`, async () => {
+      const { clock, a, b } = await setup(rate, 400)
+      void clock.advance(10_000) // fires the round timer
+      await vi.waitFor(() => expect(a.received.some((r) => r.path === AntiEntropyPaths.tree)).toBe(true), { interval: 1 })
+      const atStop = a.received.length
+      await b.ae.stop()
+      const after = a.received.slice(atStop).map((r) => r.path)
+      expect(after.length).toBeLessThanOrEqual(1)
+    })
+  }
+})
+
+describe('anti-entropy one-sided tombstones', () => {
+  it('a one-sided tombstone is copied the round after it was first seen, even while rounds are long', async () => {
+    const clock = new VirtualClock()
+    const net = new Map<string, TestNode>()
+    const b = new TestNode('b', net, clock)
+    // a: 1 s interval, 100 keys/s; partition 0 holds a tombstone b lacks; partition 1 has a backlog of
+    // live keys b lacks (a rebuilding replica), refilled each round as a long repair would be.
+    const order = [0, 1]
+    const a = new TestNode('a', net, clock, {
+      intervalMs: 1000,
+      maxKeysPerSecond: 100,
+      batchKeys: 100,
+      random: () => 0.99, // keeps partition order [0, 1]: the tombstone's partition first
+      partitions: () => order,
+      peers: () => [{ id: 'b', url: 'b' }],
+    })
+    await a.store.open()
+    await b.store.open()
+    await a.ae.build()
+    await b.ae.build()
+    let k: Buffer | undefined
+    for (let i = 0; !k; i++) if (partitionOf(Buffer.from(`gone-${i}`)) === 0) k = Buffer.from(`gone-${i}`)
+    const tomb = encodeSet(update([], [], 'n0', null))
+    await a.store.put(dataKey(0, k), tomb)
+    a.ae.onWrite(0, k, undefined, tomb)
+    let next = 0
+    const backlog = async (n: number) => {
+      for (let added = 0; added < n; next++) {
+        if (partitionOf(keyOf(next)) !== 1) continue
+        await a.write(keyOf(next), `v${next}`)
+        added++
+      }
+    }
+    await backlog(2500) // 25 s of repairs at 100 keys/s: more than 2 intervals after the tombstone
+    await a.ae.start()
+    const copied = async () => (await b.store.get(dataKey(0, k!))) !== undefined
+    let rounds = 0
+    let seen = 0
+    while (clock.t < 300_000 && !(await copied())) {
+      await clock.advance(500)
+      if (a.ae.metrics.rounds !== seen) {
+        seen = a.ae.metrics.rounds
+        rounds++
+        await backlog(2500) // the backlog persists: a long rebuild
+      }
+    }
+    expect(await copied()).toBe(true)
+  }, 60_000)
+})
+
+describe('anti-entropy request shapes', () => {
+  it('a fanout sent as a 64-bit integer (decoded as a BigInt) is a 400, not a tree-shape mismatch', async () => {
+    const { a } = await pair()
+    await a.ae.build()
+    // {partitions: [0], fanout: uint64 16}: MessagePack decoders read any uint64 as a BigInt.
+    const body = unpack(Buffer.from([0x82, 0xaa, ...Buffer.from('partitions'), 0x91, 0x00, 0xa6, ...Buffer.from('fanout'), 0xcf, 0, 0, 0, 0, 0, 0, 0, 16])) as Record<string, unknown>
+    expect(() => a.ae.handleRoots(body)).toThrow(expect.objectContaining({ status: 400, code: ErrorCodes.BAD_BODY }))
   })
 })

@@ -115,7 +115,7 @@ export function isTransient(err: unknown): boolean {
  * connection was refused or never came up (a node cut off silently), or the node said it did nothing.
  */
 export function notDelivered(f: ReplicaFailure): boolean {
-  return f.cause === 'refused' || f.code === 'UND_ERR_CONNECT_TIMEOUT' || unavailable(f)
+  return f.cause === 'refused' || (f.cause === 'timeout' && f.code === 'UND_ERR_CONNECT_TIMEOUT') || unavailable(f)
 }
 
 /** The node answered that it is starting or stopping: it did nothing with the request. */
