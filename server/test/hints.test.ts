@@ -2,20 +2,13 @@
 // merging, and delivery.
 import { describe, expect, it } from 'vitest'
 import pino from 'pino'
-import { decodeSet, encodeSet, siblings, unpack, type Clock, type DvvSet } from '@zerohop/core'
+import { decodeSet, encodeSet, siblings, unpack, type DvvSet } from '@zerohop/core'
 import type { Reply, Transport } from '@zerohop/client'
 import { HintStore, hintKey } from '../src/hints.js'
 import { MemoryStore } from '../src/storage/store.js'
+import { HandClock } from './hand-clock.js'
 
 const TTL = 5000
-
-class HandClock implements Clock {
-  t = 1_000_000
-  now() { return this.t }
-  setTimeout() { return undefined }
-  clearTimeout() {}
-  setImmediate(fn: () => void) { setImmediate(fn) }
-}
 
 class Recorder implements Transport {
   sent: { url: string; items: [number, Uint8Array, Uint8Array][] }[] = []

@@ -3,24 +3,17 @@
 // straight to each other's handlers, on a hand-driven clock.
 import { describe, expect, it } from 'vitest'
 import pino from 'pino'
-import { decodeSet, encodeSet, join, pack, siblings, unpack, type Clock, type DvvSet } from '@zerohop/core'
+import { decodeSet, encodeSet, join, pack, siblings, unpack, type DvvSet } from '@zerohop/core'
 import { Actors, Replica, dataKey } from '../src/replica.js'
 import { Reaper, type ReapPeer } from '../src/reaper.js'
 import { MemoryStore } from '../src/storage/store.js'
+import { HandClock } from './hand-clock.js'
 
 const P = 3
 const GRACE = 10_000
 const log = pino({ level: 'silent' })
 const key = (i: number) => Buffer.from(`k${i}`)
 const text = (set: DvvSet) => siblings(set).map((v) => Buffer.from(v).toString())
-
-class HandClock implements Clock {
-  t = 1_000_000
-  now() { return this.t }
-  setTimeout() { return undefined }
-  clearTimeout() {}
-  setImmediate(fn: () => void) { setImmediate(fn) }
-}
 
 interface Node {
   id: string

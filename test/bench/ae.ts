@@ -27,29 +27,17 @@
 //
 // Knobs (environment): AE_KEYS (100000), AE_DIVERGENCE (100,1000,10000), AE_CONCURRENCY (64),
 // AE_INTERVAL_MS (200), AE_MAX_KEYS_PER_SECOND (the node default, 5000), AE_HINT_KEYS (20000).
-import { execFileSync } from 'node:child_process'
-import { mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
 import { connect, type Client } from '@zerohop/client'
 import { MSGPACK, Paths, pack, unpack } from '@zerohop/core'
 import { sample } from '../../server/src/metrics.js'
 import { Cluster, type NodeProcess } from '../harness/cluster.js'
 import { mulberry32 } from '../harness/prng.js'
+import { envInt, environment, fmt, median, saveResults, table } from './report.js'
 
-const here = path.dirname(fileURLToPath(import.meta.url))
-const root = path.resolve(here, '../..')
-const resultsDir = path.join(root, 'bench-results')
-
-const envInt = (name: string, dflt: number) => {
-  const v = process.env[name]
-  const n = v === undefined ? dflt : Number(v)
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${v}`)
-  return n
-}
 
 const envInts = (name: string, dflt: number[]) => {
   const v = process.env[name]
@@ -242,12 +230,6 @@ async function pool(count: number, concurrency: number, maxMs: number, fn: (i: n
 /** Each floor is measured this many times; the median counts (the machine is shared and noisy). */
 const FLOOR_REPEATS = 3
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
-
 const keyOf = (i: number) => `key-${String(i).padStart(6, '0')}`
 
 /** A printable value of exactly `cfg.valueBytes` bytes. */
@@ -257,22 +239,7 @@ function valueOf(random: () => number, tag: string): string {
   return s.slice(0, cfg.valueBytes)
 }
 
-const fmt = (x: number, digits = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-')
 const kib = (b: number) => `${fmt(b / 1024, b < 100 * 1024 ? 1 : 0)} KiB`
-
-function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
-}
-
-function gitRev(): string | undefined {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim()
-  } catch {
-    return undefined
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Anti-entropy
@@ -616,24 +583,12 @@ async function main(): Promise<void> {
     const result = {
       startedAt: startedAt.toISOString(),
       durationMs: Date.now() - startedAt.getTime(),
-      environment: {
-        node: process.version,
-        cpus: os.cpus().length,
-        cpuModel: os.cpus()[0]?.model.trim(),
-        loadavgAtEnd: os.loadavg(),
-        git: gitRev(),
-      },
+      environment: environment(),
       config: { ...cfg, aeMaxKeysPerSecond: rate },
       antiEntropy: ae,
       hints,
     }
-    await mkdir(resultsDir, { recursive: true })
-    const stamp = startedAt.toISOString().replace(/[:.]/g, '-')
-    const file = path.join(resultsDir, `ae-${stamp}.json`)
-    const json = JSON.stringify(result, null, 2) + '\n'
-    await writeFile(file, json)
-    await writeFile(path.join(resultsDir, 'ae-latest.json'), json)
-    console.log(`\nwrote ${path.relative(root, file)} and bench-results/ae-latest.json (${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s)`)
+    await saveResults('ae', 'ae-latest.json', startedAt, result)
   } finally {
     await cleanup()
     process.off('SIGINT', onSignal)

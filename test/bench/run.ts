@@ -15,22 +15,11 @@
 // Knobs (environment): BENCH_ROUNDS (3), BENCH_LAT_OPS (3000), BENCH_TP_OPS (30000),
 // BENCH_TP_MS (5000), BENCH_CONCURRENCY (32), BENCH_KEYS (5000).
 import { execFileSync, fork, type ChildProcess } from 'node:child_process'
-import { mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { Cluster } from '../harness/cluster.js'
+import { envInt, environment, fmt, median, root, saveResults, table } from './report.js'
 
-const here = path.dirname(fileURLToPath(import.meta.url))
-const root = path.resolve(here, '../..')
-const resultsDir = path.join(root, 'bench-results')
-
-const envInt = (name: string, dflt: number) => {
-  const v = process.env[name]
-  const n = v === undefined ? dflt : Number(v)
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${v}`)
-  return n
-}
 
 const cfg = {
   rounds: envInt('BENCH_ROUNDS', 3),
@@ -120,7 +109,7 @@ class Rpc {
 
 /** fork() with plain node: no tsx loader in the child (execArgv: []). */
 function forkPlain(file: string): ChildProcess {
-  return fork(path.join(here, file), [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  return fork(path.join(root, 'test/bench', file), [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
 }
 
 async function startFloorServer(children: ChildProcess[]): Promise<{ url: string; pid: number }> {
@@ -154,29 +143,6 @@ function killByPid(child: ChildProcess): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // Statistics and output
-
-function median(xs: number[]): number {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
-  if (s.length === 0) return NaN
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
-
-const fmt = (x: number, digits = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-')
-
-function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
-}
-
-function gitRev(): string | undefined {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim()
-  } catch {
-    return undefined
-  }
-}
 
 function clockTicks(): number {
   try {
@@ -336,14 +302,7 @@ async function main(): Promise<void> {
     const result = {
       startedAt: startedAt.toISOString(),
       durationMs: Date.now() - startedAt.getTime(),
-      environment: {
-        node: process.version,
-        cpus: os.cpus().length,
-        cpuModel: os.cpus()[0]?.model.trim(),
-        loadavgAtEnd: os.loadavg(),
-        git: gitRev(),
-        clientModule: info.clientModule,
-      },
+      environment: { ...environment(), clientModule: info.clientModule },
       config: cfg,
       summary,
       ratios,
@@ -351,13 +310,7 @@ async function main(): Promise<void> {
       targets,
       rounds,
     }
-    await mkdir(resultsDir, { recursive: true })
-    const stamp = startedAt.toISOString().replace(/[:.]/g, '-')
-    const file = path.join(resultsDir, `bench-${stamp}.json`)
-    const json = JSON.stringify(result, null, 2) + '\n'
-    await writeFile(file, json)
-    await writeFile(path.join(resultsDir, 'latest.json'), json)
-    console.log(`\nwrote ${path.relative(root, file)} and bench-results/latest.json (${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s)`)
+    await saveResults('bench', 'latest.json', startedAt, result)
   } finally {
     await cleanup()
     process.off('SIGINT', onSignal)

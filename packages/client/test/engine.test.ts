@@ -114,21 +114,15 @@ describe('Engine', () => {
     for (const id of ids) expect(siblings(transport.node(id).data.get(hexKey)!).map(String)).toEqual(['2'])
   })
 
-  it('moves the coordination to the next replica when the first refuses the connection', async () => {
-    const e = engine()
-    const first = replicasOf(e, key)[0].id
-    transport.node(first).mode = 'refuse'
-    const res = await e.put(key, v('x'), undefined, 2, undefined, undefined)
-    expect(res.coordinator).not.toBe(first)
-  })
-
-  it('moves the coordination to the next replica when the connection to the first never comes up (nothing was sent)', async () => {
-    const e = engine()
-    const first = replicasOf(e, key)[0].id
-    transport.node(first).mode = 'unconnectable'
-    const res = await e.put(key, v('x'), undefined, 2, undefined, undefined)
-    expect(res.coordinator).not.toBe(first)
-  })
+  for (const [mode, what] of [['refuse', 'refuses the connection'], ['unconnectable', 'never gets a connection up (nothing was sent)']] as const) {
+    it(`moves the coordination to the next replica when the first ${what}`, async () => {
+      const e = engine()
+      const first = replicasOf(e, key)[0].id
+      transport.node(first).mode = mode
+      const res = await e.put(key, v('x'), undefined, 2, undefined, undefined)
+      expect(res.coordinator).not.toBe(first)
+    })
+  }
 
   it('does not mint a second version elsewhere when the coordinator times out (the write may have landed)', async () => {
     const e = engine()
