@@ -284,11 +284,6 @@ export class AntiEntropy {
     this.#set(partition, key, after && this.#empty.digest(after))
   }
 
-  /** Forget a partition (its data was dropped after a handoff). */
-  drop(partition: number): void {
-    this.#parts.delete(partition)
-  }
-
   /** Root hash of a partition's tree (the empty root when this node holds no data of it). */
   root(partition: number): Buffer {
     return (this.#parts.get(partition)?.tree ?? this.#empty).root()
@@ -310,7 +305,7 @@ export class AntiEntropy {
       st = { tree: new MerkleTree({ fanout: this.#o.fanout, depth: this.#o.depth }), leaves: new Map(), size: 0 }
       this.#parts.set(partition, st)
     }
-    st.tree.updateDigests(key, old, digest)
+    st.tree.updateDigests(key, old, digest, leaf)
     let bucket = st.leaves.get(leaf)
     if (digest) {
       if (!bucket) st.leaves.set(leaf, (bucket = new Map()))

@@ -12,6 +12,7 @@ import {
   type Clock,
   type ClusterView,
   type MemberState,
+  type RangeRequest,
   type RangeResponse,
 } from '@zerohop/core'
 import type { Transport } from '@zerohop/client'
@@ -35,10 +36,6 @@ export interface HandoffOptions {
   dropDelayMs: number
   /** Called when this node has left the cluster (its leave is complete). */
   onLeft: () => void
-  /** Called for each key deleted after its partition was handed off. */
-  onDrop?: (partition: number, key: Uint8Array) => void
-  /** Called (and awaited) before the first key of a partition is dropped. */
-  beforeDrop?: (partition: number) => Promise<void>
 }
 
 const PROGRESS_KEY = Buffer.from('mhandoff')
@@ -177,7 +174,7 @@ export class Handoff {
     for (;;) {
       if (this.#stopped) throw new Error('stopping')
       const after = progress.cursors[cursorKey]
-      const body = pack({ partition, ...(after ? { after } : {}), limit: this.#o.pageItems })
+      const body = pack({ partition, ...(after ? { after } : {}), limit: this.#o.pageItems } satisfies RangeRequest)
       const reply = await this.#o.transport.post(url, Paths.range, body, { timeoutMs: 10_000 })
       if (reply.status !== 200) throw new Error(`range pull from ${sourceId} answered HTTP ${reply.status}: ${reply.body.toString('utf8').slice(0, 200)}`)
       const page = unpack(reply.body) as RangeResponse
@@ -243,7 +240,7 @@ export class Handoff {
 
   /** Delete the data of partitions this node does not replicate in `view` (still the view, and settled). */
   async #drop(view: ClusterView): Promise<void> {
-    const { gossip, store, log } = this.#o
+    const { gossip, store, replica, log } = this.#o
     if (!sameRings(gossip.view, view) || gossip.view.transition || this.#stopped) return
     const me = gossip.self.id
     let deleted = 0
@@ -252,10 +249,10 @@ export class Handoff {
       let first = true
       for await (const [k] of store.entries(partitionRange(p))) {
         if (!sameRings(gossip.view, view) || this.#stopped) return
-        if (first) await this.#o.beforeDrop?.(p)
+        // This node's actors may not reuse their counters for keys of this partition again.
+        if (first) await replica.actors.retire([p])
         first = false
-        await store.del(k)
-        this.#o.onDrop?.(p, k)
+        await replica.drop(p, k.subarray(3))
         deleted++
       }
     }

@@ -28,7 +28,7 @@ import type { ResolvedNodeOptions } from './config.js'
 import type { Gossip } from './gossip.js'
 import type { HintStore } from './hints.js'
 import { AntiEntropyPaths, type AntiEntropy } from './anti-entropy.js'
-import { ReapPaths, type Reaper } from './reaper.js'
+import { ReapPaths, parseReapRequest, type Reaper } from './reaper.js'
 
 export interface HttpDeps {
   options: ResolvedNodeOptions
@@ -111,18 +111,24 @@ export class Validator {
     }
   }
 
+  /** A partition of this ring. */
+  partition(p: unknown, where: string): number {
+    if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p >= this.ring.partitions) {
+      throw bad(400, ErrorCodes.UNKNOWN_PARTITION, `${where}: partition ${show(p)} does not exist; this ring has partitions 0..${this.ring.partitions - 1}`)
+    }
+    return p
+  }
+
   partitionKey(p: unknown, k: unknown, where: string): [number, Uint8Array] {
     if (!(k instanceof Uint8Array)) throw bad(400, ErrorCodes.BAD_BODY, `${where}: key must be bytes`)
     if (k.byteLength === 0) throw bad(400, ErrorCodes.BAD_BODY, `${where}: key must not be empty`)
     if (k.byteLength > this.options.maxKeyBytes) {
       throw bad(400, ErrorCodes.KEY_TOO_LARGE, `${where}: key is ${k.byteLength} bytes; the limit is ${this.options.maxKeyBytes} (--max-key-bytes)`)
     }
-    if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p >= this.ring.partitions) {
-      throw bad(400, ErrorCodes.UNKNOWN_PARTITION, `${where}: partition ${show(p)} does not exist; this ring has partitions 0..${this.ring.partitions - 1}`)
-    }
+    const partition = this.partition(p, where)
     const expected = this.ring.partitionOf(k)
-    if (p !== expected) throw bad(400, ErrorCodes.WRONG_PARTITION, `${where}: key belongs to partition ${expected}, not ${p}`)
-    return [p, k]
+    if (partition !== expected) throw bad(400, ErrorCodes.WRONG_PARTITION, `${where}: key belongs to partition ${expected}, not ${partition}`)
+    return [partition, k]
   }
 
   batch(x: unknown, field: string): unknown[] {
@@ -189,10 +195,7 @@ const replicaRoutes: Record<string, Handler> = {
     // The handler validates the body (and reads nothing); then every partition must be one of this
     // ring's that this node replicates, so the asker never compares a partition the two do not share.
     const answer = antiEntropy.handleRoots(body)
-    for (const p of body.partitions as number[]) {
-      if (p >= v.ring.partitions) throw bad(400, ErrorCodes.UNKNOWN_PARTITION, `partition ${p} does not exist; this ring has partitions 0..${v.ring.partitions - 1}`)
-      v.replicated(p, 'request')
-    }
+    for (const p of body.partitions as number[]) v.replicated(v.partition(p, 'request'), 'request')
     return answer
   },
   [AntiEntropyPaths.tree]: async (body, v, _replica, { antiEntropy }) => {
@@ -218,18 +221,12 @@ const replicaRoutes: Record<string, Handler> = {
     return { changed: results.filter(Boolean).length }
   },
   [ReapPaths.reap]: async (body, v, _replica, { reaper }) => {
-    v.batch(body.items, 'items').forEach((item, i) => {
-      if (!Array.isArray(item) || item.length !== 2 || !(item[1] instanceof Uint8Array)) throw bad(400, ErrorCodes.BAD_BODY, `items[${i}] must be [key, set]`)
-      const [p] = v.partitionKey(body.partition, item[0], `items[${i}]`)
-      v.replicated(p, `items[${i}]`)
-    })
-    return reaper.handle(body)
+    const req = parseReapRequest(body)
+    req.items.forEach(([key], i) => v.replicated(v.partitionKey(req.partition, key, `items[${i}]`)[0], `items[${i}]`))
+    return reaper.handle(req)
   },
   [Paths.range]: async (body, v, replica) => {
-    const p = body.partition
-    if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p >= v.ring.partitions) {
-      throw bad(400, ErrorCodes.UNKNOWN_PARTITION, `partition ${show(p)} does not exist; this ring has partitions 0..${v.ring.partitions - 1}`)
-    }
+    const p = v.partition(body.partition, 'request')
     const after = body.after
     if (after !== undefined && !(after instanceof Uint8Array)) throw bad(400, ErrorCodes.BAD_BODY, 'after must be bytes (a key)')
     const limit = body.limit

@@ -167,12 +167,6 @@ export class StorageNode {
       pageItems: o.handoffPageItems,
       dropDelayMs: o.dropDelayMs,
       onLeft: () => void this.#announceLeft(),
-      onDrop: (p, k) => {
-        const key = Buffer.from(k).subarray(3)
-        this.#antiEntropy?.onWrite(p, key, undefined, undefined)
-        this.#reaper?.onWrite(p, key, false)
-      },
-      beforeDrop: (p) => actors.retire([p]),
     })
     this.#hints = new HintStore({
       store: this.#store,
@@ -193,13 +187,15 @@ export class StorageNode {
     await this.#hints.open()
     const replica = this.#replica
     const transport = this.#transport
+    /** Node-to-node requests of anti-entropy and reaping. */
+    const post = async (url: string, path: string, body: Uint8Array, epoch?: string) => {
+      const r = await transport.post(url, path, body, { timeoutMs: 10_000, epoch })
+      return { status: r.status, body: r.body }
+    }
     this.#antiEntropy = new AntiEntropy({
       store: this.#store,
       storeSet: (p, k, set) => replica.store(p, k, set),
-      post: async (url, path, body) => {
-        const r = await transport.post(url, path, body, { timeoutMs: 10_000 })
-        return { status: r.status, body: r.body }
-      },
+      post,
       clock: this.#clock,
       partitions: () => {
         const view = this.view
@@ -239,10 +235,7 @@ export class StorageNode {
         if (!peers.every((m) => this.#gossip!.isUp(m.id))) return undefined
         return { epoch: view.epoch, peers: peers.map((m) => ({ id: m.id, url: m.url })) }
       },
-      post: async (url, path, body, epoch) => {
-        const r = await transport.post(url, path, body, { timeoutMs: 10_000, epoch })
-        return { status: r.status, body: r.body }
-      },
+      post,
     })
     const reaper = this.#reaper
     const hints = this.#hints

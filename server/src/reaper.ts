@@ -12,7 +12,7 @@
 //
 // Which tombstones a node holds, and since when, is kept in memory: one scan at start-up (which
 // counts from the start, so a restart only postpones reaping), then kept by every write.
-import { ErrorCodes, HttpError, MAX_BATCH, bytesEqual, decodeSet, pack, unpack, type Clock, type ClockTimer } from '@zerohop/core'
+import { ErrorCodes, HttpError, MAX_BATCH, bytesEqual, decodeSet, onlyTombstones, pack, unpack, type Clock, type ClockTimer } from '@zerohop/core'
 import type { Logger } from 'pino'
 import type { Replica } from './replica.js'
 import type { Store } from './storage/store.js'
@@ -26,6 +26,16 @@ export interface ReapRequest {
   partition: number
   phase: 'check' | 'reap'
   items: [key: Uint8Array, set: Uint8Array][]
+}
+
+/** The shape of a reap request's body (whether its keys belong to `partition` is the ring's to check). */
+export function parseReapRequest(body: Record<string, unknown>): ReapRequest {
+  const { partition, phase, items } = body as Partial<ReapRequest>
+  if (phase !== 'check' && phase !== 'reap') throw new HttpError(400, ErrorCodes.BAD_BODY, 'phase must be "check" or "reap"')
+  if (!Array.isArray(items) || items.length === 0 || items.length > MAX_BATCH || !items.every((it) => Array.isArray(it) && it.length === 2 && it[0] instanceof Uint8Array && it[1] instanceof Uint8Array)) {
+    throw new HttpError(400, ErrorCodes.BAD_BODY, `items must be 1 to ${MAX_BATCH} [key, set] pairs of bytes`)
+  }
+  return { partition: partition as number, phase, items }
 }
 
 export interface ReapResponse {
@@ -126,13 +136,13 @@ export class Reaper {
         const partition = Buffer.from(k.buffer, k.byteOffset, k.byteLength).readUInt16BE(1)
         const key = latin1(k.subarray(3))
         if (this.#touched.has(`${partition}:${key}`)) continue
-        let set
+        let dead
         try {
-          set = decodeSet(v)
+          dead = onlyTombstones(decodeSet(v))
         } catch {
           continue // not a set this node can read: never a reapable tombstone
         }
-        if (set.length === 0 || set.some((e) => e[2].some((x) => x !== null))) continue
+        if (!dead) continue
         let m = this.#held.get(partition)
         if (!m) this.#held.set(partition, (m = new Map()))
         m.set(key, since)
@@ -221,15 +231,9 @@ export class Reaper {
     if (n > 0) this.#o.log.debug({ partition, keys: n }, 'reaped tombstones')
   }
 
-  /** Serve a peer's check or reap request. */
-  async handle(body: Record<string, unknown>): Promise<ReapResponse> {
-    const req = body as Partial<ReapRequest>
-    const items = req.items
-    if (req.phase !== 'check' && req.phase !== 'reap') throw new HttpError(400, ErrorCodes.BAD_BODY, 'phase must be "check" or "reap"')
-    if (!Array.isArray(items) || items.length > MAX_BATCH || !items.every((it) => Array.isArray(it) && it.length === 2 && it[0] instanceof Uint8Array && it[1] instanceof Uint8Array)) {
-      throw new HttpError(400, ErrorCodes.BAD_BODY, `items must be at most ${MAX_BATCH} [key, set] pairs of bytes`)
-    }
-    const partition = req.partition as number
+  /** Serve a peer's check or reap request (parsed by parseReapRequest; its keys checked against the ring). */
+  async handle(req: ReapRequest): Promise<ReapResponse> {
+    const { partition, items } = req
     if (req.phase === 'reap') {
       // A replayed or hand-made request cannot reap what this node has not held for the grace period.
       const due = items.map(([k]) => this.#heldLongEnough(partition, k))

@@ -1,7 +1,7 @@
 // The replica endpoints' logic, apart from HTTP: read sets, coordinate a write (mint a dot), store a
 // set sent by a coordinator or by read repair. Writes to one key are serialised by a per-key lock so
 // a read-modify-write never loses a concurrent sync.
-import { decodeSet, encodeSet, sync, update, bytesEqual, type DvvSet, type Value, type VersionVector } from '@zerohop/core'
+import { decodeSet, encodeSet, sync, update, bytesEqual, onlyTombstones, type DvvSet, type Value, type VersionVector } from '@zerohop/core'
 import type { Store } from './storage/store.js'
 
 /** Storage key of a data item: 'd' + partition (uint16 BE) + key bytes; one partition is one range. */
@@ -130,11 +130,6 @@ export interface ActorState {
 /** Called inside the key's lock after every change of a stored set; `after` undefined is a deletion, `dead` a set of tombstones only. */
 export type WriteHook = (partition: number, key: Uint8Array, before: Uint8Array | undefined, after: Uint8Array | undefined, dead: boolean) => void
 
-function allTombstones(set: DvvSet): boolean {
-  for (const e of set) for (const v of e[2]) if (v !== null) return false
-  return set.length > 0
-}
-
 export class Replica {
   readonly #store: Store
   readonly #locks = new KeyLocks()
@@ -192,7 +187,7 @@ export class Replica {
       const set = update(context, local, this.actors.pick(local, partition), value)
       const bytes = encodeSet(set)
       await this.#store.put(dk, bytes)
-      this.#onWrite?.(partition, key, stored, bytes, allTombstones(set))
+      this.#onWrite?.(partition, key, stored, bytes, onlyTombstones(set))
       return bytes
     })
   }
@@ -207,8 +202,20 @@ export class Replica {
       const merged = encodeSet(set)
       if (stored && bytesEqual(stored, merged)) return false
       await this.#store.put(dk, merged)
-      this.#onWrite?.(partition, key, stored, merged, allTombstones(set))
+      this.#onWrite?.(partition, key, stored, merged, onlyTombstones(set))
       return true
+    })
+  }
+
+  /**
+   * Delete a key of a partition this node no longer replicates (handed off); retire the actors with
+   * that partition's floor first (`actors.retire([partition])`).
+   */
+  async drop(partition: number, key: Uint8Array): Promise<void> {
+    const dk = dataKey(partition, key)
+    await this.#locks.run(dk, async () => {
+      await this.#store.del(dk)
+      this.#onWrite?.(partition, key, undefined, undefined, false)
     })
   }
 
@@ -223,7 +230,7 @@ export class Replica {
       return this.#locks.run(dk, async () => {
         const stored = await this.#store.get(dk)
         // Only ever a set of tombstones, whatever the request says.
-        if (!stored || !bytesEqual(stored, expected) || !allTombstones(decodeSet(stored))) return false
+        if (!stored || !bytesEqual(stored, expected) || !onlyTombstones(decodeSet(stored))) return false
         await (retired ??= this.actors.retire())
         await this.#store.del(dk)
         this.#onWrite?.(partition, key, stored, undefined, false)

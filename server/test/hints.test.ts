@@ -23,11 +23,9 @@ class Recorder implements Transport {
 const set = (actor: string, n: number, v: string): Uint8Array => encodeSet([[actor, n, [Buffer.from(v)]]] as DvvSet)
 const text = (b: Uint8Array) => siblings(decodeSet(b)).map((x) => Buffer.from(x).toString()).sort()
 
-async function hintStore() {
-  const store = new MemoryStore()
+/** A hint store over `store` (a new one by default), opened; the target n3 is up. */
+async function hintStore(store = new MemoryStore(), clock = new HandClock(), transport = new Recorder()) {
   await store.open()
-  const clock = new HandClock()
-  const transport = new Recorder()
   const hints = new HintStore({
     store, transport, clock, log: pino({ level: 'silent' }), maxBytesPerTarget: 1 << 20, intervalMs: 100, batchItems: 100, ttlMs: TTL,
     locate: () => ({ url: 'http://n3', up: true }),
@@ -59,12 +57,7 @@ describe('hint store', () => {
     await hints.put('n3', 1, Buffer.from('old'), set('b', 1, 'z'))
     clock.t += TTL / 2 + 1
     // A restarted node reads each hint's first time back from storage.
-    const again = new HintStore({
-      store, transport, clock, log: pino({ level: 'silent' }), maxBytesPerTarget: 1 << 20, intervalMs: 100, batchItems: 100, ttlMs: TTL,
-      locate: () => ({ url: 'http://n3', up: true }),
-      replicasOf: () => [],
-    })
-    await again.open()
+    const { hints: again } = await hintStore(store, clock, transport)
     await again.deliver()
     expect(transport.sent.flatMap((s) => s.items.map((i) => Buffer.from(i[1]).toString()))).toEqual(['new'])
     expect(again.metrics.expired).toBe(1)
@@ -74,12 +67,7 @@ describe('hint store', () => {
   it('delivers a hint stored by an earlier version (a bare set), counting its TTL from start-up', async () => {
     const { store, clock, transport } = await hintStore()
     await store.put(hintKey('n3', 1, Buffer.from('legacy')), set('a', 1, 'x'))
-    const hints = new HintStore({
-      store, transport, clock, log: pino({ level: 'silent' }), maxBytesPerTarget: 1 << 20, intervalMs: 100, batchItems: 100, ttlMs: TTL,
-      locate: () => ({ url: 'http://n3', up: true }),
-      replicasOf: () => [],
-    })
-    await hints.open()
+    const { hints } = await hintStore(store, clock, transport)
     clock.t += TTL - 1
     await hints.deliver()
     expect(transport.sent.map((s) => text(s.items[0][2]))).toEqual([['x']])
@@ -97,7 +85,7 @@ describe('hint store', () => {
 
   it('replaces an expired hint rather than merging into it, so nothing older than the TTL travels on', async () => {
     const { clock, transport, hints } = await hintStore()
-    // The target is down: nothing is delivered, and the expiry pass has not run yet.
+    // No delivery pass has run yet, so neither has the expiry pass.
     await hints.put('n3', 1, Buffer.from('k'), set('a', 1, 'stale'))
     clock.t += TTL + 1
     await hints.put('n3', 1, Buffer.from('k'), set('b', 1, 'fresh'))

@@ -27,16 +27,16 @@
 //
 // Knobs (environment): AE_KEYS (100000), AE_DIVERGENCE (100,1000,10000), AE_CONCURRENCY (64),
 // AE_INTERVAL_MS (200), AE_MAX_KEYS_PER_SECOND (the node default, 5000), AE_HINT_KEYS (20000).
-import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { Pool } from 'undici'
 import { connect, type Client } from '@zerohop/client'
 import { MSGPACK, Paths, pack, unpack } from '@zerohop/core'
+import { AntiEntropyPaths } from '../../server/src/anti-entropy.js'
 import { sample } from '../../server/src/metrics.js'
 import { Cluster, type NodeProcess } from '../harness/cluster.js'
 import { mulberry32 } from '../harness/prng.js'
-import { envInt, environment, fmt, median, saveResults, table } from './report.js'
+import { cleanupOnExit, envInt, environment, environmentLine, fmt, median, runMain, saveResults, table } from './report.js'
 
 
 const envInts = (name: string, dflt: number[]) => {
@@ -87,13 +87,6 @@ class Raw {
     return unpack(bytes) as Record<string, unknown>
   }
 
-  async metrics(url: string): Promise<string> {
-    const res = await this.#pool(url).request({ path: Paths.metrics, method: 'GET', headersTimeout: 5000, bodyTimeout: 5000 })
-    const text = await res.body.text()
-    if (res.statusCode !== 200) throw new Error(`${Paths.metrics} on ${url}: HTTP ${res.statusCode}`)
-    return text
-  }
-
   async close(): Promise<void> {
     await Promise.all([...this.#pools.values()].map((p) => p.destroy()))
     this.#pools.clear()
@@ -124,7 +117,7 @@ async function roots(raw: Raw, node: NodeProcess): Promise<Buffer[] | undefined>
   try {
     return await Promise.all(
       Array.from({ length: cfg.partitions }, async (_, partition) => {
-        const res = await raw.post(node.url, '/v1/ae/tree', { partition, level: 0, indices: [0] }, 2000)
+        const res = await raw.post(node.url, AntiEntropyPaths.tree, { partition, level: 0, indices: [0] }, 2000)
         return Buffer.from((res.hashes as Uint8Array[])[0])
       }),
     )
@@ -169,11 +162,11 @@ interface AeCounters {
 }
 
 /** Anti-entropy counters summed over the running nodes (a killed node's counters are gone with it). */
-async function aeCounters(raw: Raw, nodes: NodeProcess[]): Promise<AeCounters> {
+async function aeCounters(nodes: NodeProcess[]): Promise<AeCounters> {
   const c: AeCounters = { bytesSent: 0, bytesReceived: 0, rounds: 0, exchanges: 0, keysRepaired: 0 }
   for (const n of nodes) {
     if (!n.running) continue
-    const text = await raw.metrics(n.url)
+    const text = await n.metrics()
     c.bytesSent += sample(text, 'zerohop_ae_bytes_sent_total') ?? 0
     c.bytesReceived += sample(text, 'zerohop_ae_bytes_received_total') ?? 0
     c.rounds += sample(text, 'zerohop_ae_rounds_total') ?? 0
@@ -192,12 +185,12 @@ const minus = (a: AeCounters, b: AeCounters): AeCounters => ({
 })
 
 /** Hints held for `target` and hints delivered, summed over `nodes`. */
-async function hintCounters(raw: Raw, nodes: NodeProcess[], target: string): Promise<{ held: number; delivered: number; perNode: Record<string, number> }> {
+async function hintCounters(nodes: NodeProcess[], target: string): Promise<{ held: number; delivered: number; perNode: Record<string, number> }> {
   let held = 0
   let delivered = 0
   const perNode: Record<string, number> = {}
   for (const n of nodes) {
-    const text = await raw.metrics(n.url)
+    const text = await n.metrics()
     const h = sample(text, 'zerohop_hints', `target="${target}"`) ?? 0
     perNode[n.id] = h
     held += h
@@ -320,10 +313,10 @@ async function antiEntropyBench(raw: Raw, state: { cluster?: Cluster; db?: Clien
   const fullCopyBytes = everything.reduce((s, [, k], i) => s + k.byteLength + sets[i]!.byteLength, 0)
 
   // Rounds run even when nothing differs (one roots request per peer): their rate, to tell apart.
-  const idleFrom = await aeCounters(raw, cluster.nodes)
+  const idleFrom = await aeCounters(cluster.nodes)
   const idleT = performance.now()
   await sleep(3000)
-  const idle = minus(await aeCounters(raw, cluster.nodes), idleFrom)
+  const idle = minus(await aeCounters(cluster.nodes), idleFrom)
   const idleS = (performance.now() - idleT) / 1000
   const idleBytesPerSec = (idle.bytesSent + idle.bytesReceived) / idleS
   console.log(`  data set ${kib(fullCopyBytes)} (keys + stored sets); idle anti-entropy: ${fmt(idle.rounds / idleS, 1)} rounds/s, ${fmt(idle.exchanges / idleS, 1)} exchanges/s, ${fmt(idleBytesPerSec)} B/s (3 nodes)\n`)
@@ -342,12 +335,12 @@ async function antiEntropyBench(raw: Raw, state: { cluster?: Cluster; db?: Clien
     const newSets = await readSets(raw, n1, items)
     const differingBytes = items.reduce((sum, [, k], j) => sum + k.byteLength + newSets[j]!.byteLength, 0)
 
-    const before = await aeCounters(raw, cluster.nodes)
+    const before = await aeCounters(cluster.nodes)
     const t0 = performance.now()
     await cluster.restart('n3')
     const servingMs = performance.now() - t0
     const agreeMs = await untilAgree(raw, cluster.nodes, t0, `anti-entropy of ${d} keys`)
-    const delta = minus(await aeCounters(raw, cluster.nodes), before)
+    const delta = minus(await aeCounters(cluster.nodes), before)
 
     // The roots are anti-entropy's own view: check the storage too.
     const copies = await Promise.all(cluster.nodes.map((n) => readSets(raw, n, items)))
@@ -441,11 +434,11 @@ async function hintBench(raw: Raw, state: { cluster?: Cluster; db?: Client }): P
   const writeMs = await pool(k, cfg.concurrency, cfg.loadTimeoutMs, async (i) => {
     await db.put(`hinted-${i}`, valueOf(random, `h${i}`), { w: 2 })
   })
-  let held = await hintCounters(raw, [n1, n2], 'n3')
+  let held = await hintCounters([n1, n2], 'n3')
   const until = performance.now() + 30_000
   while (held.held < k && performance.now() < until) {
     await sleep(100)
-    held = await hintCounters(raw, [n1, n2], 'n3')
+    held = await hintCounters([n1, n2], 'n3')
   }
   if (held.held !== k) throw new Error(`expected ${k} hints for n3 on n1 and n2, found ${held.held}`)
   console.log(`  ${fmt(writeMs / 1000, 1)} s; hints held for n3: ${Object.entries(held.perNode).map(([id, n]) => `${id} ${n}`).join(', ')}`)
@@ -456,7 +449,7 @@ async function hintBench(raw: Raw, state: { cluster?: Cluster; db?: Client }): P
   let firstMs = NaN
   let now = held
   for (;;) {
-    now = await hintCounters(raw, [n1, n2], 'n3')
+    now = await hintCounters([n1, n2], 'n3')
     const t = performance.now() - t0
     if (Number.isNaN(firstMs) && now.delivered > held.delivered) firstMs = t
     if (now.held === 0) break
@@ -519,19 +512,11 @@ async function main(): Promise<void> {
   const startedAt = new Date()
   const raw = new Raw()
   const state: { cluster?: Cluster; db?: Client } = {}
-  let cleaned: Promise<void> | undefined
-  const cleanup = () =>
-    (cleaned ??= (async () => {
-      await state.db?.close().catch(() => undefined)
-      await state.cluster?.close().catch((err) => console.error('cluster.close failed:', err))
-      await raw.close().catch(() => undefined)
-    })())
-  const onSignal = (sig: NodeJS.Signals) => {
-    console.error(`\n${sig}: stopping every process this benchmark started`)
-    void cleanup().finally(() => process.exit(130))
-  }
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
+  const cleanup = cleanupOnExit(async () => {
+    await state.db?.close().catch(() => undefined)
+    await state.cluster?.close().catch((err) => console.error('cluster.close failed:', err))
+    await raw.close().catch(() => undefined)
+  })
 
   try {
     const rate = cfg.aeMaxKeysPerSecond ?? 5000
@@ -539,7 +524,7 @@ async function main(): Promise<void> {
       `zerohop bench:ae: ${fmt(cfg.keys)} keys, divergences ${cfg.divergences.map((d) => fmt(d)).join(' / ')}, ` +
         `--ae-interval-ms ${cfg.aeIntervalMs}, --ae-max-keys-per-second ${rate}${cfg.aeMaxKeysPerSecond === undefined ? ' (default)' : ''}, ${fmt(cfg.hintKeys)} hints`,
     )
-    console.log(`node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim()}), load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n`)
+    console.log(environmentLine())
 
     const ae = await antiEntropyBench(raw, state)
     const hints = await hintBench(raw, state)
@@ -591,12 +576,7 @@ async function main(): Promise<void> {
     await saveResults('ae', 'ae-latest.json', startedAt, result)
   } finally {
     await cleanup()
-    process.off('SIGINT', onSignal)
-    process.off('SIGTERM', onSignal)
   }
 }
 
-main().catch((err) => {
-  console.error(err)
-  process.exitCode = 1
-})
+runMain(main)

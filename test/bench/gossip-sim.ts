@@ -48,14 +48,12 @@
 // SIM_BIG_CONFIGS=2 configurations), SIM_BYTES_SAMPLES (1), SIM_SEED (1), SIM_BUDGET_S (165).
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { pack } from '../../packages/core/src/codec.js'
 import { mergeMembers, type MemberState } from '../../packages/core/src/membership.js'
 import { PhiAccrualDetector, type PhiAccrualOptions } from '../../packages/core/src/phi.js'
 import { mulberry32 } from '../harness/prng.js'
+import { mdTable, resultsDir } from './report.js'
 
-const here = path.dirname(fileURLToPath(import.meta.url))
-const resultsDir = path.join(here, '../../bench-results')
 
 const CHECK_MS = 100
 const SEEDS = 3
@@ -602,8 +600,6 @@ for (const rep of reports) {
 const fmt = (x: number, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : x === Infinity ? 'cap' : '–')
 const kib = (x: number) => (Number.isFinite(x) ? `${(x / 1024).toFixed(1)} KiB` : '–')
 const mm = (xs: number[], digits = 1) => (xs.length ? `${fmt(median(xs), digits)} / ${fmt(max(xs), digits)}` : '–')
-const mdTable = (head: string[], body: string[][], align: string[]) =>
-  [`| ${head.join(' | ')} |`, `|${align.join('|')}|`, ...body.map((r) => `| ${r.join(' | ')} |`)].join('\n')
 
 const T = cfg.thresholds
 const k8 = Math.max(0, T.indexOf(8))

@@ -56,3 +56,41 @@ export async function saveResults(prefix: string, latest: string, startedAt: Dat
 export function environment(): Record<string, unknown> {
   return { node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model.trim(), loadavgAtEnd: os.loadavg(), git: gitRev() }
 }
+
+/** A Markdown table; `align` is one of '---', ':---', '---:' per column (default left). */
+export function mdTable(head: string[], rows: (string | number)[][], align: string[] = head.map(() => '---')): string {
+  return [`| ${head.join(' | ')} |`, `|${align.join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n')
+}
+
+/** The machine in one line, printed before a run. */
+export function environmentLine(): string {
+  return `node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim()}), load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n`
+}
+
+/**
+ * Run `cleanup` (stop every process the benchmark started) exactly once: when the returned function is
+ * called, or on SIGINT/SIGTERM, after which the process exits 130.
+ */
+export function cleanupOnExit(cleanup: () => Promise<void>): () => Promise<void> {
+  let done: Promise<void> | undefined
+  const once = () => (done ??= cleanup())
+  const onSignal = (sig: NodeJS.Signals) => {
+    console.error(`\n${sig}: stopping every process this benchmark started`)
+    void once().finally(() => process.exit(130))
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  return async () => {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    await once()
+  }
+}
+
+/** A benchmark's entry point: a failure is printed and exits 1. */
+export function runMain(main: () => Promise<void>): void {
+  main().catch((err) => {
+    console.error(err)
+    process.exitCode = 1
+  })
+}

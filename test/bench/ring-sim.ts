@@ -7,12 +7,10 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { Ring, type Departed, type Member } from '../../packages/core/src/ring.js'
 import { mulberry32 } from '../harness/prng.js'
+import { mdTable as table, median, resultsDir } from './report.js'
 
-const here = path.dirname(fileURLToPath(import.meta.url))
-const resultsDir = path.resolve(here, '../../bench-results')
 
 const Q = 8192
 const N = 3
@@ -35,11 +33,6 @@ const member = (id: string, weight = 1, since = 0): Member => ({ id, url: `http:
 const founders = (n: number, weight: (i: number) => number = () => 1) => Array.from({ length: n }, (_, i) => member(freshId(), weight(i)))
 const ring = (members: readonly Member[], history: readonly Departed[] = []) => new Ring(members, { partitions: Q, n: N, spares: 2, history })
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 const round = (x: number, digits = 3) => Number(x.toFixed(digits))
 
 function owners(r: Ring): string[] {
@@ -182,7 +175,6 @@ const result = { when: new Date().toISOString(), node: process.version, cpus: os
 await mkdir(resultsDir, { recursive: true })
 await writeFile(path.join(resultsDir, 'ring-sim.json'), JSON.stringify(result, null, 2) + '\n')
 
-const table = (head: string[], rows: (string | number)[][]) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n')
 console.log(`## Ring simulation (Q = ${Q}, N = ${N}, ${TRIALS} trials per size; ${elapsedMs} ms in all)\n`)
 console.log(table(['members', 'Q', 'build (ms, median)'], build.map((b) => [b.members, b.partitions, b.ms])))
 console.log()

@@ -15,10 +15,9 @@
 // Knobs (environment): BENCH_ROUNDS (3), BENCH_LAT_OPS (3000), BENCH_TP_OPS (30000),
 // BENCH_TP_MS (5000), BENCH_CONCURRENCY (32), BENCH_KEYS (5000).
 import { execFileSync, fork, type ChildProcess } from 'node:child_process'
-import os from 'node:os'
 import path from 'node:path'
 import { Cluster } from '../harness/cluster.js'
-import { envInt, environment, fmt, median, root, saveResults, table } from './report.js'
+import { cleanupOnExit, envInt, environment, environmentLine, fmt, median, root, runMain, saveResults, table } from './report.js'
 
 
 const cfg = {
@@ -160,24 +159,16 @@ async function main(): Promise<void> {
   let cluster: Cluster | undefined
   let worker: ChildProcess | undefined
   let rpc: Rpc | undefined
-  let cleaned: Promise<void> | undefined
 
-  const cleanup = () =>
-    (cleaned ??= (async () => {
-      if (rpc && worker && worker.exitCode === null) await rpc.call('close', {}, 5000).catch(() => undefined)
-      await Promise.allSettled([...(worker ? [killByPid(worker)] : []), ...children.map(killByPid)])
-      await cluster?.close().catch((err) => console.error('cluster.close failed:', err))
-    })())
-  const onSignal = (sig: NodeJS.Signals) => {
-    console.error(`\n${sig}: stopping every process this benchmark started`)
-    void cleanup().finally(() => process.exit(130))
-  }
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
+  const cleanup = cleanupOnExit(async () => {
+    if (rpc && worker && worker.exitCode === null) await rpc.call('close', {}, 5000).catch(() => undefined)
+    await Promise.allSettled([...(worker ? [killByPid(worker)] : []), ...children.map(killByPid)])
+    await cluster?.close().catch((err) => console.error('cluster.close failed:', err))
+  })
 
   try {
     console.log(`zerohop bench: ${cfg.rounds} rounds, ${cfg.latencyOps} sequential ops, ${cfg.concurrency} in flight for ${cfg.throughputMaxMs} ms or ${cfg.throughputOps} ops`)
-    console.log(`node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim()}), load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n`)
+    console.log(environmentLine())
 
     const floor = []
     for (let i = 0; i < cfg.nodes; i++) floor.push(await startFloorServer(children))
@@ -313,12 +304,7 @@ async function main(): Promise<void> {
     await saveResults('bench', 'latest.json', startedAt, result)
   } finally {
     await cleanup()
-    process.off('SIGINT', onSignal)
-    process.off('SIGTERM', onSignal)
   }
 }
 
-main().catch((err) => {
-  console.error(err)
-  process.exitCode = 1
-})
+runMain(main)

@@ -9,6 +9,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
+import type { RingResponse } from '@zerohop/core'
+import { sample } from '../../server/src/metrics.js'
 
 export const CLI = fileURLToPath(new URL('../../server/dist/cli.js', import.meta.url))
 
@@ -127,8 +129,17 @@ export class NodeProcess {
 
   /** The node's Prometheus text (GET /v1/metrics); read one figure with `sample()` from server/src/metrics.ts. */
   async metrics(): Promise<string> {
-    const res = await request(`${this.url}/v1/metrics`, { headersTimeout: 2000, bodyTimeout: 2000 })
-    return res.body.text()
+    const res = await request(`${this.url}/v1/metrics`, { headersTimeout: 5000, bodyTimeout: 5000 })
+    const text = await res.body.text()
+    if (res.statusCode !== 200) throw new Error(`${this.id}: GET /v1/metrics answered HTTP ${res.statusCode}`)
+    return text
+  }
+
+  /** GET /v1/ring: the member entries this node knows and the peers it holds down. */
+  async ring(): Promise<RingResponse> {
+    const res = await request(`${this.url}/v1/ring`, { headersTimeout: 2000, bodyTimeout: 2000 })
+    if (res.statusCode !== 200) throw new Error(`${this.id}: GET /v1/ring answered HTTP ${res.statusCode}`)
+    return (await res.body.json()) as RingResponse
   }
 
   async ready(timeoutMs = 15_000): Promise<void> {
@@ -139,6 +150,13 @@ export class NodeProcess {
       return res.statusCode === 200
     }, { timeoutMs, what: `${this.id} to serve its ring` })
   }
+}
+
+/** One metric (with its labels, if given) summed over `nodes`; absent counts as 0. */
+export async function sumMetric(nodes: NodeProcess[], name: string, labels = ''): Promise<number> {
+  let sum = 0
+  for (const n of nodes) sum += sample(await n.metrics(), name, labels) ?? 0
+  return sum
 }
 
 /** Run a `zerohop` command (leave, remove, status) to completion. */

@@ -64,11 +64,6 @@ export function unavailableReason(): string | undefined {
   return reason ?? undefined
 }
 
-/** Whether this machine can build test networks (root and a working `ip netns`). */
-export function available(): boolean {
-  return unavailableReason() === undefined
-}
-
 let seq = 0
 
 /** A short name part unique to this process and network: interface names are at most 15 bytes. */

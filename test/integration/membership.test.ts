@@ -3,26 +3,18 @@
 // not-found or an older version than one acknowledged before it began. Keys written once before the
 // change ("cold" keys) prove the data itself was handed off, not just rewritten by the load.
 import { afterEach, describe, expect, it } from 'vitest'
-import { request } from 'undici'
 import { connect, type Client, type Collection } from '@zerohop/client'
-import type { RingResponse } from '@zerohop/core'
 import { Cluster, waitFor, zerohop, type NodeProcess } from '../harness/cluster.js'
 import { Workload, latest, type Versioned } from '../harness/workload.js'
 
 const FAST = ['--gossip-interval-ms', '200', '--drop-delay-ms', '500']
 const COLD = 300
 
-async function ringOf(node: NodeProcess): Promise<RingResponse> {
-  const res = await request(`${node.url}/v1/ring`, { headersTimeout: 2000, bodyTimeout: 2000 })
-  if (res.statusCode !== 200) throw new Error(`${node.id}: HTTP ${res.statusCode}`)
-  return (await res.body.json()) as RingResponse
-}
-
 const digest = (epoch: string) => epoch.split('-')[1]
 
 /** Every running node reports `id` with `status`, and all agree on the rings. */
 async function settled(nodes: NodeProcess[], id: string, status: string): Promise<boolean> {
-  const rings = await Promise.all(nodes.filter((n) => n.running).map(ringOf))
+  const rings = await Promise.all(nodes.filter((n) => n.running).map((n) => n.ring()))
   return rings.every((r) => r.members.find((m) => m.id === id)?.status === status) && new Set(rings.map((r) => digest(r.epoch))).size === 1
 }
 
@@ -85,6 +77,14 @@ describe('membership changes under load', () => {
     await load.verify()
     expect(load.violations).toEqual([])
     expectServed(load, putsAtCompletion)
+  }
+
+  /** n4 has gone (left or removed): more load, the SDK drops n4, and nothing written before is lost. */
+  async function afterN4Left(db: Client<unknown>, kv: Collection<Versioned>, cold: string[], load: Workload, what: string): Promise<void> {
+    await finishLoad(load, load.stats.puts, `more load after the ${what}`)
+    await waitFor(() => db.view.current.member('n4') === undefined, { timeoutMs: 5000, what: 'the SDK to drop n4' })
+    console.log(`${what}: load ${load.summary()}`)
+    await expectColdEverywhere(kv, cold)
   }
 
   async function client(refreshIntervalMs = 1000): Promise<{ db: Client<unknown>; kv: Collection<Versioned> }> {
@@ -153,12 +153,7 @@ describe('membership changes under load', () => {
     await waitFor(() => !n4.running, { timeoutMs: 60_000, what: 'n4 to hand off and exit' })
     expect(n4.child?.exitCode).toBe(0)
     await waitFor(() => settled(cluster!.nodes, 'n4', 'left'), { timeoutMs: 20_000, what: 'everyone to see n4 left' })
-    const putsAtCompletion = load.stats.puts
-
-    await finishLoad(load, putsAtCompletion, 'more load after the leave')
-    await waitFor(() => db.view.current.member('n4') === undefined, { timeoutMs: 5000, what: 'the SDK to drop n4' })
-    console.log(`leave: load ${load.summary()}`)
-    await expectColdEverywhere(kv, cold)
+    await afterN4Left(db, kv, cold, load, 'leave')
   })
 
   it('a dead node is removed: the survivors re-replicate its data; a live node cannot be removed', async () => {
@@ -170,16 +165,11 @@ describe('membership changes under load', () => {
     expect(alive.stderr).toContain('ZH_CONFLICT')
 
     await cluster.node('n4').kill()
-    await waitFor(async () => (await ringOf(cluster!.node('n1'))).down.includes('n4'), { timeoutMs: 15_000, what: 'n1 to hold n4 down' })
+    await waitFor(async () => (await cluster!.node('n1').ring()).down.includes('n4'), { timeoutMs: 15_000, what: 'n1 to hold n4 down' })
     const out = await zerohop('remove', 'n4', '--node', cluster.node('n1').url)
     expect(out.code, out.stderr).toBe(0)
     await waitFor(() => settled(cluster!.nodes, 'n4', 'left'), { timeoutMs: 60_000, intervalMs: 20, what: 'the removal to complete everywhere' })
-    const putsAtCompletion = load.stats.puts
-
-    await finishLoad(load, putsAtCompletion, 'more load after the removal')
-    await waitFor(() => db.view.current.member('n4') === undefined, { timeoutMs: 5000, what: 'the SDK to drop n4' })
-    console.log(`remove: load ${load.summary()}`)
-    await expectColdEverywhere(kv, cold)
+    await afterN4Left(db, kv, cold, load, 'removal')
   })
 
   it('a killed node is marked down by the others within 10 s and the SDK routes around it; restarted, it is up again', async () => {
@@ -194,7 +184,7 @@ describe('membership changes under load', () => {
     await cluster.node('n3').kill()
     const killed = Date.now()
     await waitFor(async () => {
-      const rings = await Promise.all([ringOf(cluster!.node('n1')), ringOf(cluster!.node('n2'))])
+      const rings = await Promise.all([cluster!.node('n1').ring(), cluster!.node('n2').ring()])
       return rings.every((r) => r.down.includes('n3'))
     }, { timeoutMs: 15_000, intervalMs: 100, what: 'n1 and n2 to hold n3 down' })
     const detected = Date.now() - killed
@@ -210,7 +200,7 @@ describe('membership changes under load', () => {
     await cluster.restart('n3')
     const restarted = Date.now()
     await waitFor(async () => {
-      const rings = await Promise.all([ringOf(cluster!.node('n1')), ringOf(cluster!.node('n2'))])
+      const rings = await Promise.all([cluster!.node('n1').ring(), cluster!.node('n2').ring()])
       return rings.every((r) => !r.down.includes('n3'))
     }, { timeoutMs: 15_000, intervalMs: 100, what: 'n1 and n2 to hold n3 up again' })
     await waitFor(() => events.includes('up n3'), { timeoutMs: 10_000, what: 'the SDK to emit node-up for n3' })
@@ -222,7 +212,7 @@ describe('membership changes under load', () => {
     cluster = await Cluster.start({ nodes: 3, partitions: 64, args: FAST })
     const n3 = cluster.node('n3')
     n3.pause()
-    await waitFor(async () => (await ringOf(cluster!.node('n1'))).down.includes('n3'), { timeoutMs: 15_000, what: 'n1 to hold n3 down' })
+    await waitFor(async () => (await cluster!.node('n1').ring()).down.includes('n3'), { timeoutMs: 15_000, what: 'n1 to hold n3 down' })
     // A client that has never sent n3 anything: only the cluster's view can tell it n3 is down.
     const db = await connect({ seeds: cluster.seeds.slice(0, 1), timeoutMs: 1000 })
     clients.push(db)

@@ -3,10 +3,8 @@
 // cut off while its key is deleted. Needs root and iproute2: skipped without them, except in CI
 // (which has both), where a missing tool must fail the run rather than hide these tests.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { request } from 'undici'
 import { connect, type Client, type ReplicaState } from '@zerohop/client'
-import type { RingResponse } from '@zerohop/core'
-import { Cluster, waitFor, type NodeProcess } from '../harness/cluster.js'
+import { Cluster, sumMetric, waitFor } from '../harness/cluster.js'
 import { RemoteClient, TestNetwork, unavailableReason } from '../harness/netns.js'
 import { sample } from '../../server/src/metrics.js'
 
@@ -18,11 +16,6 @@ type Cart = { items: string[] }
 
 /** Dynamo's shopping-cart merge: the union of every sibling's items, so no add is ever lost. */
 const union = (siblings: Cart[]): Cart => ({ items: [...new Set(siblings.flatMap((c) => c.items))].sort() })
-
-async function ring(node: NodeProcess): Promise<RingResponse> {
-  const res = await request(`${node.url}/v1/ring`, { headersTimeout: 2000, bodyTimeout: 2000 })
-  return (await res.body.json()) as RingResponse
-}
 
 /** Check `check` every `intervalMs` until `deadline`: for a state that must last, not just occur. */
 async function holdsUntil(deadline: number, check: () => Promise<void>, intervalMs = 200): Promise<number> {
@@ -126,7 +119,7 @@ describe.skipIf(unavailable !== undefined && !process.env.CI)('network partition
     }, { timeoutMs: 10_000, what: 'each side to hold only its own writes' })
     for (const [from, to] of [[sideA, sideB], [sideB, sideA]]) {
       let hinted = 0
-      for (const f of from) for (const t of to) hinted += sample(await cluster.node(f).metrics(), 'zerohop_hints', `target="${t}"`) ?? 0
+      for (const t of to) hinted += await sumMetric(from.map((f) => cluster!.node(f)), 'zerohop_hints', `target="${t}"`)
       expect(hinted, `hints held on ${from.join(', ')} for ${to.join(', ')}`).toBeGreaterThan(0)
     }
 
@@ -224,7 +217,7 @@ describe.skipIf(unavailable !== undefined && !process.env.CI)('network partition
     expect(Date.now() - deleted).toBeGreaterThan(GRACE_MS)
     expect(checks).toBeGreaterThanOrEqual(3)
     // The cut is real between the nodes too: n1 and n2 hold n3 down (gossip crosses the same network).
-    await waitFor(async () => (await ring(n1)).down.includes('n3') && (await ring(n2)).down.includes('n3'), { timeoutMs: 5000, what: 'n1 and n2 to hold n3 down' })
+    await waitFor(async () => (await n1.ring()).down.includes('n3') && (await n2.ring()).down.includes('n3'), { timeoutMs: 5000, what: 'n1 and n2 to hold n3 down' })
     for (const n of [n1, n2]) expect(sample(await n.metrics(), 'zerohop_tombstones')).toBeGreaterThanOrEqual(keys.length)
 
     await net.heal('n3')
@@ -249,11 +242,7 @@ describe.skipIf(unavailable !== undefined && !process.env.CI)('network partition
     }
 
     // And the key stays deleted through several anti-entropy rounds: nothing resurrects it.
-    const rounds = async () => {
-      let total = 0
-      for (const n of [n1, n2, n3]) total += sample(await n.metrics(), 'zerohop_ae_rounds_total') ?? 0
-      return total
-    }
+    const rounds = () => sumMetric([n1, n2, n3], 'zerohop_ae_rounds_total')
     const before = await rounds()
     await holdsUntil(Date.now() + 6 * AE_MS, async () => {
       for (const k of keys) {

@@ -67,6 +67,21 @@ describe('gather', () => {
 })
 
 describe('Operation', () => {
+  it('during a ring change needs the quorum in both rings, asking a member outside the targets only when a ring needs it', async () => {
+    const [a, b, c] = members
+    const d: Member = { id: 'd', url: 'http://d', weight: 1 }
+    for (const [bad, want, asked] of [['none', ['a', 'b'], ['a', 'b']], ['b', ['a', 'c', 'd'], ['a', 'b', 'c', 'd']]] as const) {
+      const seen: string[] = []
+      const g = gather([a, b], [{ members: [a, b, c], need: 2 }, { members: [a, b, d], need: 2 }], (m) => {
+        seen.push(m.id)
+        return Promise.resolve(m.id === bad ? fail(m) : ok(m))
+      })
+      expect((await g.quorum).map((o) => o.member.id).sort()).toEqual(want)
+      await g.all
+      expect(seen).toEqual(asked)
+    }
+  })
+
   it('ends exactly at the deadline of its clock and classifies the failure as a timeout', () => {
     const clock = new VirtualClock()
     const op = new Operation(clock, 20)

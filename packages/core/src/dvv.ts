@@ -100,6 +100,12 @@ function event(set: DvvSet, actor: string, value: Value): DvvSet {
   return out
 }
 
+/** A set holding only tombstones: a deleted key (the empty set is not one). */
+export function onlyTombstones(set: DvvSet): boolean {
+  for (const e of set) for (const v of e[2]) if (v !== null) return false
+  return set.length > 0
+}
+
 /** Every value in the set, tombstones included. */
 export function values(set: DvvSet): Value[] {
   const out: Value[] = []

@@ -83,11 +83,7 @@ export function mergeMembers(local: Map<string, MemberState>, remote: Iterable<M
 
 /** Whether two versions of an entry differ in anything but the heartbeat (so the rings may differ). */
 export function memberChanged(a: MemberState | undefined, b: MemberState): boolean {
-  if (!a) return true
-  return (
-    a.version !== b.version || a.status !== b.status || a.removed !== b.removed || a.url !== b.url || a.zone !== b.zone ||
-    a.weight !== b.weight || a.incarnation !== b.incarnation || a.since !== b.since || a.until !== b.until || a.ready !== b.ready
-  )
+  return !a || compareMemberStates({ ...a, heartbeat: 0 }, { ...b, heartbeat: 0 }) !== 0
 }
 
 /** Validate one entry received from the network; returns a reason or undefined. */
@@ -161,15 +157,16 @@ export class ClusterView {
     // Only joiners known (this node has not heard from the cluster yet): they serve as current too.
     const currentMembers = inCurrent.length > 0 ? inCurrent : inNext
     this.current = new Ring(currentMembers.map(asMember), { ...options, history: all.filter((s) => s.status === 'left').map(asDeparted) })
-    // A cluster whose every member is leaving keeps its current ring.
-    const next = inNext.length > 0 ? new Ring(inNext.map(asMember), { ...options, history: all.filter((s) => s.status === 'leaving' || s.status === 'left').map(asDeparted) }) : this.current
+    // With no one joining or leaving, next is current (not built twice). A cluster whose every member
+    // is leaving keeps its current ring.
+    const changing = all.some((s) => s.status === 'joining' || s.status === 'leaving')
+    const next = changing && inNext.length > 0 ? new Ring(inNext.map(asMember), { ...options, history: all.filter((s) => s.status === 'leaving' || s.status === 'left').map(asDeparted) }) : this.current
     this.transition = next.epoch !== this.current.epoch
     this.next = this.transition ? next : this.current
     this.digest = md5(`${this.current.epoch}/${this.next.epoch}`).toString('hex').slice(0, 12)
     this.epoch = `${this.version}-${this.digest}`
   }
 
-  /** Every member of `next` holds its share of it: the joiners and leavers may now rewrite their status. */
   /**
    * No change in progress, and every member has dropped the partitions it handed off: no node holds
    * an older copy of a partition outside its preference list (which tombstone reaping relies on).
@@ -182,6 +179,7 @@ export class ClusterView {
     return true
   }
 
+  /** Every member of `next` holds its share of it: the joiners and leavers may now rewrite their status. */
   get nextReady(): boolean {
     for (const m of this.members.values()) {
       if ((m.status === 'joining' || m.status === 'normal') && m.ready !== this.next.epoch) return false

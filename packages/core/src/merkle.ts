@@ -114,10 +114,10 @@ export class MerkleTree {
     this.updateDigests(key, before && this.digest(before), after && this.digest(after))
   }
 
-  /** As `update`, given the digests of the sets (for a caller that keeps them). */
-  updateDigests(key: Uint8Array, before: Uint8Array | undefined, after: Uint8Array | undefined): void {
+  /** As `update`, given the digests of the sets (and the key's leaf, for a caller that has it). */
+  updateDigests(key: Uint8Array, before: Uint8Array | undefined, after: Uint8Array | undefined, knownLeaf?: number): void {
     if (before === after || (before && after && Buffer.compare(before, after) === 0)) return
-    const leaf = this.leafOf(key)
+    const leaf = knownLeaf ?? this.leafOf(key)
     if (before) this.#toggle(leaf, key, before)
     if (after) this.#toggle(leaf, key, after)
   }

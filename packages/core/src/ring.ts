@@ -368,7 +368,7 @@ export class Ring {
     if (!Number.isInteger(n) || n < 1 || n > 16) throw new InvalidArgumentError(`n must be an integer from 1 to 16, got ${n}`)
     if (!Number.isInteger(spares) || spares < 0) throw new InvalidArgumentError(`spares must be a non-negative integer, got ${spares}`)
     if (members.length === 0) throw new InvalidArgumentError('a ring needs at least one member')
-    const sorted = [...members].map((m) => ({ id: m.id, url: m.url, weight: m.weight, since: m.since ?? 0 })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    const sorted = [...members].map((m) => ({ id: m.id, url: m.url, weight: m.weight, since: m.since ?? 0 })).sort(byId)
     for (let i = 0; i < sorted.length; i++) {
       const m = sorted[i]
       if (typeof m.id !== 'string' || !ID_RE.test(m.id)) throw new InvalidArgumentError(`node id ${JSON.stringify(m.id)} must be 1-64 characters of A-Z a-z 0-9 . _ -`)
@@ -382,7 +382,7 @@ export class Ring {
     this.members = sorted
     this.#shift = 32 - Math.log2(partitions)
     this.#byId = new Map(sorted.map((m) => [m.id, m]))
-    const history = [...(options.history ?? [])].map((d) => ({ id: d.id, weight: d.weight, since: d.since, until: d.until })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    const history = [...(options.history ?? [])].map((d) => ({ id: d.id, weight: d.weight, since: d.since, until: d.until })).sort(byId)
     for (let i = 0; i < history.length; i++) {
       const d = history[i]
       if (typeof d.id !== 'string' || !ID_RE.test(d.id)) throw new InvalidArgumentError(`former node id ${JSON.stringify(d.id)} must be 1-64 characters of A-Z a-z 0-9 . _ -`)
@@ -435,21 +435,4 @@ export class Ring {
     for (let p = 0; p < this.partitions; p++) counts.set(this.ownerOf(p).id, counts.get(this.ownerOf(p).id)! + 1)
     return counts
   }
-
-  toJSON(): RingDescription {
-    return { epoch: this.epoch, partitions: this.partitions, n: this.n, spares: this.spares, members: this.members.map((m) => ({ ...m })), history: this.history.map((d) => ({ ...d })) }
-  }
-
-  static fromJSON(d: RingDescription): Ring {
-    return new Ring(d.members, { partitions: d.partitions, n: d.n, spares: d.spares, history: d.history })
-  }
-}
-
-export interface RingDescription {
-  epoch: string
-  partitions: number
-  n: number
-  spares: number
-  members: Member[]
-  history?: Departed[]
 }

@@ -380,14 +380,6 @@ describe('epoch', () => {
     // Spares change the preference lists, so equal epochs would not mean equal rings.
     expect(epoch(base, { ...opts, spares: 0 })).not.toBe(e)
   })
-
-  it('survives toJSON/fromJSON', () => {
-    const r = new Ring(base, opts)
-    const r2 = Ring.fromJSON(JSON.parse(JSON.stringify(r.toJSON())))
-    expect(r2.epoch).toBe(r.epoch)
-    expect(owners(r2)).toEqual(owners(r))
-    expect(r.toJSON().epoch).toBe(r.epoch)
-  })
 })
 
 describe('Ring constructor validation', () => {
