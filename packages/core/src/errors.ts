@@ -19,6 +19,8 @@ export const ErrorCodes = {
   METHOD_NOT_ALLOWED: 'ZH_METHOD_NOT_ALLOWED',
   UNSUPPORTED_MEDIA_TYPE: 'ZH_UNSUPPORTED_MEDIA_TYPE',
   NOT_FOUND: 'ZH_NOT_FOUND',
+  /** GET /v1/kv/{key}: no live value (never written, or deleted). */
+  KEY_NOT_FOUND: 'ZH_KEY_NOT_FOUND',
   NOT_READY: 'ZH_NOT_READY',
   SHUTTING_DOWN: 'ZH_SHUTTING_DOWN',
   INTERNAL: 'ZH_INTERNAL',

@@ -1,0 +1,116 @@
+// The public HTTP API (curl, scripts, other languages, the SDK in load-balancer mode): paths, headers,
+// the percent-encoding of keys (any bytes) and the JSON shapes of siblings and inspections. Any node
+// coordinates these requests with the same engine the SDK runs.
+import { BadContextError, ErrorCodes, InvalidArgumentError, QuorumError, ZerohopError, type ErrorCode, type ReplicaFailure } from './errors.js'
+
+export const ApiPaths = {
+  /** GET, PUT, DELETE /v1/kv/{key}: the key percent-encoded. */
+  kv: '/v1/kv/',
+  /** GET /v1/inspect/{key}: each replica's state, read directly with no repair (JSON). */
+  inspect: '/v1/inspect/',
+} as const
+
+/** The causal context of a read or write: pass it back with the write that follows. */
+export const CONTEXT_HEADER = 'x-zerohop-context'
+/** `true` on a write's answer when values concurrent with it remain (siblings). */
+export const CONFLICT_HEADER = 'x-zerohop-conflict'
+
+/** `Accept: application/json` on a read with siblings. */
+export interface SiblingsBody {
+  /** Each sibling's bytes, base64. */
+  siblings: string[]
+  context: string
+}
+
+export interface InspectBody {
+  partition: number
+  preferenceList: { id: string; url: string; up: boolean }[]
+  replicas: {
+    id: string
+    url: string
+    found: boolean
+    tombstone: boolean
+    /** Base64. */
+    siblings: string[]
+    digest: string | null
+    error?: { id: string; url: string; cause: string; status?: number; code?: string; message: string }
+  }[]
+}
+
+// Unreserved characters (RFC 3986) travel as they are; every other byte as %XX.
+const UNRESERVED = /^[A-Za-z0-9\-._~]$/
+
+export function percentEncode(bytes: Uint8Array): string {
+  let out = ''
+  for (const b of bytes) {
+    const c = String.fromCharCode(b)
+    out += b < 0x80 && UNRESERVED.test(c) ? c : `%${b.toString(16).toUpperCase().padStart(2, '0')}`
+  }
+  return out
+}
+
+/**
+ * The bytes of a percent-encoded path segment: `%XX` is one byte, anything else its UTF-8 bytes, so
+ * a key need not be valid UTF-8. A `%` not followed by two hex digits is an error.
+ */
+export function percentDecode(s: string, what = 'key'): Uint8Array {
+  const out: number[] = []
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c === 0x25) {
+      const hex = s.slice(i + 1, i + 3)
+      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) {
+        throw new InvalidArgumentError(`${what} has a bad percent-encoding at character ${i} (${JSON.stringify(s.slice(i, i + 3))}); encode each byte as %XX, e.g. with encodeURIComponent`)
+      }
+      out.push(parseInt(hex, 16))
+      i += 2
+    } else if (c < 0x80) out.push(c)
+    else {
+      const end = c >= 0xd800 && c <= 0xdbff ? i + 2 : i + 1
+      out.push(...Buffer.from(s.slice(i, end), 'utf8'))
+      i = end - 1
+    }
+  }
+  return Uint8Array.from(out)
+}
+
+/** The JSON error body of the public API: QuorumError adds what each replica answered. */
+export interface ApiErrorBody {
+  error: {
+    code: string
+    message: string
+    operation?: 'get' | 'put' | 'delete'
+    required?: number
+    succeeded?: number
+    replicas?: ReplicaFailure[]
+  }
+}
+
+/** The error of a Zerohop error body; undefined for any other body (a load balancer's own page, say). */
+export function parseApiError(body: Buffer): ApiErrorBody['error'] | undefined {
+  let e: ApiErrorBody['error'] | undefined
+  try {
+    e = (JSON.parse(body.toString('utf8')) as ApiErrorBody).error
+  } catch {
+    return undefined
+  }
+  return e && typeof e.code === 'string' && typeof e.message === 'string' ? e : undefined
+}
+
+/** The SDK's typed error for an error answer of the public API (the node's message kept). */
+export function apiError(status: number, body: Buffer, operation: 'get' | 'put' | 'delete'): ZerohopError {
+  const e = parseApiError(body)
+  if (!e) {
+    return new QuorumError(operation, 0, 0, [{ id: 'coordinator', url: '', cause: 'http', status, message: `HTTP ${status} without a Zerohop error body` }])
+  }
+  switch (e.code) {
+    case ErrorCodes.QUORUM_NOT_MET:
+      return new QuorumError(e.operation ?? operation, e.required ?? 0, e.succeeded ?? 0, Array.isArray(e.replicas) ? e.replicas : [])
+    case ErrorCodes.INVALID_ARGUMENT:
+      return new InvalidArgumentError(e.message)
+    case ErrorCodes.BAD_CONTEXT:
+      return new BadContextError(e.message)
+    default:
+      return new ZerohopError(e.code as ErrorCode, e.message)
+  }
+}
