@@ -8,20 +8,15 @@ import {
   Ring,
   type ClusterView,
   fromUtf8,
-  siblings,
   utf8,
-  sleep,
-  type Clock,
-  type Limits,
-  type Member,
   type ReplicaFailure,
-  type RingResponse,
 } from '@zerohop/core'
-import { Engine, channels, contextOf } from './engine.js'
-import { Membership, type MembershipEvents } from './membership.js'
+import { Engine, channels } from './engine.js'
+import { RingWatch, type MembershipEvents } from './membership.js'
 import {
   checkEncoding,
   checkMerge,
+  checkQuorum,
   resolveClientOptions,
   type ClientOptions,
   type GetOptions,
@@ -31,6 +26,8 @@ import {
   type CallOptions,
 } from './options.js'
 import { UndiciTransport, type Transport } from './transport.js'
+import type { Coordinator } from './coordinator.js'
+import { LoadBalancerCoordinator } from './load-balancer.js'
 
 export interface GetResult<V> {
   /** False when no replica holds a live value (never written, or deleted). */
@@ -113,24 +110,23 @@ export interface CollectionOptions<V> {
 
 /** Reads and writes of one value type, with its own merge function. */
 export class Collection<V> {
-  readonly #engine: () => Engine
+  readonly #coordinator: () => Coordinator
   readonly #codec: Codec<V>
   readonly #merge?: MergeFunction<V>
 
   /** @internal */
-  constructor(engine: () => Engine, codec: Codec<V>, merge?: MergeFunction<V>) {
-    this.#engine = engine
+  constructor(coordinator: () => Coordinator, codec: Codec<V>, merge?: MergeFunction<V>) {
+    this.#coordinator = coordinator
     this.#codec = codec
     this.#merge = merge
   }
 
   async get(key: Key, options: GetOptions = {}): Promise<GetResult<V>> {
-    const engine = this.#engine()
+    const coordinator = this.#coordinator()
     const k = keyBytes(key)
-    engine.checkKey(k)
-    const raw = await engine.get(k, options.r, options.timeoutMs, options.signal)
+    const raw = await coordinator.get(k, options)
     const siblings = raw.siblings.map((b) => this.#decode(b))
-    const result: GetResult<V> = { found: raw.found, siblings, merged: false, context: contextOf(raw.vector, raw.first) }
+    const result: GetResult<V> = { found: raw.found, siblings, merged: false, context: raw.context }
     if (siblings.length === 1) result.value = siblings[0]
     else if (siblings.length > 1 && this.#merge) {
       let merged: V
@@ -145,8 +141,8 @@ export class Collection<V> {
       result.merged = true
       // Write the resolution back with the joined context, so later reads see one value.
       try {
-        const written = await engine.put(k, bytes, result.context, undefined, options.timeoutMs, options.signal)
-        result.context = contextOf(written.vector, written.coordinator)
+        const written = await coordinator.put(k, bytes, { context: result.context, timeoutMs: options.timeoutMs, signal: options.signal })
+        result.context = written.context
         channels.merge.hasSubscribers && channels.merge.publish({ key, siblings: siblings.length, writtenBack: true })
       } catch (err) {
         if (err instanceof AbortError) throw err
@@ -157,39 +153,23 @@ export class Collection<V> {
   }
 
   async put(key: Key, value: V, options: PutOptions = {}): Promise<PutResult<V>> {
-    const engine = this.#engine()
-    const k = keyBytes(key)
-    engine.checkKey(k)
-    if (options.strict !== undefined && typeof options.strict !== 'boolean') throw new InvalidArgumentError('strict must be true or false')
-    const raw = await engine.put(k, this.#encode(value), options.context, options.w, options.timeoutMs, options.signal, options.strict)
-    return { context: contextOf(raw.vector, raw.coordinator), siblings: raw.siblings.map((b) => this.#decode(b)), conflict: raw.conflict }
+    const raw = await this.#coordinator().put(keyBytes(key), this.#encode(value), options)
+    return { context: raw.context, siblings: raw.siblings.map((b) => this.#decode(b)), conflict: raw.conflict }
   }
 
   /**
    * Write a tombstone. With the context of a read, it supersedes what that read saw; without one, the
-   * SDK reads first (at R) and deletes what it finds.
+   * coordinator reads first (at R) and deletes what it finds.
    */
   async delete(key: Key, options: PutOptions = {}): Promise<{ context: string; conflict: boolean }> {
-    const engine = this.#engine()
-    const k = keyBytes(key)
-    engine.checkKey(k)
-    let context = options.context
-    if (context === undefined) {
-      const read = await engine.get(k, undefined, options.timeoutMs, options.signal)
-      if (read.vector.length === 0) return { context: contextOf([], read.first), conflict: false }
-      context = contextOf(read.vector, read.first)
-    }
-    const raw = await engine.put(k, null, context, options.w, options.timeoutMs, options.signal, options.strict === true)
+    const raw = await this.#coordinator().delete(keyBytes(key), options)
     // conflict: values concurrent with the delete are still live.
-    return { context: contextOf(raw.vector, raw.coordinator), conflict: raw.conflict }
+    return { context: raw.context, conflict: raw.conflict }
   }
 
   /** Each of the key's N replicas, read directly with no repair: for operators and tests. */
   async inspect(key: Key, options: CallOptions = {}): Promise<InspectResult<V>> {
-    const engine = this.#engine()
-    const k = keyBytes(key)
-    engine.checkKey(k)
-    const raw = await engine.inspect(k, options.timeoutMs, options.signal)
+    const raw = await this.#coordinator().inspect(keyBytes(key), options)
     return {
       partition: raw.partition,
       preferenceList: raw.preferenceList.map((m) => ({ id: m.id, url: m.url, up: m.up })),
@@ -198,9 +178,9 @@ export class Collection<V> {
           id: r.id,
           url: r.url,
           found: r.found,
-          siblings: r.set ? siblings(r.set).map((v) => this.#decode(v)) : [],
-          tombstone: !!r.set && !r.found,
-          digest: r.digest ?? null,
+          siblings: r.siblings.map((v) => this.#decode(v)),
+          tombstone: r.tombstone,
+          digest: r.digest,
         }
         if (r.error) state.error = r.error
         return state
@@ -219,18 +199,18 @@ export class Collection<V> {
 
 /** A connection to a cluster. Values are bytes (strings in, Uint8Array out) unless encoding is 'json'. */
 export class Client<V = Uint8Array | string> extends Collection<V> {
-  #engine?: Engine
+  #parts?: { coordinator: Coordinator; membership: RingWatch; transport: Transport }
   #closed = false
 
   /** @internal */
-  constructor(engine: Engine, codec: Codec<V>, merge?: MergeFunction<V>) {
-    super(() => this.#live(), codec, merge)
-    this.#engine = engine
+  constructor(coordinator: Coordinator, membership: RingWatch, transport: Transport, codec: Codec<V>, merge?: MergeFunction<V>) {
+    super(() => this.#live().coordinator, codec, merge)
+    this.#parts = { coordinator, membership, transport }
   }
 
-  #live(): Engine {
-    if (this.#closed || !this.#engine) throw new ClientClosedError()
-    return this.#engine
+  #live(): { coordinator: Coordinator; membership: RingWatch; transport: Transport } {
+    if (this.#closed || !this.#parts) throw new ClientClosedError()
+    return this.#parts
   }
 
   /** The ring this client routes reads with (the current one; see `view` for both during a change). */
@@ -260,7 +240,7 @@ export class Client<V = Uint8Array | string> extends Collection<V> {
   }
 
   off<E extends keyof MembershipEvents>(event: E, listener: (...args: MembershipEvents[E]) => void): this {
-    this.#engine?.membership.off(event, listener as never)
+    this.#parts?.membership.off(event, listener as never)
     return this
   }
 
@@ -269,18 +249,18 @@ export class Client<V = Uint8Array | string> extends Collection<V> {
     const encoding = checkEncoding(options.encoding ?? 'json')
     checkMerge(options.merge)
     const codec = (encoding === 'json' ? jsonCodec : bytesCodec) as Codec<T>
-    return new Collection<T>(() => this.#live(), codec, options.merge)
+    return new Collection<T>(() => this.#live().coordinator, codec, options.merge)
   }
 
   /** Close connections to every node. Later calls reject with ClientClosedError. */
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    const engine = this.#engine
-    this.#engine = undefined
-    engine?.membership.close()
-    engine?.membership.removeAllListeners()
-    await engine?.transport.close()
+    const parts = this.#parts
+    this.#parts = undefined
+    parts?.membership.close()
+    parts?.membership.removeAllListeners()
+    await parts?.transport.close()
   }
 }
 
@@ -290,13 +270,24 @@ export async function connect(options: ClientOptions): Promise<Client<any>> {
   const o = resolveClientOptions(options)
   const transport = o.transport ?? new UndiciTransport({ connections: o.connections })
   try {
-    const membership = await Membership.connect(transport, o.seeds, o.clock, o.clock.now() + o.connectTimeoutMs, {
+    const balanced = o.routing === 'load-balancer'
+    const membership = await RingWatch.connect(transport, o.seeds, o.clock, o.clock.now() + o.connectTimeoutMs, {
       refreshIntervalMs: o.refreshIntervalMs,
       refreshDebounceMs: o.refreshDebounceMs,
       backoffMs: o.backoffMs,
+      via: balanced ? o.seeds : undefined,
     })
-    const engine = new Engine(o, transport, membership)
-    return new Client(engine, (o.encoding === 'json' ? jsonCodec : bytesCodec) as Codec<any>, o.merge)
+    let coordinator: Coordinator
+    try {
+      // The defaults must fit this cluster's N (each call checks its own r and w again).
+      checkQuorum('r', o.r, membership.view.current.n)
+      checkQuorum('w', o.w, membership.view.current.n)
+      coordinator = balanced ? new LoadBalancerCoordinator(o, transport, membership) : new Engine(o, transport, membership)
+    } catch (err) {
+      membership.close()
+      throw err
+    }
+    return new Client(coordinator, membership, transport, (o.encoding === 'json' ? jsonCodec : bytesCodec) as Codec<any>, o.merge)
   } catch (err) {
     await transport.close()
     throw err

@@ -1,6 +1,8 @@
-// The coordinator: one state machine per request, run in the SDK. It fans out to the replicas of a
-// key's preference list, waits for R (or W), reconciles DVV sets, calls the merge function, and
-// repairs stale replicas after answering. Everything here works on bytes; collections add encodings.
+// The coordinator engine: one state machine per request. It fans out to the replicas of a key's
+// preference list, waits for R (or W), syncs the DVV sets they answer with, and repairs stale replicas
+// after answering. The same engine runs in two placements: in the SDK (zero-hop routing) and in every
+// node (for clients behind a load balancer); each gives it a Membership and a Transport. Everything
+// here works on bytes; collections add encodings and merge functions.
 import diagnostics from 'node:diagnostics_channel'
 import pRetry from 'p-retry'
 import {
@@ -29,9 +31,11 @@ import {
   type ReplicaFailure,
   type VersionVector,
 } from '@zerohop/core'
-import { checkQuorum, checkTimeout, type ResolvedClientOptions } from './options.js'
-import { Operation, failureOf, gather, httpFailure, isTransient, notDelivered, type Deadline, type Outcome, type Requirement } from './operation.js'
+import { checkQuorum, checkTimeout, type ResolvedEngineOptions } from './options.js'
+import { Operation, failureOf, gather, httpFailure, isTransient, notDelivered, type Deadline, type Outcome } from './operation.js'
 import type { Membership } from './membership.js'
+import { WriteQuorum, type Requirement, type StoreAction } from './quorum.js'
+import { checkKey, type CallOptions, type Coordinator, type CoordinatedGet, type CoordinatedPut, type GetCall, type Inspection, type PutCall } from './coordinator.js'
 import type { Reply, SendOptions, Transport } from './transport.js'
 import { Coalescer, readBatch, storeBatch, type StoreItem } from './batcher.js'
 
@@ -41,9 +45,7 @@ export const channels = {
   replicaError: diagnostics.channel('zerohop:client:replica-error'),
 }
 
-export interface RawGetResult {
-  found: boolean
-  siblings: Uint8Array[]
+export interface RawGetResult extends CoordinatedGet {
   /** Synced set of the replicas that answered. */
   set: DvvSet
   vector: VersionVector
@@ -51,21 +53,9 @@ export interface RawGetResult {
   first: string
 }
 
-export interface RawPutResult {
+export interface RawPutResult extends CoordinatedPut {
   vector: VersionVector
   coordinator: string
-  siblings: Uint8Array[]
-  /** The coordinator holds values concurrent with this write. */
-  conflict: boolean
-}
-
-export interface ReplicaView {
-  id: string
-  url: string
-  found: boolean
-  set?: DvvSet
-  digest?: string
-  error?: ReplicaFailure
 }
 
 /** Where one key's requests go: its replicas in the current ring, and in the next while they differ. */
@@ -90,15 +80,15 @@ function ringFailure(failures: readonly ReplicaFailure[]): ReplicaFailure | unde
   return failures.find((f) => f.cause === 'http' && f.code !== undefined && RING_CODES.has(f.code))
 }
 
-export class Engine {
-  readonly options: ResolvedClientOptions
+export class Engine implements Coordinator {
+  readonly options: ResolvedEngineOptions
   readonly transport: Transport
   readonly clock: Clock
   readonly membership: Membership
   readonly #reads: Coalescer<[number, Uint8Array], Uint8Array | null>
   readonly #stores: Coalescer<StoreItem, null>
 
-  constructor(options: ResolvedClientOptions, transport: Transport, membership: Membership) {
+  constructor(options: ResolvedEngineOptions, transport: Transport, membership: Membership) {
     this.options = options
     this.transport = transport
     this.membership = membership
@@ -110,8 +100,6 @@ export class Engine {
     const maxBatchBytes = Math.floor((limits.maxBodyBytes ?? 8 * 1024 * 1024) / 2)
     this.#reads = new Coalescer(this.clock, readBatch, send, record, maxBatchBytes)
     this.#stores = new Coalescer(this.clock, storeBatch, send, record, maxBatchBytes)
-    checkQuorum('r', options.r, membership.view.current.n)
-    checkQuorum('w', options.w, membership.view.current.n)
   }
 
   get limits(): Limits {
@@ -141,8 +129,7 @@ export class Engine {
   }
 
   checkKey(key: Uint8Array): void {
-    if (key.byteLength === 0) throw new InvalidArgumentError('key must not be empty')
-    if (key.byteLength > this.limits.maxKeyBytes) throw new KeyTooLargeError(key.byteLength, this.limits.maxKeyBytes)
+    checkKey(key, this.limits)
   }
 
   /**
@@ -201,9 +188,14 @@ export class Engine {
   }
 
 
-  async get(key: Uint8Array, r: number | undefined, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<RawGetResult> {
-    const need = checkQuorum('r', r ?? this.options.r, this.n)
-    const op = new Operation(this.clock, timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
+  #operation(call: CallOptions): Operation {
+    return new Operation(this.clock, call.timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', call.timeoutMs), call.signal)
+  }
+
+  async get(key: Uint8Array, call: GetCall = {}): Promise<RawGetResult> {
+    this.checkKey(key)
+    const need = checkQuorum('r', call.r ?? this.options.r, this.n)
+    const op = this.#operation(call)
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.#get(key, need, op)
@@ -215,7 +207,7 @@ export class Engine {
           op.done()
           throw err
         }
-        await this.membership.reconcile(stale.url)
+        await this.membership.refresh(stale.url)
       }
     }
   }
@@ -233,7 +225,7 @@ export class Engine {
     }
     let set: DvvSet
     try {
-      set = reconcile(answered.map((o) => (o.ok ? o.value : null)))
+      set = syncAnswers(answered.map((o) => (o.ok ? o.value : null)))
     } catch {
       // A replica answered with bytes that are not a DVV set. Rare, so off the fast path: wait for
       // every replica, count the undecodable answers as that replica's failure, and go on if R remain.
@@ -251,10 +243,12 @@ export class Engine {
         throw new QuorumError('get', need, sound.length, failures)
       }
       answered = sound
-      set = reconcile(sound.map((o) => (o.ok ? o.value : null)))
+      set = syncAnswers(sound.map((o) => (o.ok ? o.value : null)))
     }
-    const result: RawGetResult = { found: false, siblings: siblings(set), set, vector: join(set), first: answered[0].member.id }
-    result.found = result.siblings.length > 0
+    const vector = join(set)
+    const live = siblings(set)
+    const first = answered[0].member.id
+    const result: RawGetResult = { found: live.length > 0, siblings: live, set, vector, first, context: contextOf(vector, first) }
     if (this.options.readRepair && plan.targets.length > 1) {
       this.#repairAfter(g.all, g.outcomes, partition, key, op).catch((err) => {
         if (channels.readRepair.hasSubscribers) channels.readRepair.publish({ key, partition, error: err })
@@ -280,7 +274,7 @@ export class Engine {
     // An answer that does not decode is left alone: repair only what is understood.
     const sound = ok.filter((o) => o.value === null || decodable(o.value))
     if (sound.length < 2) return
-    const target = encodeSet(reconcile(sound.map((o) => o.value)))
+    const target = encodeSet(syncAnswers(sound.map((o) => o.value)))
     const stale = sound.filter((o) => !bytesEqual(o.value, target)).map((o) => o.member)
     if (stale.length === 0) return
     const repairOp = new Operation(this.clock, this.options.timeoutMs)
@@ -289,11 +283,30 @@ export class Engine {
     channels.readRepair.hasSubscribers && channels.readRepair.publish({ key, partition, repaired: results.filter((r) => r.ok).map((r) => r.member.id) })
   }
 
-  async put(key: Uint8Array, value: Uint8Array | null, context: string | undefined, w: number | undefined, timeoutMs: number | undefined, signal: AbortSignal | undefined, strict = false): Promise<RawPutResult> {
-    const need = checkQuorum('w', w ?? this.options.w, this.n)
+  /**
+   * Write a tombstone. With the context of a read, it supersedes what that read saw; without one, it
+   * reads first (at R) and deletes what it finds.
+   */
+  async delete(key: Uint8Array, call: PutCall = {}): Promise<RawPutResult> {
+    this.checkKey(key)
+    let context = call.context
+    if (context === undefined) {
+      const read = await this.get(key, { timeoutMs: call.timeoutMs, signal: call.signal })
+      if (read.vector.length === 0) return { vector: [], coordinator: read.first, context: read.context, siblings: [], conflict: false }
+      context = read.context
+    }
+    return this.put(key, null, { ...call, context })
+  }
+
+  async put(key: Uint8Array, value: Uint8Array | null, call: PutCall = {}): Promise<RawPutResult> {
+    this.checkKey(key)
+    const need = checkQuorum('w', call.w ?? this.options.w, this.n)
+    if (call.strict !== undefined && typeof call.strict !== 'boolean') throw new InvalidArgumentError('strict must be true or false')
+    const strict = call.strict === true
+    if (value !== null && !(value instanceof Uint8Array)) throw new InvalidArgumentError('value must be bytes, or null for a tombstone')
     if (value && value.byteLength > this.limits.maxValueBytes) throw new ValueTooLargeError(value.byteLength, this.limits.maxValueBytes)
-    const ctx = context === undefined ? { vector: [] as VersionVector, coordinator: undefined } : decodeContext(context)
-    const op = new Operation(this.clock, timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
+    const ctx = call.context === undefined ? { vector: [] as VersionVector, coordinator: undefined } : decodeContext(call.context)
+    const op = this.#operation(call)
     const operation = value === null ? 'delete' : 'put'
     try {
       let coordinated = await this.#coordinate(key, value, ctx, need, op)
@@ -301,7 +314,7 @@ export class Engine {
       for (let attempt = 1; !coordinated.ok && attempt < RING_RETRIES; attempt++) {
         const stale = ringFailure(coordinated.failures)
         if (!stale || op.over) break
-        await this.membership.reconcile(stale.url)
+        await this.membership.refresh(stale.url)
         coordinated = await this.#coordinate(key, value, ctx, need, op)
       }
       if (!coordinated.ok) {
@@ -315,7 +328,8 @@ export class Engine {
       // values, the caller keeps its own context, so a follow-up write can never silently supersede
       // a value it never saw (it becomes a sibling instead).
       const alone = value === null ? live.length === 0 : live.length === 1 && bytesEqual(live[0], value)
-      const result: RawPutResult = { vector: alone ? join(set) : ctx.vector, coordinator: coordinator.id, siblings: live, conflict: !alone }
+      const vector = alone ? join(set) : ctx.vector
+      const result: RawPutResult = { vector, coordinator: coordinator.id, context: contextOf(vector, coordinator.id), siblings: live, conflict: !alone }
       let rep = this.#replicate(plan, key, setBytes, coordinator, op, strict)
       try {
         await rep.quorum
@@ -325,7 +339,7 @@ export class Engine {
         const stale = ringFailure(all)
         if (!stale || op.over) throw new QuorumError(operation, need, rep.acked(), perReplica(all))
         // Some replicas refused our ring: store the same (idempotent) set where a fresh ring says.
-        await this.membership.reconcile(stale.url)
+        await this.membership.refresh(stale.url)
         rep = this.#replicate(this.plan(key, need), key, setBytes, coordinator, op, strict)
         try {
           await rep.quorum
@@ -344,10 +358,8 @@ export class Engine {
 
   /**
    * Send the coordinated set to the key's other replicas and settle at W (in both rings during a
-   * change). A replica believed down, or whose store fails, gets its copy as a hint on the next healthy
-   * node past the top N of the preference list (a sloppy quorum): that store counts for it, unless the
-   * call is `strict`. With no such node left, a live replica keeps the hint (delivered later, counted
-   * once). Resolves when every requirement is met; rejects once one can no longer be.
+   * change), with hints for replicas that are down or fail (see WriteQuorum). Resolves when every
+   * requirement is met; rejects once one can no longer be.
    */
   #replicate(plan: Plan, key: Uint8Array, setBytes: Uint8Array, coordinator: Member, op: Operation, strict: boolean): {
     quorum: Promise<void>
@@ -355,17 +367,15 @@ export class Engine {
     failures: ReplicaFailure[]
     acked: () => number
   } {
-    const view = this.membership.view
-    const slots = new Map<string, Member>()
-    for (const r of plan.requirements) for (const m of r.members) slots.set(m.id, m)
-    const primary = new Set<string>()
-    const hinted = new Set<string>()
-    /** Slots with nothing left to try. */
-    const exhausted = new Set<string>()
-    const failures: ReplicaFailure[] = []
-    if (slots.has(coordinator.id)) primary.add(coordinator.id)
-    const spares = view.current.preferenceList(plan.partition).filter((m) => !slots.has(m.id) && m.id !== coordinator.id)
-    let spare = 0
+    const slots = new Set(plan.requirements.flatMap((r) => r.members.map((m) => m.id)))
+    const q = new WriteQuorum({
+      requirements: plan.requirements,
+      coordinator,
+      spares: this.membership.view.current.preferenceList(plan.partition).filter((m) => !slots.has(m.id) && m.id !== coordinator.id),
+      strict,
+      up: (id) => this.membership.up(id),
+      over: () => op.over,
+    })
     let inFlight = 0
     let settled = false
     let resolveQuorum!: () => void
@@ -374,99 +384,34 @@ export class Engine {
     const quorum = new Promise<void>((res, rej) => ((resolveQuorum = res), (rejectQuorum = rej)))
     quorum.catch(() => undefined)
     const all = new Promise<void>((res) => (resolveAll = res))
-    const counted = (id: string) => primary.has(id) || (!strict && hinted.has(id))
     const check = () => {
       if (!settled) {
-        let met = true
-        for (const r of plan.requirements) {
-          const ok = r.members.filter((m) => counted(m.id)).length
-          const open = r.members.filter((m) => !counted(m.id) && !exhausted.has(m.id)).length
-          if (ok + open < r.need) {
-            settled = true
-            rejectQuorum(failures)
-            break
-          }
-          if (ok < r.need) met = false
-        }
-        if (!settled && met) {
+        const v = q.verdict()
+        if (v !== 'waiting') {
           settled = true
-          resolveQuorum()
+          if (v === 'met') resolveQuorum()
+          else rejectQuorum(q.failures)
         }
       }
       if (inFlight === 0) resolveAll()
     }
-    const send = (to: Member, hintFor: string | undefined, done: (o: Outcome<null>) => void) => {
-      inFlight++
-      void this.#store(to, plan.partition, key, setBytes, op, plan.epoch, hintFor).then((o) => {
-        inFlight--
-        done(o)
-        check()
-      })
-    }
-    /** Slots whose copy is on its way to a fallback (at most one hint path per slot). */
-    const hinting = new Set<string>()
-    /** Slots whose hint path ended without a fallback that counts (all failed, or the coordinator keeps it). */
-    const hintSpent = new Set<string>()
-    /** Primaries with a store in flight. */
-    const pending = new Set<string>()
-    const hint = (m: Member) => {
-      if (hinting.has(m.id)) return
-      hinting.add(m.id)
-      fallback(m)
-    }
-    const fallback = (m: Member) => {
-      while (spare < spares.length && !this.membership.up(spares[spare].id)) spare++
-      const to = spares[spare++]
-      if (!to) {
-        // Nowhere else to go: the coordinator keeps the hint, so the copy reaches m when it is back
-        // (it does not count twice). A primary believed down is still tried: it may be back.
-        hintSpent.add(m.id)
-        if (!op.over) send(coordinator, m.id, () => undefined)
-        if (pending.has(m.id)) return
-        if (tried.has(m.id) || op.over) exhausted.add(m.id)
-        else tryPrimary(m)
-        return
-      }
-      send(to, m.id, (o) => {
-        if (o.ok) hinted.add(m.id)
-        else {
-          failures.push(o.failure)
-          fallback(m)
-        }
-      })
-    }
-    const tried = new Set<string>()
-    const tryPrimary = (m: Member) => {
-      tried.add(m.id)
-      pending.add(m.id)
-      // A primary silent for half the time left may be cut off (its store would only fail at the
-      // deadline, too late to hint): its copy also goes to a fallback now. If it answers after all,
-      // the hint is a harmless duplicate.
-      const hedge = this.clock.setTimeout(() => {
-        if (pending.has(m.id) && !op.over) hint(m)
-      }, op.remaining / 2)
-      send(m, undefined, (o) => {
-        pending.delete(m.id)
-        this.clock.clearTimeout(hedge)
-        if (o.ok) return void primary.add(m.id)
-        failures.push(o.failure)
-        if (ringFailure([o.failure]) || op.over || hinted.has(m.id) || hintSpent.has(m.id) || strict) exhausted.add(m.id)
-        if (!ringFailure([o.failure]) && !op.over) hint(m)
-      })
-    }
-    for (const m of slots.values()) {
-      if (m.id === coordinator.id) continue
-      // Strict calls still try every primary: only primaries count for them.
-      if (strict || this.membership.up(m.id)) {
-        tryPrimary(m)
-        if (strict && !this.membership.up(m.id)) hint(m)
-      } else {
-        failures.push({ id: m.id, url: m.url, cause: 'down', message: 'believed down (back-off or the cluster failure detector); its copy went to a fallback as a hint' })
-        hint(m)
+    const run = (actions: StoreAction[]) => {
+      for (const a of actions) {
+        inFlight++
+        // A primary silent for half the time left may be cut off (its store would only fail at the
+        // deadline, too late to hint): its copy also goes to a fallback then.
+        const hedge = a.hintFor === undefined ? this.clock.setTimeout(() => run(q.hedge(a.to.id)), op.remaining / 2) : undefined
+        void this.#store(a.to, plan.partition, key, setBytes, op, plan.epoch, a.hintFor).then((o) => {
+          inFlight--
+          this.clock.clearTimeout(hedge)
+          run(o.ok ? q.result(a, true) : q.result(a, false, o.failure, !!ringFailure([o.failure])))
+          check()
+        })
       }
     }
+    run(q.start())
     check()
-    return { quorum, all, failures, acked: () => [...slots.keys()].filter(counted).length }
+    return { quorum, all, failures: q.failures, acked: () => q.acked() }
   }
 
   /** Mint the write's version on one replica: the one that answered the read first, if it is up. */
@@ -504,27 +449,30 @@ export class Engine {
   }
 
   /** Each of the top N replicas read directly, without repair: for operators and tests. */
-  async inspect(key: Uint8Array, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<{ partition: number; preferenceList: (Member & { up: boolean })[]; replicas: ReplicaView[] }> {
+  async inspect(key: Uint8Array, call: CallOptions = {}): Promise<Inspection> {
+    this.checkKey(key)
     const view = this.membership.view
     const partition = view.current.partitionOf(key)
-    const op = new Operation(this.clock, timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', timeoutMs), signal)
+    const op = this.#operation(call)
     const { current, next } = view.replicas(partition)
     const replicas = [...current, ...next.filter((m) => !current.some((c) => c.id === m.id))]
     const outcomes = await Promise.all(replicas.map((m) => this.#reads.submit(m, [partition, key], op, view.epoch)))
     op.done()
     return {
       partition,
-      preferenceList: view.current.preferenceList(partition).map((m) => ({ ...m, up: this.membership.up(m.id) })),
-      replicas: outcomes.map((o): ReplicaView => {
-        if (!o.ok) return { id: o.member.id, url: o.member.url, found: false, error: o.failure }
-        if (o.value === null) return { id: o.member.id, url: o.member.url, found: false }
+      preferenceList: view.current.preferenceList(partition).map((m) => ({ id: m.id, url: m.url, up: this.membership.up(m.id) })),
+      replicas: outcomes.map((o) => {
+        const base = { id: o.member.id, url: o.member.url, found: false, tombstone: false, siblings: [] as Uint8Array[], digest: null }
+        if (!o.ok) return { ...base, error: o.failure }
+        if (o.value === null) return base
         let set: DvvSet
         try {
           set = decodeSet(o.value)
         } catch (err) {
-          return { id: o.member.id, url: o.member.url, found: false, error: { id: o.member.id, url: o.member.url, cause: 'invalid-response', message: (err as Error).message } }
+          return { ...base, error: { id: o.member.id, url: o.member.url, cause: 'invalid-response', message: (err as Error).message } }
         }
-        return { id: o.member.id, url: o.member.url, found: siblings(set).length > 0, set, digest: md5(o.value).toString('hex') }
+        const live = siblings(set)
+        return { ...base, found: live.length > 0, tombstone: live.length === 0, siblings: live, digest: md5(o.value).toString('hex') }
       }),
     }
   }
@@ -548,8 +496,8 @@ function decodable(bytes: Uint8Array): boolean {
   }
 }
 
-/** Sync what the replicas returned; identical bytes (the common case) decode once. */
-export function reconcile(raws: (Uint8Array | null)[]): DvvSet {
+/** Sync the sets the replicas answered with; identical bytes (the common case) decode once. */
+export function syncAnswers(raws: (Uint8Array | null)[]): DvvSet {
   const present = raws.filter((r): r is Uint8Array => r !== null)
   if (present.length === 0) return []
   if (present.every((r) => bytesEqual(r, present[0]))) return decodeSet(present[0])

@@ -1,8 +1,24 @@
 export { connect, Client, Collection, type GetResult, type PutResult, type InspectResult, type ReplicaState, type CollectionOptions, type Codec } from './client.js'
-export { clientDefaults, type ClientOptions, type GetOptions, type PutOptions, type CallOptions, type MergeFunction, type Key } from './options.js'
-export { UndiciTransport, type Transport, type Reply, type UndiciTransportOptions } from './transport.js'
-export { channels } from './engine.js'
-export { membershipChannels, type MembershipEvents, type NodeEvent } from './membership.js'
+export {
+  clientDefaults,
+  resolveEngineOptions,
+  type ClientOptions,
+  type EngineOptions,
+  type ResolvedEngineOptions,
+  type Routing,
+  type GetOptions,
+  type PutOptions,
+  type CallOptions,
+  type MergeFunction,
+  type Key,
+} from './options.js'
+export { UndiciTransport, type Transport, type Reply, type SendOptions, type ApiRequest, type ApiReply, type UndiciTransportOptions } from './transport.js'
+// The coordinator engine, for a node that coordinates on behalf of clients behind a load balancer.
+export { Engine, channels, type RawGetResult, type RawPutResult } from './engine.js'
+export type { Coordinator, CoordinatedGet, CoordinatedPut, Inspection, ReplicaInspection } from './coordinator.js'
+export { LoadBalancerCoordinator } from './load-balancer.js'
+export { WriteQuorum, verdict, type Requirement, type StoreAction, type Verdict } from './quorum.js'
+export { RingWatch, membershipChannels, type Membership, type MembershipEvents, type NodeEvent } from './membership.js'
 export {
   ZerohopError,
   InvalidArgumentError,

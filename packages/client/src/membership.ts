@@ -1,4 +1,5 @@
-// The SDK's view of the cluster: a copy of the member entries (so of the current and next rings),
+// What the coordinator engine needs to know of the cluster (Membership), and the SDK's implementation
+// of it (RingWatch): a copy of the member entries (so of the current and next rings),
 // refreshed when a node answers with a newer epoch (debounced) and periodically; and a liveness view
 // that combines the SDK's own failures (consecutive timeouts or refused connections put a node in
 // back-off) with what the nodes' failure detectors say, so requests skip dead nodes without waiting
@@ -45,12 +46,38 @@ export interface MembershipEvents {
   'node-down': [node: NodeEvent]
 }
 
+/**
+ * The cluster as a coordinator sees it. The SDK implements it over a watch of a node's ring
+ * (RingWatch); a node implements it over its gossip view and failure detector.
+ */
+export interface Membership {
+  /** The member entries, and so the current and next rings. */
+  readonly view: ClusterView
+  /** The cluster's key, value and body size limits. */
+  readonly limits: Limits
+  /** Whether requests should go to this node now. */
+  up(id: string): boolean
+  /** A request to `member` succeeded. */
+  ok(member: Member): void
+  /** A request to `member` failed. */
+  failed(member: Member, failure: ReplicaFailure): void
+  /** A node answered with ring `epoch`. */
+  observe(epoch: string | undefined, url: string): void
+  /** Bring this view in line with the node at `url` (which refused our ring), or with any live node. */
+  refresh(url?: string): Promise<void>
+}
+
 export interface MembershipOptions {
   refreshIntervalMs: number
   /** Shortest gap between two refreshes triggered by epochs in responses. */
   refreshDebounceMs: number
   /** Back-off after a node fails at the network level: doubles per consecutive failure, up to 8x. */
   backoffMs: number
+  /**
+   * Reach the cluster only through these URLs (load-balancer routing): ring refreshes and the watch
+   * go there, never to the members' own URLs, which the client may not be able to reach.
+   */
+  via?: string[]
 }
 
 interface Backoff {
@@ -66,7 +93,7 @@ function parseRing(body: Buffer): RingResponse {
   return d
 }
 
-export class Membership extends EventEmitter<MembershipEvents> {
+export class RingWatch extends EventEmitter<MembershipEvents> implements Membership {
   view: ClusterView
   limits: Limits
   readonly #transport: Transport
@@ -104,18 +131,18 @@ export class Membership extends EventEmitter<MembershipEvents> {
   }
 
   /** A view from a ring response already in hand (tests and simulations). */
-  static from(transport: Transport, clock: Clock, ring: RingResponse, o: MembershipOptions): Membership {
-    return new Membership(transport, clock, o, ring)
+  static from(transport: Transport, clock: Clock, ring: RingResponse, o: MembershipOptions): RingWatch {
+    return new RingWatch(transport, clock, o, ring)
   }
 
   /** Ask the seeds in turn until one answers with its ring; dead seeds are skipped. */
-  static async connect(transport: Transport, seeds: string[], clock: Clock, deadline: number, o: MembershipOptions): Promise<Membership> {
+  static async connect(transport: Transport, seeds: string[], clock: Clock, deadline: number, o: MembershipOptions): Promise<RingWatch> {
     const errors = new Map<string, string>()
     for (;;) {
       for (const url of seeds) {
         try {
           const reply = await transport.get(url, Paths.ring, { timeoutMs: Math.max(1, Math.min(2000, deadline - clock.now())) })
-          if (reply.status === 200) return new Membership(transport, clock, o, parseRing(reply.body))
+          if (reply.status === 200) return new RingWatch(transport, clock, o, parseRing(reply.body))
           errors.set(url, `HTTP ${reply.status}`)
         } catch (err) {
           const e = err as { code?: string; message?: string }
@@ -172,11 +199,11 @@ export class Membership extends EventEmitter<MembershipEvents> {
     if (epoch === undefined || epoch === this.view.epoch) return
     if (!this.view.differs(epoch)) return
     if (this.#clock.now() - this.#lastRefresh < this.#o.refreshDebounceMs) return
-    void this.refresh(url)
+    void this.#fetch(url)
   }
 
   /** Fetch the ring from `url` (or a live member); one refresh per node at a time. */
-  refresh(url?: string): Promise<void> {
+  #fetch(url?: string): Promise<void> {
     const key = url ?? ''
     let p = this.#refreshing.get(key)
     if (!p) {
@@ -187,12 +214,13 @@ export class Membership extends EventEmitter<MembershipEvents> {
   }
 
   /**
-   * A node refused our ring: exchange member entries with it both ways (read its ring, then gossip
-   * ours to it), after which the two agree unless something changed meanwhile. Which side was behind
-   * does not matter.
+   * Without `url`, re-read the ring from a live node. With it (a node that refused our ring): exchange
+   * member entries with it both ways (read its ring, then gossip ours to it), after which the two agree
+   * unless something changed meanwhile. Which side was behind does not matter.
    */
-  async reconcile(url: string): Promise<void> {
-    await this.refresh(url)
+  async refresh(url?: string): Promise<void> {
+    await this.#fetch(url)
+    if (url === undefined || this.#o.via) return
     try {
       const body = pack({ partitions: this.#params.partitions, n: this.#params.n, members: [...this.#states.values()] })
       const reply = await this.#transport.post(url, Paths.gossip, body, { timeoutMs: 2000 })
@@ -206,7 +234,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
 
   async #refresh(url?: string): Promise<void> {
     const live = this.#live().filter((m) => this.up(m.id))
-    const candidates = url ? [url] : live.length > 0 ? [live[Math.floor(Math.random() * live.length)].url] : this.#live().map((m) => m.url)
+    const via = this.#o.via
+    const candidates = url ? [url] : via ? via : live.length > 0 ? [live[Math.floor(Math.random() * live.length)].url] : this.#live().map((m) => m.url)
     for (const u of candidates) {
       if (this.#closed) return
       try {
@@ -267,7 +296,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     while (!this.#closed) {
       if (url === undefined) {
         const live = this.#live().filter((m) => this.up(m.id))
-        const pool = live.length > 0 ? live : this.#live()
+        const pool = this.#o.via?.map((u) => ({ url: u })) ?? (live.length > 0 ? live : this.#live())
         if (pool.length === 0) {
           await sleep(this.#clock, this.#o.backoffMs, this.#abort.signal)
           continue
@@ -295,7 +324,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   #schedule(): void {
     if (this.#closed) return
     this.#timer = this.#clock.setTimeout(() => {
-      void this.refresh().finally(() => this.#schedule())
+      void this.#fetch().finally(() => this.#schedule())
     }, this.#o.refreshIntervalMs)
     // The periodic refresh must not keep a process alive on its own.
     ;(this.#timer as { unref?: () => void })?.unref?.()

@@ -2,6 +2,7 @@
 // operation aborts every replica request still in flight when the deadline passes.
 import { AbortError, type Clock, type ClockTimer, type Member, type ReplicaFailure } from '@zerohop/core'
 import type { Reply } from './transport.js'
+import { verdict, type Requirement, type Standing } from './quorum.js'
 
 /** What a request needs to know of the operation(s) it serves. */
 export interface Deadline {
@@ -155,12 +156,6 @@ export interface Gathered<T> {
   outcomes: Outcome<T>[]
 }
 
-/** `need` successes among `members`. While a ring changes hands a quorum is needed in both rings. */
-export interface Requirement {
-  members: readonly Member[]
-  need: number
-}
-
 /**
  * Ask every target; settle the quorum as soon as every requirement has its successes, or as soon as
  * one of them can no longer get them. Members of a requirement that are not targets (believed down)
@@ -191,31 +186,24 @@ export function gather<T>(targets: readonly Member[], requirements: readonly Req
       if (pending === 0) resolveAll()
     })
   }
+  const standing = (id: string): Standing => {
+    const st = state.get(id)
+    return st === 'ok' ? 'counted' : st === 'pending' ? 'open' : 'lost'
+  }
   const check = () => {
     if (settled) return
-    let met = true
+    // A requirement out of reach with the members asked so far asks its reserves (believed down).
     for (const r of requirements) {
-      let ok = 0
-      let open = 0
-      for (const m of r.members) {
-        const s = state.get(m.id)
-        if (s === 'ok') ok++
-        else if (s === 'pending') open++
+      if (verdict([r], standing) !== 'failed') continue
+      const reserves = r.members.filter((m) => !state.has(m.id))
+      if (reserves.length === 0) {
+        settled = true
+        rejectQuorum(outcomes.filter((o) => !o.ok))
+        return
       }
-      if (ok + open < r.need) {
-        const reserves = r.members.filter((m) => !state.has(m.id))
-        if (reserves.length === 0) {
-          settled = true
-          rejectQuorum(outcomes.filter((o) => !o.ok))
-          return
-        }
-        for (const m of reserves) send(m)
-        met = false
-        continue
-      }
-      if (ok < r.need) met = false
+      for (const m of reserves) send(m)
     }
-    if (met) {
+    if (verdict(requirements, standing) === 'met') {
       settled = true
       resolveQuorum(outcomes.filter((o) => o.ok))
     }

@@ -9,27 +9,44 @@ export type Key = string | Uint8Array
 /** Resolves concurrent values (siblings) into one. Called only when a read sees two or more. */
 export type MergeFunction<V> = (siblings: V[], key: Key) => V | Promise<V>
 
-export interface ClientOptions {
-  /** URLs of one or more nodes; the first that answers provides the ring. */
-  seeds: string[]
+/** Options of the coordinator engine, wherever it runs (in the SDK, or in a node for load-balanced clients). */
+export interface EngineOptions {
   /** Read quorum (default 2). */
   r?: number
   /** Write quorum (default 2). */
   w?: number
   /** Deadline of one operation, in ms (default 2000). */
   timeoutMs?: number
-  /** How long connect() keeps trying the seeds, in ms (default 10000). */
-  connectTimeoutMs?: number
-  /** 'bytes' (default): values are Uint8Array (strings are stored as UTF-8). 'json': any JSON value. */
-  encoding?: 'bytes' | 'json'
-  /** Resolves siblings on read; the result is written back so the conflict is resolved once. */
-  merge?: MergeFunction<any>
   /** Send the synced version to replicas that answered a read with an older one (default true). */
   readRepair?: boolean
   /** How long, after answering, a read waits for the slower replicas before repairing (default 100 ms). */
   readRepairWaitMs?: number
   /** Retries of a replica read or store on a network error (default 2; writes that mint a version are never retried blindly). */
   retries?: number
+  /** Replace the clock (simulation). */
+  clock?: Clock
+}
+
+/** How requests reach the cluster. */
+export type Routing = 'zero-hop' | 'load-balancer'
+
+export interface ClientOptions extends EngineOptions {
+  /**
+   * URLs of one or more nodes; the first that answers provides the ring. With routing
+   * 'load-balancer', every request goes to these URLs (a load balancer, or any nodes).
+   */
+  seeds: string[]
+  /**
+   * 'zero-hop' (default): the SDK keeps the ring and runs the quorums itself, straight to each key's
+   * replicas. 'load-balancer': every call goes to the seeds, whose node coordinates it.
+   */
+  routing?: Routing
+  /** How long connect() keeps trying the seeds, in ms (default 10000). */
+  connectTimeoutMs?: number
+  /** 'bytes' (default): values are Uint8Array (strings are stored as UTF-8). 'json': any JSON value. */
+  encoding?: 'bytes' | 'json'
+  /** Resolves siblings on read; the result is written back so the conflict is resolved once. */
+  merge?: MergeFunction<any>
   /** Connections per node (default 16). */
   connections?: number
   /** How often the SDK re-reads the ring from a node even when nothing suggests a change (default 10000 ms). */
@@ -40,31 +57,12 @@ export interface ClientOptions {
   backoffMs?: number
   /** Replace the HTTP transport (tests, simulation). */
   transport?: Transport
-  /** Replace the clock (simulation). */
-  clock?: Clock
 }
 
-export interface CallOptions {
-  timeoutMs?: number
-  signal?: AbortSignal
-}
-
-export interface GetOptions extends CallOptions {
-  r?: number
-}
-
-export interface PutOptions extends CallOptions {
-  /** The context from the get() (or put()) this write follows. Without it the write is a sibling of what exists. */
-  context?: string
-  w?: number
-  /**
-   * Count only the key's own replicas toward W (Riak's PW). By default a replica that is down is
-   * stood in for by the next healthy node, which keeps the copy as a hint (a sloppy quorum).
-   */
-  strict?: boolean
-}
+export type { CallOptions, GetCall as GetOptions, PutCall as PutOptions } from './coordinator.js'
 
 export const clientDefaults = {
+  routing: 'zero-hop',
   r: 2,
   w: 2,
   timeoutMs: 2000,
@@ -79,23 +77,27 @@ export const clientDefaults = {
   backoffMs: 1000,
 } as const
 
-export interface ResolvedClientOptions {
-  seeds: string[]
+export interface ResolvedEngineOptions {
   r: number
   w: number
   timeoutMs: number
-  connectTimeoutMs: number
-  encoding: 'bytes' | 'json'
-  merge?: MergeFunction<any>
   readRepair: boolean
   readRepairWaitMs: number
   retries: number
+  clock: Clock
+}
+
+export interface ResolvedClientOptions extends ResolvedEngineOptions {
+  seeds: string[]
+  routing: Routing
+  connectTimeoutMs: number
+  encoding: 'bytes' | 'json'
+  merge?: MergeFunction<any>
   connections: number
   refreshIntervalMs: number
   refreshDebounceMs: number
   backoffMs: number
   transport?: Transport
-  clock: Clock
 }
 
 function positiveInt(name: string, v: unknown, max = Number.MAX_SAFE_INTEGER): number {
@@ -128,6 +130,27 @@ export function checkMerge(merge: unknown): void {
   if (merge !== undefined && typeof merge !== 'function') throw new InvalidArgumentError('merge must be a function (siblings, key) => value')
 }
 
+/** Validated engine options; r and w are checked against N again once the ring is known. */
+export function resolveEngineOptions(o: EngineOptions): ResolvedEngineOptions {
+  if (o === null || typeof o !== 'object') throw new InvalidArgumentError('engine options must be an object')
+  const r = o.r ?? clientDefaults.r
+  const w = o.w ?? clientDefaults.w
+  checkQuorum('r', r, 16)
+  checkQuorum('w', w, 16)
+  if (o.readRepair !== undefined && typeof o.readRepair !== 'boolean') throw new InvalidArgumentError('readRepair must be true or false')
+  const clock = o.clock ?? systemClock
+  if (typeof clock?.now !== 'function' || typeof clock.setTimeout !== 'function') throw new InvalidArgumentError('clock must implement now(), setTimeout(), clearTimeout() and setImmediate() (see systemClock)')
+  return {
+    r,
+    w,
+    timeoutMs: checkTimeout('timeoutMs', o.timeoutMs ?? clientDefaults.timeoutMs),
+    readRepair: o.readRepair ?? clientDefaults.readRepair,
+    readRepairWaitMs: positiveInt('readRepairWaitMs', o.readRepairWaitMs ?? clientDefaults.readRepairWaitMs, 60_000),
+    retries: positiveInt('retries', o.retries ?? clientDefaults.retries, 10),
+    clock,
+  }
+}
+
 export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
   if (o === null || typeof o !== 'object') throw new InvalidArgumentError('connect() takes an options object: connect({ seeds: ["http://127.0.0.1:7001"] })')
   if (!Array.isArray(o.seeds) || o.seeds.length === 0) {
@@ -143,30 +166,24 @@ export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     if (u.protocol !== 'http:') throw new InvalidArgumentError(`seed ${s} must use http://`)
     return u.origin
   })
-  const r = o.r ?? clientDefaults.r
-  const w = o.w ?? clientDefaults.w
-  // r and w are checked against N once the ring is known; here only their type.
-  checkQuorum('r', r, 16)
-  checkQuorum('w', w, 16)
+  const routing = o.routing ?? clientDefaults.routing
+  if (routing !== 'zero-hop' && routing !== 'load-balancer') throw new InvalidArgumentError(`routing must be 'zero-hop' or 'load-balancer', got ${JSON.stringify(routing)}`)
   const encoding = checkEncoding(o.encoding ?? clientDefaults.encoding)
   checkMerge(o.merge)
-  if (o.readRepair !== undefined && typeof o.readRepair !== 'boolean') throw new InvalidArgumentError('readRepair must be true or false')
+  if (o.transport !== undefined && (typeof o.transport?.post !== 'function' || typeof o.transport.get !== 'function' || typeof o.transport.close !== 'function')) {
+    throw new InvalidArgumentError('transport must implement post(), get() and close() (see UndiciTransport)')
+  }
   return {
+    ...resolveEngineOptions(o),
     seeds,
-    r,
-    w,
-    timeoutMs: checkTimeout('timeoutMs', o.timeoutMs ?? clientDefaults.timeoutMs),
+    routing,
     connectTimeoutMs: checkTimeout('connectTimeoutMs', o.connectTimeoutMs ?? clientDefaults.connectTimeoutMs),
     encoding,
     merge: o.merge,
-    readRepair: o.readRepair ?? clientDefaults.readRepair,
-    readRepairWaitMs: positiveInt('readRepairWaitMs', o.readRepairWaitMs ?? clientDefaults.readRepairWaitMs, 60_000),
-    retries: positiveInt('retries', o.retries ?? clientDefaults.retries, 10),
     connections: Math.max(1, positiveInt('connections', o.connections ?? clientDefaults.connections, 1024)),
     refreshIntervalMs: checkTimeout('refreshIntervalMs', o.refreshIntervalMs ?? clientDefaults.refreshIntervalMs),
     refreshDebounceMs: positiveInt('refreshDebounceMs', o.refreshDebounceMs ?? clientDefaults.refreshDebounceMs, 60_000),
     backoffMs: checkTimeout('backoffMs', o.backoffMs ?? clientDefaults.backoffMs),
     transport: o.transport,
-    clock: o.clock ?? systemClock,
   }
 }

@@ -24,10 +24,25 @@ export interface SendOptions {
   epoch?: string
 }
 
+/** A request of the public HTTP API (load-balancer routing). */
+export interface ApiRequest {
+  method: 'GET' | 'PUT' | 'DELETE'
+  /** Path and query, percent-encoded. */
+  path: string
+  headers?: Record<string, string>
+  body?: Uint8Array
+}
+
+export interface ApiReply extends Reply {
+  headers: Record<string, string | string[] | undefined>
+}
+
 export interface Transport {
   /** POST a MessagePack body. Rejects only on network errors, timeouts and aborts; HTTP errors come back as replies. */
   post(url: string, path: string, body: Uint8Array, options?: SendOptions): Promise<Reply>
   get(url: string, path: string, options?: SendOptions): Promise<Reply>
+  /** Any request of the public HTTP API, with its headers; needed only for routing 'load-balancer'. */
+  request?(url: string, req: ApiRequest, options?: SendOptions): Promise<ApiReply>
   close(): Promise<void>
 }
 
@@ -94,6 +109,21 @@ export class UndiciTransport implements Transport {
 
   post(url: string, path: string, body: Uint8Array, options?: SendOptions): Promise<Reply> {
     return this.#send(url, path, 'POST', body, options)
+  }
+
+  async request(url: string, req: ApiRequest, options: SendOptions = {}): Promise<ApiReply> {
+    const res = await this.#pool(url).request({
+      path: req.path,
+      method: req.method,
+      body: req.body,
+      headers: req.headers,
+      signal: options.signal,
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+    })
+    const body = Buffer.from(await res.body.arrayBuffer())
+    const epoch = res.headers[EPOCH_HEADER]
+    return { status: res.statusCode, epoch: typeof epoch === 'string' ? epoch : undefined, body, headers: res.headers }
   }
 
   get(url: string, path: string, options?: SendOptions): Promise<Reply> {

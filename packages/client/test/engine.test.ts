@@ -16,7 +16,7 @@ import {
   type VersionVector,
 } from '@zerohop/core'
 import { Engine } from '../src/engine.js'
-import { Membership } from '../src/membership.js'
+import { RingWatch } from '../src/membership.js'
 import { systemClock } from '../src/clock.js'
 import { resolveClientOptions } from '../src/options.js'
 import type { Reply, SendOptions, Transport } from '../src/transport.js'
@@ -92,7 +92,7 @@ function engine(options: Record<string, unknown> = {}, maxBodyBytes = 16 << 20):
   const members = ids.map((id) => ({ id, url: `http://${id}`, zone: 'z', weight: 1, status: 'normal' as const, incarnation: '1', version: 1, heartbeat: 0, since: 0, until: 0, removed: false, ready: '' }))
   const view = new ClusterView(members, { partitions: 8, n: 3 })
   const ring = { epoch: view.epoch, partitions: 8, n: 3, spares: 2, members, down: [], limits: { maxKeyBytes: 1024, maxValueBytes: 1 << 20, maxBodyBytes } }
-  const membership = Membership.from(transport, systemClock, ring, { refreshIntervalMs: 60_000, refreshDebounceMs: 200, backoffMs: 1000 })
+  const membership = RingWatch.from(transport, systemClock, ring, { refreshIntervalMs: 60_000, refreshDebounceMs: 200, backoffMs: 1000 })
   membership.close()
   return new Engine(resolveClientOptions({ seeds: ['http://a'], readRepairWaitMs: 20, timeoutMs: 200, ...options }), transport, membership)
 }
@@ -106,10 +106,10 @@ const v = (s: string) => Buffer.from(s)
 describe('Engine', () => {
   it('coordinates a write on the replica named by the context, and stores it on the others', async () => {
     const e = engine()
-    const first = await e.put(key, v('1'), undefined, 3, undefined, undefined)
+    const first = await e.put(key, v('1'), { w: 3 })
     const ctx = encodeContext({ vector: first.vector, coordinator: 'c' })
     const before = transport.node('c').calls.filter((p) => p === Paths.coordinate).length
-    await e.put(key, v('2'), ctx, 3, undefined, undefined)
+    await e.put(key, v('2'), { context: ctx, w: 3 })
     expect(transport.node('c').calls.filter((p) => p === Paths.coordinate)).toHaveLength(before + 1)
     for (const id of ids) expect(siblings(transport.node(id).data.get(hexKey)!).map(String)).toEqual(['2'])
   })
@@ -119,7 +119,7 @@ describe('Engine', () => {
       const e = engine()
       const first = replicasOf(e, key)[0].id
       transport.node(first).mode = mode
-      const res = await e.put(key, v('x'), undefined, 2, undefined, undefined)
+      const res = await e.put(key, v('x'), { w: 2 })
       expect(res.coordinator).not.toBe(first)
     })
   }
@@ -128,7 +128,7 @@ describe('Engine', () => {
     const e = engine()
     const order = replicasOf(e, key).map((m) => m.id)
     transport.node(order[0]).mode = 'hang'
-    const err = await e.put(key, v('x'), undefined, 2, 100, undefined).catch((x) => x)
+    const err = await e.put(key, v('x'), { w: 2, timeoutMs: 100 }).catch((x) => x)
     expect(err.code).toBe('ZH_QUORUM_NOT_MET')
     expect(err.replicas).toEqual([expect.objectContaining({ id: order[0], cause: 'timeout' })])
     for (const id of order.slice(1)) expect(transport.node(id).calls).not.toContain(Paths.coordinate)
@@ -139,7 +139,7 @@ describe('Engine', () => {
     const [first, second, third] = replicasOf(e, key).map((m) => m.id)
     transport.node(third).mode = 'hang'
     const started = Date.now()
-    await e.put(key, v('x'), undefined, 2, 2000, undefined)
+    await e.put(key, v('x'), { w: 2, timeoutMs: 2000 })
     expect(Date.now() - started).toBeLessThan(800)
     expect(transport.node(first).hints).toEqual([])
     // With 3 nodes there is no spare: the coordinator keeps the hint, about 1000 ms in, well before the
@@ -153,16 +153,16 @@ describe('Engine', () => {
 
   it('read repair sends the synced set to the replica that answered with an older version', async () => {
     const e = engine()
-    await e.put(key, v('old'), undefined, 3, undefined, undefined)
+    await e.put(key, v('old'), { w: 3 })
     const stale = ids.find((id) => id !== replicasOf(e, key)[0].id)!
     const fresh = ids.filter((id) => id !== stale)
     transport.node(stale).mode = 'refuse'
-    const read = await e.get(key, 2, undefined, undefined)
-    await e.put(key, v('new'), encodeContext({ vector: read.vector, coordinator: fresh[0] }), 2, undefined, undefined)
+    const read = await e.get(key, { r: 2 })
+    await e.put(key, v('new'), { context: encodeContext({ vector: read.vector, coordinator: fresh[0] }), w: 2 })
     transport.node(stale).mode = 'up'
     expect(siblings(transport.node(stale).data.get(hexKey)!).map(String)).toEqual(['old'])
     const storesBefore = fresh.map((id) => transport.node(id).calls.filter((p) => p === Paths.store).length)
-    const res = await e.get(key, 3, undefined, undefined)
+    const res = await e.get(key, { r: 3 })
     expect(res.siblings.map(String)).toEqual(['new'])
     const deadline = Date.now() + 2000
     while (siblings(transport.node(stale).data.get(hexKey)!).map(String)[0] !== 'new' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
@@ -175,7 +175,7 @@ describe('Engine', () => {
     const e = engine()
     transport.node('a').mode = 'refuse'
     transport.node('b').mode = 'hang'
-    const err = await e.get(key, 2, 100, undefined).catch((x) => x)
+    const err = await e.get(key, { r: 2, timeoutMs: 100 }).catch((x) => x)
     expect(err.code).toBe('ZH_QUORUM_NOT_MET')
     expect(err.replicas.map((r: { id: string; cause: string }) => `${r.id}:${r.cause}`).sort()).toEqual(['a:refused', 'b:timeout'])
   })
@@ -183,27 +183,27 @@ describe('Engine', () => {
   it('sends a read to an idle node at once and coalesces the reads that follow while it is in flight', async () => {
     const e = engine()
     const keys = Array.from({ length: 10 }, (_, i) => Buffer.from(`key-${i}`))
-    for (const k of keys) await e.put(k, v(k.toString()), undefined, 3, undefined, undefined)
+    for (const k of keys) await e.put(k, v(k.toString()), { w: 3 })
     for (const id of ids) transport.node(id).calls = []
-    const results = await Promise.all(keys.map((k) => e.get(k, 2, undefined, undefined)))
+    const results = await Promise.all(keys.map((k) => e.get(k, { r: 2 })))
     expect(results.map((r) => String(r.siblings[0]))).toEqual(keys.map(String))
     // 10 gets: the first goes alone, the other 9 travel together in one request per node.
     for (const id of ids) expect(transport.node(id).calls.filter((p) => p === Paths.read)).toHaveLength(2)
     // A lone get on an idle node: one request each, no waiting for a batch.
     for (const id of ids) transport.node(id).calls = []
-    await e.get(keys[0], 2, undefined, undefined)
+    await e.get(keys[0], { r: 2 })
     for (const id of ids) expect(transport.node(id).calls.filter((p) => p === Paths.read).length).toBeLessThanOrEqual(1)
   })
 
   it('a get that is aborted inside a shared batch fails alone; the others are answered', async () => {
     const e = engine()
-    await e.put(Buffer.from('x'), v('x'), undefined, 3, undefined, undefined)
+    await e.put(Buffer.from('x'), v('x'), { w: 3 })
     for (const id of ids) transport.node(id).calls = []
     const ac = new AbortController()
     // The first get goes out at once; the two issued while it is in flight share one request per node.
-    const first = e.get(Buffer.from('x'), 2, undefined, undefined)
-    const aborted = e.get(Buffer.from('y'), 2, undefined, ac.signal)
-    const fine = e.get(Buffer.from('x'), 2, undefined, undefined)
+    const first = e.get(Buffer.from('x'), { r: 2 })
+    const aborted = e.get(Buffer.from('y'), { r: 2, signal: ac.signal })
+    const fine = e.get(Buffer.from('x'), { r: 2 })
     ac.abort()
     await expect(aborted).rejects.toMatchObject({ code: 'ZH_ABORTED' })
     expect((await fine).siblings.map(String)).toEqual(['x'])
@@ -213,14 +213,14 @@ describe('Engine', () => {
 
   it('a replica answering with an undecodable set is ignored by repair and never crashes the process', async () => {
     const e = engine({ readRepairWaitMs: 50 })
-    await e.put(key, v('ok'), undefined, 3, undefined, undefined)
+    await e.put(key, v('ok'), { w: 3 })
     const bad = replicasOf(e, key)[2].id
     transport.node(bad).mode = 'garbage'
     const unhandled: unknown[] = []
     const onUnhandled = (err: unknown) => unhandled.push(err)
     process.on('unhandledRejection', onUnhandled)
     try {
-      const res = await e.get(key, 2, undefined, undefined)
+      const res = await e.get(key, { r: 2 })
       expect(res.siblings.map(String)).toEqual(['ok'])
       await new Promise((r) => setTimeout(r, 120)) // past the repair window (a bounded wait, not a condition)
       expect(unhandled).toEqual([])
@@ -233,26 +233,26 @@ describe('Engine', () => {
     const e = engine()
     const order = replicasOf(e, key).map((m) => m.id)
     transport.node(order[0]).mode = 'stopping'
-    const res = await e.put(key, v('x'), undefined, 2, undefined, undefined)
+    const res = await e.put(key, v('x'), { w: 2 })
     expect(res.coordinator).not.toBe(order[0])
   })
 
   it('a put whose coordinator holds a concurrent value returns the caller context, not one that covers the unseen value', async () => {
     const e = engine()
-    await e.put(key, v('theirs'), undefined, 3, undefined, undefined)
-    const mine = await e.put(key, v('mine'), undefined, 3, undefined, undefined)
+    await e.put(key, v('theirs'), { w: 3 })
+    const mine = await e.put(key, v('mine'), { w: 3 })
     expect(mine.conflict).toBe(true)
     expect(mine.siblings.map(String).sort()).toEqual(['mine', 'theirs'])
     expect(mine.vector).toEqual([])
     // Writing on with that context keeps 'theirs' (as a sibling) instead of silently replacing it.
-    await e.put(key, v('mine-2'), encodeContext({ vector: mine.vector, coordinator: mine.coordinator }), 3, undefined, undefined)
-    expect((await e.get(key, 3, undefined, undefined)).siblings.map(String)).toContain('theirs')
+    await e.put(key, v('mine-2'), { context: encodeContext({ vector: mine.vector, coordinator: mine.coordinator }), w: 3 })
+    expect((await e.get(key, { r: 3 })).siblings.map(String)).toContain('theirs')
   })
 
   it('coalesces replica stores of concurrent puts into fewer requests, and every replica gets every write', async () => {
     const e = engine()
     const keys = Array.from({ length: 10 }, (_, i) => Buffer.from(`put-${i}`))
-    await Promise.all(keys.map((k) => e.put(k, v(k.toString()), undefined, 3, undefined, undefined)))
+    await Promise.all(keys.map((k) => e.put(k, v(k.toString()), { w: 3 })))
     const storeRequests = ids.reduce((n, id) => n + transport.node(id).calls.filter((p) => p === Paths.store).length, 0)
     // 10 puts at W=3 send 20 replica stores; coalesced, they take fewer requests.
     expect(storeRequests).toBeLessThan(20)
@@ -262,7 +262,7 @@ describe('Engine', () => {
   it('cuts coalesced batches by size, so a batch never exceeds the node body limit', async () => {
     const e = engine({}, 4096)
     const keys = Array.from({ length: 10 }, (_, i) => Buffer.from(`big-${i}`))
-    await Promise.all(keys.map((k) => e.put(k, Buffer.alloc(1500, 7), undefined, 3, undefined, undefined)))
+    await Promise.all(keys.map((k) => e.put(k, Buffer.alloc(1500, 7), { w: 3 })))
     for (const id of ids) {
       const node = transport.node(id)
       node.calls.forEach((p, i) => p === Paths.store && expect(node.sizes[i]).toBeLessThanOrEqual(4096))
@@ -272,11 +272,11 @@ describe('Engine', () => {
 
   it('one replica answering with an undecodable set does not fail a read that R sound replicas can serve', async () => {
     const e = engine()
-    await e.put(key, v('ok'), undefined, 3, undefined, undefined)
+    await e.put(key, v('ok'), { w: 3 })
     for (const bad of replicasOf(e, key).map((m) => m.id)) {
       for (const id of ids) transport.node(id).mode = id === bad ? 'garbage' : 'up'
-      expect((await e.get(key, 2, undefined, undefined)).siblings.map(String)).toEqual(['ok'])
-      const err = await e.get(key, 3, undefined, undefined).catch((x) => x)
+      expect((await e.get(key, { r: 2 })).siblings.map(String)).toEqual(['ok'])
+      const err = await e.get(key, { r: 3 }).catch((x) => x)
       expect(err.code).toBe('ZH_QUORUM_NOT_MET')
       expect(err.replicas).toEqual([expect.objectContaining({ id: bad, cause: 'invalid-response' })])
     }

@@ -2,7 +2,7 @@
 // no regression from a node that knows less, the watch, and the liveness view with its events.
 import { afterEach, describe, expect, it } from 'vitest'
 import { ClusterView, Paths, type MemberState, type RingResponse } from '@zerohop/core'
-import { Membership } from '../src/membership.js'
+import { RingWatch } from '../src/membership.js'
 import { systemClock } from '../src/clock.js'
 import type { Reply, SendOptions, Transport } from '../src/transport.js'
 
@@ -55,19 +55,19 @@ async function until(check: () => boolean, ms = 2000): Promise<void> {
 
 const options = { refreshIntervalMs: 60_000, refreshDebounceMs: 0, backoffMs: 50 }
 const founders = ['a', 'b', 'c'].map((id) => entry(id))
-let open: Membership[] = []
+let open: RingWatch[] = []
 afterEach(() => {
   for (const m of open) m.close()
   open = []
 })
 
-async function connected(t: RingTransport): Promise<Membership> {
-  const m = await Membership.connect(t, ['http://dead', 'http://a'], systemClock, Date.now() + 1000, options)
+async function connected(t: RingTransport): Promise<RingWatch> {
+  const m = await RingWatch.connect(t, ['http://dead', 'http://a'], systemClock, Date.now() + 1000, options)
   open.push(m)
   return m
 }
 
-describe('Membership', () => {
+describe('RingWatch', () => {
   it('connect skips a dead seed and takes the ring of the first that answers', async () => {
     const t = new RingTransport()
     t.set('http://a', ringOf(founders))
