@@ -46,6 +46,9 @@ start options:
   --reap-interval-ms MS   time between tombstone reaping rounds (default 60000)
   --ae-interval-ms MS     time between anti-entropy exchanges, one partition each (default 10000)
   --ae-max-keys-per-second N  most keys anti-entropy repairs per second (default 5000)
+  --r R                   read quorum of requests this node coordinates (/v1/kv; default min(2, N))
+  --w W                   write quorum of those requests (default min(2, N))
+  --timeout-ms MS         deadline of those requests (default 2000)
   --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
 `
 
@@ -80,6 +83,9 @@ async function start(args: string[]): Promise<void> {
       'reap-interval-ms': { type: 'string' },
       'ae-interval-ms': { type: 'string' },
       'ae-max-keys-per-second': { type: 'string' },
+      r: { type: 'string' },
+      w: { type: 'string' },
+      'timeout-ms': { type: 'string' },
       n: { type: 'string' },
       partitions: { type: 'string' },
       weight: { type: 'string' },
@@ -111,6 +117,9 @@ async function start(args: string[]): Promise<void> {
     reapIntervalMs: num('reap-interval-ms', values['reap-interval-ms']),
     aeIntervalMs: num('ae-interval-ms', values['ae-interval-ms']),
     aeMaxKeysPerSecond: num('ae-max-keys-per-second', values['ae-max-keys-per-second']),
+    r: num('r', values.r),
+    w: num('w', values.w),
+    timeoutMs: num('timeout-ms', values['timeout-ms']),
     n: num('n', values.n),
     partitions: num('partitions', values.partitions),
     weight: num('weight', values.weight),

@@ -59,6 +59,12 @@ export interface NodeOptions {
   aeIntervalMs?: number
   /** Most keys anti-entropy compares and repairs per second. */
   aeMaxKeysPerSecond?: number
+  /** Read quorum of the requests this node coordinates for clients without the SDK (default min(2, N)); `?r=` overrides it per request. */
+  r?: number
+  /** Write quorum of those requests (default min(2, N)); `?w=` overrides it per request. */
+  w?: number
+  /** Deadline of a request this node coordinates, in ms; `?timeout=` overrides it per request. */
+  timeoutMs?: number
   logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
 
@@ -91,6 +97,7 @@ export const nodeDefaults = {
   reapIntervalMs: 60_000,
   aeIntervalMs: 10_000,
   aeMaxKeysPerSecond: 5000,
+  timeoutMs: 2000,
   zone: 'default',
   logLevel: 'info',
 } as const
@@ -146,6 +153,7 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   if (tombstoneGraceMs < hintTtlMs + TOMBSTONE_GRACE_MARGIN_MS) {
     throw new InvalidArgumentError(`tombstoneGraceMs (${tombstoneGraceMs}) must be at least hintTtlMs (${hintTtlMs}) + ${TOMBSTONE_GRACE_MARGIN_MS}, or a late hint could bring a deleted value back; raise --tombstone-grace-ms or lower --hint-ttl-ms`)
   }
+  const n = int('n', o.n ?? nodeDefaults.n, 1, 16, 'use --n')
   const logLevel = o.logLevel ?? nodeDefaults.logLevel
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new InvalidArgumentError(`logLevel must be one of fatal, error, warn, info, debug, trace, silent; got ${logLevel}`)
   return {
@@ -157,7 +165,7 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     seeds,
     join,
     zone,
-    n: int('n', o.n ?? nodeDefaults.n, 1, 16, 'use --n'),
+    n,
     partitions,
     weight,
     maxKeyBytes: int('maxKeyBytes', o.maxKeyBytes ?? nodeDefaults.maxKeyBytes, 1, 65536, 'use --max-key-bytes'),
@@ -177,6 +185,9 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     reapIntervalMs: int('reapIntervalMs', o.reapIntervalMs ?? nodeDefaults.reapIntervalMs, 10, 24 * 3600_000, 'use --reap-interval-ms'),
     aeIntervalMs: int('aeIntervalMs', o.aeIntervalMs ?? nodeDefaults.aeIntervalMs, 10, 24 * 3600_000, 'use --ae-interval-ms'),
     aeMaxKeysPerSecond: int('aeMaxKeysPerSecond', o.aeMaxKeysPerSecond ?? nodeDefaults.aeMaxKeysPerSecond, 1, 10_000_000, 'use --ae-max-keys-per-second'),
+    r: int('r', o.r ?? Math.min(2, n), 1, n, 'use --r, at most --n'),
+    w: int('w', o.w ?? Math.min(2, n), 1, n, 'use --w, at most --n'),
+    timeoutMs: int('timeoutMs', o.timeoutMs ?? nodeDefaults.timeoutMs, 1, 3600_000, 'use --timeout-ms'),
     dropDelayMs: int('dropDelayMs', o.dropDelayMs ?? nodeDefaults.dropDelayMs, 0, 24 * 3600_000, 'use --drop-delay-ms'),
     logLevel,
   }

@@ -1,61 +1,57 @@
-// Static membership: the seed list is the cluster. A starting node asks every seed for its identity
-// (GET /v1/health) until all have answered, then builds the ring. Gossip replaces this later; the
-// ring it produces is the same pure function of the membership.
-import { request } from 'undici'
-import { Paths, Ring, sleep, type Clock, type HealthResponse, type Member } from '@zerohop/core'
-import type { Logger } from 'pino'
+// The coordinator engine's view of the cluster inside a node: the gossip view (both rings while they
+// differ) and the node's failure detector. A node that coordinates for load-balanced clients runs the
+// same engine as the SDK over this, instead of over a watch of a node's ring.
+import type { ClusterView, Clock, Limits, Member, ReplicaFailure } from '@zerohop/core'
+import type { Membership } from '@zerohop/client'
+import type { Gossip } from './gossip.js'
 
-export interface DiscoveryOptions {
-  self: Member
-  seeds: string[]
-  n: number
-  partitions: number
-  intervalMs: number
-  log: Logger
+export interface NodeMembershipOptions {
+  gossip: Gossip
+  /** The view this node serves with (undefined until it serves). */
+  view: () => ClusterView | undefined
+  limits: Limits
   clock: Clock
-  signal: AbortSignal
+  /** Shortest gap between two gossip exchanges triggered by a newer epoch in an answer. */
+  debounceMs: number
 }
 
-async function identify(url: string, signal: AbortSignal): Promise<HealthResponse> {
-  const res = await request(`${url}${Paths.health}`, { method: 'GET', signal, headersTimeout: 2000, bodyTimeout: 2000 })
-  const body = (await res.body.json()) as HealthResponse
-  if (res.statusCode !== 200 || typeof body?.id !== 'string') throw new Error(`status ${res.statusCode}`)
-  return body
-}
+export class NodeMembership implements Membership {
+  readonly limits: Limits
+  readonly #o: NodeMembershipOptions
+  #lastExchange = -Infinity
 
-/** Resolves with the ring once every seed has told us who it is (or undefined if aborted). */
-export async function discoverRing(o: DiscoveryOptions): Promise<Ring | undefined> {
-  const known = new Map<string, Member>([[o.self.url, o.self]])
-  let lastWarn = 0
-  while (!o.signal.aborted) {
-    const missing = o.seeds.filter((s) => !known.has(s))
-    await Promise.all(
-      missing.map(async (url) => {
-        try {
-          const h = await identify(url, o.signal)
-          if (h.n !== o.n || h.partitions !== o.partitions) {
-            o.log.error({ seed: url, n: h.n, partitions: h.partitions }, `seed ${url} runs with n=${h.n} partitions=${h.partitions}, this node with n=${o.n} partitions=${o.partitions}; every node of a cluster needs the same --n and --partitions`)
-            return
-          }
-          known.set(url, { id: h.id, url: h.url, weight: h.weight })
-        } catch {
-          // not up yet
-        }
-      }),
-    )
-    if (known.size === o.seeds.length) {
-      const members = [...known.values()]
-      const ids = new Set(members.map((m) => m.id))
-      if (ids.size === members.length) return new Ring(members, { partitions: o.partitions, n: o.n })
-      o.log.error({ members }, 'two seeds report the same node id; every node needs its own --id')
-      known.clear()
-      known.set(o.self.url, o.self)
-    }
-    if (o.clock.now() - lastWarn > 5000) {
-      lastWarn = o.clock.now()
-      o.log.info({ waitingFor: o.seeds.filter((s) => !known.has(s)) }, 'waiting for seeds')
-    }
-    await sleep(o.clock, o.intervalMs, o.signal)
+  constructor(o: NodeMembershipOptions) {
+    this.#o = o
+    this.limits = o.limits
   }
-  return undefined
+
+  get view(): ClusterView {
+    const view = this.#o.view()
+    if (!view) throw new TypeError('the node does not serve yet')
+    return view
+  }
+
+  /** The failure detector decides: a refused connection to a dead peer costs little on the way there. */
+  up(id: string): boolean {
+    return this.#o.gossip.isUp(id)
+  }
+
+  ok(_member: Member): void {}
+
+  failed(_member: Member, _failure: ReplicaFailure): void {}
+
+  observe(epoch: string | undefined, url: string): void {
+    if (epoch === undefined || !this.view.differs(epoch)) return
+    const now = this.#o.clock.now()
+    if (now - this.#lastExchange < this.#o.debounceMs) return
+    this.#lastExchange = now
+    void this.#o.gossip.exchange(url, 2000)
+  }
+
+  /** Gossip with the node that refused our ring (both ways), or with a live peer. */
+  async refresh(url?: string): Promise<void> {
+    const gossip = this.#o.gossip
+    const target = url ?? [...gossip.states.values()].find((m) => m.id !== gossip.self.id && m.status !== 'left' && gossip.isUp(m.id))?.url
+    if (target) await gossip.exchange(target, 2000)
+  }
 }

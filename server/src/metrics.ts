@@ -9,6 +9,13 @@ export interface MetricSources {
   antiEntropy?: () => { rounds: number; exchanges: number; keysRepaired: number; bytesSent: number; bytesReceived: number }
   tombstones?: () => { held: number; reaped: number }
   peersDown: () => number
+  /** Requests served, by route and by how they came: over HTTP, or from this node itself (no HTTP). */
+  requests?: () => ReadonlyMap<string, number>
+}
+
+/** The key of `requests`: route and way in, as `route via`. */
+export function requestKey(route: string, via: 'http' | 'local'): string {
+  return `${route} ${via}`
 }
 
 /** A counter whose value is a running total kept elsewhere. */
@@ -63,6 +70,24 @@ export function nodeMetrics(src: MetricSources): Registry {
       registers: [registry],
       collect() {
         this.set(t().held)
+      },
+    })
+  }
+  if (src.requests) {
+    const requests = src.requests
+    const last = new Map<string, number>()
+    new Counter({
+      name: 'zerohop_requests_total',
+      help: 'Requests served, by route and by way in: http, or local (this node coordinating a key it replicates, with no HTTP request to itself)',
+      labelNames: ['route', 'via'],
+      registers: [registry],
+      collect() {
+        for (const [key, n] of requests()) {
+          const [route, via] = key.split(' ')
+          const before = last.get(key) ?? 0
+          if (n > before) this.inc({ route, via }, n - before)
+          last.set(key, n)
+        }
       },
     })
   }

@@ -6,16 +6,13 @@ import type http from 'node:http'
 import { once } from 'node:events'
 import { pack, unpack, sleep, nextEventTime, invalidMemberState, Paths, ZerohopError, ErrorCodes, HttpError, type Clock, type ClusterView, type HealthResponse, type MemberState, type RingResponse } from '@zerohop/core'
 import pino, { type Logger } from 'pino'
+import { systemClock, UndiciTransport, type Transport } from '@zerohop/client'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js'
 import { createHttpServer } from './http.js'
-import { Gossip } from './gossip.js'
-import { Handoff } from './handoff.js'
-import { HintStore } from './hints.js'
-import { nodeMetrics } from './metrics.js'
-import { AntiEntropy } from './anti-entropy.js'
-import { systemClock, UndiciTransport } from '@zerohop/client'
-import { Actors, Replica, type ActorState } from './replica.js'
-import { Reaper } from './reaper.js'
+import type { Gossip } from './gossip.js'
+import { LocalTransport } from './local-transport.js'
+import { wire, type NodeParts } from './parts.js'
+import { Actors, type ActorState } from './replica.js'
 import { LevelStore } from './storage/level-store.js'
 import type { Store } from './storage/store.js'
 
@@ -23,8 +20,10 @@ export interface NodeDeps {
   store?: Store
   logger?: Logger
   clock?: Clock
-  /** Source of randomness for the incarnation id. */
+  /** Source of randomness for the incarnation id and multipart boundaries. */
   random?: (bytes: number) => Uint8Array
+  /** How the node reaches other nodes (default: undici pools). Requests to itself never use it. */
+  transport?: Transport
 }
 
 const IDENTITY_KEY = Buffer.from('midentity')
@@ -47,14 +46,9 @@ export class StorageNode {
   readonly #store: Store
   readonly #clock: Clock
   readonly #random: (bytes: number) => Uint8Array
-  readonly #transport = new UndiciTransport({ connections: 4, connectTimeoutMs: 1000 })
+  readonly #transport: LocalTransport
   #server?: http.Server
-  #replica?: Replica
-  #gossip?: Gossip
-  #handoff?: Handoff
-  #hints?: HintStore
-  #antiEntropy?: AntiEntropy
-  #reaper?: Reaper
+  #parts?: NodeParts
   #identity?: Identity
   /** Serving replica requests: every seed heard from (a new cluster), or the join seed answered. */
   #ready = false
@@ -72,19 +66,25 @@ export class StorageNode {
     this.#store = deps.store ?? new LevelStore(this.options.data, { sync: this.options.fsync })
     this.#clock = deps.clock ?? systemClock
     this.#random = deps.random ?? ((n) => randomBytes(n))
+    const transport = deps.transport ?? new UndiciTransport({ connections: 4, connectTimeoutMs: 1000 })
+    if (typeof transport.post !== 'function' || typeof transport.get !== 'function' || typeof transport.close !== 'function') {
+      throw new TypeError('deps.transport must implement post(), get() and close() (see UndiciTransport)')
+    }
+    // The node's requests to itself (coordinating a key it replicates) stay in the process.
+    this.#transport = new LocalTransport(this.options.advertise, transport)
   }
 
   /** The membership view, once this node serves. */
   get view(): ClusterView | undefined {
-    return this.#ready ? this.#gossip?.view : undefined
+    return this.#ready ? this.#parts?.gossip.view : undefined
   }
 
   get gossip(): Gossip | undefined {
-    return this.#gossip
+    return this.#parts?.gossip
   }
 
   get actor(): string | undefined {
-    return this.#replica?.actor
+    return this.#parts?.replica.actor
   }
 
   /** Open storage, listen, and gossip; replica requests are served once the membership is known. */
@@ -138,132 +138,29 @@ export class StorageNode {
       (state) => this.#store.put(ACTORS_KEY, pack(state), { sync: true }),
       actorState ? (unpack(actorState) as ActorState) : undefined,
     )
-    this.#replica = new Replica(this.#store, actors, (p, k, before, after, dead) => {
-      this.#antiEntropy?.onWrite(p, k, before, after)
-      this.#reaper?.onWrite(p, k, dead)
-    })
-    this.#gossip = new Gossip({
+    const parts = wire({
+      options: o,
+      store: this.#store,
+      transport: this.#transport,
+      clock: this.#clock,
+      random: this.#random,
+      log: this.log,
+      actors,
       self,
       known,
-      seeds: o.seeds,
-      intervalMs: o.gossipIntervalMs,
-      seedProbability: o.seedProbability,
-      phiThreshold: o.phiThreshold,
-      params: { partitions: o.partitions, n: o.n, spares: 2 },
-      clock: this.#clock,
-      random: Math.random,
-      log: this.log,
-      transport: this.#transport,
-      onChange: (view) => this.#onChange(view),
-    })
-    this.#handoff = new Handoff({
-      gossip: this.#gossip,
-      replica: this.#replica,
-      store: this.#store,
-      transport: this.#transport,
-      clock: this.#clock,
-      log: this.log,
-      rateBytesPerSec: o.handoffRateBytes,
-      pageItems: o.handoffPageItems,
-      dropDelayMs: o.dropDelayMs,
-      onLeft: () => void this.#announceLeft(),
-    })
-    this.#hints = new HintStore({
-      store: this.#store,
-      transport: this.#transport,
-      clock: this.#clock,
-      log: this.log,
-      maxBytesPerTarget: o.maxHintBytes,
-      ttlMs: o.hintTtlMs,
-      intervalMs: o.hintIntervalMs,
-      batchItems: 500,
-      locate: (id) => {
-        const m = this.#gossip!.states.get(id)
-        if (!m || m.status === 'left') return undefined
-        return { url: m.url, up: this.#gossip!.isUp(id) }
-      },
-      replicasOf: (p) => [...this.#gossip!.view.replicas(p).current],
-    })
-    await this.#hints.open()
-    const replica = this.#replica
-    const transport = this.#transport
-    /** Node-to-node requests of anti-entropy and reaping. */
-    const post = async (url: string, path: string, body: Uint8Array, epoch?: string) => {
-      const r = await transport.post(url, path, body, { timeoutMs: 10_000, epoch })
-      return { status: r.status, body: r.body }
-    }
-    this.#antiEntropy = new AntiEntropy({
-      store: this.#store,
-      storeSet: (p, k, set) => replica.store(p, k, set),
-      post,
-      clock: this.#clock,
-      partitions: () => {
-        const view = this.view
-        if (!view || view.transition) return []
-        const out: number[] = []
-        for (let p = 0; p < view.current.partitions; p++) if (view.replicates(o.id, p)) out.push(p)
-        return out
-      },
-      peers: (p) => {
-        const view = this.view
-        if (!view) return []
-        return view.replicas(p).current.filter((m) => m.id !== o.id && this.#gossip!.isUp(m.id)).map((m) => ({ id: m.id, url: m.url }))
-      },
-      intervalMs: o.aeIntervalMs,
-      maxKeysPerSecond: o.aeMaxKeysPerSecond,
-      onError: (err, partition, peer) => {
-        // A peer with other tree options can never be compared with: say so where an operator looks.
-        const mismatch = err instanceof ZerohopError && err.code === ErrorCodes.CLUSTER_MISMATCH
-        this.log[mismatch ? 'warn' : 'debug']({ err, partition, peer: peer.id }, partition === undefined ? 'anti-entropy roots request failed' : 'anti-entropy exchange failed')
-      },
-    })
-    const antiEntropy = this.#antiEntropy
-    this.#reaper = new Reaper({
-      store: this.#store,
-      replica,
-      clock: this.#clock,
-      log: this.log,
-      graceMs: o.tombstoneGraceMs,
-      intervalMs: o.reapIntervalMs,
-      elapsed: this.#clock === systemClock ? () => performance.now() : undefined,
-      plan: (p) => {
-        const view = this.view
-        if (!view || !view.settled) return undefined
-        const replicas = view.replicas(p).current
-        if (replicas[0]?.id !== o.id) return undefined
-        const peers = replicas.slice(1)
-        if (!peers.every((m) => this.#gossip!.isUp(m.id))) return undefined
-        return { epoch: view.epoch, peers: peers.map((m) => ({ id: m.id, url: m.url })) }
-      },
-      post,
-    })
-    const reaper = this.#reaper
-    const hints = this.#hints
-    const handoff = this.#handoff
-    const gossip = this.#gossip
-    const registry = nodeMetrics({
-      hints: () => ({ ...hints.metrics, held: hints.counts() }),
-      handoff: () => handoff.stats,
-      peersDown: () => gossip.down().length,
-      antiEntropy: () => antiEntropy.metrics,
-      tombstones: () => ({ held: reaper.count, reaped: reaper.metrics.reaped }),
-    })
-    this.#server = createHttpServer({
-      options: this.options,
-      log: this.log,
-      replica: () => (this.#ready ? this.#replica : undefined),
       view: () => this.view,
-      gossip: () => this.#gossip,
-      hints: () => this.#hints,
-      antiEntropy: () => this.#antiEntropy,
-      reaper: () => this.#reaper,
-      metrics: async () => ({ contentType: registry.contentType, text: await registry.metrics() }),
-      health: () => this.health(),
+      ready: () => this.#ready,
       stopping: () => this.#stopping,
+      onChange: (view) => this.#onChange(view),
+      onLeft: () => void this.#announceLeft(),
+      health: () => this.health(),
       leave: () => this.leave(),
       remove: (id) => this.remove(id),
       nextChange: (ms) => this.#nextChange(ms),
     })
+    this.#parts = parts
+    await parts.hints.open()
+    this.#server = createHttpServer({ handler: parts.handler, maxBodyBytes: o.maxBodyBytes, log: this.log, stopping: () => this.#stopping })
     this.#server.listen(o.port, o.host)
     try {
       await once(this.#server, 'listening')
@@ -271,20 +168,20 @@ export class StorageNode {
       await this.#store.close()
       throw err
     }
-    this.log.info({ url: o.advertise, data: o.data, actor: this.#replica.actor, status: self.status }, 'listening')
+    this.log.info({ url: o.advertise, data: o.data, actor: parts.replica.actor, status: self.status }, 'listening')
     // A restarted node uses the membership it knew, so it serves even while other seeds are down.
     if (known.length > 1 || (prev && !o.join)) this.#becomeReady('membership from the previous run')
     else this.#discover()
-    this.#gossip.start()
-    this.#hints.start()
-    void this.#antiEntropy.start().catch((err) => this.log.error({ err }, 'anti-entropy could not start'))
-    void this.#reaper.start().catch((err) => this.log.error({ err }, 'tombstone reaping could not start'))
+    parts.gossip.start()
+    parts.hints.start()
+    void parts.antiEntropy.start().catch((err) => this.log.error({ err }, 'anti-entropy could not start'))
+    void parts.reaper.start().catch((err) => this.log.error({ err }, 'tombstone reaping could not start'))
   }
 
   /** Until the membership is known, ask every seed often (gossip proper runs once a second). */
   #discover(): void {
     if (this.#ready || this.#stopping) return
-    const gossip = this.#gossip!
+    const gossip = this.#parts!.gossip
     const o = this.options
     void Promise.all(o.seeds.filter((s) => s !== o.advertise).map((s) => gossip.exchange(s, 2000))).then(() => {
       if (this.#stopping) return
@@ -300,7 +197,7 @@ export class StorageNode {
   #becomeReady(why: string): void {
     if (this.#ready) return
     this.#ready = true
-    const view = this.#gossip!.view
+    const view = this.#parts!.gossip.view
     this.log.info({ why, epoch: view.epoch, members: view.current.members.map((m) => m.id), transition: view.transition }, 'serving')
     this.#onChange(view)
   }
@@ -326,16 +223,16 @@ export class StorageNode {
   #onChange(view: ClusterView): void {
     this.#wakeWatchers()
     if (!this.#ready || this.#stopping) return
-    const self = this.#gossip!.self
+    const self = this.#parts!.gossip.self
     if (self.removed) {
       this.log.error('an operator removed this node from the cluster; it stops serving')
       void this.stop()
       return
     }
-    const states = [...this.#gossip!.states.values()]
+    const states = [...this.#parts!.gossip.states.values()]
     this.#persisting = this.#persisting.then(() => this.#store.put(MEMBERS_KEY, pack(states))).catch((err) => this.log.error({ err }, 'could not persist the membership'))
     this.log.info({ epoch: view.epoch, transition: view.transition, members: Object.fromEntries(states.map((m) => [m.id, m.status])) }, 'membership changed')
-    this.#handoff!.kick()
+    this.#parts!.handoff.kick()
   }
 
   /** The member entries of the node at `url`, retried until it answers (undefined if stopped first). */
@@ -370,7 +267,7 @@ export class StorageNode {
 
   /** Operator: hand off this node's partitions and leave the cluster. */
   leave(): MemberState {
-    const gossip = this.#gossip
+    const gossip = this.#parts?.gossip
     if (!gossip || !this.#ready) throw new HttpError(503, ErrorCodes.NOT_READY, 'this node is not serving yet')
     const self = gossip.self
     if (self.status === 'leaving' || self.status === 'left') return self
@@ -383,7 +280,7 @@ export class StorageNode {
 
   /** Operator: remove a dead member; the others re-replicate its partitions. */
   remove(id: string): MemberState {
-    const gossip = this.#gossip
+    const gossip = this.#parts?.gossip
     if (!gossip || !this.#ready) throw new HttpError(503, ErrorCodes.NOT_READY, 'this node is not serving yet')
     const m = gossip.states.get(id)
     if (!m) throw new HttpError(404, ErrorCodes.NOT_FOUND, `no member ${id}; see zerohop status`)
@@ -398,7 +295,7 @@ export class StorageNode {
 
   /** Tell a few live peers that this node has left, then resolve `left`. */
   async #announceLeft(): Promise<void> {
-    const gossip = this.#gossip!
+    const gossip = this.#parts!.gossip
     const peers = [...gossip.states.values()].filter((m) => m.id !== gossip.self.id && m.status !== 'left' && gossip.isUp(m.id))
     await Promise.all(peers.slice(0, 8).map((m) => gossip.exchange(m.url, 2000)))
     this.#resolveLeft()
@@ -449,9 +346,9 @@ export class StorageNode {
       weight: this.options.weight,
       n: this.options.n,
       partitions: this.options.partitions,
-      actor: this.#replica?.actor ?? '',
+      actor: this.#parts?.replica.actor ?? '',
       epoch: this.view?.epoch ?? null,
-      member: this.#gossip?.self.status,
+      member: this.#parts?.gossip.self.status,
     }
   }
 
@@ -461,11 +358,11 @@ export class StorageNode {
       this.#stopping = true
       this.#wakeWatchers()
       if (this.#discovery) this.#clock.clearTimeout(this.#discovery)
-      this.#gossip?.stop()
-      await this.#handoff?.stop()
-      await this.#hints?.stop()
-      await this.#antiEntropy?.stop()
-      await this.#reaper?.stop()
+      this.#parts?.gossip.stop()
+      await this.#parts?.handoff.stop()
+      await this.#parts?.hints.stop()
+      await this.#parts?.antiEntropy.stop()
+      await this.#parts?.reaper.stop()
       const server = this.#server
       if (server) {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()))

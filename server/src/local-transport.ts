@@ -1,0 +1,56 @@
+// A node's own requests to itself go straight to its request handler, with no HTTP exchange: when it
+// coordinates a key it replicates, its own replica is one function call away. Everything else goes
+// out through the transport it wraps.
+import { EPOCH_HEADER, MSGPACK } from '@zerohop/core'
+import type { ApiReply, ApiRequest, Reply, SendOptions, Transport } from '@zerohop/client'
+import type { RequestHandler } from './routes/request.js'
+
+export class LocalTransport implements Transport {
+  readonly #self: string
+  readonly #inner: Transport
+  #handler?: RequestHandler
+
+  constructor(self: string, inner: Transport) {
+    this.#self = new URL(self).origin
+    this.#inner = inner
+  }
+
+  /** The node's handler, once it is built (it needs this transport first). */
+  serve(handler: RequestHandler): void {
+    this.#handler = handler
+  }
+
+  async #local(method: string, path: string, headers: Record<string, string>, body: Uint8Array | undefined): Promise<ApiReply> {
+    const [p, q] = path.split('?', 2)
+    const reply = await this.#handler!({ method, path: p, query: new URLSearchParams(q ?? ''), headers, body: body ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : Buffer.alloc(0), local: true })
+    const epoch = reply.headers?.[EPOCH_HEADER]
+    const out = reply.body === undefined ? Buffer.alloc(0) : typeof reply.body === 'string' ? Buffer.from(reply.body) : Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength)
+    return { status: reply.status, epoch, body: out, headers: reply.headers ?? {} }
+  }
+
+  #isSelf(url: string): boolean {
+    return this.#handler !== undefined && url === this.#self
+  }
+
+  post(url: string, path: string, body: Uint8Array, options?: SendOptions): Promise<Reply> {
+    if (!this.#isSelf(url)) return this.#inner.post(url, path, body, options)
+    const headers: Record<string, string> = { 'content-type': MSGPACK }
+    if (options?.epoch) headers[EPOCH_HEADER] = options.epoch
+    return this.#local('POST', path, headers, body)
+  }
+
+  get(url: string, path: string, options?: SendOptions): Promise<Reply> {
+    if (!this.#isSelf(url)) return this.#inner.get(url, path, options)
+    return this.#local('GET', path, {}, undefined)
+  }
+
+  request(url: string, req: ApiRequest, options?: SendOptions): Promise<ApiReply> {
+    if (this.#isSelf(url)) return this.#local(req.method, req.path, req.headers ?? {}, req.body)
+    if (!this.#inner.request) throw new TypeError('the wrapped transport has no request()')
+    return this.#inner.request(url, req, options)
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close()
+  }
+}

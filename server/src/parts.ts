@@ -1,0 +1,194 @@
+// The parts of a storage node, built from its options and seams (store, transport, clock, random,
+// logger) and wired to each other: replica, gossip, handoff, hints, anti-entropy, reaper, the
+// coordinator engine for load-balanced clients, metrics and the request handler. StorageNode owns
+// the lifecycle; this owns who talks to whom.
+import { type Clock, type ClusterView, type MemberState } from '@zerohop/core'
+import { Engine, resolveEngineOptions, systemClock } from '@zerohop/client'
+import type { Logger } from 'pino'
+import type { ResolvedNodeOptions } from './config.js'
+import { Gossip } from './gossip.js'
+import { Handoff } from './handoff.js'
+import { HintStore } from './hints.js'
+import { nodeMetrics } from './metrics.js'
+import { AntiEntropy } from './anti-entropy.js'
+import { Actors, Replica } from './replica.js'
+import { Reaper } from './reaper.js'
+import { NodeMembership } from './membership.js'
+import type { LocalTransport } from './local-transport.js'
+import type { Store } from './storage/store.js'
+import { createRequestHandler, type RequestHandler } from './routes/index.js'
+import { ZerohopError, ErrorCodes } from '@zerohop/core'
+
+export interface WireDeps {
+  options: ResolvedNodeOptions
+  store: Store
+  transport: LocalTransport
+  clock: Clock
+  random: (bytes: number) => Uint8Array
+  log: Logger
+  actors: Actors
+  self: MemberState
+  known: MemberState[]
+  /** The membership view once the node serves (undefined before). */
+  view: () => ClusterView | undefined
+  ready: () => boolean
+  stopping: () => boolean
+  onChange: (view: ClusterView) => void
+  onLeft: () => void
+  health: () => object
+  leave: () => MemberState
+  remove: (id: string) => MemberState
+  nextChange: (ms: number) => Promise<void>
+}
+
+export interface NodeParts {
+  replica: Replica
+  gossip: Gossip
+  handoff: Handoff
+  hints: HintStore
+  antiEntropy: AntiEntropy
+  reaper: Reaper
+  engine: Engine
+  handler: RequestHandler
+}
+
+export function wire(d: WireDeps): NodeParts {
+  const o = d.options
+  const { store, transport, clock, log } = d
+  // The hooks reach parts built after the replica.
+  let antiEntropy: AntiEntropy | undefined
+  let reaper: Reaper | undefined
+  const replica = new Replica(store, d.actors, (p, k, before, after, dead) => {
+    antiEntropy?.onWrite(p, k, before, after)
+    reaper?.onWrite(p, k, dead)
+  })
+  const gossip = new Gossip({
+    self: d.self,
+    known: d.known,
+    seeds: o.seeds,
+    intervalMs: o.gossipIntervalMs,
+    seedProbability: o.seedProbability,
+    phiThreshold: o.phiThreshold,
+    params: { partitions: o.partitions, n: o.n, spares: 2 },
+    clock,
+    random: Math.random,
+    log,
+    transport,
+    onChange: d.onChange,
+  })
+  const handoff = new Handoff({
+    gossip,
+    replica,
+    store,
+    transport,
+    clock,
+    log,
+    rateBytesPerSec: o.handoffRateBytes,
+    pageItems: o.handoffPageItems,
+    dropDelayMs: o.dropDelayMs,
+    onLeft: d.onLeft,
+  })
+  const hints = new HintStore({
+    store,
+    transport,
+    clock,
+    log,
+    maxBytesPerTarget: o.maxHintBytes,
+    ttlMs: o.hintTtlMs,
+    intervalMs: o.hintIntervalMs,
+    batchItems: 500,
+    locate: (id) => {
+      const m = gossip.states.get(id)
+      if (!m || m.status === 'left') return undefined
+      return { url: m.url, up: gossip.isUp(id) }
+    },
+    replicasOf: (p) => [...gossip.view.replicas(p).current],
+  })
+  /** Node-to-node requests of anti-entropy and reaping. */
+  const post = async (url: string, path: string, body: Uint8Array, epoch?: string) => {
+    const r = await transport.post(url, path, body, { timeoutMs: 10_000, epoch })
+    return { status: r.status, body: r.body }
+  }
+  antiEntropy = new AntiEntropy({
+    store,
+    storeSet: (p, k, set) => replica.store(p, k, set),
+    post,
+    clock,
+    partitions: () => {
+      const view = d.view()
+      if (!view || view.transition) return []
+      const out: number[] = []
+      for (let p = 0; p < view.current.partitions; p++) if (view.replicates(o.id, p)) out.push(p)
+      return out
+    },
+    peers: (p) => {
+      const view = d.view()
+      if (!view) return []
+      return view.replicas(p).current.filter((m) => m.id !== o.id && gossip.isUp(m.id)).map((m) => ({ id: m.id, url: m.url }))
+    },
+    intervalMs: o.aeIntervalMs,
+    maxKeysPerSecond: o.aeMaxKeysPerSecond,
+    onError: (err, partition, peer) => {
+      // A peer with other tree options can never be compared with: say so where an operator looks.
+      const mismatch = err instanceof ZerohopError && err.code === ErrorCodes.CLUSTER_MISMATCH
+      log[mismatch ? 'warn' : 'debug']({ err, partition, peer: peer.id }, partition === undefined ? 'anti-entropy roots request failed' : 'anti-entropy exchange failed')
+    },
+  })
+  reaper = new Reaper({
+    store,
+    replica,
+    clock,
+    log,
+    graceMs: o.tombstoneGraceMs,
+    intervalMs: o.reapIntervalMs,
+    elapsed: clock === systemClock ? () => performance.now() : undefined,
+    plan: (p) => {
+      const view = d.view()
+      if (!view || !view.settled) return undefined
+      const replicas = view.replicas(p).current
+      if (replicas[0]?.id !== o.id) return undefined
+      const peers = replicas.slice(1)
+      if (!peers.every((m) => gossip.isUp(m.id))) return undefined
+      return { epoch: view.epoch, peers: peers.map((m) => ({ id: m.id, url: m.url })) }
+    },
+    post,
+  })
+  const limits = { maxKeyBytes: o.maxKeyBytes, maxValueBytes: o.maxValueBytes, maxBodyBytes: o.maxBodyBytes }
+  // Load-balancer mode: this node coordinates clients' requests with the SDK's engine, over its own
+  // gossip view; its own replica is reached through the local path of the transport.
+  const engine = new Engine(
+    resolveEngineOptions({ r: o.r, w: o.w, timeoutMs: o.timeoutMs, clock }),
+    transport,
+    new NodeMembership({ gossip, view: d.view, limits, clock, debounceMs: 200 }),
+  )
+  const ae = antiEntropy
+  const rp = reaper
+  const requests = new Map<string, number>()
+  const registry = nodeMetrics({
+    requests: () => requests,
+    hints: () => ({ ...hints.metrics, held: hints.counts() }),
+    handoff: () => handoff.stats,
+    peersDown: () => gossip.down().length,
+    antiEntropy: () => ae.metrics,
+    tombstones: () => ({ held: rp.count, reaped: rp.metrics.reaped }),
+  })
+  const handler = createRequestHandler({
+    options: o,
+    log,
+    requests,
+    view: d.view,
+    gossip: () => gossip,
+    replica: () => (d.ready() ? replica : undefined),
+    parts: () => ({ hints, antiEntropy: ae, reaper: rp }),
+    engine: () => (d.ready() ? engine : undefined),
+    random: d.random,
+    metrics: async () => ({ contentType: registry.contentType, text: await registry.metrics() }),
+    health: d.health,
+    stopping: d.stopping,
+    leave: d.leave,
+    remove: d.remove,
+    nextChange: d.nextChange,
+  })
+  transport.serve(handler)
+  return { replica, gossip, handoff, hints, antiEntropy: ae, reaper: rp, engine, handler }
+}

@@ -1,0 +1,50 @@
+// The node's request handler: every route module behind one function of a request to a reply. Each
+// reply carries the node's ring epoch; anything a route throws becomes the JSON error contract.
+import { ApiPaths, EPOCH_HEADER, ErrorCodes, Paths } from '@zerohop/core'
+import { AntiEntropyPaths } from '../anti-entropy.js'
+import { requestKey } from '../metrics.js'
+import { ReapPaths } from '../reaper.js'
+import type { Logger } from 'pino'
+import { adminRoute, type AdminRouteDeps } from './admin.js'
+import { gossipRoute } from './gossip.js'
+import { kvRoute, type KvRouteDeps } from './kv.js'
+import { replicaRoute, type ReplicaRouteDeps } from './replica.js'
+import { bad, errorReply, type RequestHandler } from './request.js'
+
+export type RouteDeps = AdminRouteDeps & ReplicaRouteDeps & KvRouteDeps & {
+  log: Logger
+  /** Counts of requests served, by `requestKey(route, via)`. */
+  requests: Map<string, number>
+}
+
+const KNOWN = new Set<string>([...Object.values(Paths), ...Object.values(AntiEntropyPaths), ...Object.values(ReapPaths)])
+
+/** A metrics label for a path: bounded, whatever clients send. */
+function routeOf(path: string): string {
+  if (path.startsWith(ApiPaths.kv)) return ApiPaths.kv.slice(0, -1)
+  if (path.startsWith(ApiPaths.inspect)) return ApiPaths.inspect.slice(0, -1)
+  return KNOWN.has(path) ? path : 'unknown'
+}
+
+export function createRequestHandler(deps: RouteDeps): RequestHandler {
+  const routes = [adminRoute(deps), gossipRoute(deps), replicaRoute(deps), kvRoute(deps)]
+  return async (req) => {
+    const counted = requestKey(routeOf(req.path), req.local ? 'local' : 'http')
+    deps.requests.set(counted, (deps.requests.get(counted) ?? 0) + 1)
+    const view = deps.view()
+    let reply
+    try {
+      if (req.bodyError !== undefined) throw req.bodyError
+      let answer
+      for (const route of routes) if ((answer = route(req))) break
+      if (!answer) throw bad(404, ErrorCodes.NOT_FOUND, `no endpoint ${req.path}; see the README for the node's HTTP API`)
+      reply = await answer
+    } catch (err) {
+      reply = errorReply(err, deps.log)
+    }
+    if (view) reply.headers = { ...reply.headers, [EPOCH_HEADER]: view.epoch }
+    return reply
+  }
+}
+
+export type { NodeRequest, NodeReply, RequestHandler } from './request.js'

@@ -1,0 +1,203 @@
+// Replica endpoints: reads, coordination, stores and handoff ranges for the partitions this node
+// holds, with their validation (bad input never reaches storage) and the ring-epoch check that makes a
+// sender with an older ring refresh. Anti-entropy and reaping requests share the same checks.
+import {
+  EPOCH_HEADER,
+  ErrorCodes,
+  MAX_BATCH,
+  MAX_SET_COUNTER,
+  MSGPACK,
+  Paths,
+  checkSet,
+  checkVector,
+  pack,
+  show,
+  unpack,
+  type ClusterView,
+  type CoordinateRequest,
+  type Ring,
+  type VersionVector,
+} from '@zerohop/core'
+import type { Replica } from '../replica.js'
+import type { ResolvedNodeOptions } from '../config.js'
+import type { HintStore } from '../hints.js'
+import type { AntiEntropy } from '../anti-entropy.js'
+import { ReapPaths, parseReapRequest, type Reaper } from '../reaper.js'
+import { antiEntropyHandlers } from './anti-entropy.js'
+import { bad, decodeBody, header, msgpack, allow, type NodeRequest, type NodeReply, type Route } from './request.js'
+
+export class Validator {
+  readonly ring: Ring
+  #mine?: Uint8Array
+  constructor(readonly options: ResolvedNodeOptions, readonly view: ClusterView, readonly self: string) {
+    this.ring = view.current
+  }
+
+  /** The node a hint is for: a known member other than this one. */
+  hintTarget(x: unknown, where: string): string {
+    if (typeof x !== 'string' || !this.view.members.has(x)) throw bad(400, ErrorCodes.BAD_BODY, `${where}: hintFor must be the id of a member of the cluster`)
+    return x
+  }
+
+  /** A partition this node holds replicas of in the current or the next ring. */
+  replicated(p: number, where: string): void {
+    // Computed once per view: this check runs for every key of every request.
+    this.#mine ??= Uint8Array.from({ length: this.ring.partitions }, (_, q) => (this.view.replicates(this.self, q) ? 1 : 0))
+    if (this.#mine[p] !== 1) {
+      throw bad(409, ErrorCodes.NOT_REPLICA, `${where}: node ${this.self} does not hold replicas of partition ${p} in ring ${this.view.epoch}; refresh the ring`)
+    }
+  }
+
+  /** A partition of this ring. */
+  partition(p: unknown, where: string): number {
+    if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p >= this.ring.partitions) {
+      throw bad(400, ErrorCodes.UNKNOWN_PARTITION, `${where}: partition ${show(p)} does not exist; this ring has partitions 0..${this.ring.partitions - 1}`)
+    }
+    return p
+  }
+
+  partitionKey(p: unknown, k: unknown, where: string): [number, Uint8Array] {
+    if (!(k instanceof Uint8Array)) throw bad(400, ErrorCodes.BAD_BODY, `${where}: key must be bytes`)
+    if (k.byteLength === 0) throw bad(400, ErrorCodes.BAD_BODY, `${where}: key must not be empty`)
+    if (k.byteLength > this.options.maxKeyBytes) {
+      throw bad(400, ErrorCodes.KEY_TOO_LARGE, `${where}: key is ${k.byteLength} bytes; the limit is ${this.options.maxKeyBytes} (--max-key-bytes)`)
+    }
+    const partition = this.partition(p, where)
+    const expected = this.ring.partitionOf(k)
+    if (partition !== expected) throw bad(400, ErrorCodes.WRONG_PARTITION, `${where}: key belongs to partition ${expected}, not ${partition}`)
+    return [partition, k]
+  }
+
+  batch(x: unknown, field: string): unknown[] {
+    if (!Array.isArray(x) || x.length === 0 || x.length > MAX_BATCH) {
+      throw bad(400, ErrorCodes.BAD_BODY, `${field} must be an array of 1 to ${MAX_BATCH} items`)
+    }
+    return x
+  }
+
+  value(v: unknown): Uint8Array | null {
+    if (v === null) return null
+    if (!(v instanceof Uint8Array)) throw bad(400, ErrorCodes.BAD_BODY, 'value must be bytes or null (a tombstone)')
+    if (v.byteLength > this.options.maxValueBytes) {
+      throw bad(413, ErrorCodes.VALUE_TOO_LARGE, `value is ${v.byteLength} bytes; the limit is ${this.options.maxValueBytes} (--max-value-bytes)`)
+    }
+    return v
+  }
+
+  set(s: unknown, where: string): Uint8Array {
+    if (!(s instanceof Uint8Array)) throw bad(400, ErrorCodes.BAD_BODY, `${where}: set must be bytes`)
+    let x: unknown
+    try {
+      x = unpack(s)
+    } catch {
+      throw bad(400, ErrorCodes.BAD_BODY, `${where}: set is not valid MessagePack`)
+    }
+    const why = checkSet(x, this.options.maxValueBytes, MAX_SET_COUNTER)
+    if (why) throw bad(why.includes('over the limit') ? 413 : 400, why.includes('over the limit') ? ErrorCodes.VALUE_TOO_LARGE : ErrorCodes.BAD_BODY, `${where}: ${why}`)
+    return s
+  }
+}
+
+export interface Parts {
+  hints: HintStore
+  antiEntropy: AntiEntropy
+  reaper: Reaper
+}
+
+export type Handler = (body: Record<string, unknown>, v: Validator, replica: Replica, parts: Parts) => Promise<unknown>
+
+const handlers: Record<string, Handler> = {
+  [Paths.read]: async (body, v, replica) => {
+    const keys = v.batch(body.keys, 'keys').map((item, i) => {
+      if (!Array.isArray(item) || item.length !== 2) throw bad(400, ErrorCodes.BAD_BODY, `keys[${i}] must be [partition, key]`)
+      const pk = v.partitionKey(item[0], item[1], `keys[${i}]`)
+      v.replicated(pk[0], `keys[${i}]`)
+      return pk
+    })
+    return { sets: await replica.read(keys) }
+  },
+  [Paths.coordinate]: async (body, v, replica) => {
+    const req = body as Partial<CoordinateRequest>
+    const [p, k] = v.partitionKey(req.partition, req.key, 'request')
+    v.replicated(p, 'request')
+    const context = req.context ?? []
+    if (!checkVector(context)) throw bad(400, ErrorCodes.BAD_BODY, 'context must be a version vector [[actor, counter], ...]')
+    const value = v.value(req.value)
+    return { set: await replica.coordinate(p, k, context as VersionVector, value) }
+  },
+  [Paths.store]: async (body, v, replica, { hints }) => {
+    const items = v.batch(body.items, 'items').map((item, i) => {
+      if (!Array.isArray(item) || item.length < 3 || item.length > 4) throw bad(400, ErrorCodes.BAD_BODY, `items[${i}] must be [partition, key, set] or [partition, key, set, hintFor]`)
+      const [p, k] = v.partitionKey(item[0], item[1], `items[${i}]`)
+      const hint = item.length === 4 && item[3] !== v.self ? v.hintTarget(item[3], `items[${i}]`) : undefined
+      // A hint is kept apart from this node's data, for any partition: this node is a fallback.
+      if (!hint) v.replicated(p, `items[${i}]`)
+      return [p, k, v.set(item[2], `items[${i}]`), hint] as const
+    })
+    // Items of one batch come from different writes: store them concurrently (per-key locks order
+    // any that share a key).
+    const results = await Promise.all(items.map(([p, k, s, hint]) => (hint ? hints.put(hint, p, k, s).then(() => true) : replica.store(p, k, s))))
+    return { changed: results.filter(Boolean).length }
+  },
+  [ReapPaths.reap]: async (body, v, _replica, { reaper }) => {
+    const req = parseReapRequest(body)
+    req.items.forEach(([key], i) => v.replicated(v.partitionKey(req.partition, key, `items[${i}]`)[0], `items[${i}]`))
+    return reaper.handle(req)
+  },
+  [Paths.range]: async (body, v, replica) => {
+    const p = v.partition(body.partition, 'request')
+    const after = body.after
+    if (after !== undefined && !(after instanceof Uint8Array)) throw bad(400, ErrorCodes.BAD_BODY, 'after must be bytes (a key)')
+    const limit = body.limit
+    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_BATCH) throw bad(400, ErrorCodes.BAD_BODY, `limit must be an integer from 1 to ${MAX_BATCH}`)
+    return replica.range(p, after, limit)
+  },
+}
+
+
+/** Replica requests made with a ring older than this node's are refused, so the sender refreshes. */
+const epochChecked = new Set<string>([Paths.read, Paths.coordinate, Paths.store, ReapPaths.reap])
+
+export interface ReplicaRouteDeps {
+  options: ResolvedNodeOptions
+  /** The replica, once the node serves. */
+  replica: () => Replica | undefined
+  view: () => ClusterView | undefined
+  parts: () => Parts | undefined
+  stopping: () => boolean
+}
+
+export function replicaRoute(deps: ReplicaRouteDeps): Route {
+  const all: Record<string, Handler> = { ...handlers, ...antiEntropyHandlers }
+  let validator: Validator | undefined
+  return (req) => {
+    const handler = all[req.path]
+    return handler ? serve(req, handler) : undefined
+  }
+
+  async function serve(req: NodeRequest, handler: Handler): Promise<NodeReply> {
+    allow(req, ['POST'])
+    const type = (header(req, 'content-type') ?? '').split(';')[0].trim().toLowerCase()
+    if (type !== MSGPACK) throw bad(415, ErrorCodes.UNSUPPORTED_MEDIA_TYPE, `${req.path} takes content-type ${MSGPACK}, got ${type || 'none'}`)
+    const view = deps.view()
+    const replica = deps.replica()
+    const parts = deps.parts()
+    if (req.arrivedStopping ?? deps.stopping()) throw bad(503, ErrorCodes.SHUTTING_DOWN, 'this node is shutting down')
+    if (!view || !replica || !parts) throw bad(503, ErrorCodes.NOT_READY, 'this node has not heard from every seed yet; retry shortly')
+    const epoch = header(req, EPOCH_HEADER)
+    if (epochChecked.has(req.path) && view.differs(epoch)) {
+      throw bad(409, ErrorCodes.STALE_RING, `the request was made with ring ${epoch}, older than this node's ${view.epoch}; refresh the ring and retry`)
+    }
+    if (!validator || validator.view !== view) validator = new Validator(deps.options, view, deps.options.id)
+    const answer = await handler(decodeBody(req.body), validator, replica, parts)
+    // The rings may have changed while the write waited for its lock: a read or store made with the
+    // old rings is then refused, so its sender does not count it (a stored set stays: a sync is
+    // harmless). A coordination is not re-checked: its version is minted and the sender's stores that
+    // follow are.
+    const now = deps.view()
+    if (req.path !== Paths.coordinate && now && now !== view && epochChecked.has(req.path) && now.differs(epoch)) {
+      throw bad(409, ErrorCodes.STALE_RING, `the rings changed while the request was served (now ${now.epoch}); refresh the ring and retry`)
+    }
+    return msgpack(pack(answer))
+  }
+}
