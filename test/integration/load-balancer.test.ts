@@ -291,26 +291,26 @@ describe.skipIf(unavailable !== undefined && !process.env.CI)(`behind HAProxy ($
       })
 
       it('two PUTs without a context leave two siblings (300); a PUT with their context resolves them to one value', async () => {
-        expect((await call('PUT', kv('siblings'), { body: 'A', headers: octets })).status).toBe(204)
-        const second = await call('PUT', kv('siblings'), { body: 'B', headers: octets })
+        expect((await call('PUT', kv('siblings'), { body: 'sibling-A', headers: octets })).status).toBe(204)
+        const second = await call('PUT', kv('siblings'), { body: 'sibling-B', headers: octets })
         expect(second.status).toBe(204)
         expect(header(second, 'x-zerohop-conflict')).toBe('true')
         const json = await call('GET', kv('siblings', '?r=3'), { headers: { accept: 'application/json' } })
         expect(json.status).toBe(300)
         expect(header(json, 'content-type')).toMatch(/^application\/json/)
         const body = JSON.parse(json.body.toString()) as { siblings: string[]; context: string }
-        expect(body.siblings.map((s) => Buffer.from(s, 'base64').toString()).sort()).toEqual(['A', 'B'])
+        expect(body.siblings.map((s) => Buffer.from(s, 'base64').toString()).sort()).toEqual(['sibling-A', 'sibling-B'])
         expect(body.context).toMatch(/.+/)
         const multipart = await call('GET', kv('siblings', '?r=3'))
         expect(multipart.status).toBe(300)
         expect(header(multipart, 'content-type')).toMatch(/^multipart\/mixed/)
-        expect(multipart.body.toString()).toContain('A')
-        expect(multipart.body.toString()).toContain('B')
-        const resolved = await call('PUT', kv('siblings'), { body: 'A+B', headers: { ...octets, 'x-zerohop-context': body.context } })
+        expect(multipart.body.toString()).toContain('sibling-A')
+        expect(multipart.body.toString()).toContain('sibling-B')
+        const resolved = await call('PUT', kv('siblings'), { body: 'resolved', headers: { ...octets, 'x-zerohop-context': body.context } })
         expect(resolved.status).toBe(204)
         expect(header(resolved, 'x-zerohop-conflict')).toBeUndefined()
         const after = await call('GET', kv('siblings', '?r=3'))
-        expect([after.status, after.body.toString()]).toEqual([200, 'A+B'])
+        expect([after.status, after.body.toString()]).toEqual([200, 'resolved'])
       })
 
       it('DELETE, then GET answers 404 ZH_KEY_NOT_FOUND', async () => {
