@@ -23,18 +23,18 @@ import {
   AbortError,
   type Clock,
   type ErrorCode,
+  type KeysRequest,
+  type KeysResponse,
+  type RootsRequest,
+  type RootsResponse,
+  type TreeRequest,
+  type TreeResponse,
 } from '@zerohop/core'
 import { dataKey } from './replica.js'
 import type { Store } from './storage/store.js'
 
-export const AntiEntropyPaths = {
-  /** Root hashes of some partitions' trees: `{partitions, fanout, depth}` → `{roots}`, in the same order. */
-  roots: '/v1/ae/roots',
-  /** Hashes of some nodes of one level of a partition's tree: `{partition, fanout, depth, level, indices}` → `{hashes}`. */
-  tree: '/v1/ae/tree',
-  /** Keys of some leaves with the digest of their stored set: `{partition, fanout, depth, leaves}` → `{keys: [key, digest][]}`. */
-  keys: '/v1/ae/keys',
-} as const
+/** The anti-entropy endpoints (their shapes: RootsRequest, TreeRequest, KeysRequest in core's wire.ts). */
+export const AntiEntropyPaths = { roots: Paths.roots, tree: Paths.tree, keys: Paths.keys } as const
 
 /** Most node indices one tree request may ask for. */
 export const MAX_TREE_INDICES = 4096
@@ -45,42 +45,7 @@ export const MAX_ROOTS_PARTITIONS = 4096
 /** Most one-sided tombstones whose copy waits (see #oneSided); past that they are copied at once. */
 const MAX_ONE_SIDED = 10_000
 
-export interface RootsRequest {
-  partitions: number[]
-  /** The asker's tree shape; when given, it must be this node's. */
-  fanout?: number
-  depth?: number
-}
-
-export interface RootsResponse {
-  /** The root of each asked partition's tree (the empty tree's root for one without data here). */
-  roots: Uint8Array[]
-}
-
-export interface TreeRequest {
-  partition: number
-  level: number
-  indices: number[]
-  /** The asker's tree shape; when given, it must be this node's. */
-  fanout?: number
-  depth?: number
-}
-
-export interface TreeResponse {
-  hashes: Uint8Array[]
-}
-
-export interface KeysRequest {
-  partition: number
-  leaves: number[]
-  fanout?: number
-  depth?: number
-}
-
-export interface KeysResponse {
-  /** [key, MD5 of its stored set] for every key this node holds in those leaves. */
-  keys: [key: Uint8Array, digest: Uint8Array][]
-}
+export type { RootsRequest, RootsResponse, TreeRequest, TreeResponse, KeysRequest, KeysResponse }
 
 export interface Peer {
   id: string

@@ -17,17 +17,14 @@ import {
   unpack,
   type Clock,
   type ClockTimer,
+  type GossipMessage,
   type MemberState,
   type RingParams,
 } from '@zerohop/core'
 import type { Transport } from '@zerohop/client'
 import type { Logger } from 'pino'
 
-export interface GossipMessage {
-  partitions: number
-  n: number
-  members: MemberState[]
-}
+export type { GossipMessage }
 
 export interface GossipOptions {
   self: MemberState

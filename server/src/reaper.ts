@@ -12,21 +12,15 @@
 //
 // Which tombstones a node holds, and since when, is kept in memory: one scan at start-up (which
 // counts from the start, so a restart only postpones reaping), then kept by every write.
-import { ErrorCodes, HttpError, MAX_BATCH, bytesEqual, decodeSet, onlyTombstones, pack, unpack, type Clock, type ClockTimer } from '@zerohop/core'
+import { ErrorCodes, HttpError, MAX_BATCH, Paths, bytesEqual, decodeSet, onlyTombstones, pack, unpack, type Clock, type ClockTimer, type ReapRequest, type ReapResponse } from '@zerohop/core'
 import type { Logger } from 'pino'
 import type { Replica } from './replica.js'
 import type { Store } from './storage/store.js'
 
-export const ReapPaths = {
-  /** `{partition, phase: 'check' | 'reap', items: [key, set][]}` → `{ok: boolean[]}`. */
-  reap: '/v1/replica/reap',
-} as const
+/** `{partition, phase: 'check' | 'reap', items: [key, set][]}` → `{ok: boolean[]}` (ReapRequest in core's wire.ts). */
+export const ReapPaths = { reap: Paths.reap } as const
 
-export interface ReapRequest {
-  partition: number
-  phase: 'check' | 'reap'
-  items: [key: Uint8Array, set: Uint8Array][]
-}
+export type { ReapRequest, ReapResponse }
 
 /** The shape of a reap request's body (whether its keys belong to `partition` is the ring's to check). */
 export function parseReapRequest(body: Record<string, unknown>): ReapRequest {
@@ -36,10 +30,6 @@ export function parseReapRequest(body: Record<string, unknown>): ReapRequest {
     throw new HttpError(400, ErrorCodes.BAD_BODY, `items must be 1 to ${MAX_BATCH} [key, set] pairs of bytes`)
   }
   return { partition: partition as number, phase, items }
-}
-
-export interface ReapResponse {
-  ok: boolean[]
 }
 
 export interface ReapPeer {
