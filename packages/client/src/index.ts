@@ -14,9 +14,13 @@ export {
   NoSeedReachableError,
   ClientClosedError,
   MergeError,
+  TransportError,
+  InvalidResponseError,
+  HttpError,
   ErrorCodes,
   type ErrorCode,
   type ReplicaFailure,
+  type TransportErrorKind,
   type Clock,
 } from '@zerohop/core'
 export { systemClock } from './clock.js'

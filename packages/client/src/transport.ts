@@ -1,7 +1,8 @@
 // How the SDK reaches nodes: one undici Pool per node with keep-alive (never the global fetch, which
-// costs about 6x the CPU). The interface is a seam: a simulator or a test can pass its own.
+// costs about 6x the CPU). The interface is a seam: a simulator or a test can pass its own, and
+// speaks the same contract (TransportError) so that nothing above it knows undici's error codes.
 import { Pool } from 'undici'
-import { ClientClosedError, EPOCH_HEADER, MSGPACK } from '@zerohop/core'
+import { ClientClosedError, EPOCH_HEADER, MSGPACK, TransportError, type TransportErrorKind } from '@zerohop/core'
 
 export interface Reply {
   status: number
@@ -24,8 +25,19 @@ export interface SendOptions {
   epoch?: string
 }
 
+/**
+ * How requests reach nodes. The contract every implementation keeps:
+ *
+ * - Any HTTP answer resolves, whatever its status: an error status is a reply, not a rejection.
+ * - No answer rejects with a `TransportError` whose `kind` says why (`refused`, `timeout`, `network`,
+ *   `aborted`) and whose `delivered` says whether the request may have reached the node: false only
+ *   when it certainly was not written (connection refused, connect timeout, the name did not resolve),
+ *   which is what lets a caller send even a request that is not idempotent somewhere else.
+ *   The implementation's own error is the `cause`.
+ * - Anything else (a closed transport: ClientClosedError; a bad argument) rejects with its own error.
+ */
 export interface Transport {
-  /** POST a MessagePack body. Rejects only on network errors, timeouts and aborts; HTTP errors come back as replies. */
+  /** POST a MessagePack body. */
   post(url: string, path: string, body: Uint8Array, options?: SendOptions): Promise<Reply>
   get(url: string, path: string, options?: SendOptions): Promise<Reply>
   close(): Promise<void>
@@ -87,6 +99,8 @@ export class UndiciTransport implements Transport {
       const bytes = Buffer.from(await res.body.arrayBuffer())
       const epoch = res.headers[EPOCH_HEADER]
       return { status: res.statusCode, epoch: typeof epoch === 'string' ? epoch : undefined, body: bytes }
+    } catch (err) {
+      throw transportError(err, `${method} ${url}${path}`, signal)
     } finally {
       this.#inFlight.set(url, (this.#inFlight.get(url) ?? 1) - 1)
     }
@@ -106,4 +120,41 @@ export class UndiciTransport implements Transport {
     this.#pools.clear()
     await Promise.all(pools.map((p) => p.destroy()))
   }
+}
+
+/** Socket and undici codes of errors raised before the request was written: it never reached the node. */
+const NOT_WRITTEN: Record<string, TransportErrorKind> = {
+  ECONNREFUSED: 'refused',
+  UND_ERR_CONNECT_TIMEOUT: 'timeout',
+  // The name did not resolve: no connection was attempted.
+  ENOTFOUND: 'network',
+  EAI_AGAIN: 'network',
+}
+
+const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+
+/** undici's errors that say the request itself was wrong (a bug here), not that the network failed. */
+const MISUSE = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_INVALID_RETURN_VALUE', 'UND_ERR_NOT_SUPPORTED'])
+
+/**
+ * undici's rejection as the Transport contract's TransportError (see Transport). An abort rejects
+ * with the signal's reason, whatever it is, so an abort is known by the signal, not by the error.
+ */
+export function transportError(err: unknown, what: string, signal?: AbortSignal): unknown {
+  if (err instanceof TransportError) return err
+  const e = err as { code?: unknown; name?: unknown; message?: unknown } | undefined
+  const code = typeof e?.code === 'string' ? e.code : undefined
+  if ((signal?.aborted && err === signal.reason) || code === 'UND_ERR_ABORTED' || code === 'UND_ERR_ABORT' || e?.name === 'AbortError') {
+    const timeout = e?.name === 'TimeoutError'
+    return new TransportError(timeout ? 'timeout' : 'aborted', `${what}: ${timeout ? 'deadline passed' : 'aborted'}`, { delivered: true, cause: err })
+  }
+  if (code === undefined || MISUSE.has(code)) return err
+  const notWritten = NOT_WRITTEN[code]
+  if (notWritten) return new TransportError(notWritten, `${what}: ${describe(code, e)}`, { delivered: false, cause: err })
+  return new TransportError(TIMEOUTS.has(code) ? 'timeout' : 'network', `${what}: ${describe(code, e)}`, { delivered: true, cause: err })
+}
+
+function describe(code: string, e: { message?: unknown } | undefined): string {
+  const message = typeof e?.message === 'string' && e.message ? e.message : 'failed'
+  return message.includes(code) ? message : `${message} (${code})`
 }
