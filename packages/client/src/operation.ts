@@ -1,6 +1,7 @@
 // One request's deadline and cancellation, and the outcome of asking one replica. A single timer per
 // operation aborts every replica request still in flight when the deadline passes.
 import { AbortError, HttpError, InvalidResponseError, TransportError, type Clock, type ClockTimer, type Member, type ReplicaFailure, type TransportErrorKind } from '@zerohop/core'
+import { replyError } from './replica-client.js'
 import type { Reply } from './transport.js'
 
 /** What a request needs to know of the operation(s) it serves. */
@@ -142,17 +143,9 @@ export function failureOf(member: Member, err: unknown, op: Operation): ReplicaF
   return { ...base, cause: 'network', code: errorCode(err), message: (err as Error)?.message ?? String(err) }
 }
 
+/** A replica's answer with an error status, as that replica's failure (the body parsed by replyError). */
 export function httpFailure(member: Member, reply: Reply): ReplicaFailure {
-  let code: string | undefined
-  let message = `HTTP ${reply.status}`
-  try {
-    const body = JSON.parse(reply.body.toString('utf8')) as { error?: { code?: string; message?: string } }
-    code = body.error?.code
-    if (body.error?.message) message = body.error.message
-  } catch {
-    // not our JSON error body
-  }
-  return { id: member.id, url: member.url, cause: 'http', status: reply.status, code, message }
+  return { id: member.id, url: member.url, cause: 'http', ...replyError(reply) }
 }
 
 export interface Gathered<T> {
