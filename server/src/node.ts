@@ -13,7 +13,7 @@ import { Handoff } from './handoff.js'
 import { HintStore } from './hints.js'
 import { nodeMetrics } from './metrics.js'
 import { AntiEntropy } from './anti-entropy.js'
-import { systemClock, UndiciTransport } from '@zerohop/client'
+import { ReplicaClient, systemClock, UndiciTransport } from '@zerohop/client'
 import { Actors, Replica, type ActorState } from './replica.js'
 import { Reaper } from './reaper.js'
 import { LevelStore } from './storage/level-store.js'
@@ -142,6 +142,8 @@ export class StorageNode {
       this.#antiEntropy?.onWrite(p, k, before, after)
       this.#reaper?.onWrite(p, k, dead)
     })
+    /** Every node-to-node request (gossip, handoff, hints, anti-entropy, reaping). */
+    const replicaClient = new ReplicaClient(this.#transport)
     this.#gossip = new Gossip({
       self,
       known,
@@ -153,14 +155,14 @@ export class StorageNode {
       clock: this.#clock,
       random: Math.random,
       log: this.log,
-      transport: this.#transport,
+      replicaClient,
       onChange: (view) => this.#onChange(view),
     })
     this.#handoff = new Handoff({
       gossip: this.#gossip,
       replica: this.#replica,
       store: this.#store,
-      transport: this.#transport,
+      replicaClient,
       clock: this.#clock,
       log: this.log,
       rateBytesPerSec: o.handoffRateBytes,
@@ -170,7 +172,7 @@ export class StorageNode {
     })
     this.#hints = new HintStore({
       store: this.#store,
-      transport: this.#transport,
+      replicaClient,
       clock: this.#clock,
       log: this.log,
       maxBytesPerTarget: o.maxHintBytes,
@@ -186,16 +188,10 @@ export class StorageNode {
     })
     await this.#hints.open()
     const replica = this.#replica
-    const transport = this.#transport
-    /** Node-to-node requests of anti-entropy and reaping. */
-    const post = async (url: string, path: string, body: Uint8Array, epoch?: string) => {
-      const r = await transport.post(url, path, body, { timeoutMs: 10_000, epoch })
-      return { status: r.status, body: r.body }
-    }
     this.#antiEntropy = new AntiEntropy({
       store: this.#store,
       storeSet: (p, k, set) => replica.store(p, k, set),
-      post,
+      replicaClient,
       clock: this.#clock,
       partitions: () => {
         const view = this.view
@@ -235,7 +231,7 @@ export class StorageNode {
         if (!peers.every((m) => this.#gossip!.isUp(m.id))) return undefined
         return { epoch: view.epoch, peers: peers.map((m) => ({ id: m.id, url: m.url })) }
       },
-      post,
+      replicaClient,
     })
     const reaper = this.#reaper
     const hints = this.#hints
