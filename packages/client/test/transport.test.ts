@@ -53,17 +53,18 @@ describe('UndiciTransport', () => {
   })
 })
 
-/** A server on 127.0.0.1 that does `handle` with every request; closed by the returned function. */
-async function serve(handle: http.RequestListener): Promise<{ url: string; close: () => Promise<void> }> {
+/** Run `test` against a server on 127.0.0.1 that does `handle` with every request (or, without `test`, against a port just closed). */
+async function withServer(handle: http.RequestListener, test?: (url: string) => Promise<void>): Promise<string> {
   const s = http.createServer(handle)
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  return {
-    url: `http://127.0.0.1:${(s.address() as AddressInfo).port}`,
-    close: async () => {
-      s.closeAllConnections()
-      await new Promise((r) => s.close(r))
-    },
+  const url = `http://127.0.0.1:${(s.address() as AddressInfo).port}`
+  try {
+    await test?.(url)
+  } finally {
+    s.closeAllConnections()
+    await new Promise((r) => s.close(r))
   }
+  return url
 }
 
 /** What `p` rejects with (the test fails if it resolves). */
@@ -78,65 +79,53 @@ describe('UndiciTransport errors: the Transport contract', () => {
   afterAll(() => transport.close())
 
   it('a refused connection: kind refused, certainly not delivered', async () => {
-    const gone = await serve(() => undefined)
-    await gone.close()
-    const err = await rejection(transport.post(gone.url, '/x', new Uint8Array([1]), { timeoutMs: 2000 }))
+    const gone = await withServer(() => undefined)
+    const err = await rejection(transport.post(gone, '/x', new Uint8Array([1]), { timeoutMs: 2000 }))
     expect(err).toMatchObject({ code: 'ZH_TRANSPORT', kind: 'refused', delivered: false })
     expect((err.cause as { code?: string }).code).toBe('ECONNREFUSED')
-    expect(err.message).toContain(`${gone.url}/x`)
+    expect(err.message).toContain(`${gone}/x`)
   })
 
   it('a server that never answers: kind timeout, maybe delivered', async () => {
-    const silent = await serve(() => undefined)
-    try {
-      const err = await rejection(transport.post(silent.url, '/x', new Uint8Array([1]), { timeoutMs: 200 }))
+    await withServer(() => undefined, async (url) => {
+      const err = await rejection(transport.post(url, '/x', new Uint8Array([1]), { timeoutMs: 200 }))
       expect(err).toMatchObject({ kind: 'timeout', delivered: true })
       expect((err.cause as { code?: string }).code).toBe('UND_ERR_HEADERS_TIMEOUT')
-    } finally {
-      await silent.close()
-    }
+    })
   })
 
   it('a server that stops in the middle of the body: kind timeout, maybe delivered', async () => {
-    const stalls = await serve((_req, res) => {
+    const stall: http.RequestListener = (_req, res) => {
       res.writeHead(200, { 'content-length': '10' })
       res.write('12345')
-    })
-    try {
-      const err = await rejection(transport.post(stalls.url, '/x', new Uint8Array([1]), { timeoutMs: 200 }))
+    }
+    await withServer(stall, async (url) => {
+      const err = await rejection(transport.post(url, '/x', new Uint8Array([1]), { timeoutMs: 200 }))
       expect(err).toMatchObject({ kind: 'timeout', delivered: true })
       expect((err.cause as { code?: string }).code).toBe('UND_ERR_BODY_TIMEOUT')
-    } finally {
-      await stalls.close()
-    }
+    })
   })
 
   it('a server that destroys the socket: kind network, maybe delivered', async () => {
-    const rude = await serve((req) => req.socket.destroy())
-    try {
-      const err = await rejection(transport.post(rude.url, '/x', new Uint8Array([1]), { timeoutMs: 2000 }))
+    await withServer((req) => req.socket.destroy(), async (url) => {
+      const err = await rejection(transport.post(url, '/x', new Uint8Array([1]), { timeoutMs: 2000 }))
       expect(err).toMatchObject({ kind: 'network', delivered: true })
       expect((err.cause as { code?: string }).code).toBe('UND_ERR_SOCKET')
-    } finally {
-      await rude.close()
-    }
+    })
   })
 
   it('an abort: kind aborted, maybe delivered; a deadline signal: kind timeout', async () => {
-    const silent = await serve(() => undefined)
-    try {
+    await withServer(() => undefined, async (url) => {
       const ac = new AbortController()
-      const pending = transport.post(silent.url, '/x', new Uint8Array([1]), { signal: ac.signal, timeoutMs: 5000 })
+      const pending = transport.post(url, '/x', new Uint8Array([1]), { signal: ac.signal, timeoutMs: 5000 })
       setTimeout(() => ac.abort(), 20)
       expect(await rejection(pending)).toMatchObject({ kind: 'aborted', delivered: true })
       const custom = new AbortController()
-      const withReason = transport.get(silent.url, '/x', { signal: custom.signal, timeoutMs: 5000 })
+      const withReason = transport.get(url, '/x', { signal: custom.signal, timeoutMs: 5000 })
       setTimeout(() => custom.abort('stop'), 20)
       expect(await rejection(withReason)).toMatchObject({ kind: 'aborted', cause: 'stop' })
-      expect(await rejection(transport.get(silent.url, '/x', { signal: AbortSignal.timeout(20), timeoutMs: 5000 }))).toMatchObject({ kind: 'timeout', delivered: true })
-    } finally {
-      await silent.close()
-    }
+      expect(await rejection(transport.get(url, '/x', { signal: AbortSignal.timeout(20), timeoutMs: 5000 }))).toMatchObject({ kind: 'timeout', delivered: true })
+    })
   })
 
   it('maps the errors of the connect phase as not delivered, and passes misuse through', () => {
