@@ -26,7 +26,7 @@ export const readBatch: BatchKind<[partition: number, key: Uint8Array], Uint8Arr
   encode: (keys) => frames.read.encode({ keys }),
   decode(body, count) {
     const answer = readAnswer(body, count)
-    return typeof answer === 'string' ? answer : answer.sets
+    return typeof answer === 'string' ? `the node ${answer}` : answer.sets
   },
 }
 
@@ -39,7 +39,7 @@ export const storeBatch: BatchKind<StoreItem, null> = {
   encode: (items) => frames.store.encode({ items }),
   decode(body, count) {
     const answer = storeAnswer(body)
-    return typeof answer === 'string' ? answer : new Array<null>(count).fill(null)
+    return typeof answer === 'string' ? `the node ${answer}` : new Array<null>(count).fill(null)
   },
 }
 

@@ -68,10 +68,14 @@ export function replyError(reply: { status: number; body: Uint8Array }): ReplyEr
  */
 export function replyHttpError(url: string, path: string, reply: { status: number; body: Uint8Array }): HttpError {
   const { status, code, message } = replyError(reply)
-  return new HttpError(status, (code ?? ErrorCodes.INTERNAL) as ErrorCode, `${path} on ${url} answered ${status}: ${message}`)
+  // Without a code, the message is `HTTP <status>...` already.
+  return new HttpError(status, (code ?? ErrorCodes.INTERNAL) as ErrorCode, `${path} on ${url} answered ${code === undefined ? message : `${status}: ${message}`}`)
 }
 
-/** How one request is framed: where it goes, its body, and its answer decoded, or why it is unusable. */
+/**
+ * How one request is framed: where it goes, its body, and its answer decoded, or why it is unusable
+ * (a phrase that follows the node's name: `answered /v1/ae/roots with ...`).
+ */
 export interface Frame<Req, Res> {
   path: string
   encode(req: Req): Uint8Array
@@ -86,9 +90,9 @@ function decodeMap<T>(body: Uint8Array, what: string, check: (x: Fields) => stri
   try {
     x = unpack(body)
   } catch {
-    return `the node answered ${what} with a malformed body`
+    return `answered ${what} with a malformed body`
   }
-  if (x === null || typeof x !== 'object' || Array.isArray(x)) return `the node answered ${what} with a malformed body`
+  if (x === null || typeof x !== 'object' || Array.isArray(x)) return `answered ${what} with a malformed body`
   return check(x as Fields) ?? (x as T)
 }
 
@@ -97,20 +101,20 @@ const isHash = (x: unknown) => isBytes(x, HASH_BYTES)
 
 /** One entry per item asked, each passing `ok`; else why not. */
 function perItem(x: unknown, count: number, ok: (v: unknown) => boolean, what: string, item: string): string | undefined {
-  return Array.isArray(x) && x.length === count && x.every(ok) ? undefined : `the node answered ${what} with something other than ${count} ${item}`
+  return Array.isArray(x) && x.length === count && x.every(ok) ? undefined : `answered ${what} with something other than ${count} ${item}`
 }
 
 /** A read answer for `count` keys (the SDK's batched reads decode with this too). */
 export function readAnswer(body: Uint8Array, count: number): ReadResponse | string {
   return decodeMap<ReadResponse>(body, 'a read', (x) => {
-    if (!Array.isArray(x.sets) || x.sets.length !== count) return 'the node answered a read with a malformed body'
-    return x.sets.every((s) => s === null || s instanceof Uint8Array) ? undefined : 'a read answer is not a set'
+    if (!Array.isArray(x.sets) || x.sets.length !== count) return `answered a read of ${count} keys with ${Array.isArray(x.sets) ? x.sets.length : 'no'} sets`
+    return x.sets.every((s) => s === null || s instanceof Uint8Array) ? undefined : 'answered a read with something that is not a set'
   })
 }
 
 /** A store answer (the SDK's batched stores decode with this too). */
 export function storeAnswer(body: Uint8Array): StoreResponse | string {
-  return decodeMap<StoreResponse>(body, 'a store', (x) => (typeof x.changed === 'number' ? undefined : 'the node answered a store with a malformed body'))
+  return decodeMap<StoreResponse>(body, 'a store', (x) => (typeof x.changed === 'number' ? undefined : 'answered a store without the count of changes'))
 }
 
 function frame<Req, Res>(path: string, decode: (body: Uint8Array, req: Req) => Res | string): Frame<Req, Res> {
@@ -122,12 +126,12 @@ export const frames = {
   read: frame<ReadRequest, ReadResponse>(Paths.read, (body, req) => readAnswer(body, req.keys.length)),
   store: frame<StoreRequest, StoreResponse>(Paths.store, (body) => storeAnswer(body)),
   coordinate: frame<CoordinateRequest, CoordinateResponse>(Paths.coordinate, (body) =>
-    decodeMap(body, 'a coordinate', (x) => (x.set instanceof Uint8Array ? undefined : 'invalid coordinate response')),
+    decodeMap(body, 'a coordinate', (x) => (x.set instanceof Uint8Array ? undefined : 'answered a coordinate without a set')),
   ),
   range: frame<RangeRequest, RangeResponse>(Paths.range, (body) =>
     decodeMap(body, Paths.range, (x) => {
-      if (!Array.isArray(x.items) || typeof x.more !== 'boolean') return `the node answered ${Paths.range} without items and more`
-      return x.items.every((it) => Array.isArray(it) && it.length === 2 && isBytes(it[0]) && it[1] instanceof Uint8Array) ? undefined : `the node answered ${Paths.range} with an item that is not [key, set]`
+      if (!Array.isArray(x.items) || typeof x.more !== 'boolean') return `answered ${Paths.range} without items and more`
+      return x.items.every((it) => Array.isArray(it) && it.length === 2 && isBytes(it[0]) && it[1] instanceof Uint8Array) ? undefined : `answered ${Paths.range} with an item that is not [key, set]`
     }),
   ),
   roots: frame<RootsRequest, RootsResponse>(Paths.roots, (body, req) =>
@@ -138,8 +142,8 @@ export const frames = {
   ),
   keys: frame<KeysRequest, KeysResponse>(Paths.keys, (body) =>
     decodeMap(body, Paths.keys, (x) => {
-      if (!Array.isArray(x.keys)) return `the node answered ${Paths.keys} without keys`
-      return x.keys.every((it) => Array.isArray(it) && isBytes(it[0]) && isHash(it[1])) ? undefined : `the node answered ${Paths.keys} with an item that is not [key, ${HASH_BYTES}-byte digest]`
+      if (!Array.isArray(x.keys)) return `answered ${Paths.keys} without keys`
+      return x.keys.every((it) => Array.isArray(it) && isBytes(it[0]) && isHash(it[1])) ? undefined : `answered ${Paths.keys} with an item that is not [key, ${HASH_BYTES}-byte digest]`
     }),
   ),
   reap: frame<ReapRequest, ReapResponse>(Paths.reap, (body, req) =>
@@ -147,10 +151,10 @@ export const frames = {
   ),
   gossip: frame<GossipMessage, GossipMessage>(Paths.gossip, (body) =>
     decodeMap(body, Paths.gossip, (x) => {
-      if (!Array.isArray(x.members)) return `the node answered ${Paths.gossip} without members`
+      if (!Array.isArray(x.members)) return `answered ${Paths.gossip} without members`
       for (const m of x.members) {
         const why = invalidMemberState(m)
-        if (why) return `the node answered ${Paths.gossip} with a member entry that is not one: ${why}`
+        if (why) return `answered ${Paths.gossip} with a member entry that is not one: ${why}`
       }
       return undefined
     }),
@@ -163,9 +167,9 @@ export function ringAnswer(body: Uint8Array): RingResponse | string {
   try {
     d = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8')) as RingResponse
   } catch {
-    return 'malformed ring response'
+    return `answered ${Paths.ring} with something other than JSON`
   }
-  if (!Array.isArray(d?.members) || typeof d.partitions !== 'number' || typeof d.n !== 'number') return 'malformed ring response'
+  if (!Array.isArray(d?.members) || typeof d.partitions !== 'number' || typeof d.n !== 'number') return `answered ${Paths.ring} without members, partitions and n`
   return d
 }
 
@@ -263,7 +267,7 @@ export class ReplicaClient {
     o.onReply?.(reply, sent)
     if (reply.status !== 200) throw replyHttpError(url, path, reply)
     const res = decode(reply.body)
-    if (typeof res === 'string') throw new InvalidResponseError(`${path} on ${url}: ${res}`)
+    if (typeof res === 'string') throw new InvalidResponseError(`${url} ${res}`)
     return res
   }
 }

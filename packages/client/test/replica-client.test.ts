@@ -55,7 +55,11 @@ describe('ReplicaClient', () => {
     expect(err).toMatchObject({ status: 409, code: 'ZH_NOT_REPLICA' })
     expect((err as Error).message).toBe('/v1/replica/store on http://n1 answered 409: not a replica')
     t.reply = { status: 502, body: Buffer.from('bad gateway') }
-    expect(await new ReplicaClient(t).read('http://n1', { keys: [[0, k]] }).catch((e: unknown) => e)).toMatchObject({ status: 502, code: 'ZH_INTERNAL' })
+    expect(await new ReplicaClient(t).read('http://n1', { keys: [[0, k]] }).catch((e: unknown) => e)).toMatchObject({
+      status: 502,
+      code: 'ZH_INTERNAL',
+      message: '/v1/replica/read on http://n1 answered HTTP 502: bad gateway',
+    })
   })
 
   it('a 200 whose body is not the answer asked for rejects with InvalidResponseError', async () => {
@@ -85,7 +89,7 @@ describe('ReplicaClient', () => {
       expect(err).toMatchObject({ code: 'ZH_INVALID_RESPONSE' })
     }
     t.reply = ok({ roots: [hash] })
-    await expect(c.roots('u', { partitions: [0, 1] })).rejects.toThrow(/something other than 2 roots of 16 bytes/)
+    await expect(c.roots('u', { partitions: [0, 1] })).rejects.toThrow('u answered /v1/ae/roots with something other than 2 roots of 16 bytes')
   })
 
   it('decodes sound answers, and frames requests with the path, the epoch and a default timeout', async () => {
