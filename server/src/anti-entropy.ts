@@ -7,7 +7,6 @@
 // so the time to agree follows the differences, not the number of partitions.
 import {
   ErrorCodes,
-  HASH_BYTES,
   HttpError,
   InvalidArgumentError,
   MAX_BATCH,
@@ -17,24 +16,22 @@ import {
   bytesEqual,
   show,
   decodeSet,
-  pack,
   sleep,
-  unpack,
   AbortError,
   type Clock,
-  type ErrorCode,
+  type KeysRequest,
+  type KeysResponse,
+  type RootsRequest,
+  type RootsResponse,
+  type TreeRequest,
+  type TreeResponse,
 } from '@zerohop/core'
+import { ReplicaClient, type ReplicaRequestOptions } from '@zerohop/client'
 import { dataKey } from './replica.js'
 import type { Store } from './storage/store.js'
 
-export const AntiEntropyPaths = {
-  /** Root hashes of some partitions' trees: `{partitions, fanout, depth}` → `{roots}`, in the same order. */
-  roots: '/v1/ae/roots',
-  /** Hashes of some nodes of one level of a partition's tree: `{partition, fanout, depth, level, indices}` → `{hashes}`. */
-  tree: '/v1/ae/tree',
-  /** Keys of some leaves with the digest of their stored set: `{partition, fanout, depth, leaves}` → `{keys: [key, digest][]}`. */
-  keys: '/v1/ae/keys',
-} as const
+/** The anti-entropy endpoints (their shapes: RootsRequest, TreeRequest, KeysRequest in core's wire.ts). */
+export const AntiEntropyPaths = { roots: Paths.roots, tree: Paths.tree, keys: Paths.keys } as const
 
 /** Most node indices one tree request may ask for. */
 export const MAX_TREE_INDICES = 4096
@@ -45,57 +42,20 @@ export const MAX_ROOTS_PARTITIONS = 4096
 /** Most one-sided tombstones whose copy waits (see #oneSided); past that they are copied at once. */
 const MAX_ONE_SIDED = 10_000
 
-export interface RootsRequest {
-  partitions: number[]
-  /** The asker's tree shape; when given, it must be this node's. */
-  fanout?: number
-  depth?: number
-}
-
-export interface RootsResponse {
-  /** The root of each asked partition's tree (the empty tree's root for one without data here). */
-  roots: Uint8Array[]
-}
-
-export interface TreeRequest {
-  partition: number
-  level: number
-  indices: number[]
-  /** The asker's tree shape; when given, it must be this node's. */
-  fanout?: number
-  depth?: number
-}
-
-export interface TreeResponse {
-  hashes: Uint8Array[]
-}
-
-export interface KeysRequest {
-  partition: number
-  leaves: number[]
-  fanout?: number
-  depth?: number
-}
-
-export interface KeysResponse {
-  /** [key, MD5 of its stored set] for every key this node holds in those leaves. */
-  keys: [key: Uint8Array, digest: Uint8Array][]
-}
+export type { RootsRequest, RootsResponse, TreeRequest, TreeResponse, KeysRequest, KeysResponse }
 
 export interface Peer {
   id: string
   url: string
 }
 
-export type Post = (url: string, path: string, body: Uint8Array) => Promise<{ status: number; body: Buffer }>
-
 export interface AntiEntropyOptions {
   /** The node's storage: scanned once by `start()` (data keys, see replica.ts) and read for repairs. */
   store: Store
   /** Sync a set received from a peer into the local one (`Replica.store`); true when the local state changed. */
   storeSet: (partition: number, key: Uint8Array, set: Uint8Array) => Promise<boolean>
-  /** POST a MessagePack body to a peer; a non-200 status is an error (JSON `{"error":{code,message}}`). */
-  post: Post
+  /** How requests reach peers (an error status rejects with the peer's HttpError). */
+  replicaClient: ReplicaClient
   clock: Clock
   /** Partitions this node replicates, and may compare now ([] while anti-entropy must pause). */
   partitions: () => number[]
@@ -137,9 +97,10 @@ type Resolved = Required<Omit<AntiEntropyOptions, 'onError'>> & Pick<AntiEntropy
 
 function resolve(o: AntiEntropyOptions): Resolved {
   const r = { ...antiEntropyDefaults, random: Math.random, ...o } as Resolved
-  for (const name of ['storeSet', 'post', 'partitions', 'peers', 'random'] as const) {
+  for (const name of ['storeSet', 'partitions', 'peers', 'random'] as const) {
     if (typeof r[name] !== 'function') throw new InvalidArgumentError(`anti-entropy option ${name} must be a function`)
   }
+  if (!(r.replicaClient instanceof ReplicaClient)) throw new InvalidArgumentError('anti-entropy option replicaClient must be a ReplicaClient (new ReplicaClient(transport))')
   if (!r.store || typeof r.store.entries !== 'function') throw new InvalidArgumentError('anti-entropy option store must be the node Store')
   if (!r.clock || typeof r.clock.setTimeout !== 'function') throw new InvalidArgumentError('anti-entropy option clock must be a Clock (systemClock outside tests)')
   if (!Number.isInteger(r.intervalMs) || r.intervalMs < 1) throw new InvalidArgumentError(`anti-entropy intervalMs must be a positive integer (got ${String(r.intervalMs)}); the default is ${antiEntropyDefaults.intervalMs}`)
@@ -232,6 +193,14 @@ export class AntiEntropy {
     lastExchangeMs: 0,
     /** When (clock ms) the last exchange completed. */
     lastExchangeAt: 0,
+  }
+
+  // Every request to a peer counts its bytes, both ways.
+  readonly #metered: ReplicaRequestOptions = {
+    onReply: (reply, sent) => {
+      this.metrics.bytesSent += sent
+      this.metrics.bytesReceived += reply.body.byteLength
+    },
   }
 
   constructor(options: AntiEntropyOptions) {
@@ -393,13 +362,9 @@ export class AntiEntropy {
       const differ: number[] = []
       for (let i = 0; i < partitions.length; i += MAX_ROOTS_PARTITIONS) {
         const chunk = partitions.slice(i, i + MAX_ROOTS_PARTITIONS)
-        const res = await this.#call(peerUrl, AntiEntropyPaths.roots, { partitions: chunk, fanout, depth } satisfies RootsRequest)
-        const roots = res.roots
-        if (!Array.isArray(roots) || roots.length !== chunk.length || !roots.every((r) => r instanceof Uint8Array && r.byteLength === HASH_BYTES)) {
-          throw new TypeError(`${peerUrl} answered ${AntiEntropyPaths.roots} with something other than ${chunk.length} roots of ${HASH_BYTES} bytes`)
-        }
+        const { roots } = await this.#o.replicaClient.roots(peerUrl, { partitions: chunk, fanout, depth }, this.#metered)
         chunk.forEach((p, j) => {
-          if (!bytesEqual(this.root(p), roots[j] as Uint8Array)) differ.push(p)
+          if (!bytesEqual(this.root(p), roots[j])) differ.push(p)
         })
       }
       this.metrics.rounds++
@@ -434,9 +399,7 @@ export class AntiEntropy {
       const out: Uint8Array[] = []
       for (let i = 0; i < indices.length; i += MAX_TREE_INDICES) {
         const chunk = indices.slice(i, i + MAX_TREE_INDICES)
-        const res = await this.#call(peerUrl, AntiEntropyPaths.tree, { partition, fanout, depth, level, indices: chunk } satisfies TreeRequest)
-        if (!Array.isArray(res.hashes)) throw new TypeError(`${peerUrl} answered ${AntiEntropyPaths.tree} without hashes`)
-        out.push(...(res.hashes as Uint8Array[]))
+        out.push(...(await this.#o.replicaClient.tree(peerUrl, { partition, fanout, depth, level, indices: chunk }, this.#metered)).hashes)
       }
       return out
     })
@@ -447,21 +410,16 @@ export class AntiEntropy {
     for (let i = 0; i < leaves.length; i += this.#o.leavesPerRequest) {
       const chunk = leaves.slice(i, i + this.#o.leavesPerRequest)
       if (signal?.aborted) throw new AbortError({ cause: signal.reason })
-      const res = await this.#call(peerUrl, AntiEntropyPaths.keys, { partition, fanout, depth, leaves: chunk } satisfies KeysRequest)
-      const theirs = res.keys
-      if (!Array.isArray(theirs)) throw new TypeError(`${peerUrl} answered ${AntiEntropyPaths.keys} without keys`)
+      const theirs = (await this.#o.replicaClient.keys(peerUrl, { partition, fanout, depth, leaves: chunk }, this.#metered)).keys
       // Ours are read after theirs arrived: a write in between only adds a key that then compares equal.
       const ours = this.#keysIn(partition, chunk)
       const differ: Uint8Array[] = []
       const seen = new Set<string>()
-      for (const item of theirs as unknown[]) {
-        if (!Array.isArray(item) || !(item[0] instanceof Uint8Array) || item[0].byteLength === 0 || !(item[1] instanceof Uint8Array) || item[1].byteLength !== HASH_BYTES) {
-          throw new TypeError(`${peerUrl} answered ${AntiEntropyPaths.keys} with an item that is not [key, 16-byte digest]`)
-        }
-        const k = latin1(item[0])
+      for (const [key, digest] of theirs) {
+        const k = latin1(key)
         seen.add(k)
         const mine = ours.get(k)
-        if (!mine || !bytesEqual(mine, item[1])) differ.push(item[0])
+        if (!mine || !bytesEqual(mine, digest)) differ.push(key)
       }
       for (const k of ours.keys()) if (!seen.has(k)) differ.push(Buffer.from(k, 'latin1'))
       result.keys += differ.length
@@ -480,23 +438,19 @@ export class AntiEntropy {
   async #repair(partition: number, peerUrl: string, keys: Uint8Array[], signal?: AbortSignal): Promise<number> {
     await this.#pace(keys.length, signal)
     const local = await this.#o.store.getMany(keys.map((k) => dataKey(partition, k)))
-    const res = await this.#call(peerUrl, Paths.read, { keys: keys.map((k) => [partition, k]) })
-    const sets = res.sets
-    if (!Array.isArray(sets) || sets.length !== keys.length || !sets.every((s) => s === null || s instanceof Uint8Array)) {
-      throw new TypeError(`${peerUrl} answered ${Paths.read} with ${Array.isArray(sets) ? sets.length : 'no'} sets for ${keys.length} keys`)
-    }
+    const { sets } = await this.#o.replicaClient.read(peerUrl, { keys: keys.map((k) => [partition, k]) }, this.#metered)
     const pull: [Uint8Array, Uint8Array][] = []
     const push: [number, Uint8Array, Uint8Array][] = []
     keys.forEach((k, i) => {
       const ours = local[i] ?? null
-      const theirs = (sets[i] as Uint8Array | null) ?? null
+      const theirs = sets[i] ?? null
       if (bytesEqual(ours, theirs)) return
       if (!ours !== !theirs && this.#waits(peerUrl, partition, k, (ours ?? theirs)!)) return
       if (theirs) pull.push([k, theirs])
       if (ours) push.push([partition, k, ours])
     })
     // Push what we held before pulling: the peer syncs it with its own set, as we sync theirs with ours.
-    if (push.length > 0) await this.#call(peerUrl, Paths.store, { items: push })
+    if (push.length > 0) await this.#o.replicaClient.store(peerUrl, { items: push }, this.#metered)
     await Promise.all(pull.map(([k, s]) => this.#o.storeSet(partition, k, s)))
     return new Set([...pull.map(([k]) => latin1(k)), ...push.map(([, k]) => latin1(k))]).size
   }
@@ -536,25 +490,6 @@ export class AntiEntropy {
     this.#nextAt = at + (n * 1000) / maxKeysPerSecond
     if (at > now) await sleep(clock, at - now, signal)
     if (signal?.aborted) throw new AbortError({ cause: signal.reason })
-  }
-
-  async #call(url: string, path: string, body: unknown): Promise<Record<string, unknown>> {
-    const bytes = pack(body)
-    this.metrics.bytesSent += bytes.byteLength
-    const res = await this.#o.post(url, path, bytes)
-    this.metrics.bytesReceived += res.body.byteLength
-    if (res.status !== 200) {
-      let error: { code?: string; message?: string } | undefined
-      try {
-        error = (JSON.parse(res.body.toString('utf8')) as { error?: typeof error }).error
-      } catch {
-        // Not the JSON error shape: report the status alone.
-      }
-      throw new HttpError(res.status, (error?.code as ErrorCode | undefined) ?? ErrorCodes.INTERNAL, `${path} on ${url} answered ${res.status}${error?.message ? `: ${error.message}` : ''}`)
-    }
-    const x = unpack(res.body)
-    if (x === null || typeof x !== 'object' || Array.isArray(x)) throw new TypeError(`${path} on ${url} answered something other than a MessagePack map`)
-    return x as Record<string, unknown>
   }
 
   /** Build the trees, then run a round every intervalMs (after the previous round ended). */

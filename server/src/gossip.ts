@@ -7,27 +7,22 @@ import {
   ClusterView,
   ErrorCodes,
   HttpError,
+  InvalidArgumentError,
   PhiAccrualDetector,
-  Paths,
   invalidMemberState,
   mergeMembers,
   memberChanged,
   nextEventTime,
-  pack,
-  unpack,
   type Clock,
   type ClockTimer,
+  type GossipMessage,
   type MemberState,
   type RingParams,
 } from '@zerohop/core'
-import type { Transport } from '@zerohop/client'
+import { ReplicaClient } from '@zerohop/client'
 import type { Logger } from 'pino'
 
-export interface GossipMessage {
-  partitions: number
-  n: number
-  members: MemberState[]
-}
+export type { GossipMessage }
 
 export interface GossipOptions {
   self: MemberState
@@ -41,7 +36,8 @@ export interface GossipOptions {
   clock: Clock
   random: () => number
   log: Logger
-  transport: Transport
+  /** How exchanges reach peers. */
+  replicaClient: ReplicaClient
   /** Called after every change of an entry other than a heartbeat (persist, recompute). */
   onChange: (view: ClusterView) => void
 }
@@ -59,6 +55,7 @@ export class Gossip {
   readonly heardFrom = new Set<string>()
 
   constructor(o: GossipOptions) {
+    if (!(o.replicaClient instanceof ReplicaClient)) throw new InvalidArgumentError('gossip option replicaClient must be a ReplicaClient (new ReplicaClient(transport))')
     this.#o = o
     this.#selfId = o.self.id
     mergeMembers(this.states, o.known)
@@ -144,17 +141,12 @@ export class Gossip {
   /** One push-pull with the node at `url`; true if it answered. */
   async exchange(url: string, timeoutMs = Math.max(500, this.#o.intervalMs)): Promise<boolean> {
     try {
-      const reply = await this.#o.transport.post(url, Paths.gossip, pack(this.message()), { timeoutMs })
-      if (reply.status !== 200) {
-        if (reply.status === 409) this.#o.log.error({ peer: url, body: reply.body.toString('utf8').slice(0, 300) }, 'peer refused our gossip')
-        return false
-      }
-      const m = unpack(reply.body) as GossipMessage
-      if (!Array.isArray(m?.members) || m.members.some((e) => invalidMemberState(e))) return false
+      const m = await this.#o.replicaClient.gossip(url, this.message(), { timeoutMs })
       this.#merge(m.members)
       this.heardFrom.add(url)
       return true
-    } catch {
+    } catch (err) {
+      if (err instanceof HttpError && err.status === 409) this.#o.log.error({ peer: url, err }, 'peer refused our gossip')
       return false
     }
   }

@@ -4,18 +4,8 @@
 // `next`. Once every member of `next` is ready the transition is over everywhere at once; joiners and
 // leavers then rewrite their own status, and old replicas drop partitions they no longer hold after a
 // grace period, by which time the new owners have confirmed (they are ready).
-import {
-  Paths,
-  pack,
-  sleep,
-  unpack,
-  type Clock,
-  type ClusterView,
-  type MemberState,
-  type RangeRequest,
-  type RangeResponse,
-} from '@zerohop/core'
-import type { Transport } from '@zerohop/client'
+import { InvalidArgumentError, pack, sleep, unpack, type Clock, type ClusterView, type MemberState } from '@zerohop/core'
+import { ReplicaClient } from '@zerohop/client'
 import type { Logger } from 'pino'
 import type { Gossip } from './gossip.js'
 import { partitionRange, type Replica } from './replica.js'
@@ -25,7 +15,8 @@ export interface HandoffOptions {
   gossip: Gossip
   replica: Replica
   store: Store
-  transport: Transport
+  /** How pages are pulled from other nodes. */
+  replicaClient: ReplicaClient
   clock: Clock
   log: Logger
   /** Most bytes per second pulled from other nodes. */
@@ -68,6 +59,7 @@ export class Handoff {
   readonly stats = { items: 0, bytes: 0, partitions: 0, dropped: 0 }
 
   constructor(o: HandoffOptions) {
+    if (!(o.replicaClient instanceof ReplicaClient)) throw new InvalidArgumentError('handoff option replicaClient must be a ReplicaClient (new ReplicaClient(transport))')
     this.#o = o
   }
 
@@ -174,19 +166,16 @@ export class Handoff {
     for (;;) {
       if (this.#stopped) throw new Error('stopping')
       const after = progress.cursors[cursorKey]
-      const body = pack({ partition, ...(after ? { after } : {}), limit: this.#o.pageItems } satisfies RangeRequest)
-      const reply = await this.#o.transport.post(url, Paths.range, body, { timeoutMs: 10_000 })
-      if (reply.status !== 200) throw new Error(`range pull from ${sourceId} answered HTTP ${reply.status}: ${reply.body.toString('utf8').slice(0, 200)}`)
-      const page = unpack(reply.body) as RangeResponse
-      if (!Array.isArray(page?.items)) throw new Error(`range pull from ${sourceId}: malformed page`)
+      let bytes = 0
+      const page = await this.#o.replicaClient.range(url, { partition, ...(after ? { after } : {}), limit: this.#o.pageItems }, { timeoutMs: 10_000, onReply: (r) => (bytes = r.body.length) })
       for (const [key, set] of page.items) await this.#o.replica.store(partition, key, set)
       this.stats.items += page.items.length
-      this.stats.bytes += reply.body.length
+      this.stats.bytes += bytes
       if (page.items.length > 0) progress.cursors[cursorKey] = page.items[page.items.length - 1][0]
       await this.#save(progress)
       if (!page.more) return
       // Rate limit: a page of B bytes is followed by B / rate seconds of quiet.
-      await sleep(this.#o.clock, (reply.body.length / this.#o.rateBytesPerSec) * 1000)
+      await sleep(this.#o.clock, (bytes / this.#o.rateBytesPerSec) * 1000)
     }
   }
 

@@ -8,8 +8,8 @@
 //
 // Stored value: 0xc1 (a byte MessagePack never uses), the time the hint was first stored (ms, float64
 // BE), then the set. A bare set is a hint stored by an earlier version: it counts from start-up.
-import { Paths, decodeSet, encodeSet, pack, sync, bytesEqual, type Clock, type ClockTimer } from '@zerohop/core'
-import type { Transport } from '@zerohop/client'
+import { ErrorCodes, HttpError, InvalidArgumentError, decodeSet, encodeSet, sync, bytesEqual, type Clock, type ClockTimer } from '@zerohop/core'
+import { ReplicaClient } from '@zerohop/client'
 import type { Logger } from 'pino'
 import { KeyLocks } from './replica.js'
 import type { Store } from './storage/store.js'
@@ -57,7 +57,8 @@ function unpackHint(v: Uint8Array, legacyCreated: number): { created: number; se
 
 export interface HintStoreOptions {
   store: Store
-  transport: Transport
+  /** How hints reach their nodes. */
+  replicaClient: ReplicaClient
   clock: Clock
   log: Logger
   /** Most bytes of hints kept per target node. */
@@ -104,6 +105,7 @@ export class HintStore {
   #opened = 0
 
   constructor(o: HintStoreOptions) {
+    if (!(o.replicaClient instanceof ReplicaClient)) throw new InvalidArgumentError('hint store option replicaClient must be a ReplicaClient (new ReplicaClient(transport))')
     this.#o = o
   }
 
@@ -278,11 +280,10 @@ export class HintStore {
 
   async #send(url: string, batch: { partition: number; key: Uint8Array; set: Uint8Array }[]): Promise<'ok' | 'gone' | 'failed'> {
     try {
-      const reply = await this.#o.transport.post(url, Paths.store, pack({ items: batch.map((h) => [h.partition, h.key, h.set]) }), { timeoutMs: 5000 })
-      if (reply.status === 200) return 'ok'
-      return reply.status === 409 && reply.body.toString('utf8').includes('ZH_NOT_REPLICA') ? 'gone' : 'failed'
-    } catch {
-      return 'failed'
+      await this.#o.replicaClient.store(url, { items: batch.map((h) => [h.partition, h.key, h.set]) }, { timeoutMs: 5000 })
+      return 'ok'
+    } catch (err) {
+      return err instanceof HttpError && err.code === ErrorCodes.NOT_REPLICA ? 'gone' : 'failed'
     }
   }
 

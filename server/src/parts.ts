@@ -3,7 +3,7 @@
 // coordinator engine for load-balanced clients, metrics and the request handler. StorageNode owns
 // the lifecycle; this owns who talks to whom.
 import { type Clock, type ClusterView, type MemberState } from '@zerohop/core'
-import { Engine, resolveEngineOptions, systemClock } from '@zerohop/client'
+import { Engine, ReplicaClient, resolveEngineOptions, systemClock } from '@zerohop/client'
 import type { Logger } from 'pino'
 import type { ResolvedNodeOptions } from './config.js'
 import { Gossip } from './gossip.js'
@@ -62,6 +62,8 @@ export function wire(d: WireDeps): NodeParts {
     antiEntropy?.onWrite(p, k, before, after)
     reaper?.onWrite(p, k, dead)
   })
+  /** Every node-to-node request (gossip, handoff, hints, anti-entropy, reaping). */
+  const replicaClient = new ReplicaClient(transport)
   const gossip = new Gossip({
     self: d.self,
     known: d.known,
@@ -73,14 +75,14 @@ export function wire(d: WireDeps): NodeParts {
     clock,
     random: Math.random,
     log,
-    transport,
+    replicaClient,
     onChange: d.onChange,
   })
   const handoff = new Handoff({
     gossip,
     replica,
     store,
-    transport,
+    replicaClient,
     clock,
     log,
     rateBytesPerSec: o.handoffRateBytes,
@@ -90,7 +92,7 @@ export function wire(d: WireDeps): NodeParts {
   })
   const hints = new HintStore({
     store,
-    transport,
+    replicaClient,
     clock,
     log,
     maxBytesPerTarget: o.maxHintBytes,
@@ -104,15 +106,10 @@ export function wire(d: WireDeps): NodeParts {
     },
     replicasOf: (p) => [...gossip.view.replicas(p).current],
   })
-  /** Node-to-node requests of anti-entropy and reaping. */
-  const post = async (url: string, path: string, body: Uint8Array, epoch?: string) => {
-    const r = await transport.post(url, path, body, { timeoutMs: 10_000, epoch })
-    return { status: r.status, body: r.body }
-  }
   antiEntropy = new AntiEntropy({
     store,
     storeSet: (p, k, set) => replica.store(p, k, set),
-    post,
+    replicaClient,
     clock,
     partitions: () => {
       const view = d.view()
@@ -151,7 +148,7 @@ export function wire(d: WireDeps): NodeParts {
       if (!peers.every((m) => gossip.isUp(m.id))) return undefined
       return { epoch: view.epoch, peers: peers.map((m) => ({ id: m.id, url: m.url })) }
     },
-    post,
+    replicaClient,
   })
   const limits = { maxKeyBytes: o.maxKeyBytes, maxValueBytes: o.maxValueBytes, maxBodyBytes: o.maxBodyBytes }
   // Load-balancer mode: this node coordinates clients' requests with the SDK's engine, over its own

@@ -12,21 +12,16 @@
 //
 // Which tombstones a node holds, and since when, is kept in memory: one scan at start-up (which
 // counts from the start, so a restart only postpones reaping), then kept by every write.
-import { ErrorCodes, HttpError, MAX_BATCH, bytesEqual, decodeSet, onlyTombstones, pack, unpack, type Clock, type ClockTimer } from '@zerohop/core'
+import { ErrorCodes, HttpError, InvalidArgumentError, MAX_BATCH, Paths, bytesEqual, decodeSet, onlyTombstones, type Clock, type ClockTimer, type ReapRequest, type ReapResponse } from '@zerohop/core'
+import { ReplicaClient } from '@zerohop/client'
 import type { Logger } from 'pino'
 import type { Replica } from './replica.js'
 import type { Store } from './storage/store.js'
 
-export const ReapPaths = {
-  /** `{partition, phase: 'check' | 'reap', items: [key, set][]}` → `{ok: boolean[]}`. */
-  reap: '/v1/replica/reap',
-} as const
+/** `{partition, phase: 'check' | 'reap', items: [key, set][]}` → `{ok: boolean[]}` (ReapRequest in core's wire.ts). */
+export const ReapPaths = { reap: Paths.reap } as const
 
-export interface ReapRequest {
-  partition: number
-  phase: 'check' | 'reap'
-  items: [key: Uint8Array, set: Uint8Array][]
-}
+export type { ReapRequest, ReapResponse }
 
 /** The shape of a reap request's body (whether its keys belong to `partition` is the ring's to check). */
 export function parseReapRequest(body: Record<string, unknown>): ReapRequest {
@@ -36,10 +31,6 @@ export function parseReapRequest(body: Record<string, unknown>): ReapRequest {
     throw new HttpError(400, ErrorCodes.BAD_BODY, `items must be 1 to ${MAX_BATCH} [key, set] pairs of bytes`)
   }
   return { partition: partition as number, phase, items }
-}
-
-export interface ReapResponse {
-  ok: boolean[]
 }
 
 export interface ReapPeer {
@@ -70,8 +61,8 @@ export interface ReaperOptions {
    * the requests carry; undefined otherwise.
    */
   plan: (partition: number) => { epoch: string; peers: ReapPeer[] } | undefined
-  /** POST a MessagePack body to a peer, with the ring epoch; resolves with the status and body. */
-  post: (url: string, path: string, body: Uint8Array, epoch: string) => Promise<{ status: number; body: Buffer }>
+  /** How check and reap requests reach the peers (they carry the plan's ring epoch). */
+  replicaClient: ReplicaClient
 }
 
 const latin1 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1')
@@ -90,6 +81,7 @@ export class Reaper {
   readonly #now: () => number
 
   constructor(o: ReaperOptions) {
+    if (!(o.replicaClient instanceof ReplicaClient)) throw new InvalidArgumentError('reaper option replicaClient must be a ReplicaClient (new ReplicaClient(transport))')
     this.#o = o
     this.#now = o.elapsed ?? (() => o.clock.now())
   }
@@ -206,13 +198,9 @@ export class Reaper {
 
   async #reap(partition: number, plan: { epoch: string; peers: ReapPeer[] }, items: [Uint8Array, Uint8Array][]): Promise<void> {
     const ask = async (phase: 'check' | 'reap', batch: [Uint8Array, Uint8Array][]): Promise<boolean[][] | undefined> => {
-      const body = pack({ partition, phase, items: batch } satisfies ReapRequest)
       const answers = await Promise.all(plan.peers.map(async (peer) => {
         try {
-          const reply = await this.#o.post(peer.url, ReapPaths.reap, body, plan.epoch)
-          if (reply.status !== 200) return undefined
-          const ok = (unpack(reply.body) as ReapResponse).ok
-          return Array.isArray(ok) && ok.length === batch.length ? ok : undefined
+          return (await this.#o.replicaClient.reap(peer.url, { partition, phase, items: batch }, { epoch: plan.epoch })).ok
         } catch {
           return undefined
         }

@@ -1,5 +1,5 @@
 // Tests of anti-entropy between replicas in one process: AntiEntropy instances over MemoryStores,
-// connected by an in-memory `post` that routes to the other instance's handlers and to small
+// connected by the ReplicaClient over an in-memory `post` that routes to the other instance's handlers and to small
 // read/store handlers (DVV sync, as the Replica does), on a virtual clock.
 import { describe, expect, it, vi } from 'vitest'
 import {
@@ -20,6 +20,7 @@ import {
 } from '@zerohop/core'
 import { AntiEntropy, AntiEntropyPaths, type AntiEntropyOptions } from '../src/anti-entropy.js'
 import { dataKey } from '../src/replica.js'
+import { replicaClientOf } from './replica-client-of.js'
 import { MemoryStore, type Range, type Store } from '../src/storage/store.js'
 
 /** Timers fire only when the test advances time. */
@@ -97,7 +98,7 @@ class TestNode {
       store,
       clock,
       storeSet: (p, k, s) => this.storeSet(p, k, s),
-      post: (to, path, body) => net.get(to)!.handle(path, body),
+      replicaClient: replicaClientOf((to, path, body) => net.get(to)!.handle(path, body)),
       partitions: () => [],
       peers: () => [],
       maxKeysPerSecond: Infinity,
@@ -792,12 +793,12 @@ describe('AntiEntropy handlers', () => {
   })
 
   it('validates its options', () => {
-    const base = { store: new MemoryStore(), clock: new VirtualClock(), storeSet: async () => true, post: async () => ({ status: 200, body: Buffer.alloc(0) }), partitions: () => [], peers: () => [] }
+    const base = { store: new MemoryStore(), clock: new VirtualClock(), storeSet: async () => true, replicaClient: replicaClientOf(async () => ({ status: 200, body: Buffer.alloc(0) })), partitions: () => [], peers: () => [] }
     expect(() => new AntiEntropy({ ...base, intervalMs: 0 })).toThrow(InvalidArgumentError)
     expect(() => new AntiEntropy({ ...base, maxKeysPerSecond: 0 })).toThrow(/positive number, or Infinity/)
     expect(() => new AntiEntropy({ ...base, batchKeys: 5000 })).toThrow(/from 1 to 1000/)
     expect(() => new AntiEntropy({ ...base, fanout: 3 })).toThrow(/power of two/)
-    expect(() => new AntiEntropy({ ...base, post: undefined as never })).toThrow(/post must be a function/)
+    expect(() => new AntiEntropy({ ...base, replicaClient: undefined as never })).toThrow(/replicaClient must be a ReplicaClient/)
     expect(() => new AntiEntropy({ ...base, random: 0.5 as never })).toThrow(/random must be a function/)
   })
 })
@@ -811,10 +812,10 @@ describe('anti-entropy stop()', () => {
       maxKeysPerSecond: rate,
       partitions: () => [0],
       peers: () => [{ id: 'a', url: 'a' }],
-      post: async (to, path, body) => {
+      replicaClient: replicaClientOf(async (to, path, body) => {
         await new Promise((r) => setTimeout(r, 5))
         return net.get(to)!.handle(path, body)
-      },
+      }),
     })
     await a.store.open()
     await b.store.open()

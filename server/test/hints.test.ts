@@ -2,8 +2,8 @@
 // merging, and delivery.
 import { describe, expect, it } from 'vitest'
 import pino from 'pino'
-import { decodeSet, encodeSet, siblings, unpack, type DvvSet } from '@zerohop/core'
-import type { Reply, Transport } from '@zerohop/client'
+import { decodeSet, encodeSet, pack, siblings, unpack, type DvvSet } from '@zerohop/core'
+import { ReplicaClient, type Reply, type Transport } from '@zerohop/client'
 import { HintStore, hintKey } from '../src/hints.js'
 import { MemoryStore } from '../src/storage/store.js'
 import { HandClock } from './hand-clock.js'
@@ -12,9 +12,12 @@ const TTL = 5000
 
 class Recorder implements Transport {
   sent: { url: string; items: [number, Uint8Array, Uint8Array][] }[] = []
+  /** Error answers by node URL (the others store). */
+  refusals = new Map<string, Reply>()
   async post(url: string, _path: string, body: Uint8Array): Promise<Reply> {
-    this.sent.push({ url, items: (unpack(body) as { items: [number, Uint8Array, Uint8Array][] }).items })
-    return { status: 200, body: Buffer.from([0x80]) }
+    const { items } = unpack(body) as { items: [number, Uint8Array, Uint8Array][] }
+    this.sent.push({ url, items })
+    return this.refusals.get(url) ?? { status: 200, body: pack({ changed: items.length }) }
   }
   async get(): Promise<Reply> { throw new Error('unused') }
   async close() {}
@@ -24,12 +27,12 @@ const set = (actor: string, n: number, v: string): Uint8Array => encodeSet([[act
 const text = (b: Uint8Array) => siblings(decodeSet(b)).map((x) => Buffer.from(x).toString()).sort()
 
 /** A hint store over `store` (a new one by default), opened; the target n3 is up. */
-async function hintStore(store = new MemoryStore(), clock = new HandClock(), transport = new Recorder()) {
+async function hintStore(store = new MemoryStore(), clock = new HandClock(), transport = new Recorder(), replicasOf = () => [] as { id: string; url: string }[]) {
   await store.open()
   const hints = new HintStore({
-    store, transport, clock, log: pino({ level: 'silent' }), maxBytesPerTarget: 1 << 20, intervalMs: 100, batchItems: 100, ttlMs: TTL,
+    store, replicaClient: new ReplicaClient(transport), clock, log: pino({ level: 'silent' }), maxBytesPerTarget: 1 << 20, intervalMs: 100, batchItems: 100, ttlMs: TTL,
     locate: () => ({ url: 'http://n3', up: true }),
-    replicasOf: () => [],
+    replicasOf,
   })
   await hints.open()
   return { store, clock, transport, hints }
@@ -92,5 +95,21 @@ describe('hint store', () => {
     await hints.deliver()
     expect(transport.sent).toHaveLength(1)
     expect(text(transport.sent[0].items[0][2])).toEqual(['fresh'])
+  })
+
+  it('a target that answers it no longer replicates the partition: the hint goes to the replicas that do', async () => {
+    const transport = new Recorder()
+    const refuse = (status: number, code: string) => ({ status, body: Buffer.from(JSON.stringify({ error: { code, message: 'no' } })) })
+    const { hints } = await hintStore(undefined, undefined, transport, () => [{ id: 'n4', url: 'http://n4' }])
+    await hints.put('n3', 1, Buffer.from('k'), set('a', 1, 'x'))
+    // Any other refusal keeps the hint for the next round.
+    transport.refusals.set('http://n3', refuse(503, 'ZH_SHUTTING_DOWN'))
+    await hints.deliver()
+    expect(transport.sent.map((s) => s.url)).toEqual(['http://n3'])
+    expect(hints.counts()).toEqual({ n3: 1 })
+    transport.refusals.set('http://n3', refuse(409, 'ZH_NOT_REPLICA'))
+    await hints.deliver()
+    expect(transport.sent.map((s) => s.url)).toEqual(['http://n3', 'http://n3', 'http://n4'])
+    expect(hints.counts()).toEqual({})
   })
 })

@@ -3,11 +3,12 @@
 // straight to each other's handlers, on a hand-driven clock.
 import { describe, expect, it } from 'vitest'
 import pino from 'pino'
-import { decodeSet, encodeSet, join, pack, siblings, unpack, type DvvSet } from '@zerohop/core'
+import { TransportError, decodeSet, encodeSet, join, pack, siblings, unpack, type DvvSet } from '@zerohop/core'
 import { Actors, Replica, dataKey } from '../src/replica.js'
 import { Reaper, parseReapRequest, type ReapPeer } from '../src/reaper.js'
 import { MemoryStore } from '../src/storage/store.js'
 import { HandClock } from './hand-clock.js'
+import { replicaClientOf } from './replica-client-of.js'
 
 const P = 3
 const GRACE = 10_000
@@ -41,12 +42,12 @@ async function trio(clock = new HandClock()) {
       graceMs: GRACE,
       intervalMs: 1000,
       plan: () => (id === 'a' ? { epoch: 'e', peers: ['b', 'c'].map((x): ReapPeer => ({ id: x, url: x })) } : undefined),
-      post: async (url, _path, body) => {
+      replicaClient: replicaClientOf(async (url, _path, body) => {
         const req = unpack(body) as Record<string, unknown>
         await before.fn?.(url, req.phase as string)
-        if (cut.has(url)) throw new Error(`${url} unreachable`)
+        if (cut.has(url)) throw new TransportError('refused', `${url} unreachable`, { delivered: false })
         return { status: 200, body: pack(await nodes.get(url)!.reaper.handle(parseReapRequest(req))) }
-      },
+      }),
     })
     nodes.set(id, { id, store, replica, reaper })
   }
@@ -157,7 +158,7 @@ describe('tombstone reaping', () => {
     }
     await write(a, key(9), undefined, 'live')
     clock.t += 5 * GRACE
-    const restarted = new Reaper({ store: b.store, replica: b.replica, clock, log, graceMs: GRACE, intervalMs: 1000, plan: () => undefined, post: async () => ({ status: 500, body: Buffer.alloc(0) }) })
+    const restarted = new Reaper({ store: b.store, replica: b.replica, clock, log, graceMs: GRACE, intervalMs: 1000, plan: () => undefined, replicaClient: replicaClientOf(async () => ({ status: 500, body: Buffer.alloc(0) })) })
     await restarted.start()
     await restarted.stop()
     expect(restarted.count).toBe(3)

@@ -1,7 +1,7 @@
 // Faults on real processes: SIGKILL, SIGSTOP and restarts on the same LevelDB directory. With N=3 on
 // 3 nodes every key lives on every node, so each fault below hits a replica of every key.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { connect, QuorumError, AbortError, UndiciTransport, type Client } from '@zerohop/client'
+import { connect, QuorumError, AbortError, TransportError, UndiciTransport, type Client } from '@zerohop/client'
 import { request } from 'undici'
 import { Cluster, waitFor, NO_BACKGROUND_REPAIR } from '../harness/cluster.js'
 
@@ -115,7 +115,7 @@ describe('faults', () => {
         try {
           return await super.post(...args)
         } catch (err) {
-          ended.push(`${(err as Error).name}:${(err as { code?: string }).code ?? ''}`)
+          ended.push(err instanceof TransportError ? err.kind : (err as Error).name)
           throw err
         }
       }

@@ -4,8 +4,9 @@
 // tens of microseconds of CPU on both ends, so under load this is what lets operations per second go
 // past one request per replica per operation; a request to an idle node goes out at once, so a lone
 // operation pays nothing. Each operation keeps its own deadline and signal.
-import { MAX_BATCH, Paths, pack, unpack, type Clock, type Member } from '@zerohop/core'
+import { MAX_BATCH, type Clock, type Member } from '@zerohop/core'
 import { failureOf, httpFailure, type Deadline, type Operation, type Outcome } from './operation.js'
+import { frames, readAnswer, storeAnswer } from './replica-client.js'
 import type { Reply } from './transport.js'
 
 /** How one kind of batchable request is framed. */
@@ -18,20 +19,14 @@ export interface BatchKind<I, T> {
   decode(body: Buffer, count: number): T[] | string
 }
 
+// The framing is the replica client's (replica-client.ts): one encoder and one decoder per request.
 export const readBatch: BatchKind<[partition: number, key: Uint8Array], Uint8Array | null> = {
-  path: Paths.read,
+  path: frames.read.path,
   size: ([, key]) => key.byteLength + 8,
-  encode: (keys) => pack({ keys }),
+  encode: (keys) => frames.read.encode({ keys }),
   decode(body, count) {
-    let sets: unknown
-    try {
-      sets = (unpack(body) as { sets?: unknown })?.sets
-    } catch {
-      return 'the node answered a read with a malformed body'
-    }
-    if (!Array.isArray(sets) || sets.length !== count) return 'the node answered a read with a malformed body'
-    if (!sets.every((s) => s === null || s instanceof Uint8Array)) return 'a read answer is not a set'
-    return sets as (Uint8Array | null)[]
+    const answer = readAnswer(body, count)
+    return typeof answer === 'string' ? `the node ${answer}` : answer.sets
   },
 }
 
@@ -39,17 +34,12 @@ export const readBatch: BatchKind<[partition: number, key: Uint8Array], Uint8Arr
 export type StoreItem = [partition: number, key: Uint8Array, set: Uint8Array, hintFor?: string]
 
 export const storeBatch: BatchKind<StoreItem, null> = {
-  path: Paths.store,
+  path: frames.store.path,
   size: ([, key, set]) => key.byteLength + set.byteLength + 16,
-  encode: (items) => pack({ items }),
+  encode: (items) => frames.store.encode({ items }),
   decode(body, count) {
-    try {
-      const changed = (unpack(body) as { changed?: unknown })?.changed
-      if (typeof changed === 'number') return new Array<null>(count).fill(null)
-    } catch {
-      // fall through
-    }
-    return 'the node answered a store with a malformed body'
+    const answer = storeAnswer(body)
+    return typeof answer === 'string' ? `the node ${answer}` : new Array<null>(count).fill(null)
   },
 }
 

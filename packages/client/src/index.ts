@@ -20,6 +20,14 @@ export { LoadBalancerCoordinator } from './load-balancer.js'
 export { WriteQuorum, verdict, type Requirement, type StoreAction, type Verdict } from './quorum.js'
 export { RingWatch, membershipChannels, type Membership, type MembershipEvents, type NodeEvent } from './membership.js'
 export {
+  ReplicaClient,
+  replicaClientDefaults,
+  replyError,
+  type ReplicaClientOptions,
+  type ReplicaRequestOptions,
+  type ReplyErrorBody,
+} from './replica-client.js'
+export {
   ZerohopError,
   InvalidArgumentError,
   BadContextError,
@@ -30,9 +38,13 @@ export {
   NoSeedReachableError,
   ClientClosedError,
   MergeError,
+  TransportError,
+  InvalidResponseError,
+  HttpError,
   ErrorCodes,
   type ErrorCode,
   type ReplicaFailure,
+  type TransportErrorKind,
   type Clock,
 } from '@zerohop/core'
 export { systemClock } from './clock.js'

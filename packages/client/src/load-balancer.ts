@@ -129,8 +129,8 @@ export class LoadBalancerCoordinator implements Coordinator {
         const url = this.#pick()
         const member = { id: url, url, weight: 1 }
         try {
-          const reply = await op.race(this.#transport.request(url, req, { signal: op.signal, timeoutMs: op.remaining }), () => undefined)
-          if (reply === undefined) break
+          // The operation's signal ends the request at the deadline (or when the caller aborts).
+          const reply = await this.#transport.request(url, req, { signal: op.signal, timeoutMs: op.remaining })
           if (reply.epoch !== undefined && reply.epoch !== this.#membership.view.epoch) this.#membership.observe(reply.epoch, url)
           if (reply.status === 503 && notReady(reply)) {
             this.#skip.set(url, this.#o.clock.now() + this.#o.backoffMs)

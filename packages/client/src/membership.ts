@@ -145,8 +145,7 @@ export class RingWatch extends EventEmitter<MembershipEvents> implements Members
           if (reply.status === 200) return new RingWatch(transport, clock, o, parseRing(reply.body))
           errors.set(url, `HTTP ${reply.status}`)
         } catch (err) {
-          const e = err as { code?: string; message?: string }
-          errors.set(url, e.code ?? e.message ?? String(err))
+          errors.set(url, (err as Error)?.message ?? String(err))
         }
       }
       if (clock.now() >= deadline) throw new NoSeedReachableError(seeds.map((url) => ({ url, message: errors.get(url) ?? 'no answer' })))

@@ -1,6 +1,7 @@
 // One request's deadline and cancellation, and the outcome of asking one replica. A single timer per
 // operation aborts every replica request still in flight when the deadline passes.
-import { AbortError, type Clock, type ClockTimer, type Member, type ReplicaFailure } from '@zerohop/core'
+import { AbortError, HttpError, InvalidResponseError, TransportError, type Clock, type ClockTimer, type Member, type ReplicaFailure, type TransportErrorKind } from '@zerohop/core'
+import { replyError } from './replica-client.js'
 import type { Reply } from './transport.js'
 import { verdict, type Requirement, type Standing } from './quorum.js'
 
@@ -99,8 +100,6 @@ export class Operation implements Deadline {
 
 export type Outcome<T> = { ok: true; member: Member; value: T } | { ok: false; member: Member; failure: ReplicaFailure }
 
-const NETWORK_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'])
-
 export function errorCode(err: unknown): string | undefined {
   const e = err as { code?: string; cause?: { code?: string } }
   return e?.code ?? e?.cause?.code
@@ -108,15 +107,15 @@ export function errorCode(err: unknown): string | undefined {
 
 /** A network error after which the same request may be sent again (reads and idempotent stores). */
 export function isTransient(err: unknown): boolean {
-  return NETWORK_CODES.has(errorCode(err) ?? '')
+  return err instanceof TransportError && err.kind === 'network'
 }
 
 /**
  * True when the request certainly was not applied (so even a non-idempotent one can go elsewhere): the
- * connection was refused or never came up (a node cut off silently), or the node said it did nothing.
+ * transport says it never wrote it (connection refused or never established), or the node said it did nothing.
  */
 export function notDelivered(f: ReplicaFailure): boolean {
-  return f.cause === 'refused' || (f.cause === 'timeout' && f.code === 'UND_ERR_CONNECT_TIMEOUT') || unavailable(f)
+  return f.delivered === false || unavailable(f)
 }
 
 /** The node answered that it is starting or stopping: it did nothing with the request. */
@@ -124,28 +123,30 @@ export function unavailable(f: ReplicaFailure): boolean {
   return f.cause === 'http' && f.status === 503 && (f.code === 'ZH_SHUTTING_DOWN' || f.code === 'ZH_NOT_READY')
 }
 
+const TRANSPORT_MESSAGES: Record<TransportErrorKind, string | undefined> = {
+  refused: 'connection refused',
+  timeout: 'no answer before the deadline',
+  aborted: 'aborted by the caller',
+  network: undefined,
+}
+
 export function failureOf(member: Member, err: unknown, op: Operation): ReplicaFailure {
   const base = { id: member.id, url: member.url }
   if (op.reason === 'timeout') return { ...base, cause: 'timeout', message: 'no answer before the deadline' }
   if (op.reason === 'aborted') return { ...base, cause: 'aborted', message: 'aborted by the caller' }
-  const code = errorCode(err)
-  if (code === 'ECONNREFUSED') return { ...base, cause: 'refused', code, message: 'connection refused' }
-  if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return { ...base, cause: 'timeout', code, message: 'no answer before the deadline' }
-  if (code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR' || (err as Error)?.name === 'AbortError') return { ...base, cause: 'aborted', code, message: 'aborted by the caller' }
-  return { ...base, cause: 'network', code, message: (err as Error)?.message ?? String(err) }
+  if (err instanceof TransportError) {
+    // The underlying code (ECONNREFUSED, UND_ERR_SOCKET, ...) is kept for messages only.
+    const code = errorCode(err.cause)
+    return { ...base, cause: err.kind, code, message: TRANSPORT_MESSAGES[err.kind] ?? err.message, ...(err.delivered ? {} : { delivered: false }) }
+  }
+  if (err instanceof HttpError) return { ...base, cause: 'http', status: err.status, code: err.code, message: err.message }
+  if (err instanceof InvalidResponseError) return { ...base, cause: 'invalid-response', message: err.message }
+  return { ...base, cause: 'network', code: errorCode(err), message: (err as Error)?.message ?? String(err) }
 }
 
+/** A replica's answer with an error status, as that replica's failure (the body parsed by replyError). */
 export function httpFailure(member: Member, reply: Reply): ReplicaFailure {
-  let code: string | undefined
-  let message = `HTTP ${reply.status}`
-  try {
-    const body = JSON.parse(reply.body.toString('utf8')) as { error?: { code?: string; message?: string } }
-    code = body.error?.code
-    if (body.error?.message) message = body.error.message
-  } catch {
-    // not our JSON error body
-  }
-  return { id: member.id, url: member.url, cause: 'http', status: reply.status, code, message }
+  return { id: member.id, url: member.url, cause: 'http', ...replyError(reply) }
 }
 
 export interface Gathered<T> {

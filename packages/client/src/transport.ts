@@ -1,7 +1,8 @@
 // How the SDK reaches nodes: one undici Pool per node with keep-alive (never the global fetch, which
-// costs about 6x the CPU). The interface is a seam: a simulator or a test can pass its own.
+// costs about 6x the CPU). The interface is a seam: a simulator or a test can pass its own, and
+// speaks the same contract (TransportError) so that nothing above it knows undici's error codes.
 import { Pool } from 'undici'
-import { ClientClosedError, EPOCH_HEADER, MSGPACK } from '@zerohop/core'
+import { ClientClosedError, EPOCH_HEADER, MSGPACK, TransportError, type TransportErrorKind } from '@zerohop/core'
 
 export interface Reply {
   status: number
@@ -37,8 +38,19 @@ export interface ApiReply extends Reply {
   headers: Record<string, string | string[] | undefined>
 }
 
+/**
+ * How requests reach nodes. The contract every implementation keeps:
+ *
+ * - Any HTTP answer resolves, whatever its status: an error status is a reply, not a rejection.
+ * - No answer rejects with a `TransportError` whose `kind` says why (`refused`, `timeout`, `network`,
+ *   `aborted`) and whose `delivered` says whether the request may have reached the node: false only
+ *   when it certainly was not written (connection refused, connect timeout, the name did not resolve),
+ *   which is what lets a caller send even a request that is not idempotent somewhere else.
+ *   The implementation's own error is the `cause`.
+ * - Anything else (a closed transport: ClientClosedError; a bad argument) rejects with its own error.
+ */
 export interface Transport {
-  /** POST a MessagePack body. Rejects only on network errors, timeouts and aborts; HTTP errors come back as replies. */
+  /** POST a MessagePack body. */
   post(url: string, path: string, body: Uint8Array, options?: SendOptions): Promise<Reply>
   get(url: string, path: string, options?: SendOptions): Promise<Reply>
   /** Any request of the public HTTP API, with its headers; needed only for routing 'load-balancer'. */
@@ -52,6 +64,8 @@ export interface UndiciTransportOptions {
   /** Time to establish a TCP connection. */
   connectTimeoutMs?: number
 }
+
+const MSGPACK_HEADERS = { 'content-type': MSGPACK }
 
 export class UndiciTransport implements Transport {
   readonly #pools = new Map<string, Pool>()
@@ -80,7 +94,7 @@ export class UndiciTransport implements Transport {
 
   // Deadlines travel as undici's own timeouts, not as an AbortSignal per request: a signal costs tens
   // of microseconds per request in listener bookkeeping, a third of a quorum read's client CPU.
-  async #send(url: string, path: string, method: 'GET' | 'POST', body: Uint8Array | undefined, options: SendOptions = {}): Promise<Reply> {
+  async #send(url: string, method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, headers: Record<string, string> | undefined, body: Uint8Array | undefined, options: SendOptions = {}): Promise<ApiReply> {
     const pool = this.#pool(url)
     const busy = this.#inFlight.get(url) ?? 0
     let signal = options.signal
@@ -90,44 +104,28 @@ export class UndiciTransport implements Transport {
     }
     this.#inFlight.set(url, busy + 1)
     try {
-      const res = await pool.request({
-        path,
-        method,
-        body,
-        signal,
-        headersTimeout: options.timeoutMs,
-        bodyTimeout: options.timeoutMs,
-        headers: body ? (options.epoch ? { 'content-type': MSGPACK, [EPOCH_HEADER]: options.epoch } : { 'content-type': MSGPACK }) : undefined,
-      })
+      const res = await pool.request({ path, method, body, signal, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs, headers })
       const bytes = Buffer.from(await res.body.arrayBuffer())
       const epoch = res.headers[EPOCH_HEADER]
-      return { status: res.statusCode, epoch: typeof epoch === 'string' ? epoch : undefined, body: bytes }
+      return { status: res.statusCode, epoch: typeof epoch === 'string' ? epoch : undefined, body: bytes, headers: res.headers }
+    } catch (err) {
+      throw transportError(err, `${method} ${url}${path}`, signal)
     } finally {
       this.#inFlight.set(url, (this.#inFlight.get(url) ?? 1) - 1)
     }
   }
 
   post(url: string, path: string, body: Uint8Array, options?: SendOptions): Promise<Reply> {
-    return this.#send(url, path, 'POST', body, options)
-  }
-
-  async request(url: string, req: ApiRequest, options: SendOptions = {}): Promise<ApiReply> {
-    const res = await this.#pool(url).request({
-      path: req.path,
-      method: req.method,
-      body: req.body,
-      headers: req.headers,
-      signal: options.signal,
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
-    })
-    const body = Buffer.from(await res.body.arrayBuffer())
-    const epoch = res.headers[EPOCH_HEADER]
-    return { status: res.statusCode, epoch: typeof epoch === 'string' ? epoch : undefined, body, headers: res.headers }
+    const headers = options?.epoch ? { 'content-type': MSGPACK, [EPOCH_HEADER]: options.epoch } : MSGPACK_HEADERS
+    return this.#send(url, 'POST', path, headers, body, options)
   }
 
   get(url: string, path: string, options?: SendOptions): Promise<Reply> {
-    return this.#send(url, path, 'GET', undefined, options)
+    return this.#send(url, 'GET', path, undefined, undefined, options)
+  }
+
+  request(url: string, req: ApiRequest, options?: SendOptions): Promise<ApiReply> {
+    return this.#send(url, req.method, req.path, req.headers, req.body, options)
   }
 
   async close(): Promise<void> {
@@ -136,4 +134,41 @@ export class UndiciTransport implements Transport {
     this.#pools.clear()
     await Promise.all(pools.map((p) => p.destroy()))
   }
+}
+
+/** Socket and undici codes of errors raised before the request was written: it never reached the node. */
+const NOT_WRITTEN: Record<string, TransportErrorKind> = {
+  ECONNREFUSED: 'refused',
+  UND_ERR_CONNECT_TIMEOUT: 'timeout',
+  // The name did not resolve: no connection was attempted.
+  ENOTFOUND: 'network',
+  EAI_AGAIN: 'network',
+}
+
+const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+
+/** undici's errors that say the request itself was wrong (a bug here), not that the network failed. */
+const MISUSE = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_INVALID_RETURN_VALUE', 'UND_ERR_NOT_SUPPORTED'])
+
+/**
+ * undici's rejection as the Transport contract's TransportError (see Transport). An abort rejects
+ * with the signal's reason, whatever it is, so an abort is known by the signal, not by the error.
+ */
+export function transportError(err: unknown, what: string, signal?: AbortSignal): unknown {
+  if (err instanceof TransportError) return err
+  const e = err as { code?: unknown; name?: unknown; message?: unknown } | undefined
+  const code = typeof e?.code === 'string' ? e.code : undefined
+  if ((signal?.aborted && err === signal.reason) || code === 'UND_ERR_ABORTED' || code === 'UND_ERR_ABORT' || e?.name === 'AbortError') {
+    const timeout = e?.name === 'TimeoutError'
+    return new TransportError(timeout ? 'timeout' : 'aborted', `${what}: ${timeout ? 'deadline passed' : 'aborted'}`, { delivered: true, cause: err })
+  }
+  if (code === undefined || MISUSE.has(code)) return err
+  const notWritten = NOT_WRITTEN[code]
+  if (notWritten) return new TransportError(notWritten, `${what}: ${describe(code, e)}`, { delivered: false, cause: err })
+  return new TransportError(TIMEOUTS.has(code) ? 'timeout' : 'network', `${what}: ${describe(code, e)}`, { delivered: true, cause: err })
+}
+
+function describe(code: string, e: { message?: unknown } | undefined): string {
+  const message = typeof e?.message === 'string' && e.message ? e.message : 'failed'
+  return message.includes(code) ? message : `${message} (${code})`
 }

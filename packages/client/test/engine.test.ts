@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest'
 import {
   ClusterView,
   Paths,
+  TransportError,
   decodeSet,
   encodeContext,
   encodeSet,
@@ -50,16 +51,16 @@ class FakeTransport implements Transport {
     const node = this.nodes.get(url)!
     node.calls.push(path)
     node.sizes.push(body.byteLength)
-    if (node.mode === 'refuse') throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })
-    if (node.mode === 'unconnectable') throw Object.assign(new Error('Connect Timeout Error'), { code: 'UND_ERR_CONNECT_TIMEOUT' })
+    if (node.mode === 'refuse') throw new TransportError('refused', 'connection refused', { delivered: false })
+    if (node.mode === 'unconnectable') throw new TransportError('timeout', 'connect timeout', { delivered: false })
     if (node.mode === 'stopping') return { status: 503, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_SHUTTING_DOWN', message: 'stopping' } })) }
     if (node.mode === 'hang') {
-      // Like undici: the request gives up at its timeout, or when its signal fires.
+      // Like a transport: the request gives up at its timeout, or when its signal fires.
       await new Promise((_, reject) => {
-        const t = setTimeout(() => reject(Object.assign(new Error('headers timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' })), options.timeoutMs ?? 60_000)
+        const t = setTimeout(() => reject(new TransportError('timeout', 'no answer', { delivered: true })), options.timeoutMs ?? 60_000)
         options.signal?.addEventListener('abort', () => {
           clearTimeout(t)
-          reject(Object.assign(new Error('aborted'), { name: 'AbortError' }))
+          reject(new TransportError('aborted', 'aborted', { delivered: true }))
         })
       })
     }

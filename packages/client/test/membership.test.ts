@@ -1,7 +1,7 @@
 // The SDK's membership view against a fake transport that serves /v1/ring: refresh on a newer epoch,
 // no regression from a node that knows less, the watch, and the liveness view with its events.
 import { afterEach, describe, expect, it } from 'vitest'
-import { ClusterView, Paths, type MemberState, type RingResponse } from '@zerohop/core'
+import { ClusterView, Paths, TransportError, type MemberState, type RingResponse } from '@zerohop/core'
 import { RingWatch } from '../src/membership.js'
 import { systemClock } from '../src/clock.js'
 import type { Reply, SendOptions, Transport } from '../src/transport.js'
@@ -32,11 +32,11 @@ class RingTransport implements Transport {
     if (wait !== null && wait === this.rings.get(url)?.epoch) {
       await new Promise<void>((resolve, reject) => {
         this.#waiters.push(resolve)
-        options.signal?.addEventListener('abort', () => reject(Object.assign(new Error('aborted'), { name: 'AbortError' })))
+        options.signal?.addEventListener('abort', () => reject(new TransportError('aborted', 'aborted', { delivered: true })))
       })
     }
     const ring = this.rings.get(url)
-    if (!ring) throw Object.assign(new Error('refused'), { code: 'ECONNREFUSED' })
+    if (!ring) throw new TransportError('refused', 'connection refused', { delivered: false })
     return { status: 200, epoch: ring.epoch, body: Buffer.from(JSON.stringify(ring)) }
   }
   async post(): Promise<Reply> {

@@ -1,7 +1,7 @@
 // The quorum gatherer and the per-operation deadline, on their own (no sockets).
 import { describe, expect, it } from 'vitest'
-import type { Member } from '@zerohop/core'
-import { Operation, failureOf, gather, type Outcome } from '../src/operation.js'
+import { TransportError, type Member } from '@zerohop/core'
+import { Operation, failureOf, gather, isTransient, notDelivered, type Outcome } from '../src/operation.js'
 import { systemClock } from '../src/clock.js'
 
 /** Virtual time: timers fire only when the test advances the clock. */
@@ -122,10 +122,22 @@ describe('Operation', () => {
     op2.done()
   })
 
-  it('names connection refused and other network errors', () => {
+  it('classifies by the transport\'s typed error: its kind, and whether the request was written', () => {
     const op = new Operation(systemClock, 1000)
-    expect(failureOf(members[0], Object.assign(new Error('x'), { code: 'ECONNREFUSED' }), op).cause).toBe('refused')
-    expect(failureOf(members[0], Object.assign(new Error('x'), { code: 'ECONNRESET' }), op).cause).toBe('network')
+    const refused = failureOf(members[0], new TransportError('refused', 'x', { delivered: false, cause: Object.assign(new Error('x'), { code: 'ECONNREFUSED' }) }), op)
+    expect(refused).toMatchObject({ cause: 'refused', code: 'ECONNREFUSED', delivered: false })
+    expect(notDelivered(refused)).toBe(true)
+    const reset = new TransportError('network', 'other side closed', { delivered: true })
+    expect(failureOf(members[0], reset, op)).toMatchObject({ cause: 'network', message: 'other side closed' })
+    expect(notDelivered(failureOf(members[0], reset, op))).toBe(false)
+    expect(isTransient(reset)).toBe(true)
+    // A timeout after the request was written may have been applied: not retried, not sent elsewhere.
+    const late = new TransportError('timeout', 'no answer', { delivered: true })
+    expect(isTransient(late)).toBe(false)
+    expect(notDelivered(failureOf(members[0], late, op))).toBe(false)
+    expect(notDelivered(failureOf(members[0], new TransportError('timeout', 'connect timeout', { delivered: false }), op))).toBe(true)
+    // An error that merely looks like undici's is not the contract.
+    expect(isTransient(Object.assign(new Error('x'), { code: 'ECONNRESET' }))).toBe(false)
     op.done()
   })
 })

@@ -32,6 +32,10 @@ export const ErrorCodes = {
   CLUSTER_MISMATCH: 'ZH_CLUSTER_MISMATCH',
   /** An operator request that the cluster's state does not allow (remove a live node, leave twice). */
   CONFLICT: 'ZH_CONFLICT',
+  /** A request to a node got no HTTP answer: refused, timed out, cut off or aborted (TransportError). */
+  TRANSPORT: 'ZH_TRANSPORT',
+  /** A node answered 200 with a body that is not the protocol's answer to the request. */
+  INVALID_RESPONSE: 'ZH_INVALID_RESPONSE',
 } as const
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes]
@@ -84,6 +88,8 @@ export interface ReplicaFailure {
   status?: number
   code?: string
   message: string
+  /** False when the request certainly never reached the replica (the transport said so): it applied nothing. */
+  delivered?: boolean
 }
 
 /** Fewer than R (or W) replicas answered before the deadline; `replicas` names each one's cause. */
@@ -138,6 +144,33 @@ export class HttpError extends ZerohopError {
 
   toJSON(): { error: { code: string; message: string } } {
     return { error: { code: this.code, message: this.message } }
+  }
+}
+
+/** How a request failed in transit. */
+export type TransportErrorKind = 'refused' | 'timeout' | 'network' | 'aborted'
+
+/**
+ * A request to a node got no HTTP answer (an HTTP error status is an answer, not this). `delivered`
+ * is false only when the request certainly was not written to the node — the connection was refused
+ * or never established — so even a request that is not idempotent may go to another node; true means
+ * the node may have received it, and applied it. The transport's own error is the `cause`.
+ */
+export class TransportError extends ZerohopError {
+  readonly kind: TransportErrorKind
+  readonly delivered: boolean
+
+  constructor(kind: TransportErrorKind, message: string, options: { delivered: boolean; cause?: unknown }) {
+    super(ErrorCodes.TRANSPORT, message, { cause: options.cause })
+    this.kind = kind
+    this.delivered = options.delivered
+  }
+}
+
+/** A node answered 200 with a body that is not the protocol's answer to the request. */
+export class InvalidResponseError extends ZerohopError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.INVALID_RESPONSE, message, options)
   }
 }
 

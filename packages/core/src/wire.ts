@@ -16,6 +16,14 @@ export const Paths = {
   range: '/v1/replica/range',
   /** Push-pull of member entries between nodes. */
   gossip: '/v1/gossip',
+  /** Anti-entropy: root hashes of some partitions' trees, in the order asked. */
+  roots: '/v1/ae/roots',
+  /** Anti-entropy: hashes of some nodes of one level of a partition's tree. */
+  tree: '/v1/ae/tree',
+  /** Anti-entropy: keys of some leaves with the digest of their stored set. */
+  keys: '/v1/ae/keys',
+  /** Tombstone reaping: check, then delete, tombstones every replica has held for the grace period. */
+  reap: '/v1/replica/reap',
   /** Prometheus metrics (text). */
   metrics: '/v1/metrics',
   /** Operator: this node hands off its data and leaves (JSON). */
@@ -50,7 +58,8 @@ export interface CoordinateResponse {
 }
 
 export interface StoreRequest {
-  items: [partition: number, key: Uint8Array, set: Uint8Array][]
+  /** With `hintFor`, the node keeps the item as a hint for that node (a sloppy quorum). */
+  items: [partition: number, key: Uint8Array, set: Uint8Array, hintFor?: string][]
 }
 export interface StoreResponse {
   /** How many items changed this replica's state (the rest it already had). */
@@ -75,6 +84,58 @@ export interface RangeResponse {
   items: [key: Uint8Array, set: Uint8Array][]
   /** True when the partition has more items after the last one. */
   more: boolean
+}
+
+export interface RootsRequest {
+  partitions: number[]
+  /** The asker's tree shape; when given, it must be the node's. */
+  fanout?: number
+  depth?: number
+}
+export interface RootsResponse {
+  /** The root of each asked partition's tree (the empty tree's root for one without data there). */
+  roots: Uint8Array[]
+}
+
+export interface TreeRequest {
+  partition: number
+  level: number
+  indices: number[]
+  /** The asker's tree shape; when given, it must be the node's. */
+  fanout?: number
+  depth?: number
+}
+export interface TreeResponse {
+  /** One hash per index asked. */
+  hashes: Uint8Array[]
+}
+
+export interface KeysRequest {
+  partition: number
+  leaves: number[]
+  fanout?: number
+  depth?: number
+}
+export interface KeysResponse {
+  /** [key, MD5 of its stored set] for every key the node holds in those leaves. */
+  keys: [key: Uint8Array, digest: Uint8Array][]
+}
+
+export interface ReapRequest {
+  partition: number
+  phase: 'check' | 'reap'
+  items: [key: Uint8Array, set: Uint8Array][]
+}
+export interface ReapResponse {
+  /** One answer per item. */
+  ok: boolean[]
+}
+
+/** POST /v1/gossip, both ways: the sender's ring parameters and every member entry it knows. */
+export interface GossipMessage {
+  partitions: number
+  n: number
+  members: MemberState[]
 }
 
 /** GET /v1/ring: the member entries the rings follow from, and what this node believes down. */
