@@ -16,10 +16,8 @@ import {
   encodeSet,
   join,
   md5,
-  pack,
   siblings,
   syncAll,
-  unpack,
   InvalidArgumentError,
   KeyTooLargeError,
   ValueTooLargeError,
@@ -38,6 +36,7 @@ import { WriteQuorum, type Requirement, type StoreAction } from './quorum.js'
 import { checkKey, type CallOptions, type Coordinator, type CoordinatedGet, type CoordinatedPut, type GetCall, type Inspection, type PutCall } from './coordinator.js'
 import type { Reply, SendOptions, Transport } from './transport.js'
 import { Coalescer, readBatch, storeBatch, type StoreItem } from './batcher.js'
+import { frames } from './replica-client.js'
 
 export const channels = {
   readRepair: diagnostics.channel('zerohop:client:read-repair'),
@@ -424,13 +423,14 @@ export class Engine implements Coordinator {
     const inNext = new Set(plan.next.map((m) => m.id))
     const rank = (m: Member) => (m.id === ctx.coordinator ? 2 : 0) + (this.membership.up(m.id) ? 8 : 0) + (inNext.has(m.id) ? 4 : 0)
     const candidates = [...plan.current].sort((a, b) => rank(b) - rank(a))
-    const body = pack({ partition: plan.partition, key, context: ctx.vector, value })
+    const req = { partition: plan.partition, key, context: ctx.vector, value }
+    const body = frames.coordinate.encode(req)
     const failures: ReplicaFailure[] = []
     for (const m of candidates) {
       const o = await this.#ask(m, Paths.coordinate, body, op, plan.epoch, (b) => {
-        const s = (unpack(b) as { set?: Uint8Array })?.set
-        if (!(s instanceof Uint8Array)) throw new TypeError('invalid coordinate response')
-        return s
+        const answer = frames.coordinate.decode(b, req)
+        if (typeof answer === 'string') throw new TypeError(answer)
+        return answer.set
       })
       if (!o.ok) {
         failures.push(o.failure)
