@@ -288,6 +288,10 @@ export class Engine implements Coordinator {
    */
   async delete(key: Uint8Array, call: PutCall = {}): Promise<RawPutResult> {
     this.checkKey(key)
+    // Checked before the read, which may find nothing and so never reach put().
+    checkQuorum('w', call.w ?? this.options.w, this.n)
+    if (call.strict !== undefined && typeof call.strict !== 'boolean') throw new InvalidArgumentError('strict must be true or false')
+    if (call.context !== undefined) decodeContext(call.context)
     let context = call.context
     if (context === undefined) {
       const read = await this.get(key, { timeoutMs: call.timeoutMs, signal: call.signal })
