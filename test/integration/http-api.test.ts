@@ -253,6 +253,41 @@ describe('the SDK with routing: load-balancer (straight to nodes)', () => {
   })
 })
 
+describe('deadlines', () => {
+  it('a node ends a request it coordinates at ?timeout= with each replica\'s cause (a replica paused by SIGSTOP)', async () => {
+    const n2 = cluster.node('n2')
+    n2.pause()
+    try {
+      const started = Date.now()
+      const e = expectError(await call('PUT', kv('deadline', '?w=3&timeout=500'), { body: 'x' }), 503, 'ZH_QUORUM_NOT_MET')
+      const took = Date.now() - started
+      expect(took).toBeGreaterThanOrEqual(450)
+      expect(took).toBeLessThan(1500)
+      expect(e.replicas).toEqual(expect.arrayContaining([expect.objectContaining({ id: 'n2', cause: 'timeout' })]))
+    } finally {
+      n2.resume()
+    }
+  })
+
+  it('the SDK in load-balancer routing gives up at its own deadline when the node does not answer', async () => {
+    const n3 = cluster.node('n3')
+    const db = await connect({ seeds: [n3.url], routing: 'load-balancer' })
+    n3.pause()
+    try {
+      const started = Date.now()
+      const err = await db.get('deadline', { timeoutMs: 400 }).catch((x) => x)
+      const took = Date.now() - started
+      expect(err).toBeInstanceOf(QuorumError)
+      expect((err as QuorumError).replicas[0]).toMatchObject({ url: n3.url, cause: 'timeout' })
+      expect(took).toBeGreaterThanOrEqual(350)
+      expect(took).toBeLessThan(1000)
+    } finally {
+      n3.resume()
+      await db.close()
+    }
+  })
+})
+
 describe('with two of three nodes down', () => {
   it('a write the coordinating node cannot get W for is a 503 ZH_QUORUM_NOT_MET naming each replica, and the SDK a QuorumError', async () => {
     const db = await connect({ seeds: [cluster.node('n1').url], routing: 'load-balancer', timeoutMs: 1500 })

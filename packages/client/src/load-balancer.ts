@@ -24,8 +24,13 @@ import type { Membership } from './membership.js'
 import { Operation, failureOf, isTransient, notDelivered } from './operation.js'
 import type { ApiReply, ApiRequest, Transport } from './transport.js'
 
-/** The node answers first: its deadline is the call's, the HTTP request's a little longer. */
-const ANSWER_MARGIN_MS = 1000
+/**
+ * The call's deadline is the caller's; the node's is a little earlier, so that a node that cannot get
+ * its quorum answers (with each replica's cause) before the caller gives up on it.
+ */
+export function nodeDeadline(timeoutMs: number): number {
+  return Math.max(1, Math.floor(timeoutMs - Math.min(250, timeoutMs / 10)))
+}
 
 export class LoadBalancerCoordinator implements Coordinator {
   readonly #o: ResolvedClientOptions
@@ -110,7 +115,7 @@ export class LoadBalancerCoordinator implements Coordinator {
 
   #path(base: string, key: Uint8Array, call: CallOptions, query: Record<string, string | number>): string {
     const timeout = call.timeoutMs === undefined ? this.#o.timeoutMs : checkTimeout('timeoutMs', call.timeoutMs)
-    const q = new URLSearchParams({ ...Object.fromEntries(Object.entries(query).map(([k, v]) => [k, String(v)])), timeout: String(Math.ceil(timeout)) })
+    const q = new URLSearchParams({ ...Object.fromEntries(Object.entries(query).map(([k, v]) => [k, String(v)])), timeout: String(nodeDeadline(timeout)) })
     return `${base}${percentEncode(key)}?${q}`
   }
 
@@ -121,7 +126,7 @@ export class LoadBalancerCoordinator implements Coordinator {
    */
   async #send(operation: 'get' | 'put' | 'delete', req: ApiRequest, call: CallOptions): Promise<ApiReply> {
     const timeoutMs = call.timeoutMs ?? this.#o.timeoutMs
-    const op = new Operation(this.#o.clock, timeoutMs + ANSWER_MARGIN_MS, call.signal)
+    const op = new Operation(this.#o.clock, timeoutMs, call.signal)
     const failures: ReplicaFailure[] = []
     const seeds = this.#o.seeds
     try {
