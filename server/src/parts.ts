@@ -154,7 +154,7 @@ export function wire(d: WireDeps): NodeParts {
   // Load-balancer mode: this node coordinates clients' requests with the SDK's engine, over its own
   // gossip view; its own replica is reached through the local path of the transport.
   const engine = new Engine(
-    resolveEngineOptions({ r: o.r, w: o.w, timeoutMs: o.timeoutMs, clock }),
+    resolveEngineOptions({ r: o.r, w: o.w, timeoutMs: o.timeoutMs, clock, local: o.id }),
     transport,
     new NodeMembership({ gossip, view: d.view, limits, clock, debounceMs: 200 }),
   )

@@ -160,7 +160,7 @@ describe('the public HTTP API', () => {
     expect(new Set(body.replicas.map((r) => r.digest)).size).toBe(1)
   })
 
-  it('a node coordinating a key it replicates reads and stores its own copy with no HTTP request to itself', async () => {
+  it('a node taking a request for a key it replicates coordinates it itself and reads its own copy, with no HTTP request to itself', async () => {
     // N=3 on 3 nodes: n1 replicates every key. Count n1's own replica requests, by way in.
     const n1 = cluster.node('n1')
     const count = async (route: string, via: string) => sample(await n1.metrics(), 'zerohop_requests_total', `route="${route}",via="${via}"`) ?? 0
@@ -178,6 +178,8 @@ describe('the public HTTP API', () => {
     expect(after.readLocal - before.readLocal).toBeGreaterThanOrEqual(OPS)
     expect(after.readHttp - before.readHttp).toBe(0)
     expect(after.coordHttp - before.coordHttp).toBe(0)
+    // n1 coordinates every write it takes itself (it replicates every key): no coordination hop.
+    expect(after.coordLocal - before.coordLocal).toBe(OPS)
     expect(othersAfter - others).toBeGreaterThanOrEqual(OPS)
   })
 })

@@ -423,9 +423,11 @@ export class Engine implements Coordinator {
     | { ok: false; failures: ReplicaFailure[] }
   > {
     const plan = this.plan(key, need)
-    // Prefer a replica in both rings while they differ, then the reader's, then any that is up.
+    // Prefer a replica in both rings while they differ, then the node this engine runs in (it mints
+    // with no HTTP request), then the reader's, then any that is up.
     const inNext = new Set(plan.next.map((m) => m.id))
-    const rank = (m: Member) => (m.id === ctx.coordinator ? 2 : 0) + (this.membership.up(m.id) ? 8 : 0) + (inNext.has(m.id) ? 4 : 0)
+    const local = this.options.local
+    const rank = (m: Member) => (m.id === local ? 3 : m.id === ctx.coordinator ? 2 : 0) + (this.membership.up(m.id) ? 8 : 0) + (inNext.has(m.id) ? 4 : 0)
     const candidates = [...plan.current].sort((a, b) => rank(b) - rank(a))
     const req = { partition: plan.partition, key, context: ctx.vector, value }
     const body = frames.coordinate.encode(req)

@@ -25,6 +25,11 @@ export interface EngineOptions {
   retries?: number
   /** Replace the clock (simulation). */
   clock?: Clock
+  /**
+   * The id of the node this engine runs in, if it runs in one: it coordinates the writes of keys it
+   * replicates itself, one HTTP request fewer than sending the coordination elsewhere.
+   */
+  local?: string
 }
 
 /** How requests reach the cluster. */
@@ -85,6 +90,7 @@ export interface ResolvedEngineOptions {
   readRepairWaitMs: number
   retries: number
   clock: Clock
+  local?: string
 }
 
 export interface ResolvedClientOptions extends ResolvedEngineOptions {
@@ -139,6 +145,8 @@ export function resolveEngineOptions(o: EngineOptions): ResolvedEngineOptions {
   checkQuorum('w', w, 16)
   if (o.readRepair !== undefined && typeof o.readRepair !== 'boolean') throw new InvalidArgumentError('readRepair must be true or false')
   const clock = o.clock ?? systemClock
+  const local = o.local
+  if (local !== undefined && (typeof local !== 'string' || local.length === 0)) throw new InvalidArgumentError('local must be the id of the node the engine runs in')
   if (typeof clock?.now !== 'function' || typeof clock.setTimeout !== 'function') throw new InvalidArgumentError('clock must implement now(), setTimeout(), clearTimeout() and setImmediate() (see systemClock)')
   return {
     r,
@@ -148,6 +156,7 @@ export function resolveEngineOptions(o: EngineOptions): ResolvedEngineOptions {
     readRepairWaitMs: positiveInt('readRepairWaitMs', o.readRepairWaitMs ?? clientDefaults.readRepairWaitMs, 60_000),
     retries: positiveInt('retries', o.retries ?? clientDefaults.retries, 10),
     clock,
+    local,
   }
 }
 
