@@ -11,7 +11,9 @@
 // each as single-flight latency (p50/p99/p99.9) and throughput at 32 in flight, with CPU per op of
 // the client process, of the server processes and, apart, of HAProxy's process. The machine is shared
 // and noisy: what counts are the ratios against the floor and the hop measured in the same round (the
-// median over rounds is reported).
+// median over rounds is reported). Around every phase on the cluster, each node's
+// zerohop_requests_total{route,via} is read before and after: HTTP exchanges (and in-process calls)
+// per operation, and the evidence that n1 coordinating a key it replicates reads itself in-process.
 //
 // Layout: this process only orchestrates: it is idle while a phase runs, but for HAProxy's log lines
 // (one per request), which the harness reads from HAProxy's stdout; that CPU per op is recorded apart.
@@ -27,7 +29,7 @@
 // the lb-* modes are skipped with a note.
 import { execFileSync, fork, type ChildProcess } from 'node:child_process'
 import path from 'node:path'
-import { Cluster } from '../harness/cluster.js'
+import { Cluster, type NodeProcess } from '../harness/cluster.js'
 import { HAProxy, haproxyUnavailableReason } from '../harness/haproxy.js'
 import { cleanupOnExit, envInt, environment, environmentLine, fmt, median, root, runMain, saveResults, table } from './report.js'
 
@@ -49,6 +51,8 @@ const cfg = {
 const ALL_MODES = ['floor', 'get', 'put', 'hop', 'lb-get', 'lb-put', 'node-get', 'node-put'] as const
 type Mode = (typeof ALL_MODES)[number]
 const LB_MODES: readonly Mode[] = ['lb-get', 'lb-put']
+/** Modes whose phases run on the Zerohop cluster (their nodes' request counters are read around each phase). */
+const CLUSTER_MODES: readonly Mode[] = ['get', 'put', 'lb-get', 'lb-put', 'node-get', 'node-put']
 
 const NAMES: Record<Mode, string> = {
   floor: 'floor: fan-out 3, resolve at 2',
@@ -80,6 +84,8 @@ interface Cpu {
   oursCores: number
   machineCores: number
 }
+/** Per node id: the change of zerohop_requests_total over a phase, by `route via`. */
+type RequestDeltas = Record<string, Record<string, number>>
 interface Phase {
   ops: number
   errors: number
@@ -90,6 +96,7 @@ interface Phase {
   cpu: Cpu
   /** CPU of this orchestrating process during the phase, per op (it reads HAProxy's log output). */
   orchestratorUsPerOp: number
+  requests?: RequestDeltas
 }
 interface Latency extends Phase {
   p50: number
@@ -181,6 +188,41 @@ function killByPid(child: ChildProcess): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Node counters
+
+/** Every zerohop_requests_total sample of a node's Prometheus text, by `route via`. */
+function requestCounts(text: string): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const line of text.split('\n')) {
+    const m = /^zerohop_requests_total\{([^}]*)\}\s+(\S+)/.exec(line)
+    if (!m) continue
+    const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]))
+    out[`${labels.route} ${labels.via}`] = Number(m[2])
+  }
+  return out
+}
+
+async function readCounts(nodes: NodeProcess[]): Promise<Record<string, Record<string, number>>> {
+  return Object.fromEntries(await Promise.all(nodes.map(async (n) => [n.id, requestCounts(await n.metrics())] as const)))
+}
+
+function countDeltas(before: Record<string, Record<string, number>>, after: Record<string, Record<string, number>>): RequestDeltas {
+  const out: RequestDeltas = {}
+  for (const [id, counts] of Object.entries(after)) {
+    out[id] = {}
+    for (const [k, v] of Object.entries(counts)) {
+      const d = v - (before[id]?.[k] ?? 0)
+      if (d !== 0) out[id][k] = d
+    }
+  }
+  return out
+}
+
+/** One `route via` summed over the nodes (or one node). */
+const deltaOf = (d: RequestDeltas | undefined, key: string, node?: string) =>
+  d ? Object.entries(d).reduce((s, [id, c]) => s + (node === undefined || node === id ? (c[key] ?? 0) : 0), 0) : NaN
+
+// ---------------------------------------------------------------------------------------------
 // Statistics and output
 
 function clockTicks(): number {
@@ -192,6 +234,9 @@ function clockTicks(): number {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/** The routes whose exchanges an operation costs, in the order they are tabled. */
+const DATA_ROUTES = ['/v1/kv', '/v1/replica/read', '/v1/replica/coordinate', '/v1/replica/store']
 
 async function main(): Promise<void> {
   const startedAt = new Date()
@@ -254,10 +299,13 @@ async function main(): Promise<void> {
     if (haproxy) console.log(`haproxy: ${haproxy.url} (PID ${haproxy.pid ?? 'unknown'}) in front of ${cluster.nodes.map((n) => `${n.id} :${n.port}`).join(', ')}`)
 
     const phase = async <T extends Phase>(mode: Mode, kind: 'latency' | 'throughput', ops: number, maxMs: number): Promise<T> => {
+      // Each node's request counters before and after (outside the timed part: the worker times).
+      const before = CLUSTER_MODES.includes(mode) ? await readCounts(cluster!.nodes) : undefined
       const cpu0 = process.cpuUsage()
       const r = await rpc!.call<T>('phase', { mode, kind, ops, maxMs, concurrency: cfg.concurrency }, maxMs + 30_000)
       const cpu = process.cpuUsage(cpu0)
       r.orchestratorUsPerOp = (cpu.user + cpu.system) / Math.max(1, r.ops)
+      if (before) r.requests = countDeltas(before, await readCounts(cluster!.nodes))
       return r
     }
 
@@ -393,6 +441,69 @@ async function main(): Promise<void> {
       console.log(`  ${label.padEnd(50)} ${show(k)}${verdict}`)
     }
 
+    // ---- HTTP exchanges (and in-process calls) per operation, from the nodes' counters
+    const perOp = (p: Phase, key: string) => deltaOf(p.requests, key) / Math.max(1, p.ops)
+    const exchanges = Object.fromEntries(
+      modes.filter((m) => CLUSTER_MODES.includes(m)).map((m) => [
+        m,
+        Object.fromEntries(
+          (['latency', 'throughput'] as const).map((kind) => [
+            kind,
+            Object.fromEntries(DATA_ROUTES.flatMap((route) => (['http', 'local'] as const).map((via) => [`${route} ${via}`, med((r) => perOp(r[kind][m]!, `${route} ${via}`))]))),
+          ]),
+        ),
+      ]),
+    ) as Partial<Record<Mode, Record<'latency' | 'throughput', Record<string, number>>>>
+    if (Object.keys(exchanges).length) {
+      console.log(`\nrequests the nodes served per operation, all nodes (median over rounds; http = an HTTP exchange, local = in-process)\n`)
+      const cols = DATA_ROUTES.flatMap((route) => [`${route.replace('/v1/replica/', '')} http`, `${route.replace('/v1/replica/', '')} local`])
+      const rows: string[][] = []
+      for (const [m, byKind] of Object.entries(exchanges)) {
+        for (const kind of ['latency', 'throughput'] as const) {
+          const c = byKind[kind]
+          const http = DATA_ROUTES.reduce((s, route) => s + c[`${route} http`], 0)
+          rows.push([`${m} ${kind === 'latency' ? 'single-flight' : `@${cfg.concurrency}`}`, ...DATA_ROUTES.flatMap((route) => [fmt(c[`${route} http`], 2), fmt(c[`${route} local`], 2)]), fmt(http, 2)])
+        }
+      }
+      console.log(table(['mode', ...cols, 'HTTP at nodes'], rows))
+    }
+
+    // ---- a node that replicates the key reads itself in-process (node-get: everything to n1)
+    let selfReads: Record<string, unknown> | undefined
+    if (has('node-get')) {
+      const ids = cluster.nodes.map((n) => n.id)
+      const sums = (kind: 'latency' | 'throughput') => {
+        const phases = rounds.map((r) => r[kind]['node-get']!)
+        const ops = phases.reduce((s, p) => s + p.ops, 0)
+        const sum = (key: string, id: string) => phases.reduce((s, p) => s + deltaOf(p.requests, key, id), 0)
+        const nodes = Object.fromEntries(ids.map((id) => [id, {
+          readHttp: sum('/v1/replica/read http', id),
+          readLocal: sum('/v1/replica/read local', id),
+          kvHttp: sum('/v1/kv http', id),
+        }]))
+        return { ops, nodes }
+      }
+      const byKind = { latency: sums('latency'), throughput: sums('throughput') }
+      const n1 = ids[0]
+      const cpuN1 = med((r) => tp(r, 'node-get').cpu.perServerUsPerOp[0])
+      const cpuN1Single = med((r) => lat(r, 'node-get').cpu.perServerUsPerOp[0])
+      const held = Object.values(byKind).every((k) => k.nodes[n1].readHttp < k.ops * 0.01 && k.nodes[n1].readLocal > 0)
+      selfReads = { ...byKind, n1CpuUsPerOp: cpuN1, n1SingleFlightCpuUsPerOp: cpuN1Single, held }
+      console.log(`\nnode-get: every call to ${n1}; change of zerohop_requests_total on each node over all measured node-get phases of ${cfg.rounds} rounds\n`)
+      const rows: string[][] = []
+      for (const kind of ['latency', 'throughput'] as const) {
+        const k = byKind[kind]
+        for (const id of ids) {
+          const d = k.nodes[id]
+          rows.push([`${kind === 'latency' ? 'single-flight' : `@${cfg.concurrency}`} (${fmt(k.ops)} ops)`, id, fmt(d.kvHttp), fmt(d.readHttp), fmt(d.readLocal), fmt(d.readHttp / Math.max(1, k.ops), 2), fmt(d.readLocal / Math.max(1, k.ops), 2)])
+        }
+      }
+      console.log(table(['phases', 'node', 'kv http Δ', 'replica/read http Δ', 'replica/read local Δ', 'read http /op', 'read local /op'], rows))
+      const per = (m: Mode) => (has(m) ? summary[m]!.perServerCpuUsPerOp.map((x, i) => `${ids[i]} ${fmt(x)}`).join(', ') : '-')
+      console.log(`  CPU µs/op of ${n1} in node-get: ${fmt(cpuN1)} at ${cfg.concurrency} in flight, ${fmt(cpuN1Single)} single-flight (per node @${cfg.concurrency}: ${per('node-get')}; in lb-get: ${per('lb-get')}; in get: ${per('get')})`)
+      console.log(`  ${n1} received no HTTP replica read of its own and served its own reads in-process: ${held ? 'YES' : 'NO'}`)
+    }
+
     if (haproxy) {
       const o = has('lb-get') ? summary['lb-get']!.orchestratorCpuUsPerOp : NaN
       console.log(`\nthis orchestrating process (it reads HAProxy's per-request log from its stdout): ${fmt(o, 1)} µs CPU per lb-get op; not counted above`)
@@ -415,6 +526,8 @@ async function main(): Promise<void> {
       ratios,
       ratioSeries,
       targets,
+      exchanges,
+      selfReads,
       rounds,
     }
     await saveResults('bench', 'latest.json', startedAt, result)
