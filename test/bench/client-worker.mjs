@@ -18,14 +18,17 @@ const FLOOR_REQUEST = randomBytes(24)
 
 /** @type {Pool[]} */
 let floorPools = []
-/** @type {import('@zerohop/client').Client<Uint8Array | string> | undefined} */
-let client
+/** The SDK three ways: zero-hop, load-balancer mode through HAProxy, load-balancer mode straight to one node. */
+/** @type {Record<'zeroHop' | 'lb' | 'node', import('@zerohop/client').Client<Uint8Array | string> | undefined>} */
+const clients = { zeroHop: undefined, lb: undefined, node: undefined }
+/** The bare single hop: one Pool to one floor server. @type {Pool | undefined} */
+let hopPool
 /** @type {string[]} */
 let keys = []
 let value = randomBytes(VALUE_BYTES)
 let putSeq = 0
 let floorBackground = 0
-let serverPids = { floor: [], cluster: [] }
+let serverPids = { floor: [], hop: [], cluster: [], haproxy: undefined }
 const CLK_TCK = 100 // getconf CLK_TCK on Linux; run.ts passes the real value
 let clkTck = CLK_TCK
 
@@ -57,12 +60,14 @@ function machineJiffies() {
   }
 }
 
-function snapshot(pids) {
+/** `lbPid`: HAProxy's own process, counted apart from the servers (NaN when there is none). */
+function snapshot(pids, lbPid) {
   const cu = process.cpuUsage()
   return {
     t: performance.now(),
     client: cu.user + cu.system,
     servers: pids.map(procCpuUs),
+    lb: lbPid ? procCpuUs(lbPid) : NaN,
     machine: machineJiffies(),
   }
 }
@@ -70,13 +75,18 @@ function snapshot(pids) {
 function cpuDelta(a, b, ops) {
   const wallUs = (b.t - a.t) * 1000
   const clientUs = b.client - a.client
-  const serversUs = b.servers.reduce((s, x, i) => s + (x - a.servers[i]), 0)
+  const perServerUs = b.servers.map((x, i) => x - a.servers[i])
+  const serversUs = perServerUs.reduce((s, x) => s + x, 0)
+  const lbUs = b.lb - a.lb
   const machineBusyUs = ((b.machine.busy - a.machine.busy) * 1e6) / clkTck
   return {
     clientUsPerOp: clientUs / ops,
     serversUsPerOp: serversUs / ops,
-    // Cores busy on average: ours (client + servers) and the whole machine (includes other tenants).
-    oursCores: (clientUs + serversUs) / wallUs,
+    perServerUsPerOp: perServerUs.map((x) => x / ops),
+    // HAProxy's process (both its threads), apart from the servers; NaN when not in the path.
+    lbUsPerOp: lbUs / ops,
+    // Cores busy on average: ours (client + servers + HAProxy) and the whole machine (includes other tenants).
+    oursCores: (clientUs + serversUs + (Number.isFinite(lbUs) ? lbUs : 0)) / wallUs,
     machineCores: machineBusyUs / wallUs,
   }
 }
@@ -112,22 +122,39 @@ function floorOp() {
   })
 }
 
+/** One HOP op: GET of a ~1 KB body from one floor server over one Pool. */
+async function hopOp() {
+  const res = await hopPool.request({ path: '/', method: 'GET' })
+  const bytes = Buffer.from(await res.body.arrayBuffer())
+  if (res.statusCode !== 200 || bytes.length !== VALUE_BYTES) throw new Error(`hop: HTTP ${res.statusCode}, ${bytes.length} bytes`)
+}
+
 let getSeq = 0
-async function getOp() {
+/** A get of a pre-written key with one of the clients (the same keys for every routing). */
+const getWith = (which) => async () => {
   const key = keys[getSeq++ % keys.length]
-  const r = await client.get(key)
+  const r = await clients[which].get(key)
   if (!r.found || r.siblings.length !== 1 || r.value.byteLength !== VALUE_BYTES) {
     throw new Error(`get ${key}: found=${r.found} siblings=${r.siblings.length}`)
   }
 }
 
-async function putOp() {
-  // A fresh key per put: a put without context on an existing key would create siblings.
-  const r = await client.put(`p-${putSeq++}`, value)
+/** A put with one of the clients. A fresh key per put: a put without context on an existing key would create siblings. */
+const putWith = (which) => async () => {
+  const r = await clients[which].put(`p-${putSeq++}`, value)
   if (r.siblings.length !== 1) throw new Error(`put: ${r.siblings.length} siblings`)
 }
 
-const OPS = { floor: floorOp, get: getOp, put: putOp }
+const OPS = {
+  floor: floorOp,
+  get: getWith('zeroHop'),
+  put: putWith('zeroHop'),
+  hop: hopOp,
+  'lb-get': getWith('lb'),
+  'lb-put': putWith('lb'),
+  'node-get': getWith('node'),
+  'node-put': putWith('node'),
+}
 
 // Sanity counters: a clean get benchmark does no read repair and sees no replica errors. Subscribing
 // costs nothing on the normal path (the SDK publishes only when something happens).
@@ -149,22 +176,24 @@ async function sleep(ms) {
 
 /** Wait until the background requests of floor ops have finished (bounded). */
 async function drain(mode) {
+  if (mode === 'hop') return // nothing runs in the background
   if (mode === 'floor') {
     const deadline = Date.now() + 2000
     while (floorBackground > 0 && Date.now() < deadline) await sleep(1)
   } else {
-    // SDK: the read-repair wait (≤ readRepairWaitMs = 100 ms) and W=2 puts' third store.
+    // SDK (in the client or, in load-balancer mode, in the node): the read-repair wait
+    // (≤ readRepairWaitMs = 100 ms) and W=2 puts' third store.
     await sleep(150)
   }
 }
 
 /** Sequential ops, one in flight. */
-async function latencyPhase(op, ops, maxMs, pids) {
+async function latencyPhase(op, ops, maxMs, pids, lbPid) {
   const lat = new Float64Array(ops)
   let n = 0
   let errors = 0
   let firstError
-  const a = snapshot(pids)
+  const a = snapshot(pids, lbPid)
   const deadline = a.t + maxMs
   while (n < ops && performance.now() < deadline) {
     const s = performance.now()
@@ -178,7 +207,7 @@ async function latencyPhase(op, ops, maxMs, pids) {
     }
     lat[n++] = performance.now() - s
   }
-  const b = snapshot(pids)
+  const b = snapshot(pids, lbPid)
   const sorted = lat.subarray(0, n).sort()
   const us = (x) => Math.round(x * 1000 * 10) / 10
   return {
@@ -197,12 +226,12 @@ async function latencyPhase(op, ops, maxMs, pids) {
 }
 
 /** `concurrency` loops sharing one op budget and one deadline. */
-async function throughputPhase(op, concurrency, ops, maxMs, pids) {
+async function throughputPhase(op, concurrency, ops, maxMs, pids, lbPid) {
   let started = 0
   let done = 0
   let errors = 0
   let firstError
-  const a = snapshot(pids)
+  const a = snapshot(pids, lbPid)
   const deadline = a.t + maxMs
   const loop = async () => {
     while (started < ops && performance.now() < deadline && errors <= 100) {
@@ -217,7 +246,7 @@ async function throughputPhase(op, concurrency, ops, maxMs, pids) {
     }
   }
   await Promise.all(Array.from({ length: concurrency }, loop))
-  const b = snapshot(pids)
+  const b = snapshot(pids, lbPid)
   const elapsedMs = b.t - a.t
   return {
     ops: done,
@@ -232,13 +261,20 @@ async function throughputPhase(op, concurrency, ops, maxMs, pids) {
 // ---------------------------------------------------------------------------------------------
 // Commands
 
-async function init({ floorUrls, seeds, pids, keyCount, connections, clkTck: tck }) {
+/**
+ * `lbUrl`: HAProxy's frontend (absent when HAProxy is not available); `nodeUrl`: the one node the
+ * straight load-balancer client sends everything to; `hopUrl`, `hopConnections`: the bare hop's server and Pool.
+ */
+async function init({ floorUrls, seeds, lbUrl, nodeUrl, hopUrl, hopConnections, pids, keyCount, connections, clkTck: tck }) {
   if (tck) clkTck = tck
   serverPids = pids
-  floorPools = floorUrls.map(
-    (url) => new Pool(url, { connections, pipelining: 1, keepAliveTimeout: 30_000, connect: { timeout: 1000 } }),
-  )
-  client = await connect({ seeds, connections, connectTimeoutMs: 15_000 })
+  const pool = (url, n) => new Pool(url, { connections: n, pipelining: 1, keepAliveTimeout: 30_000, connect: { timeout: 1000 } })
+  floorPools = floorUrls.map((url) => pool(url, connections))
+  hopPool = pool(hopUrl, hopConnections)
+  clients.zeroHop = await connect({ seeds, connections, connectTimeoutMs: 15_000 })
+  if (lbUrl) clients.lb = await connect({ seeds: [lbUrl], routing: 'load-balancer', connections, connectTimeoutMs: 15_000 })
+  clients.node = await connect({ seeds: [nodeUrl], routing: 'load-balancer', connections, connectTimeoutMs: 15_000 })
+  const client = clients.zeroHop
   // Pre-write the keys the gets read: fresh keys, so one value each (no siblings).
   keys = Array.from({ length: keyCount }, (_, i) => `k-${String(i).padStart(6, '0')}`)
   let next = 0
@@ -258,11 +294,13 @@ async function init({ floorUrls, seeds, pids, keyCount, connections, clkTck: tck
 
 async function phase({ mode, kind, ops, maxMs, concurrency }) {
   const op = OPS[mode]
-  const pids = mode === 'floor' ? serverPids.floor : serverPids.cluster
+  if (!op) throw new Error(`unknown mode ${mode}`)
+  const pids = mode === 'floor' ? serverPids.floor : mode === 'hop' ? serverPids.hop : serverPids.cluster
+  const lbPid = mode.startsWith('lb-') ? serverPids.haproxy : undefined
   const before = { ...events }
   let r
-  if (kind === 'latency') r = await latencyPhase(op, ops, maxMs, pids)
-  else r = await throughputPhase(op, concurrency, ops, maxMs, pids)
+  if (kind === 'latency') r = await latencyPhase(op, ops, maxMs, pids, lbPid)
+  else r = await throughputPhase(op, concurrency, ops, maxMs, pids, lbPid)
   await drain(mode)
   r.readRepairs = events.readRepairs - before.readRepairs
   r.replicaErrors = events.replicaErrors - before.replicaErrors
@@ -270,12 +308,13 @@ async function phase({ mode, kind, ops, maxMs, concurrency }) {
 }
 
 async function close() {
-  const c = client
-  client = undefined
-  const pools = floorPools
+  const cs = Object.values(clients)
+  for (const k of Object.keys(clients)) clients[k] = undefined
+  const pools = hopPool ? [...floorPools, hopPool] : floorPools
   floorPools = []
+  hopPool = undefined
   await Promise.race([
-    Promise.allSettled([c?.close(), ...pools.map((p) => p.close())]),
+    Promise.allSettled([...cs.map((c) => c?.close()), ...pools.map((p) => p.close())]),
     sleep(3000),
   ])
   await Promise.allSettled(pools.map((p) => p.destroy()))

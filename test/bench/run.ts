@@ -3,20 +3,34 @@
 //          connections per server) fanning each op out to all 3 and resolving at 2 of 3;
 //   get:   zero-hop get (R=2) of pre-written 1 KB values on a real 3-node cluster (N=3);
 //   put:   zero-hop put (W=2) of a 1 KB value under a fresh key;
+//   hop:   the bare single hop: one undici Pool (8 connections) GET of a 1 KB body from one floor server;
+//   lb-get, lb-put:     the SDK in load-balancer mode through HAProxy (test/harness/haproxy.ts, from
+//                       examples/haproxy.cfg) in front of the same 3 nodes: each node coordinates;
+//   node-get, node-put: the SDK in load-balancer mode straight to n1 (no HAProxy): n1 coordinates
+//                       every call, and with N=3 on 3 nodes it replicates every key;
 // each as single-flight latency (p50/p99/p99.9) and throughput at 32 in flight, with CPU per op of
-// the client process and of the server processes. The machine is shared and noisy: what counts are
-// the ratios against the floor measured in the same round (the median over rounds is reported).
+// the client process, of the server processes and, apart, of HAProxy's process. The machine is shared
+// and noisy: what counts are the ratios against the floor and the hop measured in the same round (the
+// median over rounds is reported). Around every phase on the cluster, each node's
+// zerohop_requests_total{route,via} is read before and after: HTTP exchanges (and in-process calls)
+// per operation, and the evidence that n1 coordinating a key it replicates reads itself in-process.
 //
-// Layout: this process only orchestrates (it is idle while a phase runs). The client side runs in
-// client-worker.mjs under plain node, so '@zerohop/client' is the BUILT package (under tsx the root
-// tsconfig `paths` would map it to the sources). Floor servers: floor-server.mjs. Traffic stays on
-// 127.0.0.1; every process started here is stopped by its PID, also on failure.
+// Layout: this process only orchestrates: it is idle while a phase runs, but for HAProxy's log lines
+// (one per request), which the harness reads from HAProxy's stdout; that CPU per op is recorded apart.
+// The client side runs in client-worker.mjs under plain node, so '@zerohop/client' is the BUILT
+// package (under tsx the root tsconfig `paths` would map it to the sources). Floor servers:
+// floor-server.mjs. Traffic stays on 127.0.0.1; every process started here is stopped by its PID,
+// also on failure.
 //
 // Knobs (environment): BENCH_ROUNDS (3), BENCH_LAT_OPS (3000), BENCH_TP_OPS (30000),
-// BENCH_TP_MS (5000), BENCH_CONCURRENCY (32), BENCH_KEYS (5000).
+// BENCH_TP_MS (5000), BENCH_CONCURRENCY (32), BENCH_KEYS (5000),
+// BENCH_MODES (all: floor,get,put,hop,lb-get,lb-put,node-get,node-put; a comma-separated subset runs
+// only those, and the ratios that need a missing mode are not computed). Without haproxy installed
+// the lb-* modes are skipped with a note.
 import { execFileSync, fork, type ChildProcess } from 'node:child_process'
 import path from 'node:path'
-import { Cluster } from '../harness/cluster.js'
+import { Cluster, type NodeProcess } from '../harness/cluster.js'
+import { HAProxy, haproxyUnavailableReason } from '../harness/haproxy.js'
 import { cleanupOnExit, envInt, environment, environmentLine, fmt, median, root, runMain, saveResults, table } from './report.js'
 
 
@@ -30,18 +44,48 @@ const cfg = {
   concurrency: envInt('BENCH_CONCURRENCY', 32),
   keys: envInt('BENCH_KEYS', 5000),
   connections: 16, // the SDK's default (clientDefaults.connections)
+  hopConnections: 8, // as in PERFORMANCE-NOTES' one-hop row
   nodes: 3,
 }
 
-const MODES = ['floor', 'get', 'put'] as const
-type Mode = (typeof MODES)[number]
+const ALL_MODES = ['floor', 'get', 'put', 'hop', 'lb-get', 'lb-put', 'node-get', 'node-put'] as const
+type Mode = (typeof ALL_MODES)[number]
+const LB_MODES: readonly Mode[] = ['lb-get', 'lb-put']
+/** Modes whose phases run on the Zerohop cluster (their nodes' request counters are read around each phase). */
+const CLUSTER_MODES: readonly Mode[] = ['get', 'put', 'lb-get', 'lb-put', 'node-get', 'node-put']
+
+const NAMES: Record<Mode, string> = {
+  floor: 'floor: fan-out 3, resolve at 2',
+  get: 'zero-hop get, R=2',
+  put: 'zero-hop put, W=2',
+  hop: 'hop: one Pool GET 1 KB, 1 server',
+  'lb-get': 'lb get via HAProxy, R=2',
+  'lb-put': 'lb put via HAProxy, W=2',
+  'node-get': 'lb get straight to n1, R=2',
+  'node-put': 'lb put straight to n1, W=2',
+}
+
+function selectedModes(): Mode[] {
+  const v = process.env.BENCH_MODES
+  if (v === undefined || v.trim() === '') return [...ALL_MODES]
+  const asked = v.split(',').map((m) => m.trim()).filter(Boolean)
+  const unknown = asked.filter((m) => !(ALL_MODES as readonly string[]).includes(m))
+  if (unknown.length) throw new Error(`BENCH_MODES: unknown mode(s) ${unknown.join(', ')}; choose from ${ALL_MODES.join(',')}`)
+  return ALL_MODES.filter((m) => asked.includes(m))
+}
 
 interface Cpu {
   clientUsPerOp: number
   serversUsPerOp: number
+  /** One figure per server process, in the order of their PIDs (cluster: n1, n2, n3). */
+  perServerUsPerOp: number[]
+  /** HAProxy's process; NaN (null in the JSON) when it is not in the path. */
+  lbUsPerOp: number
   oursCores: number
   machineCores: number
 }
+/** Per node id: the change of zerohop_requests_total over a phase, by `route via`. */
+type RequestDeltas = Record<string, Record<string, number>>
 interface Phase {
   ops: number
   errors: number
@@ -50,6 +94,9 @@ interface Phase {
   firstError?: string
   elapsedMs: number
   cpu: Cpu
+  /** CPU of this orchestrating process during the phase, per op (it reads HAProxy's log output). */
+  orchestratorUsPerOp: number
+  requests?: RequestDeltas
 }
 interface Latency extends Phase {
   p50: number
@@ -63,8 +110,8 @@ interface Throughput extends Phase {
   opsPerSec: number
 }
 interface Round {
-  latency: Record<Mode, Latency>
-  throughput: Record<Mode, Throughput>
+  latency: Partial<Record<Mode, Latency>>
+  throughput: Partial<Record<Mode, Throughput>>
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -141,6 +188,41 @@ function killByPid(child: ChildProcess): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Node counters
+
+/** Every zerohop_requests_total sample of a node's Prometheus text, by `route via`. */
+function requestCounts(text: string): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const line of text.split('\n')) {
+    const m = /^zerohop_requests_total\{([^}]*)\}\s+(\S+)/.exec(line)
+    if (!m) continue
+    const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]))
+    out[`${labels.route} ${labels.via}`] = Number(m[2])
+  }
+  return out
+}
+
+async function readCounts(nodes: NodeProcess[]): Promise<Record<string, Record<string, number>>> {
+  return Object.fromEntries(await Promise.all(nodes.map(async (n) => [n.id, requestCounts(await n.metrics())] as const)))
+}
+
+function countDeltas(before: Record<string, Record<string, number>>, after: Record<string, Record<string, number>>): RequestDeltas {
+  const out: RequestDeltas = {}
+  for (const [id, counts] of Object.entries(after)) {
+    out[id] = {}
+    for (const [k, v] of Object.entries(counts)) {
+      const d = v - (before[id]?.[k] ?? 0)
+      if (d !== 0) out[id][k] = d
+    }
+  }
+  return out
+}
+
+/** One `route via` summed over the nodes (or one node). */
+const deltaOf = (d: RequestDeltas | undefined, key: string, node?: string) =>
+  d ? Object.entries(d).reduce((s, [id, c]) => s + (node === undefined || node === id ? (c[key] ?? 0) : 0), 0) : NaN
+
+// ---------------------------------------------------------------------------------------------
 // Statistics and output
 
 function clockTicks(): number {
@@ -153,27 +235,46 @@ function clockTicks(): number {
 
 // ---------------------------------------------------------------------------------------------
 
+/** The routes whose exchanges an operation costs, in the order they are tabled. */
+const DATA_ROUTES = ['/v1/kv', '/v1/replica/read', '/v1/replica/coordinate', '/v1/replica/store']
+
 async function main(): Promise<void> {
   const startedAt = new Date()
   const children: ChildProcess[] = []
   let cluster: Cluster | undefined
+  let haproxy: HAProxy | undefined
   let worker: ChildProcess | undefined
   let rpc: Rpc | undefined
 
   const cleanup = cleanupOnExit(async () => {
     if (rpc && worker && worker.exitCode === null) await rpc.call('close', {}, 5000).catch(() => undefined)
     await Promise.allSettled([...(worker ? [killByPid(worker)] : []), ...children.map(killByPid)])
+    await haproxy?.close().catch((err) => console.error('haproxy.close failed:', err))
     await cluster?.close().catch((err) => console.error('cluster.close failed:', err))
   })
 
   try {
-    console.log(`zerohop bench: ${cfg.rounds} rounds, ${cfg.latencyOps} sequential ops, ${cfg.concurrency} in flight for ${cfg.throughputMaxMs} ms or ${cfg.throughputOps} ops`)
+    let modes = selectedModes()
+    const notes: string[] = []
+    const noHaproxy = modes.some((m) => LB_MODES.includes(m)) ? haproxyUnavailableReason() : undefined
+    if (noHaproxy) {
+      notes.push(`lb-get and lb-put skipped: ${noHaproxy}`)
+      modes = modes.filter((m) => !LB_MODES.includes(m))
+    }
+    const has = (...ms: Mode[]) => ms.every((m) => modes.includes(m))
+
+    console.log(`zerohop bench: ${cfg.rounds} rounds of ${modes.join(', ')}; ${cfg.latencyOps} sequential ops, ${cfg.concurrency} in flight for ${cfg.throughputMaxMs} ms or ${cfg.throughputOps} ops`)
     console.log(environmentLine())
+    for (const n of notes) console.log(`NOTE: ${n}`)
 
     const floor = []
     for (let i = 0; i < cfg.nodes; i++) floor.push(await startFloorServer(children))
     cluster = await Cluster.start({ nodes: cfg.nodes })
     const clusterPids = cluster.nodes.map((n) => n.pid!)
+    if (has('lb-get') || has('lb-put')) {
+      haproxy = await HAProxy.start({ servers: cluster.nodes.map((n) => ({ name: n.id, port: n.port })) })
+      if (!haproxy.pid) notes.push("HAProxy's PID is unknown: its CPU is not measured")
+    }
 
     worker = forkPlain('client-worker.mjs')
     rpc = new Rpc(worker)
@@ -182,7 +283,11 @@ async function main(): Promise<void> {
       {
         floorUrls: floor.map((f) => f.url),
         seeds: cluster.seeds,
-        pids: { floor: floor.map((f) => f.pid), cluster: clusterPids },
+        lbUrl: haproxy?.url,
+        nodeUrl: cluster.nodes[0].url,
+        hopUrl: floor[0].url,
+        hopConnections: cfg.hopConnections,
+        pids: { floor: floor.map((f) => f.pid), hop: [floor[0].pid], cluster: clusterPids, haproxy: haproxy?.pid },
         keyCount: cfg.keys,
         connections: cfg.connections,
         clkTck: clockTicks(),
@@ -191,31 +296,39 @@ async function main(): Promise<void> {
     )
     if (!info.clientModule.includes('/dist/')) throw new Error(`@zerohop/client resolved to ${info.clientModule}, not the built package`)
     console.log(`client: ${info.clientModule}; ${info.keys} keys pre-written (1 KB values)`)
+    if (haproxy) console.log(`haproxy: ${haproxy.url} (PID ${haproxy.pid ?? 'unknown'}) in front of ${cluster.nodes.map((n) => `${n.id} :${n.port}`).join(', ')}`)
 
-    const phase = <T>(mode: Mode, kind: 'latency' | 'throughput', ops: number, maxMs: number) =>
-      rpc!.call<T>('phase', { mode, kind, ops, maxMs, concurrency: cfg.concurrency }, maxMs + 30_000)
+    const phase = async <T extends Phase>(mode: Mode, kind: 'latency' | 'throughput', ops: number, maxMs: number): Promise<T> => {
+      // Each node's request counters before and after (outside the timed part: the worker times).
+      const before = CLUSTER_MODES.includes(mode) ? await readCounts(cluster!.nodes) : undefined
+      const cpu0 = process.cpuUsage()
+      const r = await rpc!.call<T>('phase', { mode, kind, ops, maxMs, concurrency: cfg.concurrency }, maxMs + 30_000)
+      const cpu = process.cpuUsage(cpu0)
+      r.orchestratorUsPerOp = (cpu.user + cpu.system) / Math.max(1, r.ops)
+      if (before) r.requests = countDeltas(before, await readCounts(cluster!.nodes))
+      return r
+    }
 
     // Warm-up (JIT, connections, LevelDB caches): not recorded.
-    for (const mode of MODES) {
+    for (const mode of modes) {
       await phase(mode, 'throughput', 5000, 1500)
       await phase(mode, 'latency', cfg.warmupOps, 2000)
     }
 
     const rounds: Round[] = []
     for (let r = 0; r < cfg.rounds; r++) {
-      const round = { latency: {}, throughput: {} } as Round
+      const round: Round = { latency: {}, throughput: {} }
       // Rotate the order each round so no mode always runs first after the others' work.
-      const order = MODES.map((_, i) => MODES[(i + r) % MODES.length])
+      const order = modes.map((_, i) => modes[(i + r) % modes.length])
       for (const mode of order) {
         await phase(mode, 'latency', 200, 1000) // short re-warm after the other modes ran
-        round.latency[mode] = await phase<Latency>(mode, 'latency', cfg.latencyOps, cfg.latencyMaxMs)
-        round.throughput[mode] = await phase<Throughput>(mode, 'throughput', cfg.throughputOps, cfg.throughputMaxMs)
-        const l = round.latency[mode]
-        const t = round.throughput[mode]
+        const l = (round.latency[mode] = await phase<Latency>(mode, 'latency', cfg.latencyOps, cfg.latencyMaxMs))
+        const t = (round.throughput[mode] = await phase<Throughput>(mode, 'throughput', cfg.throughputOps, cfg.throughputMaxMs))
         const errs = l.errors + t.errors ? `  ERRORS ${l.errors + t.errors}: ${(l.firstError ?? t.firstError ?? '').split('\n')[0]}` : ''
+        const lb = LB_MODES.includes(mode) ? ` + HAProxy ${fmt(t.cpu.lbUsPerOp)}` : ''
         console.log(
-          `round ${r + 1} ${mode.padEnd(5)}  p50 ${fmt(l.p50).padStart(5)} µs  p99 ${fmt(l.p99).padStart(5)} µs  p99.9 ${fmt(l.p999).padStart(6)} µs  ` +
-            `${fmt(t.opsPerSec).padStart(6)} ops/s  CPU/op client ${fmt(t.cpu.clientUsPerOp)} + servers ${fmt(t.cpu.serversUsPerOp)} µs  ` +
+          `round ${r + 1} ${mode.padEnd(8)}  p50 ${fmt(l.p50).padStart(5)} µs  p99 ${fmt(l.p99).padStart(5)} µs  p99.9 ${fmt(l.p999).padStart(6)} µs  ` +
+            `${fmt(t.opsPerSec).padStart(6)} ops/s  CPU/op client ${fmt(t.cpu.clientUsPerOp)} + servers ${fmt(t.cpu.serversUsPerOp)}${lb} µs  ` +
             `(cores: ours ${fmt(t.cpu.oursCores, 2)}, machine ${fmt(t.cpu.machineCores, 2)})${errs}`,
         )
       }
@@ -224,81 +337,197 @@ async function main(): Promise<void> {
 
     // ---- summary: medians over rounds; ratios per round, then their median
     const med = (f: (r: Round) => number) => median(rounds.map(f))
+    const lat = (r: Round, m: Mode) => r.latency[m]!
+    const tp = (r: Round, m: Mode) => r.throughput[m]!
     const summary = Object.fromEntries(
-      MODES.map((m) => [
+      modes.map((m) => [
         m,
         {
-          p50: med((r) => r.latency[m].p50),
-          p90: med((r) => r.latency[m].p90),
-          p99: med((r) => r.latency[m].p99),
-          p999: med((r) => r.latency[m].p999),
-          opsPerSec: med((r) => r.throughput[m].opsPerSec),
-          clientCpuUsPerOp: med((r) => r.throughput[m].cpu.clientUsPerOp),
-          serversCpuUsPerOp: med((r) => r.throughput[m].cpu.serversUsPerOp),
-          singleFlightClientCpuUsPerOp: med((r) => r.latency[m].cpu.clientUsPerOp),
-          singleFlightServersCpuUsPerOp: med((r) => r.latency[m].cpu.serversUsPerOp),
-          machineCores: med((r) => r.throughput[m].cpu.machineCores),
-          oursCores: med((r) => r.throughput[m].cpu.oursCores),
-          errors: rounds.reduce((s, r) => s + r.latency[m].errors + r.throughput[m].errors, 0),
-          readRepairs: rounds.reduce((s, r) => s + r.latency[m].readRepairs + r.throughput[m].readRepairs, 0),
-          replicaErrors: rounds.reduce((s, r) => s + r.latency[m].replicaErrors + r.throughput[m].replicaErrors, 0),
+          p50: med((r) => lat(r, m).p50),
+          p90: med((r) => lat(r, m).p90),
+          p99: med((r) => lat(r, m).p99),
+          p999: med((r) => lat(r, m).p999),
+          opsPerSec: med((r) => tp(r, m).opsPerSec),
+          clientCpuUsPerOp: med((r) => tp(r, m).cpu.clientUsPerOp),
+          serversCpuUsPerOp: med((r) => tp(r, m).cpu.serversUsPerOp),
+          perServerCpuUsPerOp: tp(rounds[0], m).cpu.perServerUsPerOp.map((_, i) => med((r) => tp(r, m).cpu.perServerUsPerOp[i])),
+          haproxyCpuUsPerOp: med((r) => tp(r, m).cpu.lbUsPerOp),
+          orchestratorCpuUsPerOp: med((r) => tp(r, m).orchestratorUsPerOp),
+          singleFlightClientCpuUsPerOp: med((r) => lat(r, m).cpu.clientUsPerOp),
+          singleFlightServersCpuUsPerOp: med((r) => lat(r, m).cpu.serversUsPerOp),
+          singleFlightHaproxyCpuUsPerOp: med((r) => lat(r, m).cpu.lbUsPerOp),
+          machineCores: med((r) => tp(r, m).cpu.machineCores),
+          oursCores: med((r) => tp(r, m).cpu.oursCores),
+          errors: rounds.reduce((s, r) => s + lat(r, m).errors + tp(r, m).errors, 0),
+          readRepairs: rounds.reduce((s, r) => s + lat(r, m).readRepairs + tp(r, m).readRepairs, 0),
+          replicaErrors: rounds.reduce((s, r) => s + lat(r, m).replicaErrors + tp(r, m).replicaErrors, 0),
         },
       ]),
-    ) as unknown as Record<Mode, Record<string, number>>
-    const perRound = (f: (r: Round) => number) => rounds.map(f)
-    const ratioSeries = {
-      getP50OverFloor: perRound((r) => r.latency.get.p50 / r.latency.floor.p50),
-      getP99OverFloor: perRound((r) => r.latency.get.p99 / r.latency.floor.p99),
-      getOpsOverFloor: perRound((r) => r.throughput.get.opsPerSec / r.throughput.floor.opsPerSec),
-      putP50OverFloor: perRound((r) => r.latency.put.p50 / r.latency.floor.p50),
-      putOpsOverFloor: perRound((r) => r.throughput.put.opsPerSec / r.throughput.floor.opsPerSec),
-      getCpuOverFloor: perRound(
-        (r) =>
-          (r.throughput.get.cpu.clientUsPerOp + r.throughput.get.cpu.serversUsPerOp) /
-          (r.throughput.floor.cpu.clientUsPerOp + r.throughput.floor.cpu.serversUsPerOp),
-      ),
+    ) as Partial<Record<Mode, { perServerCpuUsPerOp: number[] } & Record<string, number>>>
+
+    // A ratio per round, for the modes it needs; absent when one of them did not run.
+    const cpuOf = (p: Phase) => p.cpu.clientUsPerOp + p.cpu.serversUsPerOp
+    const ratioDefs = {
+      getP50OverFloor: [['get', 'floor'], (r) => lat(r, 'get').p50 / lat(r, 'floor').p50],
+      getP99OverFloor: [['get', 'floor'], (r) => lat(r, 'get').p99 / lat(r, 'floor').p99],
+      getOpsOverFloor: [['get', 'floor'], (r) => tp(r, 'get').opsPerSec / tp(r, 'floor').opsPerSec],
+      putP50OverFloor: [['put', 'floor'], (r) => lat(r, 'put').p50 / lat(r, 'floor').p50],
+      putOpsOverFloor: [['put', 'floor'], (r) => tp(r, 'put').opsPerSec / tp(r, 'floor').opsPerSec],
+      getCpuOverFloor: [['get', 'floor'], (r) => cpuOf(tp(r, 'get')) / cpuOf(tp(r, 'floor'))],
+      // What load-balancer mode adds at the median, in bare hops.
+      lbGetExtraP50OverHop: [['lb-get', 'get', 'hop'], (r) => (lat(r, 'lb-get').p50 - lat(r, 'get').p50) / lat(r, 'hop').p50],
+      lbPutExtraP50OverHop: [['lb-put', 'put', 'hop'], (r) => (lat(r, 'lb-put').p50 - lat(r, 'put').p50) / lat(r, 'hop').p50],
+      nodeGetExtraP50OverHop: [['node-get', 'get', 'hop'], (r) => (lat(r, 'node-get').p50 - lat(r, 'get').p50) / lat(r, 'hop').p50],
+      nodePutExtraP50OverHop: [['node-put', 'put', 'hop'], (r) => (lat(r, 'node-put').p50 - lat(r, 'put').p50) / lat(r, 'hop').p50],
+      lbGetOpsOverZeroHop: [['lb-get', 'get'], (r) => tp(r, 'lb-get').opsPerSec / tp(r, 'get').opsPerSec],
+      nodeGetOpsOverZeroHop: [['node-get', 'get'], (r) => tp(r, 'node-get').opsPerSec / tp(r, 'get').opsPerSec],
+      lbPutOpsOverZeroHop: [['lb-put', 'put'], (r) => tp(r, 'lb-put').opsPerSec / tp(r, 'put').opsPerSec],
+      nodePutOpsOverZeroHop: [['node-put', 'put'], (r) => tp(r, 'node-put').opsPerSec / tp(r, 'put').opsPerSec],
+    } satisfies Record<string, [Mode[], (r: Round) => number]>
+    type RatioKey = keyof typeof ratioDefs
+    const ratioSeries: Partial<Record<RatioKey, number[]>> = {}
+    for (const [k, [needs, f]] of Object.entries(ratioDefs) as [RatioKey, [Mode[], (r: Round) => number]][]) {
+      if (has(...needs)) ratioSeries[k] = rounds.map(f)
     }
-    const ratios = Object.fromEntries(Object.entries(ratioSeries).map(([k, v]) => [k, median(v)])) as Record<keyof typeof ratioSeries, number>
-    const targets = {
-      getP50OverFloor: { max: 1.3, met: ratios.getP50OverFloor <= 1.3 },
-      getOpsOverFloor: { min: 0.7, met: ratios.getOpsOverFloor >= 0.7 },
-    }
+    const ratios = Object.fromEntries(Object.entries(ratioSeries).map(([k, v]) => [k, median(v)])) as Partial<Record<RatioKey, number>>
+    const targetDefs: [RatioKey, 'max' | 'min', number][] = [
+      ['getP50OverFloor', 'max', 1.3],
+      ['getOpsOverFloor', 'min', 0.7],
+      ['lbGetExtraP50OverHop', 'max', 1.2],
+      ['lbPutExtraP50OverHop', 'max', 1.2],
+      ['nodeGetExtraP50OverHop', 'max', 1.2],
+      ['nodePutExtraP50OverHop', 'max', 1.2],
+      ['lbGetOpsOverZeroHop', 'min', 0.7],
+      ['nodeGetOpsOverZeroHop', 'min', 0.7],
+    ]
+    const targets = Object.fromEntries(
+      targetDefs.filter(([k]) => ratios[k] !== undefined).map(([k, dir, x]) => [k, { [dir]: x, met: dir === 'max' ? ratios[k]! <= x : ratios[k]! >= x }]),
+    ) as Partial<Record<RatioKey, { max?: number; min?: number; met: boolean }>>
 
     console.log(`\nMedians of ${cfg.rounds} interleaved rounds (latency: ${cfg.latencyOps} sequential ops; throughput: ${cfg.concurrency} in flight; CPU per op measured in the throughput phase)\n`)
     console.log(
       table(
-        ['path', 'p50 µs', 'p99 µs', 'p99.9 µs', 'ops/s @32', 'client CPU µs/op', 'servers CPU µs/op', 'cores busy (ours/machine)'],
-        MODES.map((m) => {
-          const s = summary[m]
-          const name = { floor: 'floor: fan-out 3, resolve at 2', get: 'zero-hop get, R=2', put: 'zero-hop put, W=2' }[m]
-          return [name, fmt(s.p50), fmt(s.p99), fmt(s.p999), fmt(s.opsPerSec), fmt(s.clientCpuUsPerOp), fmt(s.serversCpuUsPerOp), `${fmt(s.oursCores, 2)} / ${fmt(s.machineCores, 2)}`]
+        ['path', 'p50 µs', 'p99 µs', 'p99.9 µs', 'ops/s @32', 'client CPU µs/op', 'servers CPU µs/op', 'HAProxy CPU µs/op', 'cores busy (ours/machine)'],
+        modes.map((m) => {
+          const s = summary[m]!
+          const lbCpu = LB_MODES.includes(m) ? (haproxy?.pid ? fmt(s.haproxyCpuUsPerOp) : 'not measured') : ''
+          return [NAMES[m], fmt(s.p50), fmt(s.p99), fmt(s.p999), fmt(s.opsPerSec), fmt(s.clientCpuUsPerOp), fmt(s.serversCpuUsPerOp), lbCpu, `${fmt(s.oursCores, 2)} / ${fmt(s.machineCores, 2)}`]
         }),
       ),
     )
-    const show = (k: keyof typeof ratioSeries) => `${fmt(ratios[k], 2)}  (rounds: ${ratioSeries[k].map((x) => fmt(x, 2)).join(', ')})`
-    console.log(`\nratios (median of per-round ratios):`)
-    console.log(`  get p50 / floor p50      ${show('getP50OverFloor')}  target ≤ 1.3: ${targets.getP50OverFloor.met ? 'MET' : 'MISSED'}`)
-    console.log(`  get ops/s / floor ops/s  ${show('getOpsOverFloor')}  target ≥ 0.7: ${targets.getOpsOverFloor.met ? 'MET' : 'MISSED'}`)
-    console.log(`  get p99 / floor p99      ${show('getP99OverFloor')}`)
-    console.log(`  get CPU/op / floor       ${show('getCpuOverFloor')}`)
-    console.log(`  put p50 / floor p50      ${show('putP50OverFloor')}`)
-    console.log(`  put ops/s / floor ops/s  ${show('putOpsOverFloor')}`)
 
-    const totalErrors = MODES.reduce((s, m) => s + summary[m].errors, 0)
+    const show = (k: RatioKey) => `${fmt(ratios[k]!, 2)}  (rounds: ${ratioSeries[k]!.map((x) => fmt(x, 2)).join(', ')})`
+    const ratioLines: [RatioKey, string][] = [
+      ['getP50OverFloor', 'get p50 / floor p50'],
+      ['getOpsOverFloor', 'get ops/s / floor ops/s'],
+      ['getP99OverFloor', 'get p99 / floor p99'],
+      ['getCpuOverFloor', 'get CPU/op / floor'],
+      ['putP50OverFloor', 'put p50 / floor p50'],
+      ['putOpsOverFloor', 'put ops/s / floor ops/s'],
+      ['lbGetExtraP50OverHop', '(lb get p50 − get p50) / hop p50, via HAProxy'],
+      ['lbPutExtraP50OverHop', '(lb put p50 − put p50) / hop p50, via HAProxy'],
+      ['nodeGetExtraP50OverHop', '(lb get p50 − get p50) / hop p50, straight to n1'],
+      ['nodePutExtraP50OverHop', '(lb put p50 − put p50) / hop p50, straight to n1'],
+      ['lbGetOpsOverZeroHop', 'lb get ops/s / get ops/s, via HAProxy'],
+      ['nodeGetOpsOverZeroHop', 'lb get ops/s / get ops/s, straight to n1'],
+      ['lbPutOpsOverZeroHop', 'lb put ops/s / put ops/s, via HAProxy'],
+      ['nodePutOpsOverZeroHop', 'lb put ops/s / put ops/s, straight to n1'],
+    ]
+    console.log(`\nratios (median of per-round ratios):`)
+    for (const [k, label] of ratioLines) {
+      if (ratios[k] === undefined) continue
+      const t = targets[k]
+      const verdict = t ? `  target ${t.max !== undefined ? `≤ ${t.max}` : `≥ ${t.min}`}: ${t.met ? 'MET' : 'MISSED'}` : ''
+      console.log(`  ${label.padEnd(50)} ${show(k)}${verdict}`)
+    }
+
+    // ---- HTTP exchanges (and in-process calls) per operation, from the nodes' counters
+    const perOp = (p: Phase, key: string) => deltaOf(p.requests, key) / Math.max(1, p.ops)
+    const exchanges = Object.fromEntries(
+      modes.filter((m) => CLUSTER_MODES.includes(m)).map((m) => [
+        m,
+        Object.fromEntries(
+          (['latency', 'throughput'] as const).map((kind) => [
+            kind,
+            Object.fromEntries(DATA_ROUTES.flatMap((route) => (['http', 'local'] as const).map((via) => [`${route} ${via}`, med((r) => perOp(r[kind][m]!, `${route} ${via}`))]))),
+          ]),
+        ),
+      ]),
+    ) as Partial<Record<Mode, Record<'latency' | 'throughput', Record<string, number>>>>
+    if (Object.keys(exchanges).length) {
+      console.log(`\nrequests the nodes served per operation, all nodes (median over rounds; http = an HTTP exchange, local = in-process)\n`)
+      const cols = DATA_ROUTES.flatMap((route) => [`${route.replace('/v1/replica/', '')} http`, `${route.replace('/v1/replica/', '')} local`])
+      const rows: string[][] = []
+      for (const [m, byKind] of Object.entries(exchanges)) {
+        for (const kind of ['latency', 'throughput'] as const) {
+          const c = byKind[kind]
+          const http = DATA_ROUTES.reduce((s, route) => s + c[`${route} http`], 0)
+          rows.push([`${m} ${kind === 'latency' ? 'single-flight' : `@${cfg.concurrency}`}`, ...DATA_ROUTES.flatMap((route) => [fmt(c[`${route} http`], 2), fmt(c[`${route} local`], 2)]), fmt(http, 2)])
+        }
+      }
+      console.log(table(['mode', ...cols, 'HTTP at nodes'], rows))
+    }
+
+    // ---- a node that replicates the key reads itself in-process (node-get: everything to n1)
+    let selfReads: Record<string, unknown> | undefined
+    if (has('node-get')) {
+      const ids = cluster.nodes.map((n) => n.id)
+      const sums = (kind: 'latency' | 'throughput') => {
+        const phases = rounds.map((r) => r[kind]['node-get']!)
+        const ops = phases.reduce((s, p) => s + p.ops, 0)
+        const sum = (key: string, id: string) => phases.reduce((s, p) => s + deltaOf(p.requests, key, id), 0)
+        const nodes = Object.fromEntries(ids.map((id) => [id, {
+          readHttp: sum('/v1/replica/read http', id),
+          readLocal: sum('/v1/replica/read local', id),
+          kvHttp: sum('/v1/kv http', id),
+        }]))
+        return { ops, nodes }
+      }
+      const byKind = { latency: sums('latency'), throughput: sums('throughput') }
+      const n1 = ids[0]
+      const cpuN1 = med((r) => tp(r, 'node-get').cpu.perServerUsPerOp[0])
+      const cpuN1Single = med((r) => lat(r, 'node-get').cpu.perServerUsPerOp[0])
+      const held = Object.values(byKind).every((k) => k.nodes[n1].readHttp < k.ops * 0.01 && k.nodes[n1].readLocal > 0)
+      selfReads = { ...byKind, n1CpuUsPerOp: cpuN1, n1SingleFlightCpuUsPerOp: cpuN1Single, held }
+      console.log(`\nnode-get: every call to ${n1}; change of zerohop_requests_total on each node over all measured node-get phases of ${cfg.rounds} rounds\n`)
+      const rows: string[][] = []
+      for (const kind of ['latency', 'throughput'] as const) {
+        const k = byKind[kind]
+        for (const id of ids) {
+          const d = k.nodes[id]
+          rows.push([`${kind === 'latency' ? 'single-flight' : `@${cfg.concurrency}`} (${fmt(k.ops)} ops)`, id, fmt(d.kvHttp), fmt(d.readHttp), fmt(d.readLocal), fmt(d.readHttp / Math.max(1, k.ops), 2), fmt(d.readLocal / Math.max(1, k.ops), 2)])
+        }
+      }
+      console.log(table(['phases', 'node', 'kv http Δ', 'replica/read http Δ', 'replica/read local Δ', 'read http /op', 'read local /op'], rows))
+      const per = (m: Mode) => (has(m) ? summary[m]!.perServerCpuUsPerOp.map((x, i) => `${ids[i]} ${fmt(x)}`).join(', ') : '-')
+      console.log(`  CPU µs/op of ${n1} in node-get: ${fmt(cpuN1)} at ${cfg.concurrency} in flight, ${fmt(cpuN1Single)} single-flight (per node @${cfg.concurrency}: ${per('node-get')}; in lb-get: ${per('lb-get')}; in get: ${per('get')})`)
+      console.log(`  ${n1} received no HTTP replica read of its own and served its own reads in-process: ${held ? 'YES' : 'NO'}`)
+    }
+
+    if (haproxy) {
+      const o = has('lb-get') ? summary['lb-get']!.orchestratorCpuUsPerOp : NaN
+      console.log(`\nthis orchestrating process (it reads HAProxy's per-request log from its stdout): ${fmt(o, 1)} µs CPU per lb-get op; not counted above`)
+    }
+
+    const totalErrors = modes.reduce((s, m) => s + summary[m]!.errors, 0)
     if (totalErrors) console.log(`\nWARNING: ${totalErrors} failed operations (see JSON)`)
-    const repairs = summary.get.readRepairs + summary.put.readRepairs
-    const replicaErrors = summary.get.replicaErrors + summary.put.replicaErrors
+    const repairs = modes.reduce((s, m) => s + summary[m]!.readRepairs, 0)
+    const replicaErrors = modes.reduce((s, m) => s + summary[m]!.replicaErrors, 0)
     if (repairs || replicaErrors) console.log(`\nWARNING: ${repairs} read repairs and ${replicaErrors} replica errors during measured phases: the get path did extra work`)
+    for (const n of notes) console.log(`NOTE: ${n}`)
 
     const result = {
       startedAt: startedAt.toISOString(),
       durationMs: Date.now() - startedAt.getTime(),
-      environment: { ...environment(), clientModule: info.clientModule },
-      config: cfg,
+      environment: { ...environment(), clientModule: info.clientModule, haproxyPid: haproxy?.pid },
+      config: { ...cfg, modes },
+      notes,
       summary,
       ratios,
       ratioSeries,
       targets,
+      exchanges,
+      selfReads,
       rounds,
     }
     await saveResults('bench', 'latest.json', startedAt, result)
