@@ -28,9 +28,11 @@
 // only those, and the ratios that need a missing mode are not computed). Without haproxy installed
 // the lb-* modes are skipped with a note.
 import { execFileSync, fork, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { Cluster, type NodeProcess } from '../harness/cluster.js'
-import { HAProxy, haproxyUnavailableReason } from '../harness/haproxy.js'
+import { EXAMPLE_CONFIG, HAProxy, haproxyUnavailableReason } from '../harness/haproxy.js'
 import { cleanupOnExit, envInt, environment, environmentLine, fmt, median, root, runMain, saveResults, table } from './report.js'
 
 
@@ -243,6 +245,7 @@ async function main(): Promise<void> {
   const children: ChildProcess[] = []
   let cluster: Cluster | undefined
   let haproxy: HAProxy | undefined
+  let haproxyDir: string | undefined
   let worker: ChildProcess | undefined
   let rpc: Rpc | undefined
 
@@ -250,6 +253,7 @@ async function main(): Promise<void> {
     if (rpc && worker && worker.exitCode === null) await rpc.call('close', {}, 5000).catch(() => undefined)
     await Promise.allSettled([...(worker ? [killByPid(worker)] : []), ...children.map(killByPid)])
     await haproxy?.close().catch((err) => console.error('haproxy.close failed:', err))
+    if (haproxyDir) rmSync(haproxyDir, { recursive: true, force: true })
     await cluster?.close().catch((err) => console.error('cluster.close failed:', err))
   })
 
@@ -272,7 +276,15 @@ async function main(): Promise<void> {
     cluster = await Cluster.start({ nodes: cfg.nodes })
     const clusterPids = cluster.nodes.map((n) => n.pid!)
     if (has('lb-get') || has('lb-put')) {
-      haproxy = await HAProxy.start({ servers: cluster.nodes.map((n) => ({ name: n.id, port: n.port })) })
+      // examples/haproxy.cfg as shipped but for one line: it logs only failed requests, not every
+      // request (a log line per request, read by this process, would compete for the same 2 cores).
+      const example = readFileSync(EXAMPLE_CONFIG, 'utf8')
+      if (!example.includes('    option httplog\n')) throw new Error('examples/haproxy.cfg no longer has "option httplog"; update the bench')
+      haproxyDir = mkdtempSync(path.join(os.tmpdir(), 'zerohop-bench-haproxy-'))
+      const template = path.join(haproxyDir, 'haproxy.cfg')
+      writeFileSync(template, example.replace('    option httplog\n', '    option httplog\n    option dontlog-normal\n'))
+      haproxy = await HAProxy.start({ servers: cluster.nodes.map((n) => ({ name: n.id, port: n.port })), template })
+      notes.push('HAProxy runs examples/haproxy.cfg with "option dontlog-normal" added (only failed requests are logged)')
       if (!haproxy.pid) notes.push("HAProxy's PID is unknown: its CPU is not measured")
     }
 

@@ -38,14 +38,14 @@ export interface InspectBody {
 }
 
 // Unreserved characters (RFC 3986) travel as they are; every other byte as %XX.
-const UNRESERVED = /^[A-Za-z0-9\-._~]$/
+const ESCAPED = Array.from({ length: 256 }, (_, b) => {
+  const c = String.fromCharCode(b)
+  return /^[A-Za-z0-9\-._~]$/.test(c) ? c : `%${b.toString(16).toUpperCase().padStart(2, '0')}`
+})
 
 export function percentEncode(bytes: Uint8Array): string {
   let out = ''
-  for (const b of bytes) {
-    const c = String.fromCharCode(b)
-    out += b < 0x80 && UNRESERVED.test(c) ? c : `%${b.toString(16).toUpperCase().padStart(2, '0')}`
-  }
+  for (let i = 0; i < bytes.length; i++) out += ESCAPED[bytes[i]]
   return out
 }
 
@@ -54,6 +54,8 @@ export function percentEncode(bytes: Uint8Array): string {
  * a key need not be valid UTF-8. A `%` not followed by two hex digits is an error.
  */
 export function percentDecode(s: string, what = 'key'): Uint8Array {
+  // The common case: plain ASCII, nothing escaped.
+  if (/^[\x21-\x24\x26-\x7e]*$/.test(s)) return Buffer.from(s, 'latin1')
   const out: number[] = []
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i)
