@@ -2,7 +2,7 @@
 // coordinates a key it replicates, its own replica is one function call away. Everything else goes
 // out through the transport it wraps.
 import { EPOCH_HEADER, MSGPACK } from '@zerohop/core'
-import type { ApiReply, ApiRequest, Reply, SendOptions, Transport } from '@zerohop/client'
+import type { Reply, SendOptions, Transport } from '@zerohop/client'
 import type { RequestHandler } from './routes/request.js'
 
 export class LocalTransport implements Transport {
@@ -20,12 +20,12 @@ export class LocalTransport implements Transport {
     this.#handler = handler
   }
 
-  async #local(method: string, path: string, headers: Record<string, string>, body: Uint8Array | undefined): Promise<ApiReply> {
+  async #local(method: string, path: string, headers: Record<string, string>, body: Uint8Array | undefined): Promise<Reply> {
     const [p, q] = path.split('?', 2)
     const reply = await this.#handler!({ method, path: p, query: new URLSearchParams(q ?? ''), headers, body: body ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : Buffer.alloc(0), local: true })
     const epoch = reply.headers?.[EPOCH_HEADER]
     const out = reply.body === undefined ? Buffer.alloc(0) : typeof reply.body === 'string' ? Buffer.from(reply.body) : Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength)
-    return { status: reply.status, epoch, body: out, headers: reply.headers ?? {} }
+    return { status: reply.status, epoch, body: out }
   }
 
   #isSelf(url: string): boolean {
@@ -42,12 +42,6 @@ export class LocalTransport implements Transport {
   get(url: string, path: string, options?: SendOptions): Promise<Reply> {
     if (!this.#isSelf(url)) return this.#inner.get(url, path, options)
     return this.#local('GET', path, {}, undefined)
-  }
-
-  request(url: string, req: ApiRequest, options?: SendOptions): Promise<ApiReply> {
-    if (this.#isSelf(url)) return this.#local(req.method, req.path, req.headers ?? {}, req.body)
-    if (!this.#inner.request) throw new TypeError('the wrapped transport has no request()')
-    return this.#inner.request(url, req, options)
   }
 
   close(): Promise<void> {

@@ -6,7 +6,7 @@
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { AbortError, InvalidArgumentError, QuorumError, connect, type Client } from '@zerohop/client'
-import { percentEncode } from '@zerohop/core'
+import { pack, percentEncode, unpack } from '@zerohop/core'
 import { Cluster, NO_BACKGROUND_REPAIR, sumMetric, waitFor } from '../harness/cluster.js'
 import { sample } from '../../server/src/metrics.js'
 
@@ -145,6 +145,33 @@ describe('the public HTTP API', () => {
     expect(replicas.map((r) => [r.id, r.found, r.digest]).sort()).toEqual([['n1', false, null], ['n2', false, null], ['n3', false, null]])
   })
 
+  it('POST /v1/batch answers each request as it would be answered alone, errors included', async () => {
+    const post = (body: unknown, type = 'application/x-msgpack') => call('POST', `${cluster.nodes[1].url}/v1/batch`, { body: pack(body), headers: { 'content-type': type } })
+    const res = await post({
+      requests: [
+        { method: 'PUT', path: '/v1/kv/batch-a', headers: {}, body: Buffer.from('A') },
+        { method: 'PUT', path: '/v1/kv/batch-b?w=0', headers: {}, body: Buffer.from('B') },
+        { method: 'GET', path: '/v1/ring', headers: {}, body: null },
+        { method: 'PUT', path: '/v1/kv/batch-c', headers: { 'X-Zerohop-Context': 'forged' }, body: Buffer.from('C') },
+      ],
+    })
+    expect(res.status).toBe(200)
+    const replies = (unpack(res.body) as { replies: { status: number; headers: Record<string, string>; body: Uint8Array }[] }).replies
+    expect(replies.map((r) => r.status)).toEqual([204, 400, 400, 400])
+    expect(replies[0].headers['x-zerohop-context']).toMatch(/^[A-Za-z0-9_-]+$/)
+    expect(JSON.parse(Buffer.from(replies[1].body).toString()).error.code).toBe('ZH_INVALID_ARGUMENT')
+    expect(JSON.parse(Buffer.from(replies[2].body).toString()).error.code).toBe('ZH_BAD_BODY')
+    expect(JSON.parse(Buffer.from(replies[3].body).toString()).error.code).toBe('ZH_BAD_CONTEXT')
+    expect((await call('GET', kv('batch-a'))).body.toString()).toBe('A')
+    for (const k of ['batch-b', 'batch-c']) expect((await call('GET', kv(k))).status).toBe(404)
+    expectError(await post({ requests: [] }), 400, 'ZH_BAD_BODY', 'empty batch')
+    expectError(await post({ requests: [{ method: 'GET', path: '/v1/batch', headers: {}, body: null }] }).then((r) => {
+      const inner = (unpack(r.body) as { replies: { status: number; body: Uint8Array; headers: Record<string, string> }[] }).replies[0]
+      return { status: inner.status, headers: inner.headers, body: Buffer.from(inner.body) }
+    }), 400, 'ZH_BAD_BODY', 'a batch inside a batch')
+    expectError(await post({ requests: [] }, 'application/json'), 415, 'ZH_UNSUPPORTED_MEDIA_TYPE', 'JSON batch')
+  })
+
   it('GET /v1/inspect/{key} shows each replica: siblings, digest, tombstone', async () => {
     await call('PUT', kv('seen', '?w=3'), { body: 'v1' })
     const a = await call('GET', `${cluster.nodes[1].url}/v1/inspect/seen`)
@@ -226,6 +253,25 @@ describe('the SDK with routing: load-balancer (straight to nodes)', () => {
     expect(merged).toMatchObject({ merged: true, value: ['a', 'b'] })
     const later = await zh.collection<string[]>().get('cart', { r: 3 })
     expect(later.siblings).toEqual([['a', 'b']])
+  })
+
+  it('concurrent calls to a node travel together in POST /v1/batch, each with its own answer', async () => {
+    const n2 = cluster.node('n2')
+    const batches = async () => sample(await n2.metrics(), 'zerohop_requests_total', 'route="/v1/batch",via="http"') ?? 0
+    const one = await connect({ seeds: [n2.url], routing: 'load-balancer' })
+    try {
+      const before = await batches()
+      const CALLS = 64
+      await Promise.all(Array.from({ length: CALLS }, (_, i) => one.put(`together-${i}`, `v${i}`)))
+      const read = await Promise.all(Array.from({ length: CALLS }, (_, i) => one.get(`together-${i}`)))
+      expect(read.map((r) => Buffer.from(r.value as Uint8Array).toString())).toEqual(Array.from({ length: CALLS }, (_, i) => `v${i}`))
+      const used = (await batches()) - before
+      console.log(`${2 * CALLS} concurrent calls took ${used} HTTP requests to n2`)
+      expect(used).toBeGreaterThanOrEqual(2)
+      expect(used).toBeLessThan(CALLS)
+    } finally {
+      await one.close()
+    }
   })
 
   it('delete without a context reads first; inspect shows the tombstone on every replica', async () => {

@@ -1,7 +1,10 @@
 // Load-balancer routing: every call goes to the seed URLs (a load balancer, or any nodes), whose node
 // coordinates it with the same engine the SDK runs in zero-hop mode, through the public HTTP API.
 // Calls are spread over the seeds; a seed that refuses connections or is not ready is skipped for a
-// while. A request that may have reached a node is not sent again unless it is a read.
+// while. A request that may have reached a node is not sent again unless it is a read. While a call
+// to a seed is in flight, the calls that follow to it travel together in one POST /v1/batch, each
+// answered as it would be alone: one HTTP exchange for many calls, as zero-hop routing batches its
+// replica requests.
 import {
   ApiPaths,
   CONFLICT_HEADER,
@@ -13,16 +16,24 @@ import {
   parseApiError,
   encodeContext,
   percentEncode,
+  pack,
+  unpack,
+  type BatchedReply,
+  type BatchedRequest,
+  type BatchReply,
+  type BatchRequest,
   type InspectBody,
   type Limits,
+  type Member,
   type ReplicaFailure,
   type SiblingsBody,
 } from '@zerohop/core'
 import { checkKey, type CallOptions, type Coordinator, type CoordinatedGet, type CoordinatedPut, type GetCall, type Inspection, type PutCall } from './coordinator.js'
 import { checkQuorum, checkTimeout, type ResolvedClientOptions } from './options.js'
 import type { Membership } from './membership.js'
-import { Operation, failureOf, isTransient, notDelivered } from './operation.js'
-import type { ApiReply, ApiRequest, Transport } from './transport.js'
+import { Operation, notDelivered, type Outcome } from './operation.js'
+import type { Transport } from './transport.js'
+import { Coalescer, type BatchKind, type Send } from './batcher.js'
 
 /**
  * The call's deadline is the caller's; the node's is a little earlier, so that a node that cannot get
@@ -34,17 +45,26 @@ export function nodeDeadline(timeoutMs: number): number {
 
 export class LoadBalancerCoordinator implements Coordinator {
   readonly #o: ResolvedClientOptions
-  readonly #transport: Transport & Required<Pick<Transport, 'request'>>
   readonly #membership: Membership
   /** Until when each seed is skipped (it refused a connection or was not ready). */
   readonly #skip = new Map<string, number>()
   #next = 0
+  /** Calls to one seed, coalesced into batches while one is in flight. */
+  readonly #calls: Coalescer<BatchedRequest, Answer>
 
   constructor(o: ResolvedClientOptions, transport: Transport, membership: Membership) {
-    if (typeof transport.request !== 'function') throw new TypeError("routing 'load-balancer' needs a transport with request() (see UndiciTransport)")
     this.#o = o
-    this.#transport = transport as Transport & Required<Pick<Transport, 'request'>>
     this.#membership = membership
+    const send: Send = async (member, path, body, deadline) => {
+      const reply = await transport.post(member.url, path, body, { signal: deadline.userSignal, timeoutMs: deadline.remaining, deadline: () => deadline.signal })
+      if (reply.epoch !== undefined && reply.epoch !== membership.view.epoch) membership.observe(reply.epoch, member.url)
+      return reply
+    }
+    const record = (member: Member, o: Outcome<Answer>) => {
+      if (o.ok) this.#skip.delete(member.url)
+    }
+    // Half the node's body limit leaves room for framing.
+    this.#calls = new Coalescer(o.clock, apiBatch, send, record, Math.floor((membership.limits.maxBodyBytes ?? 8 * 1024 * 1024) / 2))
   }
 
   get limits(): Limits {
@@ -123,37 +143,34 @@ export class LoadBalancerCoordinator implements Coordinator {
 
   /**
    * Send to the next seed that is not being skipped. Moves on to another seed when the request
-   * certainly did nothing (refused, never connected, the node not ready); a read also after other
-   * network errors. Gives up at the deadline, with each seed's cause.
+   * certainly did nothing (refused, never connected, the node not ready, the load balancer's own
+   * 503); a read also after other network errors. Gives up at the deadline, with each seed's cause.
    */
-  async #send(operation: 'get' | 'put' | 'delete', req: ApiRequest, call: CallOptions): Promise<ApiReply> {
+  async #send(operation: 'get' | 'put' | 'delete', req: { method: BatchedRequest['method']; path: string; headers?: Record<string, string>; body?: Uint8Array }, call: CallOptions): Promise<Answer> {
     const timeoutMs = call.timeoutMs ?? this.#o.timeoutMs
     const op = new Operation(this.#o.clock, timeoutMs, call.signal)
     const failures: ReplicaFailure[] = []
     const seeds = this.#o.seeds
+    const item: BatchedRequest = { method: req.method, path: req.path, headers: req.headers ?? {}, body: req.body ?? null }
     try {
       for (let attempt = 0; attempt < seeds.length + this.#o.retries && !op.over; attempt++) {
         const url = this.#pick()
-        const member = { id: url, url, weight: 1 }
-        try {
-          // The deadline travels as the request's timeout (and as a signal only while it waits for a
-          // connection): a signal per request costs tens of microseconds.
-          const reply = await this.#transport.request(url, req, { signal: call.signal, timeoutMs: op.remaining, deadline: () => op.signal })
-          if (reply.epoch !== undefined && reply.epoch !== this.#membership.view.epoch) this.#membership.observe(reply.epoch, url)
+        const o = await this.#calls.submit({ id: url, url, weight: 1 }, item, op, '')
+        if (o.ok) {
+          const reply = o.value
           if (reply.status === 503 && notReady(reply)) {
             this.#skip.set(url, this.#o.clock.now() + this.#o.backoffMs)
             failures.push({ id: url, url, cause: 'http', status: 503, message: 'no node took the request (not ready, shutting down, or none available behind the load balancer)' })
             continue
           }
-          this.#skip.delete(url)
           return reply
-        } catch (err) {
-          const f = failureOf(member, err, op)
-          failures.push(f)
-          op.checkAborted()
-          if (notDelivered(f)) this.#skip.set(url, this.#o.clock.now() + this.#o.backoffMs)
-          else if (!(operation === 'get' && isTransient(err))) break
         }
+        const f = o.failure
+        failures.push(f)
+        op.checkAborted()
+        // The load balancer's own 503 (no Zerohop error code): no node was asked.
+        if (notDelivered(f) || (f.cause === 'http' && f.status === 503 && f.code === undefined)) this.#skip.set(url, this.#o.clock.now() + this.#o.backoffMs)
+        else if (!(operation === 'get' && f.cause === 'network')) break
       }
       op.checkAborted()
       throw new QuorumError(operation, operation === 'get' ? this.#o.r : this.#o.w, 0, failures.length > 0 ? failures : [{ id: 'coordinator', url: '', cause: 'timeout', message: 'no answer before the deadline' }])
@@ -177,7 +194,30 @@ export class LoadBalancerCoordinator implements Coordinator {
   }
 }
 
-function header(reply: ApiReply, name: string): string | undefined {
+/** A call's answer, as it would have come over HTTP. */
+type Answer = Omit<BatchedReply, 'body'> & { body: Buffer }
+
+/** Calls of the public API, framed as one POST /v1/batch. */
+const apiBatch: BatchKind<BatchedRequest, Answer> = {
+  path: ApiPaths.batch,
+  size: (r) => r.path.length + (r.body?.byteLength ?? 0) + 64,
+  encode: (requests) => pack({ requests } satisfies BatchRequest),
+  decode(body, count) {
+    let replies: unknown
+    try {
+      replies = (unpack(body) as Partial<BatchReply>)?.replies
+    } catch {
+      return 'the node answered a batch with a malformed body'
+    }
+    if (!Array.isArray(replies) || replies.length !== count) return 'the node answered a batch with the wrong number of replies'
+    for (const r of replies as Partial<BatchedReply>[]) {
+      if (typeof r?.status !== 'number' || !(r.body instanceof Uint8Array) || typeof r.headers !== 'object' || r.headers === null) return 'a batch reply is not {status, headers, body}'
+    }
+    return (replies as BatchedReply[]).map((r) => ({ ...r, body: Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength) }))
+  },
+}
+
+function header(reply: Answer, name: string): string | undefined {
   const v = reply.headers[name]
   return Array.isArray(v) ? v[0] : v
 }
@@ -186,7 +226,7 @@ function header(reply: ApiReply, name: string): string | undefined {
  * A 503 that did nothing: the node is starting or stopping, or the load balancer had no server for it
  * (its own 503 page, not a Zerohop error body).
  */
-function notReady(reply: ApiReply): boolean {
+function notReady(reply: Answer): boolean {
   const e = parseApiError(reply.body)
   return e === undefined || e.code === ErrorCodes.NOT_READY || e.code === ErrorCodes.SHUTTING_DOWN
 }

@@ -25,19 +25,6 @@ export interface SendOptions {
   epoch?: string
 }
 
-/** A request of the public HTTP API (load-balancer routing). */
-export interface ApiRequest {
-  method: 'GET' | 'PUT' | 'DELETE'
-  /** Path and query, percent-encoded. */
-  path: string
-  headers?: Record<string, string>
-  body?: Uint8Array
-}
-
-export interface ApiReply extends Reply {
-  headers: Record<string, string | string[] | undefined>
-}
-
 /**
  * How requests reach nodes. The contract every implementation keeps:
  *
@@ -53,8 +40,6 @@ export interface Transport {
   /** POST a MessagePack body. */
   post(url: string, path: string, body: Uint8Array, options?: SendOptions): Promise<Reply>
   get(url: string, path: string, options?: SendOptions): Promise<Reply>
-  /** Any request of the public HTTP API, with its headers; needed only for routing 'load-balancer'. */
-  request?(url: string, req: ApiRequest, options?: SendOptions): Promise<ApiReply>
   close(): Promise<void>
 }
 
@@ -94,7 +79,7 @@ export class UndiciTransport implements Transport {
 
   // Deadlines travel as undici's own timeouts, not as an AbortSignal per request: a signal costs tens
   // of microseconds per request in listener bookkeeping, a third of a quorum read's client CPU.
-  async #send(url: string, method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, headers: Record<string, string> | undefined, body: Uint8Array | undefined, options: SendOptions = {}): Promise<ApiReply> {
+  async #send(url: string, method: 'GET' | 'POST', path: string, headers: Record<string, string> | undefined, body: Uint8Array | undefined, options: SendOptions = {}): Promise<Reply> {
     const pool = this.#pool(url)
     const busy = this.#inFlight.get(url) ?? 0
     let signal = options.signal
@@ -107,7 +92,7 @@ export class UndiciTransport implements Transport {
       const res = await pool.request({ path, method, body, signal, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs, headers })
       const bytes = Buffer.from(await res.body.arrayBuffer())
       const epoch = res.headers[EPOCH_HEADER]
-      return { status: res.statusCode, epoch: typeof epoch === 'string' ? epoch : undefined, body: bytes, headers: res.headers }
+      return { status: res.statusCode, epoch: typeof epoch === 'string' ? epoch : undefined, body: bytes }
     } catch (err) {
       throw transportError(err, `${method} ${url}${path}`, signal)
     } finally {
@@ -122,10 +107,6 @@ export class UndiciTransport implements Transport {
 
   get(url: string, path: string, options?: SendOptions): Promise<Reply> {
     return this.#send(url, 'GET', path, undefined, undefined, options)
-  }
-
-  request(url: string, req: ApiRequest, options?: SendOptions): Promise<ApiReply> {
-    return this.#send(url, req.method, req.path, req.headers, req.body, options)
   }
 
   async close(): Promise<void> {

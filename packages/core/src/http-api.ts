@@ -8,7 +8,36 @@ export const ApiPaths = {
   kv: '/v1/kv/',
   /** GET /v1/inspect/{key}: each replica's state, read directly with no repair (JSON). */
   inspect: '/v1/inspect/',
+  /**
+   * POST /v1/batch (MessagePack): several /v1/kv and /v1/inspect requests in one exchange, each
+   * answered exactly as it would be alone. The SDK's load-balancer routing sends concurrent calls so.
+   */
+  batch: '/v1/batch',
 } as const
+
+/** One request of a batch: what it would be over HTTP. */
+export interface BatchedRequest {
+  method: 'GET' | 'PUT' | 'DELETE'
+  /** Path and query, percent-encoded: /v1/kv/{key}?… or /v1/inspect/{key}?… */
+  path: string
+  headers: Record<string, string>
+  body: Uint8Array | null
+}
+
+/** Its answer: what it would have been over HTTP. */
+export interface BatchedReply {
+  status: number
+  headers: Record<string, string>
+  body: Uint8Array
+}
+
+export interface BatchRequest {
+  requests: BatchedRequest[]
+}
+
+export interface BatchReply {
+  replies: BatchedReply[]
+}
 
 /** The causal context of a read or write: pass it back with the write that follows. */
 export const CONTEXT_HEADER = 'x-zerohop-context'

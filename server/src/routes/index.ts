@@ -17,7 +17,7 @@ export type RouteDeps = AdminRouteDeps & ReplicaRouteDeps & KvRouteDeps & {
   requests: Map<string, number>
 }
 
-const KNOWN = new Set<string>([...Object.values(Paths), ...Object.values(AntiEntropyPaths), ...Object.values(ReapPaths)])
+const KNOWN = new Set<string>([...Object.values(Paths), ...Object.values(AntiEntropyPaths), ...Object.values(ReapPaths), ApiPaths.batch])
 
 /** A metrics label for a path: bounded, whatever clients send. */
 function routeOf(path: string): string {

@@ -7,12 +7,19 @@ import {
   CONTEXT_HEADER,
   ErrorCodes,
   InvalidArgumentError,
+  MAX_BATCH,
+  pack,
   percentDecode,
+  type BatchedReply,
+  type BatchedRequest,
+  type BatchReply,
+  type BatchRequest,
   type InspectBody,
   type SiblingsBody,
 } from '@zerohop/core'
+import type { Logger } from 'pino'
 import type { Engine } from '@zerohop/client'
-import { allow, bad, header, json, type NodeReply, type NodeRequest, type Route } from './request.js'
+import { allow, bad, decodeBody, errorReply, header, json, msgpack, requireMsgpack, type NodeReply, type NodeRequest, type Route } from './request.js'
 
 export interface KvRouteDeps {
   /** The engine, once the node serves. */
@@ -20,16 +27,46 @@ export interface KvRouteDeps {
   stopping: () => boolean
   /** Random bytes (multipart boundaries). */
   random: (bytes: number) => Uint8Array
+  log: Logger
 }
 
 const GET_PARAMS = ['r', 'timeout']
 const PUT_PARAMS = ['w', 'strict', 'timeout', 'returnbody']
 
 export function kvRoute(deps: KvRouteDeps): Route {
-  return (req) => {
+  const route = (req: NodeRequest): Promise<NodeReply> | undefined => {
     if (req.path.startsWith(ApiPaths.kv)) return kv(req)
     if (req.path.startsWith(ApiPaths.inspect)) return inspect(req)
+    if (req.path === ApiPaths.batch) return batch(req)
     return undefined
+  }
+  return route
+
+  /**
+   * Several kv and inspect requests in one exchange: each goes through this same route, as if it
+   * had come alone, and its answer (or error) is its own. They run together, so the engine's replica
+   * requests for them travel together too.
+   */
+  async function batch(req: NodeRequest): Promise<NodeReply> {
+    allow(req, ['POST'])
+    requireMsgpack(req)
+    engineFor(req)
+    const body = decodeBody(req.body) as Partial<BatchRequest>
+    const requests = body.requests
+    if (!Array.isArray(requests) || requests.length === 0 || requests.length > MAX_BATCH) {
+      throw bad(400, ErrorCodes.BAD_BODY, `requests must be an array of 1 to ${MAX_BATCH} requests {method, path, headers, body}`)
+    }
+    const replies = await Promise.all(requests.map(async (r, i): Promise<BatchedReply> => {
+      let reply: NodeReply
+      try {
+        reply = await (route(batched(r, i, req)) ?? Promise.reject(bad(400, ErrorCodes.BAD_BODY, `requests[${i}]: path must be ${ApiPaths.kv}{key} or ${ApiPaths.inspect}{key}`)))
+      } catch (err) {
+        reply = errorReply(err, deps.log)
+      }
+      const out = reply.body === undefined ? EMPTY : typeof reply.body === 'string' ? Buffer.from(reply.body) : reply.body
+      return { status: reply.status, headers: reply.headers ?? {}, body: out }
+    }))
+    return msgpack(pack({ replies } satisfies BatchReply))
   }
 
   function engineFor(req: NodeRequest): Engine {
@@ -83,6 +120,36 @@ export function kvRoute(deps: KvRouteDeps): Route {
     for (const v of values) parts.push(Buffer.from(`--${boundary}\r\ncontent-type: application/octet-stream\r\n\r\n`), Buffer.from(v), Buffer.from('\r\n'))
     parts.push(Buffer.from(`--${boundary}--\r\n`))
     return { status: 300, headers: { 'content-type': `multipart/mixed; boundary=${boundary}`, ...headers }, body: Buffer.concat(parts) }
+  }
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/** One request of a batch as a request of its own; a batch inside a batch is refused. */
+function batched(r: unknown, i: number, outer: NodeRequest): NodeRequest {
+  const x = r as Partial<BatchedRequest> | null
+  const where = `requests[${i}]`
+  if (x === null || typeof x !== 'object') throw bad(400, ErrorCodes.BAD_BODY, `${where} must be {method, path, headers, body}`)
+  if (x.method !== 'GET' && x.method !== 'PUT' && x.method !== 'DELETE') throw bad(400, ErrorCodes.BAD_BODY, `${where}: method must be GET, PUT or DELETE`)
+  if (typeof x.path !== 'string' || !(x.path.startsWith(ApiPaths.kv) || x.path.startsWith(ApiPaths.inspect))) {
+    throw bad(400, ErrorCodes.BAD_BODY, `${where}: path must be ${ApiPaths.kv}{key} or ${ApiPaths.inspect}{key}`)
+  }
+  const headers = x.headers ?? {}
+  if (typeof headers !== 'object' || Array.isArray(headers) || !Object.values(headers).every((v) => typeof v === 'string')) {
+    throw bad(400, ErrorCodes.BAD_BODY, `${where}: headers must be a map of strings`)
+  }
+  if (x.body !== null && x.body !== undefined && !(x.body instanceof Uint8Array)) throw bad(400, ErrorCodes.BAD_BODY, `${where}: body must be bytes or null`)
+  const q = x.path.indexOf('?')
+  const lower: Record<string, string> = {}
+  for (const [k, v] of Object.entries(headers)) lower[k.toLowerCase()] = v as string
+  return {
+    method: x.method,
+    path: q < 0 ? x.path : x.path.slice(0, q),
+    query: new URLSearchParams(q < 0 ? '' : x.path.slice(q + 1)),
+    headers: lower,
+    body: x.body ? Buffer.from(x.body.buffer, x.body.byteOffset, x.body.byteLength) : EMPTY,
+    local: outer.local,
+    arrivedStopping: outer.arrivedStopping,
   }
 }
 

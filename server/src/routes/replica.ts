@@ -24,7 +24,7 @@ import type { HintStore } from '../hints.js'
 import type { AntiEntropy } from '../anti-entropy.js'
 import { ReapPaths, parseReapRequest, type Reaper } from '../reaper.js'
 import { antiEntropyHandlers } from './anti-entropy.js'
-import { bad, decodeBody, header, msgpack, allow, type NodeRequest, type NodeReply, type Route } from './request.js'
+import { bad, decodeBody, header, msgpack, allow, requireMsgpack, type NodeRequest, type NodeReply, type Route } from './request.js'
 
 export class Validator {
   readonly ring: Ring
@@ -177,8 +177,7 @@ export function replicaRoute(deps: ReplicaRouteDeps): Route {
 
   async function serve(req: NodeRequest, handler: Handler): Promise<NodeReply> {
     allow(req, ['POST'])
-    const type = (header(req, 'content-type') ?? '').split(';')[0].trim().toLowerCase()
-    if (type !== MSGPACK) throw bad(415, ErrorCodes.UNSUPPORTED_MEDIA_TYPE, `${req.path} takes content-type ${MSGPACK}, got ${type || 'none'}`)
+    requireMsgpack(req)
     const view = deps.view()
     const replica = deps.replica()
     const parts = deps.parts()

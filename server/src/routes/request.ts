@@ -63,6 +63,12 @@ export function allow(req: NodeRequest, methods: readonly string[]): void {
   throw Object.assign(e, { allow: methods.join(', ') })
 }
 
+/** Replica, gossip and batch requests are MessagePack. */
+export function requireMsgpack(req: NodeRequest): void {
+  const type = (header(req, 'content-type') ?? '').split(';')[0].trim().toLowerCase()
+  if (type !== MSGPACK) throw bad(415, ErrorCodes.UNSUPPORTED_MEDIA_TYPE, `${req.path} takes content-type ${MSGPACK}, got ${type || 'none'}`)
+}
+
 export function decodeBody(body: Buffer): Record<string, unknown> {
   let x: unknown
   try {
