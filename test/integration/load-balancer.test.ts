@@ -494,7 +494,8 @@ describe.skipIf(unavailable !== undefined && !process.env.CI)(`behind HAProxy ($
       expect(downAt, 'HAProxy marked n3 DOWN while the writes ran').toBeDefined()
       expect(attempted).toBe(MAX_WRITES)
       expect(acked.size / attempted).toBeGreaterThanOrEqual(0.9)
-      expect(Number((await lb.frontend()).req_tot) - requestsBefore, 'the writes went through HAProxy').toBeGreaterThanOrEqual(attempted)
+      // The SDK batches the calls in flight together (at most WORKERS at once), so at least this many requests.
+      expect(Number((await lb.frontend()).req_tot) - requestsBefore, 'the writes went through HAProxy').toBeGreaterThanOrEqual(Math.ceil(attempted / WORKERS))
 
       // Every acknowledged write, read back at R=2 (n1 and n2 are alive) through HAProxy.
       const lost: string[] = []
