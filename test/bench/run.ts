@@ -238,7 +238,7 @@ function clockTicks(): number {
 // ---------------------------------------------------------------------------------------------
 
 /** The routes whose exchanges an operation costs, in the order they are tabled. */
-const DATA_ROUTES = ['/v1/kv', '/v1/replica/read', '/v1/replica/coordinate', '/v1/replica/store']
+const DATA_ROUTES = ['/v1/kv', '/v1/batch', '/v1/replica/read', '/v1/replica/coordinate', '/v1/replica/store']
 
 async function main(): Promise<void> {
   const startedAt = new Date()
@@ -491,7 +491,7 @@ async function main(): Promise<void> {
         const nodes = Object.fromEntries(ids.map((id) => [id, {
           readHttp: sum('/v1/replica/read http', id),
           readLocal: sum('/v1/replica/read local', id),
-          kvHttp: sum('/v1/kv http', id),
+          kvHttp: sum('/v1/kv http', id) + sum('/v1/batch http', id),
         }]))
         return { ops, nodes }
       }
@@ -510,7 +510,7 @@ async function main(): Promise<void> {
           rows.push([`${kind === 'latency' ? 'single-flight' : `@${cfg.concurrency}`} (${fmt(k.ops)} ops)`, id, fmt(d.kvHttp), fmt(d.readHttp), fmt(d.readLocal), fmt(d.readHttp / Math.max(1, k.ops), 2), fmt(d.readLocal / Math.max(1, k.ops), 2)])
         }
       }
-      console.log(table(['phases', 'node', 'kv http Δ', 'replica/read http Δ', 'replica/read local Δ', 'read http /op', 'read local /op'], rows))
+      console.log(table(['phases', 'node', 'kv + batch http Δ', 'replica/read http Δ', 'replica/read local Δ', 'read http /op', 'read local /op'], rows))
       const per = (m: Mode) => (has(m) ? summary[m]!.perServerCpuUsPerOp.map((x, i) => `${ids[i]} ${fmt(x)}`).join(', ') : '-')
       console.log(`  CPU µs/op of ${n1} in node-get: ${fmt(cpuN1)} at ${cfg.concurrency} in flight, ${fmt(cpuN1Single)} single-flight (per node @${cfg.concurrency}: ${per('node-get')}; in lb-get: ${per('lb-get')}; in get: ${per('get')})`)
       console.log(`  ${n1} received no HTTP replica read of its own and served its own reads in-process: ${held ? 'YES' : 'NO'}`)
