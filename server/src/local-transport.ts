@@ -1,7 +1,7 @@
 // A node's own requests to itself go straight to its request handler, with no HTTP exchange: when it
 // coordinates a key it replicates, its own replica is one function call away. Everything else goes
 // out through the transport it wraps.
-import { EPOCH_HEADER, MSGPACK } from '@zerohop/core'
+import { EPOCH_HEADER, ErrorCodes, HttpError, MSGPACK } from '@zerohop/core'
 import type { Reply, SendOptions, Transport } from '@zerohop/client'
 import type { RequestHandler } from './routes/request.js'
 
@@ -10,9 +10,13 @@ export class LocalTransport implements Transport {
   readonly #inner: Transport
   #handler?: RequestHandler
 
-  constructor(self: string, inner: Transport) {
+  readonly #maxBodyBytes: number
+
+  /** `maxBodyBytes`: the node's body limit, which its own requests must keep like anyone's. */
+  constructor(self: string, inner: Transport, maxBodyBytes: number) {
     this.#self = new URL(self).origin
     this.#inner = inner
+    this.#maxBodyBytes = maxBodyBytes
   }
 
   /** The node's handler, once it is built (it needs this transport first). */
@@ -22,7 +26,9 @@ export class LocalTransport implements Transport {
 
   async #local(method: string, path: string, headers: Record<string, string>, body: Uint8Array | undefined): Promise<Reply> {
     const [p, q] = path.split('?', 2)
-    const reply = await this.#handler!({ method, path: p, query: new URLSearchParams(q ?? ''), headers, body: body ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : Buffer.alloc(0), local: true })
+    const bodyError = body && body.byteLength > this.#maxBodyBytes ? new HttpError(413, ErrorCodes.BODY_TOO_LARGE, `request body of ${body.byteLength} bytes is over the limit of ${this.#maxBodyBytes} (--max-body-bytes)`) : undefined
+    const reply = await this.#handler!({
+      bodyError, method, path: p, query: new URLSearchParams(q ?? ''), headers, body: body ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : Buffer.alloc(0), local: true })
     const epoch = reply.headers?.[EPOCH_HEADER]
     const out = reply.body === undefined ? Buffer.alloc(0) : typeof reply.body === 'string' ? Buffer.from(reply.body) : Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength)
     return { status: reply.status, epoch, body: out }

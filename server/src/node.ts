@@ -71,7 +71,7 @@ export class StorageNode {
       throw new TypeError('deps.transport must implement post(), get() and close() (see UndiciTransport)')
     }
     // The node's requests to itself (coordinating a key it replicates) stay in the process.
-    this.#transport = new LocalTransport(this.options.advertise, transport)
+    this.#transport = new LocalTransport(this.options.advertise, transport, this.options.maxBodyBytes)
   }
 
   /** The membership view, once this node serves. */

@@ -255,21 +255,45 @@ describe('the SDK with routing: load-balancer (straight to nodes)', () => {
     expect(later.siblings).toEqual([['a', 'b']])
   })
 
-  it('concurrent calls to a node travel together in POST /v1/batch, each with its own answer', async () => {
+  it('concurrent reads to a node travel together in POST /v1/batch, each with its own answer; writes travel alone', async () => {
     const n2 = cluster.node('n2')
     const batches = async () => sample(await n2.metrics(), 'zerohop_requests_total', 'route="/v1/batch",via="http"') ?? 0
     const one = await connect({ seeds: [n2.url], routing: 'load-balancer' })
     try {
-      const before = await batches()
       const CALLS = 64
+      let before = await batches()
       await Promise.all(Array.from({ length: CALLS }, (_, i) => one.put(`together-${i}`, `v${i}`)))
+      const writes = (await batches()) - before
+      before = await batches()
       const read = await Promise.all(Array.from({ length: CALLS }, (_, i) => one.get(`together-${i}`)))
+      const reads = (await batches()) - before
       expect(read.map((r) => Buffer.from(r.value as Uint8Array).toString())).toEqual(Array.from({ length: CALLS }, (_, i) => `v${i}`))
-      const used = (await batches()) - before
-      console.log(`${2 * CALLS} concurrent calls took ${used} HTTP requests to n2`)
-      expect(used).toBeGreaterThanOrEqual(2)
-      expect(used).toBeLessThan(CALLS)
+      console.log(`${CALLS} concurrent puts took ${writes} HTTP requests to n2, ${CALLS} concurrent gets ${reads}`)
+      expect(writes).toBe(CALLS)
+      expect(reads).toBeGreaterThanOrEqual(2)
+      expect(reads).toBeLessThan(CALLS / 4)
     } finally {
+      await one.close()
+    }
+  })
+
+  it('a read batched with a slow read of other parameters is not held back by it', async () => {
+    // n3 paused: an R=3 read can only end at its deadline; an R=1 read issued beside it must not wait.
+    const one = await connect({ seeds: [cluster.node('n1').url], routing: 'load-balancer' })
+    await one.put('fast', 'v', { w: 3 })
+    const n3 = cluster.node('n3')
+    n3.pause()
+    try {
+      const warm = one.get('fast', { r: 1 })
+      const slow = one.get('fast', { r: 3, timeoutMs: 1500 }).catch((x) => x)
+      const started = Date.now()
+      const fast = await one.get('fast', { r: 1, timeoutMs: 800 })
+      expect(Date.now() - started).toBeLessThan(600)
+      expect(Buffer.from(fast.value as Uint8Array).toString()).toBe('v')
+      await warm
+      expect(await slow).toBeInstanceOf(QuorumError)
+    } finally {
+      n3.resume()
       await one.close()
     }
   })

@@ -15,6 +15,8 @@ export interface BatchKind<I, T> {
   /** Bytes the item adds to a request body (roughly). */
   size(item: I): number
   encode(items: I[]): Uint8Array
+  /** Most items in one request (default MAX_BATCH). */
+  maxItems?: number
   /** One result per item, or why the answer is unusable. */
   decode(body: Buffer, count: number): T[] | string
 }
@@ -51,11 +53,15 @@ interface Pending<I, T> {
 }
 
 /** Sends one (retryable) request. */
-export type Send = (member: Member, path: string, body: Uint8Array, deadline: Deadline, epoch: string) => Promise<Reply>
+/** Sends one (retryable) request; `group` is the one its items were submitted with. */
+export type Send = (member: Member, path: string, body: Uint8Array, deadline: Deadline, group: string) => Promise<Reply>
 
 export class Coalescer<I, T> {
-  /** Queued items by node and ring epoch: a request carries the epoch its operations planned with. */
-  #queues = new Map<string, { member: Member; epoch: string; items: Pending<I, T>[] }>()
+  /**
+   * Queued items by node and group: only items of one group travel together. The engine's group is
+   * the ring epoch its operations planned with (the request carries it).
+   */
+  #queues = new Map<string, { member: Member; group: string; items: Pending<I, T>[] }>()
   /** Requests in flight per node id. */
   #inFlight = new Map<string, number>()
   #scheduled = false
@@ -74,17 +80,17 @@ export class Coalescer<I, T> {
     this.#onResult = onResult
   }
 
-  submit(member: Member, item: I, op: Operation, epoch: string): Promise<Outcome<T>> {
+  submit(member: Member, item: I, op: Operation, group: string): Promise<Outcome<T>> {
     return new Promise((resolve) => {
       const pending: Pending<I, T> = { item, op, resolve, settled: false }
       if (!this.#inFlight.get(member.id)) {
-        void this.#sendBatch(member, epoch, [pending])
+        void this.#sendBatch(member, group, [pending])
         return
       }
-      const key = `${member.id}\n${epoch}`
+      const key = `${member.id}\n${group}`
       let q = this.#queues.get(key)
       if (!q) {
-        q = { member, epoch, items: [] }
+        q = { member, group, items: [] }
         this.#queues.set(key, q)
       }
       q.items.push(pending)
@@ -99,20 +105,20 @@ export class Coalescer<I, T> {
     this.#scheduled = false
     const queues = this.#queues
     this.#queues = new Map()
-    for (const { member, epoch, items } of queues.values()) {
+    for (const { member, group, items } of queues.values()) {
       let batch: Pending<I, T>[] = []
       let bytes = 0
       for (const p of items) {
         const size = this.#kind.size(p.item)
-        if (batch.length > 0 && (batch.length === MAX_BATCH || bytes + size > this.#maxBytes)) {
-          void this.#sendBatch(member, epoch, batch)
+        if (batch.length > 0 && (batch.length === (this.#kind.maxItems ?? MAX_BATCH) || bytes + size > this.#maxBytes)) {
+          void this.#sendBatch(member, group, batch)
           batch = []
           bytes = 0
         }
         batch.push(p)
         bytes += size
       }
-      if (batch.length > 0) void this.#sendBatch(member, epoch, batch)
+      if (batch.length > 0) void this.#sendBatch(member, group, batch)
     }
   }
 
@@ -123,10 +129,10 @@ export class Coalescer<I, T> {
     p.resolve(o)
   }
 
-  async #sendBatch(member: Member, epoch: string, items: Pending<I, T>[]): Promise<void> {
+  async #sendBatch(member: Member, group: string, items: Pending<I, T>[]): Promise<void> {
     this.#inFlight.set(member.id, (this.#inFlight.get(member.id) ?? 0) + 1)
     try {
-      await this.#exchange(member, epoch, items)
+      await this.#exchange(member, group, items)
     } finally {
       const left = this.#inFlight.get(member.id)! - 1
       if (left === 0) this.#inFlight.delete(member.id)
@@ -134,14 +140,14 @@ export class Coalescer<I, T> {
     }
   }
 
-  async #exchange(member: Member, epoch: string, items: Pending<I, T>[]): Promise<void> {
+  async #exchange(member: Member, group: string, items: Pending<I, T>[]): Promise<void> {
     const body = this.#kind.encode(items.map((p) => p.item))
     // Every operation settles on its own deadline or abort; a shared request lives until the last of
     // them is over, and carries the caller's signal only when it serves one operation.
     for (const p of items) p.op.onAbort(() => this.#settle(member, p, { ok: false, member, failure: failureOf(member, undefined, p.op) }))
     const deadline: Deadline = items.length === 1 ? items[0].op : new SharedDeadline(items.map((p) => p.op))
     try {
-      const reply = await this.#send(member, this.#kind.path, body, deadline, epoch)
+      const reply = await this.#send(member, this.#kind.path, body, deadline, group)
       if (reply.status !== 200) {
         const failure = httpFailure(member, reply)
         for (const p of items) this.#settle(member, p, { ok: false, member, failure })

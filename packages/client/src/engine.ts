@@ -206,7 +206,7 @@ export class Engine implements Coordinator {
           op.done()
           throw err
         }
-        await this.membership.refresh(stale.url)
+        await op.race(this.membership.refresh(stale.url), () => undefined)
       }
     }
   }
@@ -294,9 +294,12 @@ export class Engine implements Coordinator {
     if (call.context !== undefined) decodeContext(call.context)
     let context = call.context
     if (context === undefined) {
-      const read = await this.get(key, { timeoutMs: call.timeoutMs, signal: call.signal })
+      // One deadline for the read and the write together.
+      const timeoutMs = call.timeoutMs === undefined ? this.options.timeoutMs : checkTimeout('timeoutMs', call.timeoutMs)
+      const started = this.clock.now()
+      const read = await this.get(key, { timeoutMs, signal: call.signal })
       if (read.vector.length === 0) return { vector: [], coordinator: read.first, context: read.context, siblings: [], conflict: false }
-      context = read.context
+      return this.put(key, null, { ...call, context: read.context, timeoutMs: Math.max(1, timeoutMs - (this.clock.now() - started)) })
     }
     return this.put(key, null, { ...call, context })
   }
@@ -317,7 +320,7 @@ export class Engine implements Coordinator {
       for (let attempt = 1; !coordinated.ok && attempt < RING_RETRIES; attempt++) {
         const stale = ringFailure(coordinated.failures)
         if (!stale || op.over) break
-        await this.membership.refresh(stale.url)
+        await op.race(this.membership.refresh(stale.url), () => undefined)
         coordinated = await this.#coordinate(key, value, ctx, need, op)
       }
       if (!coordinated.ok) {
@@ -342,7 +345,7 @@ export class Engine implements Coordinator {
         const stale = ringFailure(all)
         if (!stale || op.over) throw new QuorumError(operation, need, rep.acked(), perReplica(all))
         // Some replicas refused our ring: store the same (idempotent) set where a fresh ring says.
-        await this.membership.refresh(stale.url)
+        await op.race(this.membership.refresh(stale.url), () => undefined)
         rep = this.#replicate(this.plan(key, need), key, setBytes, coordinator, op, strict)
         try {
           await rep.quorum

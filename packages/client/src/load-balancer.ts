@@ -10,6 +10,7 @@ import {
   CONFLICT_HEADER,
   CONTEXT_HEADER,
   ErrorCodes,
+  MAX_API_BATCH,
   QuorumError,
   ValueTooLargeError,
   apiError,
@@ -49,8 +50,10 @@ export class LoadBalancerCoordinator implements Coordinator {
   /** Until when each seed is skipped (it refused a connection or was not ready). */
   readonly #skip = new Map<string, number>()
   #next = 0
-  /** Calls to one seed, coalesced into batches while one is in flight. */
-  readonly #calls: Coalescer<BatchedRequest, Answer>
+  /** Reads and inspections to one seed, coalesced into batches while one is in flight. */
+  readonly #reads: Coalescer<BatchedRequest, Answer>
+  /** Writes: one per request. */
+  readonly #writes: Coalescer<BatchedRequest, Answer>
 
   constructor(o: ResolvedClientOptions, transport: Transport, membership: Membership) {
     this.#o = o
@@ -64,7 +67,9 @@ export class LoadBalancerCoordinator implements Coordinator {
       if (o.ok) this.#skip.delete(member.url)
     }
     // Half the node's body limit leaves room for framing.
-    this.#calls = new Coalescer(o.clock, apiBatch, send, record, Math.floor((membership.limits.maxBodyBytes ?? 8 * 1024 * 1024) / 2))
+    const maxBytes = Math.floor((membership.limits.maxBodyBytes ?? 8 * 1024 * 1024) / 2)
+    this.#reads = new Coalescer(o.clock, apiBatch, send, record, maxBytes)
+    this.#writes = new Coalescer(o.clock, { ...apiBatch, maxItems: 1 }, send, record, maxBytes)
   }
 
   get limits(): Limits {
@@ -82,7 +87,7 @@ export class LoadBalancerCoordinator implements Coordinator {
   async get(key: Uint8Array, call: GetCall = {}): Promise<CoordinatedGet> {
     this.checkKey(key)
     const r = checkQuorum('r', call.r ?? this.#o.r, this.#n)
-    const reply = await this.#send('get', { method: 'GET', path: this.#path(ApiPaths.kv, key, call, { r }), headers: { accept: 'application/json' } }, call)
+    const reply = await this.#send('get', r, { method: 'GET', path: this.#path(ApiPaths.kv, key, call, { r }), headers: { accept: 'application/json' } }, call)
     const context = header(reply, CONTEXT_HEADER)
     if (reply.status === 200) return { found: true, siblings: [reply.body], context: context ?? emptyContext() }
     if (reply.status === 404) return { found: false, siblings: [], context: context ?? emptyContext() }
@@ -103,7 +108,7 @@ export class LoadBalancerCoordinator implements Coordinator {
     if (call.strict !== undefined) query.strict = String(call.strict)
     const headers: Record<string, string> = { 'content-type': 'application/octet-stream' }
     if (call.context !== undefined) headers[CONTEXT_HEADER] = call.context
-    const reply = await this.#send('put', { method: 'PUT', path: this.#path(ApiPaths.kv, key, call, query), headers, body: value }, call)
+    const reply = await this.#send('put', w, { method: 'PUT', path: this.#path(ApiPaths.kv, key, call, query), headers, body: value }, call)
     if (reply.status !== 200) throw apiError(reply.status, reply.body, 'put')
     const body = JSON.parse(reply.body.toString('utf8')) as { context: string; conflict: boolean; siblings: string[] }
     return { context: body.context, conflict: body.conflict, siblings: body.siblings.map((b) => Buffer.from(b, 'base64')) }
@@ -116,14 +121,14 @@ export class LoadBalancerCoordinator implements Coordinator {
     if (call.strict !== undefined) query.strict = String(call.strict)
     const headers: Record<string, string> = {}
     if (call.context !== undefined) headers[CONTEXT_HEADER] = call.context
-    const reply = await this.#send('delete', { method: 'DELETE', path: this.#path(ApiPaths.kv, key, call, query), headers }, call)
+    const reply = await this.#send('delete', w, { method: 'DELETE', path: this.#path(ApiPaths.kv, key, call, query), headers }, call)
     if (reply.status !== 204) throw apiError(reply.status, reply.body, 'delete')
     return { context: header(reply, CONTEXT_HEADER) ?? emptyContext(), conflict: header(reply, CONFLICT_HEADER) === 'true', siblings: [] }
   }
 
   async inspect(key: Uint8Array, call: CallOptions = {}): Promise<Inspection> {
     this.checkKey(key)
-    const reply = await this.#send('get', { method: 'GET', path: this.#path(ApiPaths.inspect, key, call, {}) }, call)
+    const reply = await this.#send('get', 1, { method: 'GET', path: this.#path(ApiPaths.inspect, key, call, {}) }, call)
     if (reply.status !== 200) throw apiError(reply.status, reply.body, 'get')
     const body = JSON.parse(reply.body.toString('utf8')) as InspectBody
     return {
@@ -146,19 +151,24 @@ export class LoadBalancerCoordinator implements Coordinator {
    * certainly did nothing (refused, never connected, the node not ready, the load balancer's own
    * 503); a read also after other network errors. Gives up at the deadline, with each seed's cause.
    */
-  async #send(operation: 'get' | 'put' | 'delete', req: { method: BatchedRequest['method']; path: string; headers?: Record<string, string>; body?: Uint8Array }, call: CallOptions): Promise<Answer> {
+  async #send(operation: 'get' | 'put' | 'delete', need: number, req: { method: BatchedRequest['method']; path: string; headers?: Record<string, string>; body?: Uint8Array }, call: CallOptions): Promise<Answer> {
     const timeoutMs = call.timeoutMs ?? this.#o.timeoutMs
     const op = new Operation(this.#o.clock, timeoutMs, call.signal)
     const failures: ReplicaFailure[] = []
     const seeds = this.#o.seeds
+    const read = operation === 'get'
     const item: BatchedRequest = { method: req.method, path: req.path, headers: req.headers ?? {}, body: req.body ?? null }
+    // Reads with the same parameters (so the same quorum and deadline) travel together; a write
+    // travels alone, so it is never held back by another call, nor reported failed after it was applied.
+    const group = read ? `${req.method} ${req.path.slice(req.path.indexOf('?'))}` : ''
+    const calls = read ? this.#reads : this.#writes
     try {
       for (let attempt = 0; attempt < seeds.length + this.#o.retries && !op.over; attempt++) {
         const url = this.#pick()
-        const o = await this.#calls.submit({ id: url, url, weight: 1 }, item, op, '')
+        const o = await calls.submit({ id: url, url, weight: 1 }, item, op, group)
         if (o.ok) {
           const reply = o.value
-          if (reply.status === 503 && notReady(reply)) {
+          if (reply.status === 503 && didNothing(reply, read)) {
             this.#skip.set(url, this.#o.clock.now() + this.#o.backoffMs)
             failures.push({ id: url, url, cause: 'http', status: 503, message: 'no node took the request (not ready, shutting down, or none available behind the load balancer)' })
             continue
@@ -168,12 +178,14 @@ export class LoadBalancerCoordinator implements Coordinator {
         const f = o.failure
         failures.push(f)
         op.checkAborted()
-        // The load balancer's own 503 (no Zerohop error code): no node was asked.
-        if (notDelivered(f) || (f.cause === 'http' && f.status === 503 && f.code === undefined)) this.#skip.set(url, this.#o.clock.now() + this.#o.backoffMs)
-        else if (!(operation === 'get' && f.cause === 'network')) break
+        if (notDelivered(f)) this.#skip.set(url, this.#o.clock.now() + this.#o.backoffMs)
+        // A read may go again after any failure of the exchange: a broken connection, or a load
+        // balancer's own 502, 503 or 504 (no Zerohop error body). A write only when it did nothing.
+        else if (!(read && (f.cause === 'network' || (f.cause === 'timeout' && !op.over) || (f.cause === 'http' && f.code === undefined && f.status !== undefined && f.status >= 502 && f.status <= 504)))) break
+        else if (f.cause === 'http') this.#skip.set(url, this.#o.clock.now() + this.#o.backoffMs)
       }
       op.checkAborted()
-      throw new QuorumError(operation, operation === 'get' ? this.#o.r : this.#o.w, 0, failures.length > 0 ? failures : [{ id: 'coordinator', url: '', cause: 'timeout', message: 'no answer before the deadline' }])
+      throw new QuorumError(operation, need, 0, failures.length > 0 ? failures : [{ id: 'coordinator', url: '', cause: 'timeout', message: 'no answer before the deadline' }])
     } finally {
       op.done()
     }
@@ -200,6 +212,7 @@ type Answer = Omit<BatchedReply, 'body'> & { body: Buffer }
 /** Calls of the public API, framed as one POST /v1/batch. */
 const apiBatch: BatchKind<BatchedRequest, Answer> = {
   path: ApiPaths.batch,
+  maxItems: MAX_API_BATCH,
   size: (r) => r.path.length + (r.body?.byteLength ?? 0) + 64,
   encode: (requests) => pack({ requests } satisfies BatchRequest),
   decode(body, count) {
@@ -213,7 +226,8 @@ const apiBatch: BatchKind<BatchedRequest, Answer> = {
     for (const r of replies as Partial<BatchedReply>[]) {
       if (typeof r?.status !== 'number' || !(r.body instanceof Uint8Array) || typeof r.headers !== 'object' || r.headers === null) return 'a batch reply is not {status, headers, body}'
     }
-    return (replies as BatchedReply[]).map((r) => ({ ...r, body: Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength) }))
+    // Copied: a small value must not keep the whole batch's reply alive.
+    return (replies as BatchedReply[]).map((r) => ({ ...r, body: Buffer.from(r.body) }))
   },
 }
 
@@ -223,12 +237,13 @@ function header(reply: Answer, name: string): string | undefined {
 }
 
 /**
- * A 503 that did nothing: the node is starting or stopping, or the load balancer had no server for it
- * (its own 503 page, not a Zerohop error body).
+ * A 503 that did nothing: the node said it is starting or stopping. For a read also a load
+ * balancer's own 503 (not a Zerohop error body), which may or may not have reached a node: a read can
+ * go again either way, a write cannot.
  */
-function notReady(reply: Answer): boolean {
+function didNothing(reply: Answer, read: boolean): boolean {
   const e = parseApiError(reply.body)
-  return e === undefined || e.code === ErrorCodes.NOT_READY || e.code === ErrorCodes.SHUTTING_DOWN
+  return e === undefined ? read : e.code === ErrorCodes.NOT_READY || e.code === ErrorCodes.SHUTTING_DOWN
 }
 
 function emptyContext(): string {

@@ -15,6 +15,12 @@ export const ApiPaths = {
   batch: '/v1/batch',
 } as const
 
+/**
+ * Most requests in one batch: its reply holds every value read (up to --max-value-bytes each), so a
+ * small request must not be able to make a node build a huge answer.
+ */
+export const MAX_API_BATCH = 64
+
 /** One request of a batch: what it would be over HTTP. */
 export interface BatchedRequest {
   method: 'GET' | 'PUT' | 'DELETE'

@@ -7,7 +7,7 @@ import {
   CONTEXT_HEADER,
   ErrorCodes,
   InvalidArgumentError,
-  MAX_BATCH,
+  MAX_API_BATCH,
   pack,
   percentDecode,
   type BatchedReply,
@@ -53,8 +53,8 @@ export function kvRoute(deps: KvRouteDeps): Route {
     engineFor(req)
     const body = decodeBody(req.body) as Partial<BatchRequest>
     const requests = body.requests
-    if (!Array.isArray(requests) || requests.length === 0 || requests.length > MAX_BATCH) {
-      throw bad(400, ErrorCodes.BAD_BODY, `requests must be an array of 1 to ${MAX_BATCH} requests {method, path, headers, body}`)
+    if (!Array.isArray(requests) || requests.length === 0 || requests.length > MAX_API_BATCH) {
+      throw bad(400, ErrorCodes.BAD_BODY, `requests must be an array of 1 to ${MAX_API_BATCH} requests {method, path, headers, body}`)
     }
     const replies = await Promise.all(requests.map(async (r, i): Promise<BatchedReply> => {
       let reply: NodeReply
