@@ -4,7 +4,7 @@
 // tens of microseconds of CPU on both ends, so under load this is what lets operations per second go
 // past one request per replica per operation; a request to an idle node goes out at once, so a lone
 // operation pays nothing. Each operation keeps its own deadline and signal.
-import { MAX_BATCH, type Clock, type Member } from '@zerohop/core'
+import { MAX_BATCH, type Clock, type Limits, type Member } from '@zerohop/core'
 import { failureOf, httpFailure, type Deadline, type Operation, type Outcome } from './operation.js'
 import { frames, readAnswer, storeAnswer } from './replica-client.js'
 import type { Reply } from './transport.js'
@@ -53,6 +53,11 @@ interface Pending<I, T> {
 }
 
 /** Sends one (retryable) request. */
+/** The most bytes of items in one batch to a node with these limits: half its body limit leaves room for framing. */
+export function batchBytes(limits: Limits): number {
+  return Math.floor((limits.maxBodyBytes ?? 8 * 1024 * 1024) / 2)
+}
+
 /** Sends one (retryable) request; `group` is the one its items were submitted with. */
 export type Send = (member: Member, path: string, body: Uint8Array, deadline: Deadline, group: string) => Promise<Reply>
 

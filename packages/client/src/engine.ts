@@ -35,7 +35,7 @@ import type { Membership } from './membership.js'
 import { WriteQuorum, type Requirement, type StoreAction } from './quorum.js'
 import { checkKey, type CallOptions, type Coordinator, type CoordinatedGet, type CoordinatedPut, type GetCall, type Inspection, type PutCall } from './coordinator.js'
 import type { Reply, SendOptions, Transport } from './transport.js'
-import { Coalescer, readBatch, storeBatch, type StoreItem } from './batcher.js'
+import { Coalescer, batchBytes, readBatch, storeBatch, type StoreItem } from './batcher.js'
 import { frames } from './replica-client.js'
 
 export const channels = {
@@ -95,8 +95,7 @@ export class Engine implements Coordinator {
     const limits = membership.limits
     const send = (m: Member, path: string, body: Uint8Array, deadline: Deadline, epoch: string) => this.#send(m, path, body, deadline, true, epoch)
     const record = (m: Member, o: Outcome<unknown>) => this.#record(m, o)
-    // Half the node's body limit leaves room for framing.
-    const maxBatchBytes = Math.floor((limits.maxBodyBytes ?? 8 * 1024 * 1024) / 2)
+    const maxBatchBytes = batchBytes(limits)
     this.#reads = new Coalescer(this.clock, readBatch, send, record, maxBatchBytes)
     this.#stores = new Coalescer(this.clock, storeBatch, send, record, maxBatchBytes)
   }

@@ -1,10 +1,11 @@
 // Load-balancer routing: every call goes to the seed URLs (a load balancer, or any nodes), whose node
 // coordinates it with the same engine the SDK runs in zero-hop mode, through the public HTTP API.
 // Calls are spread over the seeds; a seed that refuses connections or is not ready is skipped for a
-// while. A request that may have reached a node is not sent again unless it is a read. While a call
-// to a seed is in flight, the calls that follow to it travel together in one POST /v1/batch, each
-// answered as it would be alone: one HTTP exchange for many calls, as zero-hop routing batches its
-// replica requests.
+// while. A request that may have reached a node is not sent again unless it is a read. Calls travel
+// as POST /v1/batch, each answered as it would be alone. While a call to a seed is in flight, the
+// reads that follow with the same parameters (so the same quorum and deadline) travel together: one
+// HTTP exchange for many reads, as zero-hop routing batches its replica requests. A write travels
+// alone, so no other call can hold it back.
 import {
   ApiPaths,
   CONFLICT_HEADER,
@@ -34,7 +35,7 @@ import { checkQuorum, checkTimeout, type ResolvedClientOptions } from './options
 import type { Membership } from './membership.js'
 import { Operation, notDelivered, type Outcome } from './operation.js'
 import type { Transport } from './transport.js'
-import { Coalescer, type BatchKind, type Send } from './batcher.js'
+import { Coalescer, batchBytes, type BatchKind, type Send } from './batcher.js'
 
 /**
  * The call's deadline is the caller's; the node's is a little earlier, so that a node that cannot get
@@ -66,8 +67,7 @@ export class LoadBalancerCoordinator implements Coordinator {
     const record = (member: Member, o: Outcome<Answer>) => {
       if (o.ok) this.#skip.delete(member.url)
     }
-    // Half the node's body limit leaves room for framing.
-    const maxBytes = Math.floor((membership.limits.maxBodyBytes ?? 8 * 1024 * 1024) / 2)
+    const maxBytes = batchBytes(membership.limits)
     this.#reads = new Coalescer(o.clock, apiBatch, send, record, maxBytes)
     this.#writes = new Coalescer(o.clock, { ...apiBatch, maxItems: 1 }, send, record, maxBytes)
   }
