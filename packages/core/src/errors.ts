@@ -36,6 +36,14 @@ export const ErrorCodes = {
   TRANSPORT: 'ZH_TRANSPORT',
   /** A node answered 200 with a body that is not the protocol's answer to the request. */
   INVALID_RESPONSE: 'ZH_INVALID_RESPONSE',
+  /** No credential, or a wrong one: a bearer token (clients) or a request signature (nodes). */
+  UNAUTHENTICATED: 'ZH_UNAUTHENTICATED',
+  /** The credential is right but its user lacks the role the request needs. */
+  FORBIDDEN: 'ZH_FORBIDDEN',
+  /** A plain-HTTP request to a node that serves HTTPS (426). */
+  TLS_REQUIRED: 'ZH_TLS_REQUIRED',
+  /** The node is at one of its connection or in-flight limits (429/503): retry later. */
+  OVERLOADED: 'ZH_OVERLOADED',
 } as const
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes]
@@ -133,6 +141,20 @@ export class ClientClosedError extends ZerohopError {
 export class MergeError extends ZerohopError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCodes.MERGE_FAILED, message, options)
+  }
+}
+
+/** The node refused the credential (none, or a wrong token): 401. Never retried. */
+export class UnauthenticatedError extends ZerohopError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.UNAUTHENTICATED, message, options)
+  }
+}
+
+/** The token is valid but its user lacks the role the request needs: 403. Never retried. */
+export class ForbiddenError extends ZerohopError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.FORBIDDEN, message, options)
   }
 }
 
