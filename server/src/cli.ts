@@ -6,6 +6,7 @@ import { request } from 'undici'
 import { Paths, ZerohopError, type RingResponse } from '@zerohop/core'
 import { StorageNode } from './node.js'
 import { runDevCluster } from './dev.js'
+import { addUser, parseRoles, readUsersFile, removeUser } from './users.js'
 
 const USAGE = `zerohop — a Dynamo-style key-value store
 
@@ -15,6 +16,7 @@ Usage:
   zerohop leave --node URL              the node at URL hands off its data and leaves
   zerohop remove NODE_ID --node URL     remove a dead node; the others re-replicate its data
   zerohop status --node URL             members, their status and what URL's node believes down
+  zerohop user add NAME --roles read,write --users-file PATH   a token for a client (printed once)
   zerohop dev [--nodes 3] [--base-port 7001] [--data ./data]
   zerohop help
 
@@ -49,7 +51,18 @@ start options:
   --r R                   read quorum of requests this node coordinates (/v1/kv; default min(2, N))
   --w W                   write quorum of those requests (default min(2, N))
   --timeout-ms MS         deadline of those requests (default 2000)
+  --cluster-secret-file PATH  secret shared by every member (16+ bytes): node-to-node requests,
+                          versions and contexts are signed with it; required to listen beyond loopback
+  --users-file PATH       users and their roles (zerohop user add): client requests need a token
+  --insecure              listen beyond loopback without a cluster secret (open to anyone)
   --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
+
+user commands (the users file is read by every node; copy it to each):
+  zerohop user add NAME --roles read,write,admin --users-file PATH   prints a new token, once
+  zerohop user remove NAME --users-file PATH
+  zerohop user list --users-file PATH
+
+leave, remove and status take --token TOKEN (or ZEROHOP_TOKEN) for a node with a users file.
 `
 
 function num(name: string, v: string | undefined): number | undefined {
@@ -93,6 +106,9 @@ async function start(args: string[]): Promise<void> {
       'max-value-bytes': { type: 'string' },
       'max-body-bytes': { type: 'string' },
       fsync: { type: 'boolean' },
+      'cluster-secret-file': { type: 'string' },
+      'users-file': { type: 'string' },
+      insecure: { type: 'boolean' },
       'log-level': { type: 'string' },
     },
   })
@@ -127,6 +143,9 @@ async function start(args: string[]): Promise<void> {
     maxValueBytes: num('max-value-bytes', values['max-value-bytes']),
     maxBodyBytes: num('max-body-bytes', values['max-body-bytes']),
     fsync: values.fsync,
+    clusterSecretFile: values['cluster-secret-file'],
+    usersFile: values['users-file'],
+    insecure: values.insecure,
     logLevel: values['log-level'] as never,
   })
   let stopping = false
@@ -150,13 +169,16 @@ async function start(args: string[]): Promise<void> {
 }
 
 /** One operator request to a node; prints the JSON answer, or the error with its code. */
-async function admin(url: string, path: string, method: 'GET' | 'POST', body?: object): Promise<unknown> {
+async function admin(url: string, token: string | undefined, path: string, method: 'GET' | 'POST', body?: object): Promise<unknown> {
   let res
+  const headers: Record<string, string> = {}
+  if (body) headers['content-type'] = 'application/json'
+  if (token) headers.authorization = `Bearer ${token}`
   try {
     res = await request(`${url.replace(/\/$/, '')}${path}`, {
       method,
       body: body ? JSON.stringify(body) : undefined,
-      headers: body ? { 'content-type': 'application/json' } : undefined,
+      headers,
       headersTimeout: 10_000,
       bodyTimeout: 10_000,
     })
@@ -174,16 +196,43 @@ async function admin(url: string, path: string, method: 'GET' | 'POST', body?: o
   return json
 }
 
-function nodeUrl(args: string[], positionals: number): { url: string; rest: string[] } {
-  const { values, positionals: rest } = parseArgs({ args, strict: true, allowPositionals: true, options: { node: { type: 'string' } } })
+function nodeUrl(args: string[], positionals: number): { url: string; token: string | undefined; rest: string[] } {
+  const { values, positionals: rest } = parseArgs({ args, strict: true, allowPositionals: true, options: { node: { type: 'string' }, token: { type: 'string' } } })
   if (!values.node) throw new ZerohopError('ZH_INVALID_ARGUMENT', 'give the node to ask with --node http://host:port')
   if (rest.length !== positionals) throw new ZerohopError('ZH_INVALID_ARGUMENT', `expected ${positionals} argument(s) before --node, got ${rest.length}; run zerohop help`)
-  return { url: values.node, rest }
+  return { url: values.node, token: values.token ?? (process.env.ZEROHOP_TOKEN || undefined), rest }
+}
+
+/** `zerohop user add|remove|list`: edits the users file; `add` prints the new token alone on the last line. */
+async function user(args: string[]): Promise<void> {
+  const [sub, ...rest] = args
+  const { values, positionals } = parseArgs({ args: rest, strict: true, allowPositionals: true, options: { roles: { type: 'string' }, 'users-file': { type: 'string' } } })
+  const file = values['users-file']
+  if (!file) throw new ZerohopError('ZH_INVALID_ARGUMENT', `zerohop user ${sub ?? 'add'} needs --users-file PATH (the file every node reads with --users-file)`)
+  if (sub === 'list') {
+    for (const u of (await readUsersFile(file)).users) process.stdout.write(`${u.name.padEnd(24)} ${u.roles.join(',').padEnd(18)} ${u.created}\n`)
+    return
+  }
+  if (positionals.length !== 1) throw new ZerohopError('ZH_INVALID_ARGUMENT', `zerohop user ${sub} takes one user name, e.g. zerohop user ${sub} app --users-file ${file}`)
+  const [name] = positionals
+  if (sub === 'add') {
+    if (!values.roles) throw new ZerohopError('ZH_INVALID_ARGUMENT', 'zerohop user add needs --roles, a comma-separated list of read, write, admin')
+    const roles = parseRoles(values.roles)
+    const token = await addUser(file, name, roles)
+    process.stdout.write(`added user ${name} (${roles.join(',')}) to ${file}; nodes reading it pick the change up within a second.\nIts token, shown only now (the file keeps only a hash of it):\n${token}\n`)
+    return
+  }
+  if (sub === 'remove') {
+    if (!(await removeUser(file, name))) throw new ZerohopError('ZH_INVALID_ARGUMENT', `there is no user ${name} in ${file}`)
+    process.stdout.write(`removed user ${name}: its token stops working within a second on nodes reading ${file}\n`)
+    return
+  }
+  throw new ZerohopError('ZH_INVALID_ARGUMENT', `unknown command zerohop user ${sub ?? ''}; use add, remove or list`)
 }
 
 async function status(args: string[]): Promise<void> {
-  const { url } = nodeUrl(args, 0)
-  const ring = (await admin(url, Paths.ring, 'GET')) as RingResponse
+  const { url, token } = nodeUrl(args, 0)
+  const ring = (await admin(url, token, Paths.ring, 'GET')) as RingResponse
   const down = new Set(ring.down)
   process.stdout.write(`epoch ${ring.epoch}  n=${ring.n}  partitions=${ring.partitions}\n`)
   for (const m of ring.members) {
@@ -200,19 +249,21 @@ async function main(): Promise<void> {
     case 'dev':
       return runDevCluster(rest)
     case 'leave': {
-      const { url } = nodeUrl(rest, 0)
-      const out = (await admin(url, Paths.leave, 'POST', {})) as { member: { id: string; status: string } }
+      const { url, token } = nodeUrl(rest, 0)
+      const out = (await admin(url, token, Paths.leave, 'POST', {})) as { member: { id: string; status: string } }
       process.stdout.write(`${out.member.id}: ${out.member.status} (it hands off its partitions, then stops)\n`)
       return
     }
     case 'remove': {
-      const { url, rest: [id] } = nodeUrl(rest, 1)
-      const out = (await admin(url, Paths.remove, 'POST', { id })) as { member: { id: string; status: string } }
+      const { url, token, rest: [id] } = nodeUrl(rest, 1)
+      const out = (await admin(url, token, Paths.remove, 'POST', { id })) as { member: { id: string; status: string } }
       process.stdout.write(`${out.member.id}: removed; the other nodes re-replicate its partitions\n`)
       return
     }
     case 'status':
       return status(rest)
+    case 'user':
+      return user(rest)
     case undefined:
     case 'help':
     case '--help':

@@ -65,10 +65,30 @@ export interface NodeOptions {
   w?: number
   /** Deadline of a request this node coordinates, in ms; `?timeout=` overrides it per request. */
   timeoutMs?: number
+  /**
+   * File holding the secret every member shares (at least 16 bytes; e.g. `openssl rand -base64 32`):
+   * node-to-node requests are signed with it, and versions and contexts handed to clients too.
+   */
+  clusterSecretFile?: string
+  /** The users file (`zerohop user add`): with it, every client request but /v1/health needs a token. Needs clusterSecretFile. */
+  usersFile?: string
+  /** Listen on an address other than loopback without a cluster secret (anyone who reaches the port can change data and membership). */
+  insecure?: boolean
   logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
 
-export type ResolvedNodeOptions = Required<Omit<NodeOptions, 'advertise' | 'data' | 'join'>> & { advertise: string; data: string; join: string | undefined }
+export type ResolvedNodeOptions = Required<Omit<NodeOptions, 'advertise' | 'data' | 'join' | 'clusterSecretFile' | 'usersFile'>> & {
+  advertise: string
+  data: string
+  join: string | undefined
+  clusterSecretFile: string | undefined
+  usersFile: string | undefined
+}
+
+/** Addresses only this machine reaches: a node may listen there without a cluster secret. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+}
 
 /** How much longer than the hint TTL the tombstone grace period must be. */
 export const TOMBSTONE_GRACE_MARGIN_MS = 10_000
@@ -154,6 +174,17 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     throw new InvalidArgumentError(`tombstoneGraceMs (${tombstoneGraceMs}) must be at least hintTtlMs (${hintTtlMs}) + ${TOMBSTONE_GRACE_MARGIN_MS}, or a late hint could bring a deleted value back; raise --tombstone-grace-ms or lower --hint-ttl-ms`)
   }
   const n = int('n', o.n ?? nodeDefaults.n, 1, 16, 'use --n')
+  for (const [name, flag] of [['clusterSecretFile', '--cluster-secret-file'], ['usersFile', '--users-file']] as const) {
+    const v = o[name]
+    if (v !== undefined && (typeof v !== 'string' || v.length === 0)) throw new InvalidArgumentError(`${name} must be a file path (${flag} PATH)`)
+  }
+  if (o.insecure !== undefined && typeof o.insecure !== 'boolean') throw new InvalidArgumentError('insecure must be true or false')
+  if (o.usersFile !== undefined && o.clusterSecretFile === undefined) {
+    throw new InvalidArgumentError('--users-file needs --cluster-secret-file too: without a cluster secret the node-to-node endpoints stay open, and anyone could write around the tokens')
+  }
+  if (o.clusterSecretFile === undefined && !o.insecure && !isLoopback(host)) {
+    throw new InvalidArgumentError(`--host ${host} is reachable from other machines, and without a cluster secret anyone who reaches the port can change data and membership: add --cluster-secret-file PATH (and --users-file PATH for clients), or --insecure to run open anyway`)
+  }
   const logLevel = o.logLevel ?? nodeDefaults.logLevel
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new InvalidArgumentError(`logLevel must be one of fatal, error, warn, info, debug, trace, silent; got ${logLevel}`)
   return {
@@ -188,6 +219,9 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     r: int('r', o.r ?? Math.min(2, n), 1, n, 'use --r, at most --n'),
     w: int('w', o.w ?? Math.min(2, n), 1, n, 'use --w, at most --n'),
     timeoutMs: int('timeoutMs', o.timeoutMs ?? nodeDefaults.timeoutMs, 1, 3600_000, 'use --timeout-ms'),
+    clusterSecretFile: o.clusterSecretFile,
+    usersFile: o.usersFile,
+    insecure: o.insecure ?? false,
     dropDelayMs: int('dropDelayMs', o.dropDelayMs ?? nodeDefaults.dropDelayMs, 0, 24 * 3600_000, 'use --drop-delay-ms'),
     logLevel,
   }

@@ -1,7 +1,7 @@
 // A node's own requests to itself go straight to its request handler, with no HTTP exchange: when it
 // coordinates a key it replicates, its own replica is one function call away. Everything else goes
-// out through the transport it wraps.
-import { EPOCH_HEADER, ErrorCodes, HttpError, MSGPACK } from '@zerohop/core'
+// out through the transport it wraps, signed with the cluster secret when there is one.
+import { EPOCH_HEADER, ErrorCodes, HttpError, MSGPACK, SIGNATURE_HEADER, type ClusterKeys } from '@zerohop/core'
 import type { Reply, SendOptions, Transport } from '@zerohop/client'
 import type { RequestHandler } from './routes/request.js'
 
@@ -11,12 +11,23 @@ export class LocalTransport implements Transport {
   #handler?: RequestHandler
 
   readonly #maxBodyBytes: number
+  readonly #signing?: { keys: ClusterKeys; now: () => number }
 
-  /** `maxBodyBytes`: the node's body limit, which its own requests must keep like anyone's. */
-  constructor(self: string, inner: Transport, maxBodyBytes: number) {
+  /**
+   * `maxBodyBytes`: the node's body limit, which its own requests must keep like anyone's. `signing`:
+   * the cluster's keys, with which every request to another node is signed.
+   */
+  constructor(self: string, inner: Transport, maxBodyBytes: number, signing?: { keys: ClusterKeys; now: () => number }) {
     this.#self = new URL(self).origin
     this.#inner = inner
     this.#maxBodyBytes = maxBodyBytes
+    this.#signing = signing
+  }
+
+  #signed(method: string, path: string, body: Uint8Array | undefined, options: SendOptions | undefined): SendOptions | undefined {
+    if (!this.#signing) return options
+    const signature = this.#signing.keys.signRequest(method, path, body, this.#signing.now())
+    return { ...options, headers: { ...options?.headers, [SIGNATURE_HEADER]: signature } }
   }
 
   /** The node's handler, once it is built (it needs this transport first). */
@@ -39,14 +50,14 @@ export class LocalTransport implements Transport {
   }
 
   post(url: string, path: string, body: Uint8Array, options?: SendOptions): Promise<Reply> {
-    if (!this.#isSelf(url)) return this.#inner.post(url, path, body, options)
+    if (!this.#isSelf(url)) return this.#inner.post(url, path, body, this.#signed('POST', path, body, options))
     const headers: Record<string, string> = { 'content-type': MSGPACK }
     if (options?.epoch) headers[EPOCH_HEADER] = options.epoch
     return this.#local('POST', path, headers, body)
   }
 
   get(url: string, path: string, options?: SendOptions): Promise<Reply> {
-    if (!this.#isSelf(url)) return this.#inner.get(url, path, options)
+    if (!this.#isSelf(url)) return this.#inner.get(url, path, this.#signed('GET', path, undefined, options))
     return this.#local('GET', path, {}, undefined)
   }
 

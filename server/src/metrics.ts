@@ -11,6 +11,8 @@ export interface MetricSources {
   peersDown: () => number
   /** Requests served, by route and by how they came: over HTTP, or from this node itself (no HTTP). */
   requests?: () => ReadonlyMap<string, number>
+  /** Requests refused by authentication or authorization, by reason. */
+  refused?: () => ReadonlyMap<string, number>
 }
 
 /** The key of `requests`: route and way in, as `route via`. */
@@ -29,6 +31,26 @@ function total(registry: Registry, name: string, help: string, read: () => numbe
       const now = read()
       if (now > last) this.inc(now - last)
       last = now
+    },
+  })
+}
+
+/** A counter per label set, whose running totals are kept elsewhere, keyed by the label values joined with spaces. */
+function labelledTotals(registry: Registry, name: string, help: string, labelNames: string[], read: () => ReadonlyMap<string, number>): void {
+  const last = new Map<string, number>()
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      for (const [key, n] of read()) {
+        const values = key.split(' ')
+        const labels = Object.fromEntries(labelNames.map((l, i) => [l, values[i]]))
+        const before = last.get(key) ?? 0
+        if (n > before) this.inc(labels, n - before)
+        last.set(key, n)
+      }
     },
   })
 }
@@ -74,22 +96,10 @@ export function nodeMetrics(src: MetricSources): Registry {
     })
   }
   if (src.requests) {
-    const requests = src.requests
-    const last = new Map<string, number>()
-    new Counter({
-      name: 'zerohop_requests_total',
-      help: 'Requests served, by route and by way in: http, or local (this node coordinating a key it replicates, with no HTTP request to itself)',
-      labelNames: ['route', 'via'],
-      registers: [registry],
-      collect() {
-        for (const [key, n] of requests()) {
-          const [route, via] = key.split(' ')
-          const before = last.get(key) ?? 0
-          if (n > before) this.inc({ route, via }, n - before)
-          last.set(key, n)
-        }
-      },
-    })
+    labelledTotals(registry, 'zerohop_requests_total', 'Requests served, by route and by way in: http, or local (this node coordinating a key it replicates, with no HTTP request to itself)', ['route', 'via'], src.requests)
+  }
+  if (src.refused) {
+    labelledTotals(registry, 'zerohop_auth_refused_total', 'Requests refused (401, 403, or a forged version or context), by reason: unsigned, bad-signature, replay, no-token, bad-token, forbidden, bad-proof, bad-context', ['reason'], src.refused)
   }
   new Gauge({
     name: 'zerohop_peers_down',

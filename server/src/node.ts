@@ -2,9 +2,10 @@
 // membership with failure detection, partition handoff when members join or leave, graceful
 // shutdown (stop accepting, finish in-flight requests, close LevelDB).
 import { randomBytes } from 'node:crypto'
+import { readFileSync, statSync } from 'node:fs'
 import type http from 'node:http'
 import { once } from 'node:events'
-import { pack, unpack, sleep, nextEventTime, invalidMemberState, Paths, ZerohopError, ErrorCodes, HttpError, type Clock, type ClusterView, type HealthResponse, type MemberState, type RingResponse } from '@zerohop/core'
+import { ClusterKeys, InvalidArgumentError, MIN_SECRET_BYTES, pack, unpack, sleep, nextEventTime, invalidMemberState, Paths, ZerohopError, ErrorCodes, HttpError, type Clock, type ClusterView, type HealthResponse, type MemberState, type RingResponse } from '@zerohop/core'
 import pino, { type Logger } from 'pino'
 import { systemClock, UndiciTransport, type Transport } from '@zerohop/client'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js'
@@ -15,6 +16,8 @@ import { wire, type NodeParts } from './parts.js'
 import { Actors, type ActorState } from './replica.js'
 import { LevelStore } from './storage/level-store.js'
 import type { Store } from './storage/store.js'
+import { Auth } from './auth.js'
+import { Users } from './users.js'
 
 export interface NodeDeps {
   store?: Store
@@ -47,6 +50,7 @@ export class StorageNode {
   readonly #clock: Clock
   readonly #random: (bytes: number) => Uint8Array
   readonly #transport: LocalTransport
+  readonly #auth: Auth
   #server?: http.Server
   #parts?: NodeParts
   #identity?: Identity
@@ -70,8 +74,13 @@ export class StorageNode {
     if (typeof transport.post !== 'function' || typeof transport.get !== 'function' || typeof transport.close !== 'function') {
       throw new TypeError('deps.transport must implement post(), get() and close() (see UndiciTransport)')
     }
-    // The node's requests to itself (coordinating a key it replicates) stay in the process.
-    this.#transport = new LocalTransport(this.options.advertise, transport, this.options.maxBodyBytes)
+    const keys = this.options.clusterSecretFile === undefined ? undefined : new ClusterKeys(readSecret(this.options.clusterSecretFile, this.log))
+    const now = () => this.#clock.now()
+    const users = this.options.usersFile === undefined ? undefined : new Users({ path: this.options.usersFile, now })
+    this.#auth = new Auth({ keys, users, now })
+    // The node's requests to itself (coordinating a key it replicates) stay in the process; those to
+    // other nodes are signed.
+    this.#transport = new LocalTransport(this.options.advertise, transport, this.options.maxBodyBytes, keys && { keys, now })
   }
 
   /** The membership view, once this node serves. */
@@ -89,6 +98,8 @@ export class StorageNode {
 
   /** Open storage, listen, and gossip; replica requests are served once the membership is known. */
   async start(): Promise<void> {
+    // A damaged users file stops the node before it opens anything.
+    await this.#auth.users?.load()
     await this.#store.open()
     this.#identity = await this.#loadIdentity()
     const known = await this.#loadMembers()
@@ -157,6 +168,7 @@ export class StorageNode {
       leave: () => this.leave(),
       remove: (id) => this.remove(id),
       nextChange: (ms) => this.#nextChange(ms),
+      auth: this.#auth,
     })
     this.#parts = parts
     await parts.hints.open()
@@ -381,4 +393,21 @@ export class StorageNode {
     })()
     return this.#stopped
   }
+}
+
+/** The cluster secret from its file (surrounding whitespace dropped), refused when too short. */
+function readSecret(path: string, log: Logger): Buffer {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new InvalidArgumentError(`cannot read --cluster-secret-file ${path}: ${(err as Error).message}`)
+  }
+  const secret = Buffer.from(text.trim(), 'utf8')
+  if (secret.byteLength < MIN_SECRET_BYTES) {
+    throw new InvalidArgumentError(`--cluster-secret-file ${path} holds ${secret.byteLength} bytes; a cluster secret needs at least ${MIN_SECRET_BYTES} (make one with: openssl rand -base64 32 > ${path})`)
+  }
+  // Like ssh with a private key: a secret others on the machine can read is no secret.
+  if ((statSync(path).mode & 0o077) !== 0) log.warn({ path }, 'the cluster secret file is readable by other users; chmod 600 it')
+  return secret
 }

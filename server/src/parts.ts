@@ -18,6 +18,7 @@ import type { LocalTransport } from './local-transport.js'
 import type { Store } from './storage/store.js'
 import { createRequestHandler, type RequestHandler } from './routes/index.js'
 import { ZerohopError, ErrorCodes } from '@zerohop/core'
+import type { Auth } from './auth.js'
 
 export interface WireDeps {
   options: ResolvedNodeOptions
@@ -39,6 +40,7 @@ export interface WireDeps {
   leave: () => MemberState
   remove: (id: string) => MemberState
   nextChange: (ms: number) => Promise<void>
+  auth: Auth
 }
 
 export interface NodeParts {
@@ -168,8 +170,12 @@ export function wire(d: WireDeps): NodeParts {
     peersDown: () => gossip.down().length,
     antiEntropy: () => ae.metrics,
     tombstones: () => ({ held: rp.count, reaped: rp.metrics.reaped }),
+    refused: () => auth.refused,
   })
+  const { auth } = d
   const handler = createRequestHandler({
+    auth,
+    signing: auth.keys && { keys: auth.keys, now: () => clock.now(), refused: (reason) => auth.count(reason) },
     options: o,
     log,
     requests,

@@ -21,23 +21,35 @@ export interface BatchKind<I, T> {
   decode(body: Buffer, count: number): T[] | string
 }
 
+/** A replica's stored set for a key, with the proof its node gave it in a cluster with a secret. */
+export interface Held {
+  set: Uint8Array
+  /** The set's proof (for relaying it) and the MAC of its join as a context part. */
+  proof?: [Uint8Array, Uint8Array]
+}
+
 // The framing is the replica client's (replica-client.ts): one encoder and one decoder per request.
-export const readBatch: BatchKind<[partition: number, key: Uint8Array], Uint8Array | null> = {
+export const readBatch: BatchKind<[partition: number, key: Uint8Array], Held | null> = {
   path: frames.read.path,
   size: ([, key]) => key.byteLength + 8,
   encode: (keys) => frames.read.encode({ keys }),
   decode(body, count) {
     const answer = readAnswer(body, count)
-    return typeof answer === 'string' ? `the node ${answer}` : answer.sets
+    if (typeof answer === 'string') return `the node ${answer}`
+    const { sets, proofs } = answer
+    return sets.map((set, i) => (set === null ? null : proofs ? { set, proof: proofs[i]! } : { set }))
   },
 }
 
-/** A replica store; with `hintFor`, the node keeps it as a hint for that node (a sloppy quorum). */
-export type StoreItem = [partition: number, key: Uint8Array, set: Uint8Array, hintFor?: string]
+/**
+ * A replica store; with `hintFor`, the node keeps it as a hint for that node (a sloppy quorum); with
+ * `proof`, the set's proof from the node that handed it out (a cluster with a secret).
+ */
+export type StoreItem = [partition: number, key: Uint8Array, set: Uint8Array, hintFor?: string | null, proof?: Uint8Array]
 
 export const storeBatch: BatchKind<StoreItem, null> = {
   path: frames.store.path,
-  size: ([, key, set]) => key.byteLength + set.byteLength + 16,
+  size: ([, key, set]) => key.byteLength + set.byteLength + 48,
   encode: (items) => frames.store.encode({ items }),
   decode(body, count) {
     const answer = storeAnswer(body)

@@ -28,6 +28,14 @@ import {
   type Member,
   type ReplicaFailure,
   type VersionVector,
+  type Context,
+  type ContextPart,
+  type CoordinateRequest,
+  vectorBytes,
+  BadContextError,
+  ForbiddenError,
+  UnauthenticatedError,
+  ZerohopError,
 } from '@zerohop/core'
 import { checkQuorum, checkTimeout, type ResolvedEngineOptions } from './options.js'
 import { Operation, failureOf, gather, httpFailure, isTransient, notDelivered, type Deadline, type Outcome } from './operation.js'
@@ -35,7 +43,7 @@ import type { Membership } from './membership.js'
 import { WriteQuorum, type Requirement, type StoreAction } from './quorum.js'
 import { checkKey, type CallOptions, type Coordinator, type CoordinatedGet, type CoordinatedPut, type GetCall, type Inspection, type PutCall } from './coordinator.js'
 import type { Reply, SendOptions, Transport } from './transport.js'
-import { Coalescer, batchBytes, readBatch, storeBatch, type StoreItem } from './batcher.js'
+import { Coalescer, batchBytes, readBatch, storeBatch, type Held, type StoreItem } from './batcher.js'
 import { frames } from './replica-client.js'
 
 export const channels = {
@@ -84,7 +92,7 @@ export class Engine implements Coordinator {
   readonly transport: Transport
   readonly clock: Clock
   readonly membership: Membership
-  readonly #reads: Coalescer<[number, Uint8Array], Uint8Array | null>
+  readonly #reads: Coalescer<[number, Uint8Array], Held | null>
   readonly #stores: Coalescer<StoreItem, null>
 
   constructor(options: ResolvedEngineOptions, transport: Transport, membership: Membership) {
@@ -181,8 +189,9 @@ export class Engine implements Coordinator {
     return o
   }
 
-  #store(member: Member, partition: number, key: Uint8Array, set: Uint8Array, op: Operation, epoch: string, hintFor?: string): Promise<Outcome<null>> {
-    return this.#stores.submit(member, hintFor === undefined ? [partition, key, set] : [partition, key, set, hintFor], op, epoch)
+  #store(member: Member, partition: number, key: Uint8Array, held: Held, op: Operation, epoch: string, hintFor?: string): Promise<Outcome<null>> {
+    const item: StoreItem = held.proof ? [partition, key, held.set, hintFor ?? null, held.proof[0]] : hintFor === undefined ? [partition, key, held.set] : [partition, key, held.set, hintFor]
+    return this.#stores.submit(member, item, op, epoch)
   }
 
 
@@ -214,39 +223,39 @@ export class Engine implements Coordinator {
     const plan = this.plan(key, need)
     const { partition } = plan
     const g = gather(plan.targets, plan.requirements, (m) => this.#reads.submit(m, [partition, key], op, plan.epoch))
-    let answered: Outcome<Uint8Array | null>[]
+    let answered: Outcome<Held | null>[]
     try {
       answered = await g.quorum
     } catch (failed) {
       op.checkAborted()
-      throw new QuorumError('get', need, g.outcomes.filter((o) => o.ok).length, failuresOf(failed as Outcome<unknown>[]))
+      throw quorumError('get', need, g.outcomes.filter((o) => o.ok).length, failuresOf(failed as Outcome<unknown>[]))
     }
     let set: DvvSet
     try {
-      set = syncAnswers(answered.map((o) => (o.ok ? o.value : null)))
+      set = syncAnswers(answered.map((o) => (o.ok ? o.value?.set ?? null : null)))
     } catch {
       // A replica answered with bytes that are not a DVV set. Rare, so off the fast path: wait for
       // every replica, count the undecodable answers as that replica's failure, and go on if R remain.
       await g.all
-      const sound: Outcome<Uint8Array | null>[] = []
+      const sound: Outcome<Held | null>[] = []
       const failures: ReplicaFailure[] = []
       for (const o of g.outcomes) {
         if (!o.ok) failures.push(o.failure)
-        else if (o.value === null || decodable(o.value)) sound.push(o)
+        else if (o.value === null || decodable(o.value.set)) sound.push(o)
         else failures.push({ id: o.member.id, url: o.member.url, cause: 'invalid-response', message: 'the replica answered with bytes that are not a version set' })
       }
       const soundIds = new Set(sound.map((o) => o.member.id))
       if (plan.requirements.some((req) => req.members.filter((m) => soundIds.has(m.id)).length < req.need)) {
         op.checkAborted()
-        throw new QuorumError('get', need, sound.length, failures)
+        throw quorumError('get', need, sound.length, failures)
       }
       answered = sound
-      set = syncAnswers(sound.map((o) => (o.ok ? o.value : null)))
+      set = syncAnswers(sound.map((o) => (o.ok ? o.value?.set ?? null : null)))
     }
     const vector = join(set)
     const live = siblings(set)
     const first = answered[0].member.id
-    const result: RawGetResult = { found: live.length > 0, siblings: live, set, vector, first, context: contextOf(vector, first) }
+    const result: RawGetResult = { found: live.length > 0, siblings: live, set, vector, first, context: contextOf(vector, first, partsOf(answered)) }
     if (this.options.readRepair && plan.targets.length > 1) {
       this.#repairAfter(g.all, g.outcomes, partition, key, op).catch((err) => {
         if (channels.readRepair.hasSubscribers) channels.readRepair.publish({ key, partition, error: err })
@@ -256,7 +265,7 @@ export class Engine implements Coordinator {
   }
 
   /** After answering: wait briefly for the slower replicas, then send the synced set to any that are behind. */
-  async #repairAfter(all: Promise<void>, outcomes: Outcome<Uint8Array | null>[], partition: number, key: Uint8Array, op: Operation): Promise<void> {
+  async #repairAfter(all: Promise<void>, outcomes: Outcome<Held | null>[], partition: number, key: Uint8Array, op: Operation): Promise<void> {
     let timer: ClockTimer | undefined
     try {
       await Promise.race([all, new Promise<void>((r) => (timer = this.clock.setTimeout(r, this.options.readRepairWaitMs)))])
@@ -264,19 +273,28 @@ export class Engine implements Coordinator {
       this.clock.clearTimeout(timer)
       op.done()
     }
-    const ok = outcomes.filter((o): o is Extract<Outcome<Uint8Array | null>, { ok: true }> => o.ok)
+    const ok = outcomes.filter((o): o is Extract<Outcome<Held | null>, { ok: true }> => o.ok)
     // Only replicas that answered can be compared, and repaired.
     if (ok.length < 2) return
-    const first = ok[0].value
-    if (ok.every((o) => bytesEqual(o.value, first))) return
+    const first = ok[0].value?.set ?? null
+    if (ok.every((o) => bytesEqual(o.value?.set ?? null, first))) return
     // An answer that does not decode is left alone: repair only what is understood.
-    const sound = ok.filter((o) => o.value === null || decodable(o.value))
+    const sound = ok.filter((o) => o.value === null || decodable(o.value.set))
     if (sound.length < 2) return
-    const target = encodeSet(syncAnswers(sound.map((o) => o.value)))
-    const stale = sound.filter((o) => !bytesEqual(o.value, target)).map((o) => o.member)
+    const target = encodeSet(syncAnswers(sound.map((o) => o.value?.set ?? null)))
+    const stale = sound.filter((o) => !bytesEqual(o.value?.set ?? null, target))
     if (stale.length === 0) return
+    // Each stale replica gets the sets it lacks as the replicas answered them (it syncs them into its
+    // own), not a merged set: those carry their nodes' proofs, which a replica requires of sets a
+    // client relays in a cluster with a secret.
+    const held = distinct(sound.flatMap((o) => (o.value ? [o.value] : [])))
     const repairOp = new Operation(this.clock, this.options.timeoutMs)
-    const results = await Promise.all(stale.map((m) => this.#store(m, partition, key, target, repairOp, this.membership.view.epoch)))
+    const epoch = this.membership.view.epoch
+    const results = await Promise.all(stale.map(async (o) => {
+      const own = o.value?.set ?? null
+      const sent = await Promise.all(held.filter((h) => !bytesEqual(h.set, own)).map((h) => this.#store(o.member, partition, key, h, repairOp, epoch)))
+      return { member: o.member, ok: sent.every((r) => r.ok) }
+    }))
     repairOp.done()
     channels.readRepair.hasSubscribers && channels.readRepair.publish({ key, partition, repaired: results.filter((r) => r.ok).map((r) => r.member.id) })
   }
@@ -310,7 +328,7 @@ export class Engine implements Coordinator {
     const strict = call.strict === true
     if (value !== null && !(value instanceof Uint8Array)) throw new InvalidArgumentError('value must be bytes, or null for a tombstone')
     if (value && value.byteLength > this.limits.maxValueBytes) throw new ValueTooLargeError(value.byteLength, this.limits.maxValueBytes)
-    const ctx = call.context === undefined ? { vector: [] as VersionVector, coordinator: undefined } : decodeContext(call.context)
+    const ctx: Context = call.context === undefined ? { vector: [] } : decodeContext(call.context)
     const op = this.#operation(call)
     const operation = value === null ? 'delete' : 'put'
     try {
@@ -324,9 +342,9 @@ export class Engine implements Coordinator {
       }
       if (!coordinated.ok) {
         op.checkAborted()
-        throw new QuorumError(operation, need, 0, coordinated.failures)
+        throw quorumError(operation, need, 0, coordinated.failures)
       }
-      const { plan, coordinator, setBytes, set, failures } = coordinated
+      const { plan, coordinator, held, set, failures } = coordinated
       const live = siblings(set)
       // The context handed back must cover only what the caller has seen. When the coordinator holds
       // nothing live but this write, the set's join is exactly that; when it also holds concurrent
@@ -334,23 +352,24 @@ export class Engine implements Coordinator {
       // a value it never saw (it becomes a sibling instead).
       const alone = value === null ? live.length === 0 : live.length === 1 && bytesEqual(live[0], value)
       const vector = alone ? join(set) : ctx.vector
-      const result: RawPutResult = { vector, coordinator: coordinator.id, context: contextOf(vector, coordinator.id), siblings: live, conflict: !alone }
-      let rep = this.#replicate(plan, key, setBytes, coordinator, op, strict)
+      const parts = alone ? held.proof && [[vectorBytes(vector), held.proof[1]] satisfies ContextPart] : ctx.parts
+      const result: RawPutResult = { vector, coordinator: coordinator.id, context: contextOf(vector, coordinator.id, parts), siblings: live, conflict: !alone }
+      let rep = this.#replicate(plan, key, held, coordinator, op, strict)
       try {
         await rep.quorum
       } catch {
         op.checkAborted()
         const all = [...failures, ...rep.failures]
         const stale = ringFailure(all)
-        if (!stale || op.over) throw new QuorumError(operation, need, rep.acked(), perReplica(all))
+        if (!stale || op.over) throw quorumError(operation, need, rep.acked(), perReplica(all))
         // Some replicas refused our ring: store the same (idempotent) set where a fresh ring says.
         await op.race(this.membership.refresh(stale.url), () => undefined)
-        rep = this.#replicate(this.plan(key, need), key, setBytes, coordinator, op, strict)
+        rep = this.#replicate(this.plan(key, need), key, held, coordinator, op, strict)
         try {
           await rep.quorum
         } catch {
           op.checkAborted()
-          throw new QuorumError(operation, need, rep.acked(), perReplica(rep.failures))
+          throw quorumError(operation, need, rep.acked(), perReplica(rep.failures))
         }
       }
       void rep.all.then(() => op.done())
@@ -366,7 +385,7 @@ export class Engine implements Coordinator {
    * change), with hints for replicas that are down or fail (see WriteQuorum). Resolves when every
    * requirement is met; rejects once one can no longer be.
    */
-  #replicate(plan: Plan, key: Uint8Array, setBytes: Uint8Array, coordinator: Member, op: Operation, strict: boolean): {
+  #replicate(plan: Plan, key: Uint8Array, held: Held, coordinator: Member, op: Operation, strict: boolean): {
     quorum: Promise<void>
     all: Promise<void>
     failures: ReplicaFailure[]
@@ -406,7 +425,7 @@ export class Engine implements Coordinator {
         // A primary silent for half the time left may be cut off (its store would only fail at the
         // deadline, too late to hint): its copy also goes to a fallback then.
         const hedge = a.hintFor === undefined ? this.clock.setTimeout(() => run(q.hedge(a.to.id)), op.remaining / 2) : undefined
-        void this.#store(a.to, plan.partition, key, setBytes, op, plan.epoch, a.hintFor).then((o) => {
+        void this.#store(a.to, plan.partition, key, held, op, plan.epoch, a.hintFor).then((o) => {
           inFlight--
           this.clock.clearTimeout(hedge)
           run(o.ok ? q.result(a, true) : q.result(a, false, o.failure, !!ringFailure([o.failure])))
@@ -420,8 +439,8 @@ export class Engine implements Coordinator {
   }
 
   /** Mint the write's version on one replica: the one that answered the read first, if it is up. */
-  async #coordinate(key: Uint8Array, value: Uint8Array | null, ctx: { vector: VersionVector; coordinator?: string }, need: number, op: Operation): Promise<
-    | { ok: true; plan: Plan; coordinator: Member; setBytes: Uint8Array; set: DvvSet; failures: ReplicaFailure[] }
+  async #coordinate(key: Uint8Array, value: Uint8Array | null, ctx: Context, need: number, op: Operation): Promise<
+    | { ok: true; plan: Plan; coordinator: Member; held: Held; set: DvvSet; failures: ReplicaFailure[] }
     | { ok: false; failures: ReplicaFailure[] }
   > {
     const plan = this.plan(key, need)
@@ -431,14 +450,14 @@ export class Engine implements Coordinator {
     const local = this.options.local
     const rank = (m: Member) => (m.id === local ? 3 : m.id === ctx.coordinator ? 2 : 0) + (this.membership.up(m.id) ? 8 : 0) + (inNext.has(m.id) ? 4 : 0)
     const candidates = [...plan.current].sort((a, b) => rank(b) - rank(a))
-    const req = { partition: plan.partition, key, context: ctx.vector, value }
+    const req: CoordinateRequest = ctx.parts ? { partition: plan.partition, key, context: ctx.vector, value, parts: ctx.parts } : { partition: plan.partition, key, context: ctx.vector, value }
     const body = frames.coordinate.encode(req)
     const failures: ReplicaFailure[] = []
     for (const m of candidates) {
       const o = await this.#ask(m, Paths.coordinate, body, op, plan.epoch, (b) => {
         const answer = frames.coordinate.decode(b, req)
         if (typeof answer === 'string') throw new TypeError(answer)
-        return answer.set
+        return answer.proof ? { set: answer.set, proof: answer.proof } : { set: answer.set }
       })
       if (!o.ok) {
         failures.push(o.failure)
@@ -447,7 +466,7 @@ export class Engine implements Coordinator {
         continue
       }
       try {
-        return { ok: true, plan, coordinator: m, setBytes: o.value, set: decodeSet(o.value), failures }
+        return { ok: true, plan, coordinator: m, held: o.value, set: decodeSet(o.value.set), failures }
       } catch (err) {
         failures.push({ id: m.id, url: m.url, cause: 'invalid-response', message: (err as Error).message })
         return { ok: false, failures }
@@ -475,12 +494,12 @@ export class Engine implements Coordinator {
         if (o.value === null) return base
         let set: DvvSet
         try {
-          set = decodeSet(o.value)
+          set = decodeSet(o.value.set)
         } catch (err) {
           return { ...base, error: { id: o.member.id, url: o.member.url, cause: 'invalid-response', message: (err as Error).message } }
         }
         const live = siblings(set)
-        return { ...base, found: live.length > 0, tombstone: live.length === 0, siblings: live, digest: md5(o.value).toString('hex') }
+        return { ...base, found: live.length > 0, tombstone: live.length === 0, siblings: live, digest: md5(o.value.set).toString('hex') }
       }),
     }
   }
@@ -512,6 +531,43 @@ export function syncAnswers(raws: (Uint8Array | null)[]): DvvSet {
   return syncAll(present.map((r) => decodeSet(r)))
 }
 
-export function contextOf(vector: VersionVector, coordinator: string): string {
-  return encodeContext({ vector, coordinator })
+export function contextOf(vector: VersionVector, coordinator: string, parts?: ContextPart[]): string {
+  return encodeContext(parts && parts.length > 0 ? { vector, coordinator, parts } : { vector, coordinator })
+}
+
+/**
+ * The signed parts of a read's context: one per distinct set the replicas answered with (their joins'
+ * join is the read's vector), each with the MAC its node made. None in a cluster without a secret.
+ */
+function partsOf(answered: readonly Outcome<Held | null>[]): ContextPart[] | undefined {
+  let parts: ContextPart[] | undefined
+  const seen: Uint8Array[] = []
+  for (const o of answered) {
+    const h = o.ok ? o.value : null
+    if (!h?.proof || seen.some((s) => bytesEqual(s, h.set))) continue
+    seen.push(h.set)
+    ;(parts ??= []).push([vectorBytes(join(decodeSet(h.set))), h.proof[1]])
+  }
+  return parts
+}
+
+/** Sets with distinct bytes, first of each kept. */
+function distinct(held: Held[]): Held[] {
+  const out: Held[] = []
+  for (const h of held) if (!out.some((o) => bytesEqual(o.set, h.set))) out.push(h)
+  return out
+}
+
+/**
+ * The error of an operation that did not reach its quorum. A replica that refused the credentials
+ * (401, 403) or the context refuses them again: that is the error, typed, whatever the others did.
+ */
+function quorumError(operation: 'get' | 'put' | 'delete', need: number, succeeded: number, failures: ReplicaFailure[]): ZerohopError {
+  const auth = failures.find((f) => f.code === ErrorCodes.UNAUTHENTICATED || f.code === ErrorCodes.FORBIDDEN || f.code === ErrorCodes.BAD_CONTEXT)
+  if (auth) {
+    const message = `${operation} refused by ${auth.id}: ${auth.message}`
+    if (auth.code === ErrorCodes.BAD_CONTEXT) return new BadContextError(message)
+    return auth.code === ErrorCodes.UNAUTHENTICATED ? new UnauthenticatedError(message) : new ForbiddenError(message)
+  }
+  return new QuorumError(operation, need, succeeded, failures)
 }

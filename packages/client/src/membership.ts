@@ -9,6 +9,8 @@ import { EventEmitter } from 'node:events'
 import {
   ClusterView,
   NoSeedReachableError,
+  ForbiddenError,
+  UnauthenticatedError,
   mergeMembers,
   memberChanged,
   invalidMemberState,
@@ -26,6 +28,7 @@ import {
   type RingResponse,
 } from '@zerohop/core'
 import type { Transport } from './transport.js'
+import { replyError } from './replica-client.js'
 
 export const membershipChannels = {
   ring: diagnostics.channel('zerohop:client:ring'),
@@ -143,8 +146,11 @@ export class RingWatch extends EventEmitter<MembershipEvents> implements Members
         try {
           const reply = await transport.get(url, Paths.ring, { timeoutMs: Math.max(1, Math.min(2000, deadline - clock.now())) })
           if (reply.status === 200) return new RingWatch(transport, clock, o, parseRing(reply.body))
+          // The credentials are wrong for the cluster: asking again, or another seed, cannot help.
+          if (reply.status === 401 || reply.status === 403) throw credentialError(url, reply)
           errors.set(url, `HTTP ${reply.status}`)
         } catch (err) {
+          if (err instanceof UnauthenticatedError || err instanceof ForbiddenError) throw err
           errors.set(url, (err as Error)?.message ?? String(err))
         }
       }
@@ -334,4 +340,12 @@ export class RingWatch extends EventEmitter<MembershipEvents> implements Members
     this.#abort.abort()
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer)
   }
+}
+
+/** A 401 or 403 answer to the ring request of connect(), typed. */
+function credentialError(url: string, reply: { status: number; body: Uint8Array }): UnauthenticatedError | ForbiddenError {
+  const { message } = replyError(reply)
+  return reply.status === 401
+    ? new UnauthenticatedError(`${url} refused the credentials: ${message}; pass connect({ token }) with a token from zerohop user add`)
+    : new ForbiddenError(`${url}: ${message}`)
 }

@@ -60,6 +60,11 @@ export interface ClientOptions extends EngineOptions {
   refreshDebounceMs?: number
   /** Back-off of a node after a refused connection or timeout; doubles per consecutive failure up to 8x (default 1000 ms). */
   backoffMs?: number
+  /**
+   * A token from `zerohop user add`, for a cluster whose nodes run with --users-file: sent with every
+   * request as `authorization: Bearer TOKEN`. (With `transport`, the transport sends credentials.)
+   */
+  token?: string
   /** Replace the HTTP transport (tests, simulation). */
   transport?: Transport
 }
@@ -103,6 +108,7 @@ export interface ResolvedClientOptions extends ResolvedEngineOptions {
   refreshIntervalMs: number
   refreshDebounceMs: number
   backoffMs: number
+  token?: string
   transport?: Transport
 }
 
@@ -160,6 +166,15 @@ export function resolveEngineOptions(o: EngineOptions): ResolvedEngineOptions {
   }
 }
 
+function checkToken(t: unknown): string | undefined {
+  if (t === undefined) return undefined
+  // Printable ASCII without spaces: it travels in a header.
+  if (typeof t !== 'string' || !/^[\x21-\x7e]{1,512}$/.test(t)) {
+    throw new InvalidArgumentError('token must be the token zerohop user add printed (one line, no spaces)')
+  }
+  return t
+}
+
 export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
   if (o === null || typeof o !== 'object') throw new InvalidArgumentError('connect() takes an options object: connect({ seeds: ["http://127.0.0.1:7001"] })')
   if (!Array.isArray(o.seeds) || o.seeds.length === 0) {
@@ -193,6 +208,7 @@ export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     refreshIntervalMs: checkTimeout('refreshIntervalMs', o.refreshIntervalMs ?? clientDefaults.refreshIntervalMs),
     refreshDebounceMs: positiveInt('refreshDebounceMs', o.refreshDebounceMs ?? clientDefaults.refreshDebounceMs, 60_000),
     backoffMs: checkTimeout('backoffMs', o.backoffMs ?? clientDefaults.backoffMs),
+    token: checkToken(o.token),
     transport: o.transport,
   }
 }

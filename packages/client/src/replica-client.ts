@@ -5,6 +5,8 @@
 import {
   ErrorCodes,
   HASH_BYTES,
+  MAC_BYTES,
+  SET_PROOF_BYTES,
   HttpError,
   InvalidArgumentError,
   InvalidResponseError,
@@ -108,8 +110,17 @@ function perItem(x: unknown, count: number, ok: (v: unknown) => boolean, what: s
 export function readAnswer(body: Uint8Array, count: number): ReadResponse | string {
   return decodeMap<ReadResponse>(body, 'a read', (x) => {
     if (!Array.isArray(x.sets) || x.sets.length !== count) return `answered a read of ${count} keys with ${Array.isArray(x.sets) ? x.sets.length : 'no'} sets`
-    return x.sets.every((s) => s === null || s instanceof Uint8Array) ? undefined : 'answered a read with something that is not a set'
+    if (!x.sets.every((s) => s === null || s instanceof Uint8Array)) return 'answered a read with something that is not a set'
+    if (x.proofs === undefined) return undefined
+    const sets = x.sets as (Uint8Array | null)[]
+    const ok = Array.isArray(x.proofs) && x.proofs.length === count && x.proofs.every((p, i) => (p === null ? sets[i] === null : sets[i] !== null && isProof(p)))
+    return ok ? undefined : 'answered a read with proofs that do not match its sets'
   })
+}
+
+/** A set's proof and its context MAC, as a node hands them out (see core's auth.ts). */
+export function isProof(p: unknown): p is [Uint8Array, Uint8Array] {
+  return Array.isArray(p) && p.length === 2 && isBytes(p[0], SET_PROOF_BYTES) && isBytes(p[1], MAC_BYTES)
 }
 
 /** A store answer (the SDK's batched stores decode with this too). */
@@ -126,7 +137,10 @@ export const frames = {
   read: frame<ReadRequest, ReadResponse>(Paths.read, (body, req) => readAnswer(body, req.keys.length)),
   store: frame<StoreRequest, StoreResponse>(Paths.store, (body) => storeAnswer(body)),
   coordinate: frame<CoordinateRequest, CoordinateResponse>(Paths.coordinate, (body) =>
-    decodeMap(body, 'a coordinate', (x) => (x.set instanceof Uint8Array ? undefined : 'answered a coordinate without a set')),
+    decodeMap(body, 'a coordinate', (x) => {
+      if (!(x.set instanceof Uint8Array)) return 'answered a coordinate without a set'
+      return x.proof === undefined || isProof(x.proof) ? undefined : 'answered a coordinate with a malformed proof'
+    }),
   ),
   range: frame<RangeRequest, RangeResponse>(Paths.range, (body) =>
     decodeMap(body, Paths.range, (x) => {

@@ -23,6 +23,8 @@ export interface SendOptions {
   deadline?: () => AbortSignal
   /** The sender's ring epoch: nodes refuse replica requests made with a ring older than theirs. */
   epoch?: string
+  /** More headers for this request (a node's request signature). */
+  headers?: Record<string, string>
 }
 
 /**
@@ -48,6 +50,8 @@ export interface UndiciTransportOptions {
   connections?: number
   /** Time to establish a TCP connection. */
   connectTimeoutMs?: number
+  /** Headers sent with every request (the SDK's `authorization: Bearer TOKEN`). */
+  headers?: Record<string, string>
 }
 
 const MSGPACK_HEADERS = { 'content-type': MSGPACK }
@@ -56,10 +60,14 @@ export class UndiciTransport implements Transport {
   readonly #pools = new Map<string, Pool>()
   readonly #inFlight = new Map<string, number>()
   readonly #options: Required<UndiciTransportOptions>
+  readonly #postHeaders: Record<string, string>
+  readonly #getHeaders: Record<string, string> | undefined
   #closed = false
 
   constructor(options: UndiciTransportOptions = {}) {
-    this.#options = { connections: options.connections ?? 16, connectTimeoutMs: options.connectTimeoutMs ?? 1000 }
+    this.#options = { connections: options.connections ?? 16, connectTimeoutMs: options.connectTimeoutMs ?? 1000, headers: options.headers ?? {} }
+    this.#postHeaders = { ...MSGPACK_HEADERS, ...this.#options.headers }
+    this.#getHeaders = options.headers && Object.keys(options.headers).length > 0 ? options.headers : undefined
   }
 
   #pool(url: string): Pool {
@@ -101,12 +109,14 @@ export class UndiciTransport implements Transport {
   }
 
   post(url: string, path: string, body: Uint8Array, options?: SendOptions): Promise<Reply> {
-    const headers = options?.epoch ? { 'content-type': MSGPACK, [EPOCH_HEADER]: options.epoch } : MSGPACK_HEADERS
+    let headers = this.#postHeaders
+    if (options?.epoch || options?.headers) headers = { ...headers, ...options.headers, ...(options.epoch ? { [EPOCH_HEADER]: options.epoch } : {}) }
     return this.#send(url, 'POST', path, headers, body, options)
   }
 
   get(url: string, path: string, options?: SendOptions): Promise<Reply> {
-    return this.#send(url, 'GET', path, undefined, undefined, options)
+    const headers = options?.headers ? { ...this.#getHeaders, ...options.headers } : this.#getHeaders
+    return this.#send(url, 'GET', path, headers, undefined, options)
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@ import { Packr } from 'msgpackr'
 import type { DvvSet, Entry, Value, VersionVector } from './dvv.js'
 import { BadContextError } from './errors.js'
 import { md5 } from './ring.js'
+import { vectorFromBytes } from './auth.js'
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false })
 
@@ -74,19 +75,42 @@ export function checkVector(x: unknown): x is VersionVector {
   return x.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && p[0].length >= 1 && p[0].length <= 256 && Number.isSafeInteger(p[1]) && p[1] >= 1 && p[1] <= MAX_COUNTER)
 }
 
+/**
+ * One signed piece of a context: a version vector (vectorBytes) and the MAC a node made of it for the
+ * key (see auth.ts). A context read from several replicas that disagreed has one part per history.
+ */
+export type ContextPart = [vector: Uint8Array, mac: Uint8Array]
+
 /** What a context carries: the causal history read, and which replica answered that read first. */
 export interface Context {
   vector: VersionVector
   coordinator?: string
+  /** In a cluster with a secret: the signed parts whose join is `vector`. */
+  parts?: ContextPart[]
 }
 
+/** Most parts of a context: one per replica read, at most N (16). */
+export const MAX_CONTEXT_PARTS = 16
+
 const CONTEXT_VERSION = 1
+const SIGNED_CONTEXT_VERSION = 2
 const CHECKSUM_BYTES = 4
 
+/** The pointwise maximum of version vectors, sorted by actor. */
+export function joinVectors(vectors: readonly VersionVector[]): VersionVector {
+  if (vectors.length === 1) return vectors[0]
+  const max = new Map<string, number>()
+  for (const vv of vectors) for (const [id, n] of vv) max.set(id, Math.max(max.get(id) ?? 0, n))
+  return [...max].sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0))
+}
+
 // A context is its MessagePack payload followed by 4 bytes of the payload's MD5, so a context that
-// was truncated or altered in transit is refused instead of being read as some other history.
+// was truncated or altered in transit is refused instead of being read as some other history. A signed
+// context (a cluster with a secret) carries its parts instead of the vector: the vector is their join.
 export function encodeContext(ctx: Context): string {
-  const payload = packr.pack([CONTEXT_VERSION, ctx.vector, ctx.coordinator ?? null])
+  const payload = ctx.parts && ctx.parts.length > 0
+    ? packr.pack([SIGNED_CONTEXT_VERSION, ctx.parts, ctx.coordinator ?? null])
+    : packr.pack([CONTEXT_VERSION, ctx.vector, ctx.coordinator ?? null])
   return Buffer.concat([payload, md5(payload).subarray(0, CHECKSUM_BYTES)]).toString('base64url')
 }
 
@@ -105,10 +129,21 @@ export function decodeContext(s: string): Context {
   } catch (err) {
     throw new BadContextError('context is damaged: it does not decode', { cause: err })
   }
-  if (!Array.isArray(x) || x[0] !== CONTEXT_VERSION || !checkVector(x[1]) || !(x[2] === null || typeof x[2] === 'string')) {
-    throw new BadContextError('context is damaged or from an incompatible version; read the key again to get a fresh one')
+  const incompatible = () => new BadContextError('context is damaged or from an incompatible version; read the key again to get a fresh one')
+  if (!Array.isArray(x) || !(x[2] === null || typeof x[2] === 'string')) throw incompatible()
+  const coordinator = (x[2] as string | null) ?? undefined
+  if (x[0] === CONTEXT_VERSION && checkVector(x[1])) return { vector: x[1] as VersionVector, coordinator }
+  if (x[0] !== SIGNED_CONTEXT_VERSION || !Array.isArray(x[1]) || x[1].length === 0 || x[1].length > MAX_CONTEXT_PARTS) throw incompatible()
+  const parts: ContextPart[] = []
+  const vectors: VersionVector[] = []
+  for (const part of x[1] as unknown[]) {
+    if (!Array.isArray(part) || part.length !== 2 || !(part[0] instanceof Uint8Array) || !(part[1] instanceof Uint8Array)) throw incompatible()
+    const vv = vectorFromBytes(part[0])
+    if (!vv || !checkVector(vv)) throw incompatible()
+    parts.push([part[0], part[1]])
+    vectors.push(vv)
   }
-  return { vector: x[1] as VersionVector, coordinator: (x[2] as string | null) ?? undefined }
+  return { vector: joinVectors(vectors), coordinator, parts }
 }
 
 export type { Value }

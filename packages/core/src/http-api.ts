@@ -1,7 +1,7 @@
 // The public HTTP API (curl, scripts, other languages, the SDK in load-balancer mode): paths, headers,
 // the percent-encoding of keys (any bytes) and the JSON shapes of siblings and inspections. Any node
 // coordinates these requests with the same engine the SDK runs.
-import { BadContextError, ErrorCodes, InvalidArgumentError, QuorumError, ZerohopError, type ErrorCode, type ReplicaFailure } from './errors.js'
+import { BadContextError, ForbiddenError, UnauthenticatedError, ErrorCodes, InvalidArgumentError, QuorumError, ZerohopError, type ErrorCode, type ReplicaFailure } from './errors.js'
 
 export const ApiPaths = {
   /** GET, PUT, DELETE /v1/kv/{key}: the key percent-encoded. */
@@ -147,6 +147,10 @@ export function apiError(status: number, body: Buffer, operation: 'get' | 'put' 
       return new InvalidArgumentError(e.message)
     case ErrorCodes.BAD_CONTEXT:
       return new BadContextError(e.message)
+    case ErrorCodes.UNAUTHENTICATED:
+      return new UnauthenticatedError(e.message)
+    case ErrorCodes.FORBIDDEN:
+      return new ForbiddenError(e.message)
     default:
       return new ZerohopError(e.code as ErrorCode, e.message)
   }

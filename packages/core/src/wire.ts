@@ -2,6 +2,7 @@
 // MessagePack (see codec.ts); errors are JSON `{"error":{"code","message"}}` with a 4xx/5xx status.
 import type { MemberState } from './membership.js'
 import type { VersionVector } from './dvv.js'
+import type { ContextPart } from './codec.js'
 
 export const Paths = {
   health: '/v1/health',
@@ -43,6 +44,11 @@ export interface ReadRequest {
 export interface ReadResponse {
   /** Encoded DVV set per key, or null where the replica holds nothing. */
   sets: (Uint8Array | null)[]
+  /**
+   * In a cluster with a secret, per set: its SetProof (what a relayed store of it must carry) and the
+   * MAC of its join as a context part (see auth.ts).
+   */
+  proofs?: ([proof: Uint8Array, context: Uint8Array] | null)[]
 }
 
 export interface CoordinateRequest {
@@ -52,14 +58,21 @@ export interface CoordinateRequest {
   context: VersionVector
   /** The new value, or null for a tombstone. */
   value: Uint8Array | null
+  /** In a cluster with a secret: the context's signed parts (their join is `context`); required unless it is empty. */
+  parts?: ContextPart[]
 }
 export interface CoordinateResponse {
   set: Uint8Array
+  /** In a cluster with a secret: the set's proof and the MAC of its join as a context part. */
+  proof?: [proof: Uint8Array, context: Uint8Array]
 }
 
 export interface StoreRequest {
-  /** With `hintFor`, the node keeps the item as a hint for that node (a sloppy quorum). */
-  items: [partition: number, key: Uint8Array, set: Uint8Array, hintFor?: string][]
+  /**
+   * With `hintFor`, the node keeps the item as a hint for that node (a sloppy quorum). In a cluster
+   * with a secret, a set relayed by a client carries the proof of the node that handed it out.
+   */
+  items: [partition: number, key: Uint8Array, set: Uint8Array, hintFor?: string | null, proof?: Uint8Array][]
 }
 export interface StoreResponse {
   /** How many items changed this replica's state (the rest it already had). */

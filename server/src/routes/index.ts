@@ -9,10 +9,12 @@ import { adminRoute, type AdminRouteDeps } from './admin.js'
 import { gossipRoute } from './gossip.js'
 import { kvRoute, type KvRouteDeps } from './kv.js'
 import { replicaRoute, type ReplicaRouteDeps } from './replica.js'
-import { bad, errorReply, type RequestHandler } from './request.js'
+import { bad, errorReply, type NodeRequest, type RequestHandler } from './request.js'
+import { needOf, type Auth } from '../auth.js'
 
-export type RouteDeps = AdminRouteDeps & ReplicaRouteDeps & KvRouteDeps & {
+export type RouteDeps = AdminRouteDeps & ReplicaRouteDeps & Omit<KvRouteDeps, 'admit'> & {
   log: Logger
+  auth: Auth
   /** Counts of requests served, by `requestKey(route, via)`. */
   requests: Map<string, number>
 }
@@ -27,7 +29,10 @@ function routeOf(path: string): string {
 }
 
 export function createRequestHandler(deps: RouteDeps): RequestHandler {
-  const routes = [adminRoute(deps), gossipRoute(deps), replicaRoute(deps), kvRoute(deps)]
+  const { auth } = deps
+  // A batch's requests are each checked again, with the batch's sender.
+  const admitBatched = (req: NodeRequest) => auth.check(req.principal ?? { kind: 'anonymous' }, needOf(req.method, req.path), `${req.method} ${req.path}`)
+  const routes = [adminRoute(deps), gossipRoute(deps), replicaRoute(deps), kvRoute({ ...deps, admit: admitBatched })]
   return async (req) => {
     const counted = requestKey(routeOf(req.path), req.local ? 'local' : 'http')
     deps.requests.set(counted, (deps.requests.get(counted) ?? 0) + 1)
@@ -35,6 +40,7 @@ export function createRequestHandler(deps: RouteDeps): RequestHandler {
     let reply
     try {
       if (req.bodyError !== undefined) throw req.bodyError
+      req.principal = await auth.admit(req)
       let answer
       for (const route of routes) if ((answer = route(req))) break
       if (!answer) throw bad(404, ErrorCodes.NOT_FOUND, `no endpoint ${req.path}; see the README for the node's HTTP API`)

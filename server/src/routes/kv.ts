@@ -28,6 +28,8 @@ export interface KvRouteDeps {
   /** Random bytes (multipart boundaries). */
   random: (bytes: number) => Uint8Array
   log: Logger
+  /** Refuses (401/403) one request of a batch its sender may not make. */
+  admit: (req: NodeRequest) => void
 }
 
 const GET_PARAMS = ['r', 'timeout']
@@ -59,7 +61,9 @@ export function kvRoute(deps: KvRouteDeps): Route {
     const replies = await Promise.all(requests.map(async (r, i): Promise<BatchedReply> => {
       let reply: NodeReply
       try {
-        reply = await (route(batched(r, i, req)) ?? Promise.reject(bad(400, ErrorCodes.BAD_BODY, `requests[${i}]: path must be ${ApiPaths.kv}{key} or ${ApiPaths.inspect}{key}`)))
+        const one = batched(r, i, req)
+        deps.admit(one)
+        reply = await (route(one) ?? Promise.reject(bad(400, ErrorCodes.BAD_BODY, `requests[${i}]: path must be ${ApiPaths.kv}{key} or ${ApiPaths.inspect}{key}`)))
       } catch (err) {
         reply = errorReply(err, deps.log)
       }
@@ -150,6 +154,7 @@ function batched(r: unknown, i: number, outer: NodeRequest): NodeRequest {
     body: x.body ? Buffer.from(x.body.buffer, x.body.byteOffset, x.body.byteLength) : EMPTY,
     local: outer.local,
     arrivedStopping: outer.arrivedStopping,
+    principal: outer.principal,
   }
 }
 

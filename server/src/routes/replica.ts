@@ -10,10 +10,17 @@ import {
   Paths,
   checkSet,
   checkVector,
+  join,
+  joinVectors,
+  vectorBytes,
+  vectorFromBytes,
+  MAX_CONTEXT_PARTS,
   pack,
   show,
   unpack,
+  type ClusterKeys,
   type ClusterView,
+  type DvvSet,
   type CoordinateRequest,
   type Ring,
   type VersionVector,
@@ -104,35 +111,83 @@ export interface Parts {
   reaper: Reaper
 }
 
-export type Handler = (body: Record<string, unknown>, v: Validator, replica: Replica, parts: Parts) => Promise<unknown>
+/** In a cluster with a secret: how sets and contexts handed out are signed, and relayed ones checked. */
+export interface Proofs {
+  keys: ClusterKeys
+  now: () => number
+  /** The request's sets come from a client (not a node): each needs its proof. */
+  relayed: boolean
+  refused: (reason: string) => void
+}
+
+export type Handler = (body: Record<string, unknown>, v: Validator, replica: Replica, parts: Parts, proofs: Proofs | undefined) => Promise<unknown>
+
+/** A stored set's proof and the MAC of its join as a context part. */
+function prove(proofs: Proofs, key: Uint8Array, set: Uint8Array): [Uint8Array, Uint8Array] {
+  const vector = join(unpack(set) as DvvSet)
+  return [proofs.keys.proveSet(key, set, proofs.now()), proofs.keys.proveContext(key, vectorBytes(vector))]
+}
+
+/** The context a coordination supersedes: with proofs, the join of its signed parts (and nothing unsigned). */
+function signedContext(proofs: Proofs, key: Uint8Array, context: VersionVector, parts: unknown): VersionVector {
+  if (parts === undefined && context.length === 0) return context
+  const refuse = (why: string) => {
+    proofs.refused('bad-context')
+    return bad(400, ErrorCodes.BAD_CONTEXT, `${why}; pass the context a get() or put() of this cluster returned for this key`)
+  }
+  if (!Array.isArray(parts) || parts.length === 0 || parts.length > MAX_CONTEXT_PARTS) throw refuse('the context carries no signature of this cluster')
+  const vectors = parts.map((part: unknown) => {
+    if (!Array.isArray(part) || part.length !== 2 || !(part[0] instanceof Uint8Array) || !(part[1] instanceof Uint8Array)) throw refuse('a context part must be [vector, mac]')
+    if (!proofs.keys.checkContext(key, part[0], part[1])) throw refuse('the context was not signed by this cluster for this key (forged or altered)')
+    const vv = vectorFromBytes(part[0])
+    if (!vv || !checkVector(vv)) throw refuse('a context part is not a version vector')
+    return vv
+  })
+  return joinVectors(vectors)
+}
 
 const handlers: Record<string, Handler> = {
-  [Paths.read]: async (body, v, replica) => {
+  [Paths.read]: async (body, v, replica, _parts, proofs) => {
     const keys = v.batch(body.keys, 'keys').map((item, i) => {
       if (!Array.isArray(item) || item.length !== 2) throw bad(400, ErrorCodes.BAD_BODY, `keys[${i}] must be [partition, key]`)
       const pk = v.partitionKey(item[0], item[1], `keys[${i}]`)
       v.replicated(pk[0], `keys[${i}]`)
       return pk
     })
-    return { sets: await replica.read(keys) }
+    const sets = await replica.read(keys)
+    if (!proofs) return { sets }
+    return { sets, proofs: sets.map((s, i) => (s === null ? null : prove(proofs, keys[i][1], s))) }
   },
-  [Paths.coordinate]: async (body, v, replica) => {
+  [Paths.coordinate]: async (body, v, replica, _parts, proofs) => {
     const req = body as Partial<CoordinateRequest>
     const [p, k] = v.partitionKey(req.partition, req.key, 'request')
     v.replicated(p, 'request')
-    const context = req.context ?? []
+    let context = req.context ?? []
     if (!checkVector(context)) throw bad(400, ErrorCodes.BAD_BODY, 'context must be a version vector [[actor, counter], ...]')
+    // Every context is checked, whoever relays it: a node coordinating for a client passes the
+    // client's context on.
+    if (proofs) context = signedContext(proofs, k, context, req.parts)
     const value = v.value(req.value)
-    return { set: await replica.coordinate(p, k, context as VersionVector, value) }
+    const set = await replica.coordinate(p, k, context, value)
+    return proofs ? { set, proof: prove(proofs, k, set) } : { set }
   },
-  [Paths.store]: async (body, v, replica, { hints }) => {
+  [Paths.store]: async (body, v, replica, { hints }, proofs) => {
     const items = v.batch(body.items, 'items').map((item, i) => {
-      if (!Array.isArray(item) || item.length < 3 || item.length > 4) throw bad(400, ErrorCodes.BAD_BODY, `items[${i}] must be [partition, key, set] or [partition, key, set, hintFor]`)
+      if (!Array.isArray(item) || item.length < 3 || item.length > 5) throw bad(400, ErrorCodes.BAD_BODY, `items[${i}] must be [partition, key, set, hintFor?, proof?]`)
       const [p, k] = v.partitionKey(item[0], item[1], `items[${i}]`)
-      const hint = item.length === 4 && item[3] !== v.self ? v.hintTarget(item[3], `items[${i}]`) : undefined
+      const target = item[3] ?? undefined
+      const hint = target !== undefined && target !== v.self ? v.hintTarget(target, `items[${i}]`) : undefined
       // A hint is kept apart from this node's data, for any partition: this node is a fallback.
       if (!hint) v.replicated(p, `items[${i}]`)
-      return [p, k, v.set(item[2], `items[${i}]`), hint] as const
+      const set = v.set(item[2], `items[${i}]`)
+      if (proofs?.relayed) {
+        const why = proofs.keys.checkSet(k, set, item[4], proofs.now())
+        if (why) {
+          proofs.refused('bad-proof')
+          throw bad(403, ErrorCodes.FORBIDDEN, `items[${i}]: ${why}`)
+        }
+      }
+      return [p, k, set, hint] as const
     })
     // Items of one batch come from different writes: store them concurrently (per-key locks order
     // any that share a key).
@@ -165,6 +220,8 @@ export interface ReplicaRouteDeps {
   view: () => ClusterView | undefined
   parts: () => Parts | undefined
   stopping: () => boolean
+  /** In a cluster with a secret: its keys, the clock the proofs are dated with, and refusals counted. */
+  signing?: { keys: ClusterKeys; now: () => number; refused: (reason: string) => void }
 }
 
 export function replicaRoute(deps: ReplicaRouteDeps): Route {
@@ -188,7 +245,9 @@ export function replicaRoute(deps: ReplicaRouteDeps): Route {
       throw bad(409, ErrorCodes.STALE_RING, `the request was made with ring ${epoch}, older than this node's ${view.epoch}; refresh the ring and retry`)
     }
     if (!validator || validator.view !== view) validator = new Validator(deps.options, view, deps.options.id)
-    const answer = await handler(decodeBody(req.body), validator, replica, parts)
+    const signing = deps.signing
+    const proofs = signing && { ...signing, relayed: req.principal?.kind !== 'node' }
+    const answer = await handler(decodeBody(req.body), validator, replica, parts, proofs)
     // The rings may have changed while the write waited for its lock: a read or store made with the
     // old rings is then refused, so its sender does not count it (a stored set stays: a sync is
     // harmless). A coordination is not re-checked: its version is minted and the sender's stores that

@@ -11,6 +11,7 @@ import {
   type ErrorCode,
 } from '@zerohop/core'
 import type { Logger } from 'pino'
+import type { Principal } from '../auth.js'
 
 export interface NodeRequest {
   method: string
@@ -29,6 +30,8 @@ export interface NodeRequest {
   arrivedStopping?: boolean
   /** Why the body could not be read (over the limit, cut off): the request is answered with it. */
   bodyError?: unknown
+  /** Who sent it, once the request handler has admitted it (see auth.ts). */
+  principal?: Principal
 }
 
 export interface NodeReply {
@@ -88,6 +91,8 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   [ErrorCodes.VALUE_TOO_LARGE]: 413,
   [ErrorCodes.QUORUM_NOT_MET]: 503,
   [ErrorCodes.ABORTED]: 503,
+  [ErrorCodes.UNAUTHENTICATED]: 401,
+  [ErrorCodes.FORBIDDEN]: 403,
 }
 
 /** The JSON error reply `{"error":{"code","message"}}` for anything a route threw. */

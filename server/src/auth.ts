@@ -1,0 +1,116 @@
+// Who sent a request, and what it may do: one policy for every route. A request is from a node (this
+// one, through its local path, or one signed with the cluster secret), from a user (a bearer token of
+// the users file) or anonymous. With a cluster secret, node-to-node endpoints (gossip, handoff,
+// anti-entropy, reaping) take only nodes; with a users file, every other endpoint but /v1/health takes
+// only nodes and users with the role it needs. A refused request changes nothing: the check runs
+// before any route sees it, and each refusal is counted by reason.
+import { ApiPaths, ErrorCodes, HttpError, Paths, SIGNATURE_HEADER, SIGNATURE_WINDOW_MS, type ClusterKeys } from '@zerohop/core'
+import { LRUCache } from 'lru-cache'
+import { AntiEntropyPaths } from './anti-entropy.js'
+import { ReapPaths } from './reaper.js'
+import type { Role, User, Users } from './users.js'
+import type { NodeRequest } from './routes/request.js'
+
+export type Principal = { kind: 'node' } | { kind: 'user'; user: User } | { kind: 'anonymous' }
+
+/** What a request needs: nothing, any user, a role, or to come from a node of the cluster. */
+export type Need = 'open' | 'user' | Role | 'node'
+
+const NODE_ONLY = new Set<string>([Paths.gossip, Paths.range, ...Object.values(AntiEntropyPaths), ...Object.values(ReapPaths)])
+
+/** The policy: what each endpoint needs (a batch's requests are each checked again, see kv.ts). */
+export function needOf(method: string, path: string): Need {
+  if (path === Paths.health) return 'open'
+  if (NODE_ONLY.has(path)) return 'node'
+  if (path === Paths.leave || path === Paths.remove) return 'admin'
+  if (path === Paths.read || path.startsWith(ApiPaths.inspect)) return 'read'
+  if (path === Paths.coordinate || path === Paths.store) return 'write'
+  if (path.startsWith(ApiPaths.kv)) return method === 'PUT' || method === 'DELETE' ? 'write' : 'read'
+  if (path === ApiPaths.batch) return 'read'
+  // The ring and metrics: any user; unknown paths too (they answer 404 to those).
+  return 'user'
+}
+
+export interface AuthOptions {
+  /** The cluster secret's keys: node-to-node requests must be signed. */
+  keys?: ClusterKeys
+  /** The users file: client requests need a token. */
+  users?: Users
+  now: () => number
+}
+
+const NODE: Principal = { kind: 'node' }
+const ANONYMOUS: Principal = { kind: 'anonymous' }
+
+export class Auth {
+  readonly keys?: ClusterKeys
+  readonly users?: Users
+  readonly #now: () => number
+  /** Nonces of signed requests seen within the window: a replayed request is refused. */
+  readonly #nonces = new LRUCache<string, true>({ max: 500_000, ttl: 2 * SIGNATURE_WINDOW_MS, ttlAutopurge: false })
+  /** Refusals by reason: `unsigned`, `bad-signature`, `replay`, `no-token`, `bad-token`, `forbidden`, `bad-proof`. */
+  readonly refused = new Map<string, number>()
+
+  constructor(o: AuthOptions) {
+    this.keys = o.keys
+    this.users = o.users
+    this.#now = o.now
+  }
+
+  /** Whether anything is checked at all (a node without secret and users file trusts its network). */
+  get enabled(): boolean {
+    return this.keys !== undefined || this.users !== undefined
+  }
+
+  count(reason: string): void {
+    this.refused.set(reason, (this.refused.get(reason) ?? 0) + 1)
+  }
+
+  #refuse(reason: string, status: 401 | 403, message: string): never {
+    this.count(reason)
+    throw new HttpError(status, status === 401 ? ErrorCodes.UNAUTHENTICATED : ErrorCodes.FORBIDDEN, message)
+  }
+
+  /** Who sent the request; a credential that is present but wrong is refused (401). */
+  async identify(req: NodeRequest): Promise<Principal> {
+    if (req.local) return NODE
+    const signature = req.headers[SIGNATURE_HEADER]
+    if (this.keys && typeof signature === 'string') {
+      const q = req.query.toString()
+      const check = this.keys.checkRequest(signature, req.method, q ? `${req.path}?${q}` : req.path, req.body, this.#now())
+      if (!check.ok) this.#refuse('bad-signature', 401, check.reason)
+      if (this.#nonces.has(check.nonce)) this.#refuse('replay', 401, 'this signed request was seen before (a replay)')
+      this.#nonces.set(check.nonce, true)
+      return NODE
+    }
+    const authorization = req.headers.authorization
+    if (this.users && typeof authorization === 'string') {
+      const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization)
+      if (!m) this.#refuse('bad-token', 401, 'authorization must be "Bearer TOKEN"')
+      const user = await this.users.verify(m[1])
+      if (!user) this.#refuse('bad-token', 401, 'the token is not valid (unknown, revoked or mistyped); ask an admin for one (zerohop user add)')
+      return { kind: 'user', user }
+    }
+    return ANONYMOUS
+  }
+
+  /** Refuse (401 or 403) a request `who` may not make. */
+  check(who: Principal, need: Need, what: string): void {
+    if (need === 'open' || who.kind === 'node') return
+    if (need === 'node') {
+      if (this.keys) this.#refuse('unsigned', 401, `${what} takes only requests from nodes of the cluster, signed with its secret (--cluster-secret-file)`)
+      return
+    }
+    if (!this.users) return
+    if (who.kind === 'anonymous') this.#refuse('no-token', 401, `${what} needs a token: send authorization: Bearer TOKEN`)
+    if (need !== 'user' && !who.user.roles.has(need)) this.#refuse('forbidden', 403, `user ${who.user.name} may not ${need === 'admin' ? 'change membership' : need} (${what} needs the ${need} role)`)
+  }
+
+  /** Identify and check in one: what the request handler runs before any route. */
+  async admit(req: NodeRequest): Promise<Principal> {
+    if (!this.enabled) return req.local ? NODE : ANONYMOUS
+    const who = await this.identify(req)
+    this.check(who, needOf(req.method, req.path), `${req.method} ${req.path.startsWith(ApiPaths.kv) ? ApiPaths.kv + '{key}' : req.path}`)
+    return who
+  }
+}
