@@ -3,7 +3,8 @@
 // SIGSTOP/SIGCONT, restart on the same data. Only the processes this harness started are signalled,
 // by PID; the temp folder is removed on close.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -11,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import type { RingResponse } from '@zerohop/core'
 import { sample } from '../../server/src/metrics.js'
+import { addUser } from '../../server/src/users.js'
 
 export const CLI = fileURLToPath(new URL('../../server/dist/cli.js', import.meta.url))
 
@@ -62,12 +64,29 @@ export interface ClusterOptions {
    * command prefix such as `ip netns exec NS`; it must exec the node, so the PID stays the node's.
    */
   place?: (id: string) => { host: string; exec: string[] }
+  /**
+   * Secure the cluster. 'secret': a cluster secret (node-to-node requests, versions and contexts
+   * signed; clients need no token). 'users': that and a users file with three users, whose tokens are
+   * in `cluster.tokens`; the harness's own requests use the admin's. Both are made in the cluster's
+   * temp folder.
+   */
+  secure?: 'secret' | 'users'
+}
+
+/** Tokens of a secured cluster's users, by role. */
+export interface Tokens {
+  admin: string
+  reader: string
+  writer: string
 }
 
 export class NodeProcess {
   child?: ChildProcess
   output = ''
   paused = false
+
+  /** Headers of the harness's own requests (a secured cluster's admin token). */
+  headers: Record<string, string> = {}
 
   constructor(readonly id: string, readonly port: number, readonly dataDir: string, readonly argv: string[], readonly host = '127.0.0.1', readonly exec: string[] = []) {}
 
@@ -129,7 +148,7 @@ export class NodeProcess {
 
   /** The node's Prometheus text (GET /v1/metrics); read one figure with `sample()` from server/src/metrics.ts. */
   async metrics(): Promise<string> {
-    const res = await request(`${this.url}/v1/metrics`, { headersTimeout: 5000, bodyTimeout: 5000 })
+    const res = await request(`${this.url}/v1/metrics`, { headers: this.headers, headersTimeout: 5000, bodyTimeout: 5000 })
     const text = await res.body.text()
     if (res.statusCode !== 200) throw new Error(`${this.id}: GET /v1/metrics answered HTTP ${res.statusCode}`)
     return text
@@ -137,7 +156,7 @@ export class NodeProcess {
 
   /** GET /v1/ring: the member entries this node knows and the peers it holds down. */
   async ring(): Promise<RingResponse> {
-    const res = await request(`${this.url}/v1/ring`, { headersTimeout: 2000, bodyTimeout: 2000 })
+    const res = await request(`${this.url}/v1/ring`, { headers: this.headers, headersTimeout: 2000, bodyTimeout: 2000 })
     if (res.statusCode !== 200) throw new Error(`${this.id}: GET /v1/ring answered HTTP ${res.statusCode}`)
     return (await res.body.json()) as RingResponse
   }
@@ -145,7 +164,7 @@ export class NodeProcess {
   async ready(timeoutMs = 15_000): Promise<void> {
     await waitFor(async () => {
       if (!this.running) throw new Error(`${this.id} exited: ${this.output.slice(-2000)}`)
-      const res = await request(`${this.url}/v1/ring`, { headersTimeout: 1000, bodyTimeout: 1000 })
+      const res = await request(`${this.url}/v1/ring`, { headers: this.headers, headersTimeout: 1000, bodyTimeout: 1000 })
       await res.body.dump()
       return res.statusCode === 200
     }, { timeoutMs, what: `${this.id} to serve its ring` })
@@ -169,25 +188,43 @@ export function zerohop(...args: string[]): Promise<{ code: number; stdout: stri
 }
 
 /** A node of the cluster: where it listens (options.place) and its `zerohop start` arguments. */
-function nodeProcess(o: ClusterOptions, dir: string, id: string, port: number, membership: string[], extra: string[] = []): NodeProcess {
+function nodeProcess(o: ClusterOptions, dir: string, id: string, port: number, membership: string[], extra: string[] = [], tokens?: Tokens): NodeProcess {
   const where = o.place?.(id)
   const dataDir = path.join(dir, id)
-  const argv = ['start', '--id', id, ...(where ? ['--host', where.host] : []), '--port', String(port), '--data', dataDir, ...membership,
-    '--n', String(o.n ?? 3), '--partitions', String(o.partitions ?? 64), '--log-level', o.logLevel ?? 'warn', ...(o.args ?? []), ...extra]
-  return new NodeProcess(id, port, dataDir, argv, where?.host, where?.exec)
+  // Nodes in network namespaces listen beyond loopback, on addresses only the test's namespaces reach.
+  const argv = ['start', '--id', id, ...(where ? ['--host', where.host, ...(o.secure ? [] : ['--insecure'])] : []), '--port', String(port), '--data', dataDir, ...membership,
+    '--n', String(o.n ?? 3), '--partitions', String(o.partitions ?? 64), '--log-level', o.logLevel ?? 'warn', ...(o.args ?? []), ...extra,
+    ...(o.secure ? ['--cluster-secret-file', path.join(dir, 'cluster.secret')] : []),
+    ...(o.secure === 'users' ? ['--users-file', path.join(dir, 'users.json')] : [])]
+  const node = new NodeProcess(id, port, dataDir, argv, where?.host, where?.exec)
+  if (tokens) node.headers = { authorization: `Bearer ${tokens.admin}` }
+  return node
+}
+
+/** A secured cluster's secret and (with 'users') its users file, in `dir`; the users' tokens. */
+async function secure(dir: string, how: 'secret' | 'users'): Promise<Tokens | undefined> {
+  await writeFile(path.join(dir, 'cluster.secret'), randomBytes(32).toString('base64'), { mode: 0o600 })
+  if (how === 'secret') return undefined
+  const file = path.join(dir, 'users.json')
+  return {
+    admin: await addUser(file, 'admin', ['read', 'write', 'admin']),
+    reader: await addUser(file, 'reader', ['read']),
+    writer: await addUser(file, 'writer', ['read', 'write']),
+  }
 }
 
 export class Cluster {
-  private constructor(readonly dir: string, readonly nodes: NodeProcess[], readonly options: ClusterOptions) {}
+  private constructor(readonly dir: string, readonly nodes: NodeProcess[], readonly options: ClusterOptions, readonly tokens?: Tokens) {}
 
   static async start(options: ClusterOptions = {}): Promise<Cluster> {
     const count = options.nodes ?? 3
     const dir = await mkdtemp(path.join(os.tmpdir(), 'zerohop-test-'))
+    const tokens = options.secure ? await secure(dir, options.secure) : undefined
     const ports = await freePorts(count)
     const ids = ports.map((_, i) => `n${i + 1}`)
     const seeds = ids.map((id, i) => `http://${options.place?.(id).host ?? '127.0.0.1'}:${ports[i]}`).join(',')
-    const nodes = ids.map((id, i) => nodeProcess(options, dir, id, ports[i], ['--seeds', seeds]))
-    const cluster = new Cluster(dir, nodes, options)
+    const nodes = ids.map((id, i) => nodeProcess(options, dir, id, ports[i], ['--seeds', seeds], [], tokens))
+    const cluster = new Cluster(dir, nodes, options, tokens)
     try {
       for (const n of nodes) n.start()
       await Promise.all(nodes.map((n) => n.ready()))
@@ -211,7 +248,7 @@ export class Cluster {
   /** Start one more node that joins the running cluster through the first node. */
   async join(id: string, extra: string[] = []): Promise<NodeProcess> {
     const [port] = await freePorts(1)
-    const node = nodeProcess(this.options, this.dir, id, port, ['--join', this.nodes[0].url], extra)
+    const node = nodeProcess(this.options, this.dir, id, port, ['--join', this.nodes[0].url], extra, this.tokens)
     this.nodes.push(node)
     node.start()
     await node.ready()

@@ -1,5 +1,6 @@
 // Always writable, on real node processes: writes are accepted while replicas are down (the copies
-// they miss wait as hints on live nodes) and reach those replicas once they return.
+// they miss wait as hints on live nodes) and reach those replicas once they return. The hint,
+// anti-entropy and reaping tests run with a cluster secret: their node-to-node requests are signed.
 import { rm } from 'node:fs/promises'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, QuorumError, type Client } from '@zerohop/client'
@@ -51,7 +52,7 @@ describe('always writable', () => {
   })
 
   it('with one of 3 nodes dead, 1000 writes at W=2 succeed and leave hints; restarted, the node holds every key within 30 s', async () => {
-    cluster = await Cluster.start({ nodes: 3, partitions: 64, args: FAST })
+    cluster = await Cluster.start({ secure: 'secret', nodes: 3, partitions: 64, args: FAST })
     db = await connect({ seeds: cluster.seeds, refreshIntervalMs: 1000 })
     await cluster.node('n3').kill()
     const keys = Array.from({ length: 1000 }, (_, i) => `hinted${i}`)
@@ -105,7 +106,7 @@ describe('always writable', () => {
   })
 
   it('a node whose data directory was wiped gets every key back by anti-entropy within 60 s', async () => {
-    cluster = await Cluster.start({ nodes: 3, partitions: 64, args: [...FAST, '--ae-interval-ms', '100'] })
+    cluster = await Cluster.start({ secure: 'secret', nodes: 3, partitions: 64, args: [...FAST, '--ae-interval-ms', '100'] })
     db = await connect({ seeds: cluster.seeds, refreshIntervalMs: 1000 })
     const keys = Array.from({ length: 1000 }, (_, i) => `ae${i}`)
     for (const k of keys) await db.put(k, `value-${k}-${'x'.repeat(100)}`, { w: 3 })
@@ -124,7 +125,7 @@ describe('always writable', () => {
   })
 
   it('deleted keys are reaped from every replica once all held the tombstone for the grace period, stay deleted, and can be written again', async () => {
-    cluster = await Cluster.start({ nodes: 3, partitions: 64, args: [...FAST, ...REAP] })
+    cluster = await Cluster.start({ secure: 'secret', nodes: 3, partitions: 64, args: [...FAST, ...REAP] })
     db = await connect({ seeds: cluster.seeds, refreshIntervalMs: 1000 })
     const keys = Array.from({ length: 100 }, (_, i) => `reap${i}`)
     for (const k of keys) await db.put(k, `v-${k}`, { w: 3 })

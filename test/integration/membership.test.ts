@@ -1,7 +1,8 @@
 // Membership changes on real node processes under continuous reads and writes: a node joins, a node
 // leaves, a dead node is removed. Throughout, no acknowledged write may be lost and no read may return
 // not-found or an older version than one acknowledged before it began. Keys written once before the
-// change ("cold" keys) prove the data itself was handed off, not just rewritten by the load.
+// change ("cold" keys) prove the data itself was handed off, not just rewritten by the load. The join
+// tests run with a cluster secret: the joiners' ring reads, gossip and handoff ranges are signed.
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, type Client, type Collection } from '@zerohop/client'
 import { Cluster, waitFor, zerohop, type NodeProcess } from '../harness/cluster.js'
@@ -94,7 +95,7 @@ describe('membership changes under load', () => {
   }
 
   it('a fourth node joins: nothing acknowledged is lost, no stale read, a quarter of the replicas move, idle SDKs see it within 2 s', async () => {
-    cluster = await Cluster.start({ nodes: 3, partitions: 64, args: FAST })
+    cluster = await Cluster.start({ secure: 'secret', nodes: 3, partitions: 64, args: FAST })
     // The idle client's periodic refresh is a minute away: only its watch can tell it in time.
     const idle = (await client(60_000)).db
     const { db, kv, cold, load } = await startLoad()
@@ -131,7 +132,7 @@ describe('membership changes under load', () => {
   })
 
   it('two nodes join back to back under load: neither change undoes the other, nothing is lost', async () => {
-    cluster = await Cluster.start({ nodes: 3, partitions: 64, args: FAST })
+    cluster = await Cluster.start({ secure: 'secret', nodes: 3, partitions: 64, args: FAST })
     const { db, kv, cold, load } = await startLoad()
     await Promise.all([cluster.join('n4'), cluster.join('n5')])
     await waitFor(async () => (await settled(cluster!.nodes, 'n4', 'normal')) && (await settled(cluster!.nodes, 'n5', 'normal')), { timeoutMs: 60_000, intervalMs: 20, what: 'both joins to complete everywhere' })

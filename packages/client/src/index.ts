@@ -40,6 +40,8 @@ export {
   MergeError,
   TransportError,
   InvalidResponseError,
+  UnauthenticatedError,
+  ForbiddenError,
   HttpError,
   ErrorCodes,
   type ErrorCode,
