@@ -96,8 +96,8 @@ export const MAX_MEMBER_COUNTER = 2 ** 48
 /** Largest join or leave time (ms since 1970): the latest a Date can hold, below 2^53. */
 export const MAX_MEMBER_TIME = 8.64e15
 const MAX_URL_LENGTH = 256
-/** An epoch (`${version}-${digest}`) or '' (ready, dropped). */
-const EPOCH_PATTERN = /^(?:[0-9]{1,21}-[0-9a-f]{12})?$/
+/** A ring's epoch (Ring.epoch: 16 hex digits) or '' (ready, dropped). */
+const RING_EPOCH_PATTERN = /^(?:[0-9a-f]{16})?$/
 
 /**
  * One member entry received from the network (gossip, a ring, the node's own disk), rebuilt from its
@@ -121,8 +121,8 @@ export function parseMemberState(x: unknown): MemberState | string {
   if (!isCount(since, MAX_MEMBER_TIME)) return bad('since')
   if (!isCount(until, MAX_MEMBER_TIME)) return bad('until')
   if (typeof removed !== 'boolean') return bad('removed')
-  if (typeof ready !== 'string' || !EPOCH_PATTERN.test(ready)) return bad('ready')
-  if (dropped !== undefined && (typeof dropped !== 'string' || !EPOCH_PATTERN.test(dropped))) return bad('dropped')
+  if (typeof ready !== 'string' || !RING_EPOCH_PATTERN.test(ready)) return bad('ready')
+  if (dropped !== undefined && (typeof dropped !== 'string' || !RING_EPOCH_PATTERN.test(dropped))) return bad('dropped')
   const entry: MemberState = { id, url, zone, weight, status: status as MemberStatus, incarnation, version, heartbeat, since, until, removed, ready }
   if (dropped !== undefined) entry.dropped = dropped
   return entry

@@ -147,7 +147,7 @@ describe('ClusterView', () => {
 })
 
 const name = fc.stringMatching(/^[A-Za-z0-9._-]{1,64}$/)
-const epoch = fc.oneof(fc.constant(''), fc.tuple(fc.nat(), fc.stringMatching(/^[0-9a-f]{12}$/)).map(([v, d]) => `${v}-${d}`))
+const epoch = fc.oneof(fc.constant(''), fc.stringMatching(/^[0-9a-f]{16}$/))
 /** Any entry a node could send: every field anywhere in its range. */
 const arbValid: fc.Arbitrary<MemberState> = fc.record({
   id: name,
@@ -177,7 +177,7 @@ describe('member entries received from the network (parseMemberState)', () => {
     }))
   })
 
-  const base = entry('a', { url: 'http://127.0.0.1:7001', zone: 'default', incarnation: 'a1b2c3d4e5f6', ready: '7-0123456789ab' })
+  const base = entry('a', { url: 'http://127.0.0.1:7001', zone: 'default', incarnation: 'a1b2c3d4e5f6', ready: '0123456789abcdef' })
   const refusals: [field: string, values: unknown[]][] = [
     ['id', [undefined, '', 'bad id', 'x'.repeat(65), 7, 7n, 'é', 'a/b']],
     ['url', [undefined, 'ftp://x', 'http://x/', 'http://x/path', 'http://u:p@x', 'http://x?q', 'http://X', 'http://x:80', 'x', '', `http://${'a'.repeat(300)}`, 1, 1n]],
@@ -190,7 +190,7 @@ describe('member entries received from the network (parseMemberState)', () => {
     ['since', [-1, 0.5, MAX_MEMBER_TIME + 1, 1n, null]],
     ['until', [-1, 0.5, MAX_MEMBER_TIME + 1, 1n, false]],
     ['removed', [undefined, 0, 'false', null]],
-    ['ready', [undefined, 'x', '1-0123', '1-0123456789ABCDEF', 1, null]],
+    ['ready', [undefined, 'x', '1-0123456789ab', '0123456789ABCDEF', '0123456789abcdef0', 1, null]],
     ['dropped', ['x', 1, null]],
   ]
   for (const [field, values] of refusals) {
@@ -204,6 +204,12 @@ describe('member entries received from the network (parseMemberState)', () => {
       }
     })
   }
+
+  it('takes the ready and dropped epochs nodes write (their rings\' epochs)', () => {
+    const view = new ClusterView([entry('a'), entry('b'), entry('c', { status: 'joining', since: 5 })], { partitions: 64, n: 2 })
+    const e = { ...base, ready: view.next.epoch, dropped: view.current.epoch }
+    expect(parseMemberState(e)).toEqual(e)
+  })
 
   it('refuses what is not an entry at all', () => {
     for (const x of [null, undefined, 1, 'a', [], [base], 1n]) expect(parseMemberState(x)).toBe('not an object')
