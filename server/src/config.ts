@@ -1,6 +1,6 @@
 // Node options: one defaults object, merged and validated in one place. The README's configuration
 // table documents each of these.
-import { InvalidArgumentError, ringDefaults } from '@zerohop/core'
+import { ID_PATTERN, InvalidArgumentError, MAX_WEIGHT, MIN_WEIGHT, ringDefaults } from '@zerohop/core'
 
 export interface NodeOptions {
   /** Stable node id (required). */
@@ -142,7 +142,7 @@ export function normalizeUrl(u: string, what: string): string {
 }
 
 export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
-  if (typeof o.id !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(o.id)) {
+  if (typeof o.id !== 'string' || !ID_PATTERN.test(o.id)) {
     throw new InvalidArgumentError(`id ${JSON.stringify(o.id)} must be 1-64 characters of A-Z a-z 0-9 . _ - (e.g. --id n1)`)
   }
   const host = o.host ?? nodeDefaults.host
@@ -154,7 +154,7 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   if (join && !seeds.includes(join)) seeds.push(join)
   if (!join && !seeds.includes(advertise)) seeds.push(advertise)
   const zone = o.zone ?? nodeDefaults.zone
-  if (typeof zone !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(zone)) throw new InvalidArgumentError(`zone ${JSON.stringify(zone)} must be 1-64 characters of A-Z a-z 0-9 . _ - (e.g. --zone rack1)`)
+  if (typeof zone !== 'string' || !ID_PATTERN.test(zone)) throw new InvalidArgumentError(`zone ${JSON.stringify(zone)} must be 1-64 characters of A-Z a-z 0-9 . _ - (e.g. --zone rack1)`)
   const seedProbability = o.seedProbability ?? nodeDefaults.seedProbability
   if (typeof seedProbability !== 'number' || !(seedProbability >= 0 && seedProbability <= 1)) throw new InvalidArgumentError(`seedProbability must be a number from 0 to 1, got ${seedProbability}`)
   const phiThreshold = o.phiThreshold ?? nodeDefaults.phiThreshold
@@ -162,7 +162,7 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   const partitions = int('partitions', o.partitions ?? nodeDefaults.partitions, 2, 65536, 'use --partitions with a power of two')
   if ((partitions & (partitions - 1)) !== 0) throw new InvalidArgumentError(`partitions must be a power of two, got ${partitions}`)
   const weight = o.weight ?? nodeDefaults.weight
-  if (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight)) throw new InvalidArgumentError(`weight must be a positive number, got ${weight}`)
+  if (typeof weight !== 'number' || !(weight >= MIN_WEIGHT && weight <= MAX_WEIGHT)) throw new InvalidArgumentError(`weight must be a number from ${MIN_WEIGHT} to ${MAX_WEIGHT}, got ${weight} (use --weight; 1 is typical)`)
   const maxValueBytes = int('maxValueBytes', o.maxValueBytes ?? nodeDefaults.maxValueBytes, 1, 64 * 1024 * 1024, 'use --max-value-bytes')
   const maxBodyBytes = int('maxBodyBytes', o.maxBodyBytes ?? Math.max(nodeDefaults.maxBodyBytes, 4 * maxValueBytes), 1024, 1024 * 1024 * 1024, 'use --max-body-bytes')
   const hintTtlMs = int('hintTtlMs', o.hintTtlMs ?? nodeDefaults.hintTtlMs, 100, 30 * 24 * 3600_000, 'use --hint-ttl-ms')

@@ -9,10 +9,11 @@ import {
   HttpError,
   InvalidArgumentError,
   PhiAccrualDetector,
-  invalidMemberState,
+  MAX_MEMBERS,
   mergeMembers,
   memberChanged,
   nextEventTime,
+  parseGossipMessage,
   type Clock,
   type ClockTimer,
   type GossipMessage,
@@ -123,17 +124,18 @@ export class Gossip {
     return { partitions: this.#o.params.partitions, n: this.#o.params.n, members: [...this.states.values()] }
   }
 
-  /** Merge what a peer sent (validated), answer with everything this node knows. */
+  /**
+   * Merge what a peer sent, answer with everything this node knows. The message is rebuilt field by
+   * field first (parseGossipMessage): a bad one is refused whole and changes nothing.
+   */
   receive(body: unknown): GossipMessage {
-    const m = body as Partial<GossipMessage>
+    const m = parseGossipMessage(body)
+    if (typeof m === 'string') throw new HttpError(400, ErrorCodes.BAD_BODY, m)
     if (m.partitions !== this.#o.params.partitions || m.n !== this.#o.params.n) {
       throw new HttpError(409, ErrorCodes.CLUSTER_MISMATCH, `the sender runs with n=${m.n} partitions=${m.partitions}, this node with n=${this.#o.params.n} partitions=${this.#o.params.partitions}; every node of a cluster needs the same --n and --partitions`)
     }
-    if (!Array.isArray(m.members) || m.members.length > 100_000) throw new HttpError(400, ErrorCodes.BAD_BODY, 'members must be an array of member entries')
-    for (const e of m.members) {
-      const why = invalidMemberState(e)
-      if (why) throw new HttpError(400, ErrorCodes.BAD_BODY, `members: ${why}`)
-    }
+    const over = this.#overCap(m.members)
+    if (over) throw new HttpError(400, ErrorCodes.BAD_BODY, over)
     this.#merge(m.members)
     return this.message()
   }
@@ -141,7 +143,13 @@ export class Gossip {
   /** One push-pull with the node at `url`; true if it answered. */
   async exchange(url: string, timeoutMs = Math.max(500, this.#o.intervalMs)): Promise<boolean> {
     try {
+      // The answer is rebuilt and checked like a request (ReplicaClient's gossip frame).
       const m = await this.#o.replicaClient.gossip(url, this.message(), { timeoutMs })
+      const over = this.#overCap(m.members)
+      if (over) {
+        this.#o.log.warn({ peer: url }, `ignored the peer's gossip answer: ${over}`)
+        return false
+      }
       this.#merge(m.members)
       this.heardFrom.add(url)
       return true
@@ -167,6 +175,14 @@ export class Gossip {
     const downPeers = [...this.states.values()].filter((s) => s.id !== this.#selfId && s.status !== 'left' && !this.isUp(s.id))
     if (downPeers.length > 0 && this.#o.random() < 0.2) targets.add(downPeers[Math.floor(this.#o.random() * downPeers.length)].url)
     await Promise.all([...targets].map((u) => this.exchange(u)))
+  }
+
+  /** Why merging these entries would make this node know too many members, or undefined. */
+  #overCap(remote: MemberState[]): string | undefined {
+    let added = 0
+    for (const e of remote) if (!this.states.has(e.id)) added++
+    const total = this.states.size + added
+    return total > MAX_MEMBERS ? `members: this node would know ${total} members; at most ${MAX_MEMBERS}` : undefined
   }
 
   #merge(remote: MemberState[]): void {

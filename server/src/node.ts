@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import type http from 'node:http'
 import { once } from 'node:events'
-import { ClusterKeys, InvalidArgumentError, MIN_SECRET_BYTES, pack, unpack, sleep, nextEventTime, invalidMemberState, Paths, ZerohopError, ErrorCodes, HttpError, type Clock, type ClusterView, type HealthResponse, type MemberState, type RingResponse } from '@zerohop/core'
+import { ClusterKeys, InvalidArgumentError, MIN_SECRET_BYTES, pack, unpack, sleep, nextEventTime, parseMemberState, parseMembers, Paths, ZerohopError, ErrorCodes, HttpError, type Clock, type ClusterView, type HealthResponse, type MemberState, type RingResponse } from '@zerohop/core'
 import pino, { type Logger } from 'pino'
 import { systemClock, UndiciTransport, type Transport } from '@zerohop/client'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js'
@@ -258,7 +258,8 @@ export class StorageNode {
           if (ring.n !== this.options.n || ring.partitions !== this.options.partitions) {
             throw new ZerohopError(ErrorCodes.CLUSTER_MISMATCH, `the cluster at ${url} runs with n=${ring.n} partitions=${ring.partitions}; start this node with --n ${ring.n} --partitions ${ring.partitions}`)
           }
-          if (Array.isArray(ring.members) && ring.members.every((m) => !invalidMemberState(m))) return ring.members
+          const members = parseMembers(ring.members)
+          if (typeof members !== 'string') return members
         }
       } catch (err) {
         if (err instanceof ZerohopError) throw err
@@ -274,7 +275,17 @@ export class StorageNode {
 
   async #loadMembers(): Promise<MemberState[]> {
     const raw = await this.#store.get(MEMBERS_KEY)
-    return raw ? (unpack(raw) as MemberState[]) : []
+    if (!raw) return []
+    // Rebuilt like gossip's entries: a membership persisted by an older version may hold fields it
+    // copied from a peer (a BigInt that GET /v1/ring could not write).
+    const out: MemberState[] = []
+    const stored = unpack(raw)
+    for (const x of Array.isArray(stored) ? stored : []) {
+      const m = parseMemberState(x)
+      if (typeof m === 'string') this.log.warn(`dropped a persisted member entry: ${m}`)
+      else out.push(m)
+    }
+    return out
   }
 
   /** Operator: hand off this node's partitions and leave the cluster. */

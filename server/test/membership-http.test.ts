@@ -125,6 +125,31 @@ describe('membership endpoints on a real 4-node cluster', () => {
     expect((unpack(ok.body) as { members: unknown[] }).members).toHaveLength(4)
   })
 
+  it('rebuilds gossiped entries field by field: an extra 64-bit field is dropped, a bad field refuses the whole message; /v1/ring stays 200', async () => {
+    const current = (await n1.ring()).members
+    const n2 = current.find((m) => m.id === 'n2')!
+    // A newer n2 entry (so it wins the merge) carrying a field no version knows, a BigInt once decoded.
+    const extra = await send(n1, Paths.gossip, { body: Buffer.from(pack({ partitions: 64, n: 3, members: [{ ...n2, heartbeat: n2.heartbeat + 1000, extra: 2n ** 63n - 1n }] })) })
+    expect(extra.status).toBe(200)
+    expect((unpack(extra.body) as { members: Record<string, unknown>[] }).members.every((m) => !('extra' in m))).toBe(true)
+    // Invented members, one with a weight out of range: refused whole, neither is merged.
+    const invented = (id: string, weight: number) => ({ ...n2, id, url: 'http://127.0.0.1:1', weight, version: 1, heartbeat: 1 })
+    for (const members of [[invented('x1', 1), invented('x2', 100_000)], [invented('x3', 1), { ...invented('x4', 1), version: 2n ** 63n - 1n }]]) {
+      const r = await send(n1, Paths.gossip, { body: Buffer.from(pack({ partitions: 64, n: 3, members })) })
+      expect(r.status).toBe(400)
+      expect(errorCode(r)).toBe('ZH_BAD_BODY')
+    }
+    // Every node (n1 gossips on what it merged) answers its ring and health, without the extra field or the invented members.
+    for (const node of cluster.nodes) {
+      const ring = await send(node, Paths.ring, { method: 'GET' })
+      expect(ring.status, node.id).toBe(200)
+      const members = (JSON.parse(ring.body.toString()) as RingResponse).members
+      expect(members.map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3', 'n4'])
+      expect(members.every((m) => !('extra' in m))).toBe(true)
+      expect((await send(node, Paths.health, { method: 'GET' })).status).toBe(200)
+    }
+  })
+
   it('checks operator requests: bad JSON, unknown node, a live node, the node itself, the wrong method', async () => {
     const json = 'application/json'
     const cases: [string, string | undefined, number, string][] = [

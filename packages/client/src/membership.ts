@@ -13,9 +13,7 @@ import {
   UnauthenticatedError,
   mergeMembers,
   memberChanged,
-  invalidMemberState,
   pack,
-  unpack,
   type MemberState,
   type RingParams,
   Paths,
@@ -27,6 +25,7 @@ import {
   type ReplicaFailure,
   type RingResponse,
 } from '@zerohop/core'
+import { gossipAnswer, ringAnswer } from './replica-client.js'
 import type { Transport } from './transport.js'
 import { replyError } from './replica-client.js'
 
@@ -91,8 +90,8 @@ interface Backoff {
 }
 
 function parseRing(body: Buffer): RingResponse {
-  const d = JSON.parse(body.toString('utf8')) as RingResponse
-  if (!Array.isArray(d?.members) || typeof d.partitions !== 'number' || typeof d.n !== 'number') throw new TypeError('malformed ring response')
+  const d = ringAnswer(body)
+  if (typeof d === 'string') throw new TypeError(`malformed ring response: the node ${d}`)
   return d
 }
 
@@ -230,8 +229,8 @@ export class RingWatch extends EventEmitter<MembershipEvents> implements Members
       const body = pack({ partitions: this.#params.partitions, n: this.#params.n, members: [...this.#states.values()] })
       const reply = await this.#transport.post(url, Paths.gossip, body, { timeoutMs: 2000 })
       if (reply.status !== 200) return
-      const m = unpack(reply.body) as { members?: MemberState[] }
-      if (Array.isArray(m?.members) && m.members.every((e) => !invalidMemberState(e))) this.#merge(m.members)
+      const m = gossipAnswer(reply.body)
+      if (typeof m !== 'string') this.#merge(m.members)
     } catch {
       // the retry that follows reports the node's failure
     }

@@ -11,8 +11,9 @@ import {
   InvalidArgumentError,
   InvalidResponseError,
   Paths,
-  invalidMemberState,
   pack,
+  parseGossipMessage,
+  parseMembers,
   unpack,
   type CoordinateRequest,
   type CoordinateResponse,
@@ -128,6 +129,14 @@ export function storeAnswer(body: Uint8Array): StoreResponse | string {
   return decodeMap<StoreResponse>(body, 'a store', (x) => (typeof x.changed === 'number' ? undefined : 'answered a store without the count of changes'))
 }
 
+/** A gossip answer, rebuilt field by field (parseGossipMessage): unknown fields of a peer's entries are dropped. */
+export function gossipAnswer(body: Uint8Array): GossipMessage | string {
+  const x = decodeMap<Fields>(body, Paths.gossip, () => undefined)
+  if (typeof x === 'string') return x
+  const m = parseGossipMessage(x)
+  return typeof m === 'string' ? `answered ${Paths.gossip} with something that is not a gossip message: ${m}` : m
+}
+
 function frame<Req, Res>(path: string, decode: (body: Uint8Array, req: Req) => Res | string): Frame<Req, Res> {
   return { path, encode: (req) => pack(req), decode }
 }
@@ -163,16 +172,7 @@ export const frames = {
   reap: frame<ReapRequest, ReapResponse>(Paths.reap, (body, req) =>
     decodeMap(body, Paths.reap, (x) => perItem(x.ok, req.items.length, (v) => typeof v === 'boolean', Paths.reap, 'booleans')),
   ),
-  gossip: frame<GossipMessage, GossipMessage>(Paths.gossip, (body) =>
-    decodeMap(body, Paths.gossip, (x) => {
-      if (!Array.isArray(x.members)) return `answered ${Paths.gossip} without members`
-      for (const m of x.members) {
-        const why = invalidMemberState(m)
-        if (why) return `answered ${Paths.gossip} with a member entry that is not one: ${why}`
-      }
-      return undefined
-    }),
-  ),
+  gossip: frame<GossipMessage, GossipMessage>(Paths.gossip, (body) => gossipAnswer(body)),
 } as const
 
 /** GET /v1/ring's JSON. */
@@ -184,7 +184,10 @@ export function ringAnswer(body: Uint8Array): RingResponse | string {
     return `answered ${Paths.ring} with something other than JSON`
   }
   if (!Array.isArray(d?.members) || typeof d.partitions !== 'number' || typeof d.n !== 'number') return `answered ${Paths.ring} without members, partitions and n`
-  return d
+  // Entries rebuilt field by field, as gossip's are.
+  const members = parseMembers(d.members)
+  if (typeof members === 'string') return `answered ${Paths.ring} with a member entry that is not one: ${members}`
+  return { ...d, members }
 }
 
 export interface ReplicaRequestOptions extends SendOptions {

@@ -2,7 +2,7 @@
 // monotonically (the newer entry wins), so gossip in any order converges. From the entries follow two
 // rings: `current` (who holds the data now) and `next` (who will once every transfer is done). While
 // they differ, reads and writes need their quorum in both, so a quorum of either side always overlaps.
-import { md5, Ring, type Departed, type Member } from './ring.js'
+import { ID_PATTERN, md5, Ring, type Departed, type Member } from './ring.js'
 
 export type MemberStatus = 'joining' | 'normal' | 'leaving' | 'left'
 
@@ -86,23 +86,85 @@ export function memberChanged(a: MemberState | undefined, b: MemberState): boole
   return !a || compareMemberStates({ ...a, heartbeat: 0 }, { ...b, heartbeat: 0 }) !== 0
 }
 
-/** Validate one entry received from the network; returns a reason or undefined. */
-export function invalidMemberState(x: unknown): string | undefined {
-  if (typeof x !== 'object' || x === null) return 'not an object'
+/** Bounds of a node's weight (--weight), for the node's own options and for entries received. */
+export const MIN_WEIGHT = 0.001
+export const MAX_WEIGHT = 1000
+/** Most member entries one gossip message or ring may carry, and one node keeps. */
+export const MAX_MEMBERS = 4096
+/** Largest version or heartbeat an entry may carry: bumping it stays a safe integer for ages. */
+export const MAX_MEMBER_COUNTER = 2 ** 48
+/** Largest join or leave time (ms since 1970): the latest a Date can hold, below 2^53. */
+export const MAX_MEMBER_TIME = 8.64e15
+const MAX_URL_LENGTH = 256
+/** A ring's epoch (Ring.epoch: 16 hex digits) or '' (ready, dropped). */
+const RING_EPOCH_PATTERN = /^(?:[0-9a-f]{16})?$/
+
+/**
+ * One member entry received from the network (gossip, a ring, the node's own disk), rebuilt from its
+ * known fields only, each checked for type and range; or why it is not one. Unknown fields are dropped,
+ * not copied: whatever a peer adds (a 64-bit integer decodes as a BigInt, which JSON cannot write) must
+ * never reach the entries this node serves in GET /v1/ring.
+ */
+export function parseMemberState(x: unknown): MemberState | string {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'not an object'
   const m = x as Record<string, unknown>
-  if (typeof m.id !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(m.id)) return 'bad id'
-  if (typeof m.url !== 'string' || !/^https?:\/\/[^\s/]+$/.test(m.url)) return `member ${m.id}: bad url`
-  if (typeof m.zone !== 'string' || m.zone.length > 64) return `member ${m.id}: bad zone`
-  if (typeof m.weight !== 'number' || !(m.weight > 0) || !Number.isFinite(m.weight)) return `member ${m.id}: bad weight`
-  if (typeof m.status !== 'string' || !(m.status in STATUS_RANK)) return `member ${m.id}: bad status`
-  if (typeof m.incarnation !== 'string' || m.incarnation.length > 64) return `member ${m.id}: bad incarnation`
-  for (const k of ['version', 'heartbeat', 'since', 'until'] as const) {
-    if (!Number.isSafeInteger(m[k]) || (m[k] as number) < 0) return `member ${m.id}: bad ${k}`
+  const { id, url, zone, weight, status, incarnation, version, heartbeat, since, until, removed, ready, dropped } = m
+  if (typeof id !== 'string' || !ID_PATTERN.test(id)) return 'bad id'
+  const bad = (field: string) => `member ${id}: bad ${field}`
+  if (typeof url !== 'string' || !isOrigin(url)) return bad('url')
+  if (typeof zone !== 'string' || !ID_PATTERN.test(zone)) return bad('zone')
+  if (typeof weight !== 'number' || !(weight >= MIN_WEIGHT && weight <= MAX_WEIGHT)) return bad('weight')
+  if (typeof status !== 'string' || !Object.hasOwn(STATUS_RANK, status)) return bad('status')
+  if (typeof incarnation !== 'string' || !ID_PATTERN.test(incarnation)) return bad('incarnation')
+  if (!isCount(version, MAX_MEMBER_COUNTER)) return bad('version')
+  if (!isCount(heartbeat, MAX_MEMBER_COUNTER)) return bad('heartbeat')
+  if (!isCount(since, MAX_MEMBER_TIME)) return bad('since')
+  if (!isCount(until, MAX_MEMBER_TIME)) return bad('until')
+  if (typeof removed !== 'boolean') return bad('removed')
+  if (typeof ready !== 'string' || !RING_EPOCH_PATTERN.test(ready)) return bad('ready')
+  if (dropped !== undefined && (typeof dropped !== 'string' || !RING_EPOCH_PATTERN.test(dropped))) return bad('dropped')
+  const entry: MemberState = { id, url, zone, weight, status: status as MemberStatus, incarnation, version, heartbeat, since, until, removed, ready }
+  if (dropped !== undefined) entry.dropped = dropped
+  return entry
+}
+
+/** Validate one entry received from the network; returns a reason or undefined (see parseMemberState). */
+export function invalidMemberState(x: unknown): string | undefined {
+  const m = parseMemberState(x)
+  return typeof m === 'string' ? m : undefined
+}
+
+/**
+ * A list of member entries received from the network, each rebuilt (parseMemberState): at most
+ * MAX_MEMBERS, one entry per id. Any bad entry refuses the whole list, so nothing is half applied.
+ */
+export function parseMembers(x: unknown): MemberState[] | string {
+  if (!Array.isArray(x)) return 'members must be an array of member entries'
+  if (x.length > MAX_MEMBERS) return `members holds ${x.length} entries; at most ${MAX_MEMBERS}`
+  const out: MemberState[] = []
+  const ids = new Set<string>()
+  for (const e of x as unknown[]) {
+    const m = parseMemberState(e)
+    if (typeof m === 'string') return m
+    if (ids.has(m.id)) return `member ${m.id} is listed twice`
+    ids.add(m.id)
+    out.push(m)
   }
-  if (typeof m.removed !== 'boolean') return `member ${m.id}: bad removed`
-  if (typeof m.ready !== 'string' || m.ready.length > 64) return `member ${m.id}: bad ready`
-  if (m.dropped !== undefined && (typeof m.dropped !== 'string' || m.dropped.length > 64)) return `member ${m.id}: bad dropped`
-  return undefined
+  return out
+}
+
+function isCount(x: unknown, max: number): x is number {
+  return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 && x <= max
+}
+
+/** An http(s) origin exactly as URL writes it (what config.ts makes of --advertise): no path, user or query. */
+function isOrigin(s: string): boolean {
+  if (s.length > MAX_URL_LENGTH || !(s.startsWith('http://') || s.startsWith('https://'))) return false
+  try {
+    return new URL(s).origin === s
+  } catch {
+    return false
+  }
 }
 
 /**

@@ -40,7 +40,9 @@ export interface RingOptions {
 
 export const ringDefaults = { partitions: 256, n: 3, spares: 2 } as const
 
-const ID_RE = /^[A-Za-z0-9._-]{1,64}$/
+/** Node ids and zones (and incarnations): 1-64 characters of A-Z a-z 0-9 . _ - */
+export const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/
+const ID_RE = ID_PATTERN
 
 // crypto.hash (Node >= 20.12) is a one-shot digest without a Hash object: ~40 % cheaper per key.
 const oneShot = (crypto as { hash?: (alg: string, data: Uint8Array | string, enc: 'buffer') => Buffer }).hash

@@ -1,6 +1,6 @@
 // The replica protocol between SDKs and storage nodes: paths, headers and message shapes. Bodies are
 // MessagePack (see codec.ts); errors are JSON `{"error":{"code","message"}}` with a 4xx/5xx status.
-import type { MemberState } from './membership.js'
+import { parseMembers, type MemberState } from './membership.js'
 import type { VersionVector } from './dvv.js'
 import type { ContextPart } from './codec.js'
 
@@ -149,6 +149,23 @@ export interface GossipMessage {
   partitions: number
   n: number
   members: MemberState[]
+}
+
+/**
+ * A gossip message received (a request or a peer's answer), rebuilt from its known fields with every
+ * member entry checked (parseMembers); or why it is not one. Whether its ring parameters are the
+ * receiver's is the receiver's to check.
+ */
+export function parseGossipMessage(x: unknown): GossipMessage | string {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'a gossip message must be a map {partitions, n, members}'
+  const { partitions, n, members } = x as Record<string, unknown>
+  if (typeof partitions !== 'number' || !Number.isSafeInteger(partitions) || partitions < 2 || partitions > 65536 || (partitions & (partitions - 1)) !== 0) {
+    return 'partitions must be a power of two from 2 to 65536'
+  }
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1 || n > 16) return 'n must be an integer from 1 to 16'
+  const parsed = parseMembers(members)
+  if (typeof parsed === 'string') return `members: ${parsed}`
+  return { partitions, n, members: parsed }
 }
 
 /** GET /v1/ring: the member entries the rings follow from, and what this node believes down. */

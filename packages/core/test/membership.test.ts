@@ -2,7 +2,7 @@
 // converges; and the rings they imply, before, during and after a transition.
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { ClusterView, compareMemberStates, invalidMemberState, mergeMembers, MEMBER_STATUSES, type MemberState } from '../src/index.js'
+import { ClusterView, MAX_MEMBERS, MAX_MEMBER_COUNTER, MAX_MEMBER_TIME, MAX_WEIGHT, MIN_WEIGHT, compareMemberStates, invalidMemberState, mergeMembers, MEMBER_STATUSES, pack, parseGossipMessage, parseMemberState, parseMembers, unpack, type MemberState } from '../src/index.js'
 
 function entry(id: string, patch: Partial<MemberState> = {}): MemberState {
   return { id, url: `http://${id}:1`, zone: 'z', weight: 1, status: 'normal', incarnation: 'i', version: 1, heartbeat: 0, since: 0, until: 0, removed: false, ready: '', ...patch }
@@ -143,5 +143,93 @@ describe('ClusterView', () => {
     // No or malformed epoch: not refused (curl and old clients).
     expect(v2.differs(undefined)).toBe(false)
     expect(v2.differs('garbage')).toBe(false)
+  })
+})
+
+const name = fc.stringMatching(/^[A-Za-z0-9._-]{1,64}$/)
+const epoch = fc.oneof(fc.constant(''), fc.stringMatching(/^[0-9a-f]{16}$/))
+/** Any entry a node could send: every field anywhere in its range. */
+const arbValid: fc.Arbitrary<MemberState> = fc.record({
+  id: name,
+  url: fc.tuple(fc.constantFrom('http', 'https'), fc.constantFrom('127.0.0.1', 'n1.example', '[::1]'), fc.option(fc.integer({ min: 1, max: 65535 }), { nil: undefined }))
+    .map(([scheme, host, port]) => new URL(`${scheme}://${host}${port === undefined ? '' : `:${port}`}`).origin),
+  zone: name,
+  weight: fc.oneof(fc.double({ min: MIN_WEIGHT, max: MAX_WEIGHT, noNaN: true }), fc.integer({ min: 1, max: MAX_WEIGHT })),
+  status: fc.constantFrom(...MEMBER_STATUSES),
+  incarnation: name,
+  version: fc.integer({ min: 0, max: MAX_MEMBER_COUNTER }),
+  heartbeat: fc.integer({ min: 0, max: MAX_MEMBER_COUNTER }),
+  since: fc.integer({ min: 0, max: MAX_MEMBER_TIME }),
+  until: fc.integer({ min: 0, max: MAX_MEMBER_TIME }),
+  removed: fc.boolean(),
+  ready: epoch,
+  dropped: epoch,
+}, { requiredKeys: ['id', 'url', 'zone', 'weight', 'status', 'incarnation', 'version', 'heartbeat', 'since', 'until', 'removed', 'ready'] })
+
+describe('member entries received from the network (parseMemberState)', () => {
+  it('a valid entry round-trips through MessagePack unchanged; unknown fields are dropped, not copied', () => {
+    fc.assert(fc.property(arbValid, fc.dictionary(fc.string({ maxLength: 8 }), fc.oneof(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), fc.string(), fc.object())), (e, extra) => {
+      expect(parseMemberState(unpack(pack(e)))).toEqual(e)
+      // Extra fields, a BigInt among them (a 64-bit integer decodes as one), do not survive.
+      const parsed = parseMemberState(unpack(pack({ ...extra, ...e, extra: 2n ** 63n - 1n })))
+      expect(parsed).toEqual(e)
+      expect(() => JSON.stringify(parsed)).not.toThrow()
+    }))
+  })
+
+  const base = entry('a', { url: 'http://127.0.0.1:7001', zone: 'default', incarnation: 'a1b2c3d4e5f6', ready: '0123456789abcdef' })
+  const refusals: [field: string, values: unknown[]][] = [
+    ['id', [undefined, '', 'bad id', 'x'.repeat(65), 7, 7n, 'é', 'a/b']],
+    ['url', [undefined, 'ftp://x', 'http://x/', 'http://x/path', 'http://u:p@x', 'http://x?q', 'http://X', 'http://x:80', 'x', '', `http://${'a'.repeat(300)}`, 1, 1n]],
+    ['zone', [undefined, '', 'a zone', 'z'.repeat(65), 1]],
+    ['weight', [undefined, 0, -1, MIN_WEIGHT / 2, MAX_WEIGHT + 1, NaN, Infinity, 1n, '1', null]],
+    ['status', [undefined, 'dancing', 'toString', '__proto__', 1, null]],
+    ['incarnation', [undefined, '', 'a b', 'i'.repeat(65), 1]],
+    ['version', [undefined, -1, 0.5, MAX_MEMBER_COUNTER + 1, 2 ** 53, 1n, '1', NaN]],
+    ['heartbeat', [-1, 1.5, MAX_MEMBER_COUNTER + 1, 1n, '0']],
+    ['since', [-1, 0.5, MAX_MEMBER_TIME + 1, 1n, null]],
+    ['until', [-1, 0.5, MAX_MEMBER_TIME + 1, 1n, false]],
+    ['removed', [undefined, 0, 'false', null]],
+    ['ready', [undefined, 'x', '1-0123456789ab', '0123456789ABCDEF', '0123456789abcdef0', 1, null]],
+    ['dropped', ['x', 1, null]],
+  ]
+  for (const [field, values] of refusals) {
+    it(`refuses a bad ${field}`, () => {
+      expect(parseMemberState(base)).toEqual(base)
+      for (const v of values) {
+        const why = parseMemberState({ ...base, [field]: v })
+        expect(typeof why, `${field} = ${String(v)}`).toBe('string')
+        expect(why).toMatch(field === 'id' ? /bad id/ : new RegExp(`bad ${field}`))
+        expect(invalidMemberState({ ...base, [field]: v })).toBe(why)
+      }
+    })
+  }
+
+  it('takes the ready and dropped epochs nodes write (their rings\' epochs)', () => {
+    const view = new ClusterView([entry('a'), entry('b'), entry('c', { status: 'joining', since: 5 })], { partitions: 64, n: 2 })
+    const e = { ...base, ready: view.next.epoch, dropped: view.current.epoch }
+    expect(parseMemberState(e)).toEqual(e)
+  })
+
+  it('refuses what is not an entry at all', () => {
+    for (const x of [null, undefined, 1, 'a', [], [base], 1n]) expect(parseMemberState(x)).toBe('not an object')
+  })
+
+  it('a list is bounded and one entry per id; one bad entry refuses it whole', () => {
+    expect(parseMembers([base, entry('b')])).toEqual([base, entry('b')])
+    expect(parseMembers('x')).toMatch(/array/)
+    expect(parseMembers([base, base])).toMatch(/listed twice/)
+    expect(parseMembers([base, { ...entry('b'), weight: 100_000 }])).toMatch(/member b: bad weight/)
+    expect(parseMembers(Array.from({ length: MAX_MEMBERS + 1 }, (_, i) => entry(`m${i}`)))).toMatch(/at most/)
+  })
+
+  it('a gossip message is rebuilt from partitions, n and members only', () => {
+    const msg = unpack(pack({ partitions: 64, n: 3, members: [{ ...base, big: 2n ** 63n }], extra: 2n ** 63n }))
+    expect(parseGossipMessage(msg)).toEqual({ partitions: 64, n: 3, members: [base] })
+    for (const bad of [null, [], { n: 3, members: [] }, { partitions: 63, n: 3, members: [] }, { partitions: 1, n: 3, members: [] }, { partitions: 2 ** 17, n: 3, members: [] },
+      { partitions: 64n, n: 3, members: [] }, { partitions: 64, n: 0, members: [] }, { partitions: 64, n: 17, members: [] }, { partitions: 64, n: '3', members: [] },
+      { partitions: 64, n: 3 }, { partitions: 64, n: 3, members: {} }, { partitions: 64, n: 3, members: [{ ...base, version: -1 }] }]) {
+      expect(typeof parseGossipMessage(bad), JSON.stringify(bad, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))).toBe('string')
+    }
   })
 })
