@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The `zerohop` command: `start` runs one storage node, `dev` a local 3-node cluster, and `leave`,
 // `remove` and `status` are the operator's membership commands (JSON over HTTP to one node).
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { request } from 'undici'
+import { Agent, request } from 'undici'
 import { Paths, ZerohopError, type RingResponse } from '@zerohop/core'
 import { StorageNode } from './node.js'
 import { runDevCluster } from './dev.js'
@@ -15,6 +16,8 @@ Usage:
   zerohop leave --node URL              the node at URL hands off its data and leaves
   zerohop remove NODE_ID --node URL     remove a dead node; the others re-replicate its data
   zerohop status --node URL             members, their status and what URL's node believes down
+                                        (leave, remove, status: --ca PATH verifies an https:// node
+                                        with that PEM CA instead of the system's)
   zerohop dev [--nodes 3] [--base-port 7001] [--data ./data]
   zerohop help
 
@@ -50,6 +53,17 @@ start options:
   --w W                   write quorum of those requests (default min(2, N))
   --timeout-ms MS         deadline of those requests (default 2000)
   --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
+  --tls-cert PATH         PEM certificate of this node; with --tls-key it serves HTTPS only (plain
+                          HTTP gets 426) and advertises https://HOST:PORT
+  --tls-key PATH          PEM private key of --tls-cert
+  --tls-ca PATH           PEM CA of the cluster: peers are verified with it and shown this node's
+                          certificate (mutual TLS); clients need no certificate
+  --headers-timeout-ms MS time to receive a request's headers (default 10000)
+  --body-timeout-ms MS    time to receive a whole request; a slower one gets 408 (default 30000)
+  --idle-timeout-ms MS    an idle keep-alive connection is closed after this (default 65000)
+  --max-connections N     most open connections (default 10000)
+  --max-connections-per-client N  most open connections from one address (default 1024)
+  --max-inflight-bytes B  most bytes of request bodies held at once; beyond, 503 (default 268435456)
 `
 
 function num(name: string, v: string | undefined): number | undefined {
@@ -94,6 +108,15 @@ async function start(args: string[]): Promise<void> {
       'max-body-bytes': { type: 'string' },
       fsync: { type: 'boolean' },
       'log-level': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
+      'headers-timeout-ms': { type: 'string' },
+      'body-timeout-ms': { type: 'string' },
+      'idle-timeout-ms': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'max-connections-per-client': { type: 'string' },
+      'max-inflight-bytes': { type: 'string' },
     },
   })
   if (!values.id) throw new ZerohopError('ZH_INVALID_ARGUMENT', 'zerohop start needs --id (e.g. --id n1)')
@@ -128,6 +151,15 @@ async function start(args: string[]): Promise<void> {
     maxBodyBytes: num('max-body-bytes', values['max-body-bytes']),
     fsync: values.fsync,
     logLevel: values['log-level'] as never,
+    tlsCert: values['tls-cert'],
+    tlsKey: values['tls-key'],
+    tlsCa: values['tls-ca'],
+    headersTimeoutMs: num('headers-timeout-ms', values['headers-timeout-ms']),
+    bodyTimeoutMs: num('body-timeout-ms', values['body-timeout-ms']),
+    idleTimeoutMs: num('idle-timeout-ms', values['idle-timeout-ms']),
+    maxConnections: num('max-connections', values['max-connections']),
+    maxConnectionsPerClient: num('max-connections-per-client', values['max-connections-per-client']),
+    maxInflightBytes: num('max-inflight-bytes', values['max-inflight-bytes']),
   })
   let stopping = false
   const shutdown = (signal: string) => {
@@ -149,11 +181,20 @@ async function start(args: string[]): Promise<void> {
   await node.start()
 }
 
+/** The node an operator command asks, and the CA its certificate is verified with (--ca). */
+interface Target {
+  url: string
+  ca?: Buffer
+}
+
 /** One operator request to a node; prints the JSON answer, or the error with its code. */
-async function admin(url: string, path: string, method: 'GET' | 'POST', body?: object): Promise<unknown> {
+async function admin(target: Target, path: string, method: 'GET' | 'POST', body?: object): Promise<unknown> {
+  const { url } = target
+  const dispatcher = target.ca ? new Agent({ connect: { ca: target.ca } }) : undefined
   let res
   try {
     res = await request(`${url.replace(/\/$/, '')}${path}`, {
+      dispatcher,
       method,
       body: body ? JSON.stringify(body) : undefined,
       headers: body ? { 'content-type': 'application/json' } : undefined,
@@ -161,9 +202,13 @@ async function admin(url: string, path: string, method: 'GET' | 'POST', body?: o
       bodyTimeout: 10_000,
     })
   } catch (err) {
-    throw new ZerohopError('ZH_NO_SEED_REACHABLE', `cannot reach ${url}: ${(err as Error).message}`)
+    await dispatcher?.close()
+    const code = (err as { code?: string }).code
+    const hint = code && /CERT|SELF_SIGNED|UNABLE_TO/.test(code) ? '; give the CA that signed the node\'s certificate with --ca PATH' : ''
+    throw new ZerohopError('ZH_NO_SEED_REACHABLE', `cannot reach ${url}: ${(err as Error).message}${hint}`)
   }
   const text = await res.body.text()
+  await dispatcher?.close()
   let json: { error?: { code?: string; message?: string } }
   try {
     json = JSON.parse(text)
@@ -174,16 +219,25 @@ async function admin(url: string, path: string, method: 'GET' | 'POST', body?: o
   return json
 }
 
-function nodeUrl(args: string[], positionals: number): { url: string; rest: string[] } {
-  const { values, positionals: rest } = parseArgs({ args, strict: true, allowPositionals: true, options: { node: { type: 'string' } } })
+function nodeUrl(args: string[], positionals: number): { target: Target; rest: string[] } {
+  const { values, positionals: rest } = parseArgs({ args, strict: true, allowPositionals: true, options: { node: { type: 'string' }, ca: { type: 'string' } } })
   if (!values.node) throw new ZerohopError('ZH_INVALID_ARGUMENT', 'give the node to ask with --node http://host:port')
   if (rest.length !== positionals) throw new ZerohopError('ZH_INVALID_ARGUMENT', `expected ${positionals} argument(s) before --node, got ${rest.length}; run zerohop help`)
-  return { url: values.node, rest }
+  let ca: Buffer | undefined
+  if (values.ca !== undefined) {
+    try {
+      ca = readFileSync(values.ca)
+    } catch (err) {
+      throw new ZerohopError('ZH_INVALID_ARGUMENT', `--ca ${values.ca} cannot be read: ${(err as Error).message}`)
+    }
+    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new ZerohopError('ZH_INVALID_ARGUMENT', `--ca ${values.ca} is not a PEM certificate`)
+  }
+  return { target: { url: values.node, ca }, rest }
 }
 
 async function status(args: string[]): Promise<void> {
-  const { url } = nodeUrl(args, 0)
-  const ring = (await admin(url, Paths.ring, 'GET')) as RingResponse
+  const { target } = nodeUrl(args, 0)
+  const ring = (await admin(target, Paths.ring, 'GET')) as RingResponse
   const down = new Set(ring.down)
   process.stdout.write(`epoch ${ring.epoch}  n=${ring.n}  partitions=${ring.partitions}\n`)
   for (const m of ring.members) {
@@ -200,14 +254,14 @@ async function main(): Promise<void> {
     case 'dev':
       return runDevCluster(rest)
     case 'leave': {
-      const { url } = nodeUrl(rest, 0)
-      const out = (await admin(url, Paths.leave, 'POST', {})) as { member: { id: string; status: string } }
+      const { target } = nodeUrl(rest, 0)
+      const out = (await admin(target, Paths.leave, 'POST', {})) as { member: { id: string; status: string } }
       process.stdout.write(`${out.member.id}: ${out.member.status} (it hands off its partitions, then stops)\n`)
       return
     }
     case 'remove': {
-      const { url, rest: [id] } = nodeUrl(rest, 1)
-      const out = (await admin(url, Paths.remove, 'POST', { id })) as { member: { id: string; status: string } }
+      const { target, rest: [id] } = nodeUrl(rest, 1)
+      const out = (await admin(target, Paths.remove, 'POST', { id })) as { member: { id: string; status: string } }
       process.stdout.write(`${out.member.id}: removed; the other nodes re-replicate its partitions\n`)
       return
     }

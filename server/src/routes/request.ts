@@ -29,6 +29,12 @@ export interface NodeRequest {
   arrivedStopping?: boolean
   /** Why the body could not be read (over the limit, cut off): the request is answered with it. */
   bodyError?: unknown
+  /**
+   * Over HTTPS with --tls-ca: whether the client presented a certificate that the CA verified (the
+   * cluster's nodes do; SDK users need not). False over plain HTTP or without --tls-ca; undefined on
+   * the local path.
+   */
+  peerCertified?: boolean
 }
 
 export interface NodeReply {
