@@ -8,9 +8,11 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { request } from 'undici'
+import { readFileSync } from 'node:fs'
+import { Agent, request, type Dispatcher } from 'undici'
 import type { RingResponse } from '@zerohop/core'
 import { sample } from '../../server/src/metrics.js'
+import type { Certs } from './certs.js'
 
 export const CLI = fileURLToPath(new URL('../../server/dist/cli.js', import.meta.url))
 
@@ -62,6 +64,11 @@ export interface ClusterOptions {
    * command prefix such as `ip netns exec NS`; it must exec the node, so the PID stays the node's.
    */
   place?: (id: string) => { host: string; exec: string[] }
+  /**
+   * Serve HTTPS (see certs.ts): each node runs with its certificate and key and --tls-ca, and is
+   * reached at https://. Every node id the cluster starts needs its certificate.
+   */
+  tls?: Certs
 }
 
 export class NodeProcess {
@@ -69,10 +76,16 @@ export class NodeProcess {
   output = ''
   paused = false
 
-  constructor(readonly id: string, readonly port: number, readonly dataDir: string, readonly argv: string[], readonly host = '127.0.0.1', readonly exec: string[] = []) {}
+  /** Verifies the node's certificate, when it serves HTTPS. */
+  readonly dispatcher?: Dispatcher
+
+  /** `ca`: the PEM file of the CA of the node's certificate, when it serves HTTPS. */
+  constructor(readonly id: string, readonly port: number, readonly dataDir: string, readonly argv: string[], readonly host = '127.0.0.1', readonly exec: string[] = [], readonly ca?: string) {
+    if (ca) this.dispatcher = new Agent({ connect: { ca: readFileSync(ca) } })
+  }
 
   get url(): string {
-    return `http://${this.host}:${this.port}`
+    return `${this.ca ? 'https' : 'http'}://${this.host}:${this.port}`
   }
 
   get pid(): number | undefined {
@@ -129,7 +142,7 @@ export class NodeProcess {
 
   /** The node's Prometheus text (GET /v1/metrics); read one figure with `sample()` from server/src/metrics.ts. */
   async metrics(): Promise<string> {
-    const res = await request(`${this.url}/v1/metrics`, { headersTimeout: 5000, bodyTimeout: 5000 })
+    const res = await request(`${this.url}/v1/metrics`, { dispatcher: this.dispatcher, headersTimeout: 5000, bodyTimeout: 5000 })
     const text = await res.body.text()
     if (res.statusCode !== 200) throw new Error(`${this.id}: GET /v1/metrics answered HTTP ${res.statusCode}`)
     return text
@@ -137,7 +150,7 @@ export class NodeProcess {
 
   /** GET /v1/ring: the member entries this node knows and the peers it holds down. */
   async ring(): Promise<RingResponse> {
-    const res = await request(`${this.url}/v1/ring`, { headersTimeout: 2000, bodyTimeout: 2000 })
+    const res = await request(`${this.url}/v1/ring`, { dispatcher: this.dispatcher, headersTimeout: 2000, bodyTimeout: 2000 })
     if (res.statusCode !== 200) throw new Error(`${this.id}: GET /v1/ring answered HTTP ${res.statusCode}`)
     return (await res.body.json()) as RingResponse
   }
@@ -145,7 +158,7 @@ export class NodeProcess {
   async ready(timeoutMs = 15_000): Promise<void> {
     await waitFor(async () => {
       if (!this.running) throw new Error(`${this.id} exited: ${this.output.slice(-2000)}`)
-      const res = await request(`${this.url}/v1/ring`, { headersTimeout: 1000, bodyTimeout: 1000 })
+      const res = await request(`${this.url}/v1/ring`, { dispatcher: this.dispatcher, headersTimeout: 1000, bodyTimeout: 1000 })
       await res.body.dump()
       return res.statusCode === 200
     }, { timeoutMs, what: `${this.id} to serve its ring` })
@@ -172,9 +185,12 @@ export function zerohop(...args: string[]): Promise<{ code: number; stdout: stri
 function nodeProcess(o: ClusterOptions, dir: string, id: string, port: number, membership: string[], extra: string[] = []): NodeProcess {
   const where = o.place?.(id)
   const dataDir = path.join(dir, id)
+  const tls = o.tls && o.tls.nodes[id]
+  if (o.tls && !tls) throw new Error(`no certificate for ${id}: make one with makeCerts`)
+  const tlsArgs = tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-ca', o.tls!.ca] : []
   const argv = ['start', '--id', id, ...(where ? ['--host', where.host] : []), '--port', String(port), '--data', dataDir, ...membership,
-    '--n', String(o.n ?? 3), '--partitions', String(o.partitions ?? 64), '--log-level', o.logLevel ?? 'warn', ...(o.args ?? []), ...extra]
-  return new NodeProcess(id, port, dataDir, argv, where?.host, where?.exec)
+    '--n', String(o.n ?? 3), '--partitions', String(o.partitions ?? 64), '--log-level', o.logLevel ?? 'warn', ...tlsArgs, ...(o.args ?? []), ...extra]
+  return new NodeProcess(id, port, dataDir, argv, where?.host, where?.exec, o.tls?.ca)
 }
 
 export class Cluster {
@@ -185,7 +201,8 @@ export class Cluster {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'zerohop-test-'))
     const ports = await freePorts(count)
     const ids = ports.map((_, i) => `n${i + 1}`)
-    const seeds = ids.map((id, i) => `http://${options.place?.(id).host ?? '127.0.0.1'}:${ports[i]}`).join(',')
+    const scheme = options.tls ? 'https' : 'http'
+    const seeds = ids.map((id, i) => `${scheme}://${options.place?.(id).host ?? '127.0.0.1'}:${ports[i]}`).join(',')
     const nodes = ids.map((id, i) => nodeProcess(options, dir, id, ports[i], ['--seeds', seeds]))
     const cluster = new Cluster(dir, nodes, options)
     try {
@@ -231,6 +248,7 @@ export class Cluster {
     await Promise.all(this.nodes.map(async (n) => {
       if (n.paused) n.resume()
       await n.kill()
+      await n.dispatcher?.close()
     }))
     await rm(this.dir, { recursive: true, force: true })
   }
