@@ -25,7 +25,7 @@ start options:
   --id ID                 node id (required), 1-64 of A-Z a-z 0-9 . _ -
   --host HOST             address to listen on (default 127.0.0.1)
   --port PORT             port to listen on (default 7001)
-  --advertise URL         URL other nodes and clients use (default http://HOST:PORT)
+  --advertise URL         URL other nodes and clients use (default http://HOST:PORT, https:// with TLS)
   --data DIR              LevelDB directory (default ./data/ID)
   --seeds URL,URL,...     founding members: a new cluster serves once every seed answered
   --join URL              join the running cluster that URL's node belongs to

@@ -3,7 +3,8 @@
 // answered 426, and the node options that set it up are validated with messages naming the flag.
 // Certificates are made at test time (see test/harness/certs.ts).
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import type { AddressInfo } from 'node:net'
+import net, { type AddressInfo } from 'node:net'
+import { once } from 'node:events'
 import os from 'node:os'
 import path from 'node:path'
 import pino from 'pino'
@@ -15,6 +16,7 @@ import { createHttpServer, type NodeServer } from '../src/http.js'
 import { resolveNodeOptions } from '../src/config.js'
 import { json } from '../src/routes/request.js'
 import { makeCerts, type Certs } from '../../test/harness/certs.js'
+import { waitFor } from '../../test/harness/cluster.js'
 
 let dir: string
 let certs: Certs
@@ -24,9 +26,9 @@ let server: NodeServer
 let url: string
 let ca: Buffer
 
-async function listen(s: NodeServer): Promise<string> {
+async function listen(s: NodeServer, scheme = 'https'): Promise<string> {
   await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  return `https://127.0.0.1:${(s.address() as AddressInfo).port}`
+  return `${scheme}://127.0.0.1:${(s.address() as AddressInfo).port}`
 }
 
 beforeAll(async () => {
@@ -113,6 +115,51 @@ describe('plain HTTP to a TLS listener', () => {
     expect(res.statusCode).toBe(426)
     expect(res.headers.connection).toBe('close')
     expect(await res.body.json()).toEqual({ error: { code: ErrorCodes.TLS_REQUIRED, message: expect.stringMatching(/serves HTTPS; use https:\/\//) } })
+  })
+})
+
+describe('connection limits at a plain listener', () => {
+  it('a connection over --max-connections gets 503 ZH_OVERLOADED and is closed; once one closes, another is served', async () => {
+    const plain = createHttpServer({
+      handler: async () => json(200, { ok: true }),
+      maxBodyBytes: 1024,
+      log: pino({ level: 'silent' }),
+      stopping: () => false,
+      limits: { maxConnections: 3, maxConnectionsPerClient: 3 },
+    })
+    const base = await listen(plain, 'http')
+    const port = Number(new URL(base).port)
+    const held: net.Socket[] = []
+    try {
+      for (let i = 0; i < 3; i++) {
+        const s = net.connect({ host: '127.0.0.1', port })
+        s.on('error', () => {})
+        held.push(s)
+        await once(s, 'connect')
+      }
+      // A fourth, from another address so that only the total limit applies.
+      const extra = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' })
+      extra.on('error', () => {})
+      held.push(extra)
+      let answer = ''
+      extra.on('data', (d) => (answer += d.toString()))
+      await once(extra, 'close')
+      expect(answer).toMatch(/^HTTP\/1\.1 503 /)
+      expect(answer).toContain(`"code":"${ErrorCodes.OVERLOADED}"`)
+      expect(answer).toContain('--max-connections)')
+      held[0].destroy()
+      const ok = await waitFor(async () => {
+        const res = await request(`${base}/`, { headersTimeout: 2000, bodyTimeout: 2000, reset: true }).catch(() => undefined)
+        if (!res) return false
+        await res.body.dump()
+        return res.statusCode === 200
+      }, { timeoutMs: 5000, what: 'a free slot' })
+      expect(ok).toBe(true)
+    } finally {
+      for (const s of held) s.destroy()
+      plain.closeAllConnections()
+      await new Promise((r) => plain.close(r))
+    }
   })
 })
 

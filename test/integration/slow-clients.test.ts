@@ -167,7 +167,7 @@ describe('connections per client', () => {
     const again = await waitFor(async () => {
       const r = await open('127.0.0.2')
       r.socket.write('GET /v1/health HTTP/1.1\r\nhost: x\r\n\r\n')
-      const ok = await waitFor(() => r.received().includes('\r\n\r\n') && r.received(), { timeoutMs: 2000, what: 'an answer' }).catch(() => '')
+      const ok = await waitFor(() => (r.received().includes('\r\n\r\n') ? r.received() : undefined), { timeoutMs: 2000, what: 'an answer' }).catch(() => '')
       r.socket.destroy()
       return parse(ok).status === 200
     }, { timeoutMs: 10_000, what: '127.0.0.2 to be served again' })
@@ -189,7 +189,7 @@ describe('bytes of bodies in flight', () => {
   }
 
   async function answer(raw: Raw): Promise<{ status: number; code?: string }> {
-    const text = await waitFor(() => /\r\n\r\n/.test(raw.received()) && raw.received(), { timeoutMs: 5000, what: 'an answer' })
+    const text = await waitFor(() => (raw.received().includes('\r\n\r\n') ? raw.received() : undefined), { timeoutMs: 5000, what: 'an answer' })
     return parse(text)
   }
 

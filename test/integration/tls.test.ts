@@ -26,7 +26,8 @@ beforeAll(async () => {
   certs = await makeCerts(dir, ['n1', 'n2', 'n3'])
   ca = await readFile(certs.ca)
   cluster = await Cluster.start({ nodes: 3, tls: certs })
-  db = await connect({ seeds: cluster.seeds, tls: { ca } })
+  // Each first request to a node opens a TLS connection: room for that on a busy machine.
+  db = await connect({ seeds: cluster.seeds, tls: { ca }, timeoutMs: 10_000 })
 })
 
 afterAll(async () => {
@@ -53,7 +54,7 @@ describe('a cluster over TLS', () => {
 
   it('a node coordinates a write to all 3 replicas over mutual TLS', async () => {
     // Load-balancer routing: n1 alone gets the call and replicates it through its own transport.
-    const lb = await connect({ seeds: [cluster.nodes[0].url], routing: 'load-balancer', tls: { ca } })
+    const lb = await connect({ seeds: [cluster.nodes[0].url], routing: 'load-balancer', tls: { ca }, timeoutMs: 10_000 })
     try {
       await lb.put('via-n1', 'replicated', { w: 3 })
     } finally {
