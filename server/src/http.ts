@@ -44,10 +44,6 @@ class InflightBudget {
   #bytes = 0
   constructor(readonly limit: number) {}
 
-  get bytes(): number {
-    return this.#bytes
-  }
-
   /** A request's share: `take` reserves more if the whole budget has room, `release` gives it all back. */
   share(): { take: (n: number) => boolean; release: () => void } {
     let held = 0
