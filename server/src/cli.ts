@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The `zerohop` command: `start` runs one storage node, `dev` a local 3-node cluster, and `leave`,
 // `remove` and `status` are the operator's membership commands (JSON over HTTP to one node).
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { request } from 'undici'
+import { Agent, request } from 'undici'
 import { Paths, ZerohopError, type RingResponse } from '@zerohop/core'
 import { StorageNode } from './node.js'
 import { runDevCluster } from './dev.js'
@@ -17,6 +18,8 @@ Usage:
   zerohop remove NODE_ID --node URL     remove a dead node; the others re-replicate its data
   zerohop status --node URL             members, their status and what URL's node believes down
   zerohop user add NAME --roles read,write --users-file PATH   a token for a client (printed once)
+                                        (leave, remove, status: --ca PATH verifies an https:// node
+                                        with that PEM CA instead of the system's)
   zerohop dev [--nodes 3] [--base-port 7001] [--data ./data]
   zerohop help
 
@@ -24,7 +27,7 @@ start options:
   --id ID                 node id (required), 1-64 of A-Z a-z 0-9 . _ -
   --host HOST             address to listen on (default 127.0.0.1)
   --port PORT             port to listen on (default 7001)
-  --advertise URL         URL other nodes and clients use (default http://HOST:PORT)
+  --advertise URL         URL other nodes and clients use (default http://HOST:PORT, https:// with TLS)
   --data DIR              LevelDB directory (default ./data/ID)
   --seeds URL,URL,...     founding members: a new cluster serves once every seed answered
   --join URL              join the running cluster that URL's node belongs to
@@ -56,6 +59,17 @@ start options:
   --users-file PATH       users and their roles (zerohop user add): client requests need a token
   --insecure              listen beyond loopback without a cluster secret (open to anyone)
   --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
+  --tls-cert PATH         PEM certificate of this node; with --tls-key it serves HTTPS only (plain
+                          HTTP gets 426) and advertises https://HOST:PORT
+  --tls-key PATH          PEM private key of --tls-cert
+  --tls-ca PATH           PEM CA of the cluster: peers are verified with it and shown this node's
+                          certificate (mutual TLS); clients need no certificate
+  --headers-timeout-ms MS time to receive a request's headers (default 10000)
+  --body-timeout-ms MS    time to receive a whole request; a slower one gets 408 (default 30000)
+  --idle-timeout-ms MS    an idle keep-alive connection is closed after this (default 65000)
+  --max-connections N     most open connections (default 10000)
+  --max-connections-per-client N  most open connections from one address (default 1024)
+  --max-inflight-bytes B  most bytes of request bodies held at once; beyond, 503 (default 268435456)
 
 user commands (the users file is read by every node; copy it to each):
   zerohop user add NAME --roles read,write,admin --users-file PATH   prints a new token, once
@@ -110,6 +124,15 @@ async function start(args: string[]): Promise<void> {
       'users-file': { type: 'string' },
       insecure: { type: 'boolean' },
       'log-level': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
+      'headers-timeout-ms': { type: 'string' },
+      'body-timeout-ms': { type: 'string' },
+      'idle-timeout-ms': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'max-connections-per-client': { type: 'string' },
+      'max-inflight-bytes': { type: 'string' },
     },
   })
   if (!values.id) throw new ZerohopError('ZH_INVALID_ARGUMENT', 'zerohop start needs --id (e.g. --id n1)')
@@ -147,6 +170,15 @@ async function start(args: string[]): Promise<void> {
     usersFile: values['users-file'],
     insecure: values.insecure,
     logLevel: values['log-level'] as never,
+    tlsCert: values['tls-cert'],
+    tlsKey: values['tls-key'],
+    tlsCa: values['tls-ca'],
+    headersTimeoutMs: num('headers-timeout-ms', values['headers-timeout-ms']),
+    bodyTimeoutMs: num('body-timeout-ms', values['body-timeout-ms']),
+    idleTimeoutMs: num('idle-timeout-ms', values['idle-timeout-ms']),
+    maxConnections: num('max-connections', values['max-connections']),
+    maxConnectionsPerClient: num('max-connections-per-client', values['max-connections-per-client']),
+    maxInflightBytes: num('max-inflight-bytes', values['max-inflight-bytes']),
   })
   let stopping = false
   const shutdown = (signal: string) => {
@@ -168,14 +200,25 @@ async function start(args: string[]): Promise<void> {
   await node.start()
 }
 
+/** The node an operator command asks, and the CA its certificate is verified with (--ca). */
+interface Target {
+  url: string
+  ca?: Buffer
+  /** --token or ZEROHOP_TOKEN: for a node with a users file. */
+  token?: string
+}
+
 /** One operator request to a node; prints the JSON answer, or the error with its code. */
-async function admin(url: string, token: string | undefined, path: string, method: 'GET' | 'POST', body?: object): Promise<unknown> {
+async function admin(target: Target, path: string, method: 'GET' | 'POST', body?: object): Promise<unknown> {
+  const { url, token } = target
+  const dispatcher = target.ca ? new Agent({ connect: { ca: target.ca } }) : undefined
   let res
   const headers: Record<string, string> = {}
   if (body) headers['content-type'] = 'application/json'
   if (token) headers.authorization = `Bearer ${token}`
   try {
     res = await request(`${url.replace(/\/$/, '')}${path}`, {
+      dispatcher,
       method,
       body: body ? JSON.stringify(body) : undefined,
       headers,
@@ -183,9 +226,13 @@ async function admin(url: string, token: string | undefined, path: string, metho
       bodyTimeout: 10_000,
     })
   } catch (err) {
-    throw new ZerohopError('ZH_NO_SEED_REACHABLE', `cannot reach ${url}: ${(err as Error).message}`)
+    await dispatcher?.close()
+    const code = (err as { code?: string }).code
+    const hint = code && /CERT|SELF_SIGNED|UNABLE_TO/.test(code) ? '; give the CA that signed the node\'s certificate with --ca PATH' : ''
+    throw new ZerohopError('ZH_NO_SEED_REACHABLE', `cannot reach ${url}: ${(err as Error).message}${hint}`)
   }
   const text = await res.body.text()
+  await dispatcher?.close()
   let json: { error?: { code?: string; message?: string } }
   try {
     json = JSON.parse(text)
@@ -196,11 +243,20 @@ async function admin(url: string, token: string | undefined, path: string, metho
   return json
 }
 
-function nodeUrl(args: string[], positionals: number): { url: string; token: string | undefined; rest: string[] } {
-  const { values, positionals: rest } = parseArgs({ args, strict: true, allowPositionals: true, options: { node: { type: 'string' }, token: { type: 'string' } } })
+function nodeUrl(args: string[], positionals: number): { target: Target; rest: string[] } {
+  const { values, positionals: rest } = parseArgs({ args, strict: true, allowPositionals: true, options: { node: { type: 'string' }, ca: { type: 'string' }, token: { type: 'string' } } })
   if (!values.node) throw new ZerohopError('ZH_INVALID_ARGUMENT', 'give the node to ask with --node http://host:port')
   if (rest.length !== positionals) throw new ZerohopError('ZH_INVALID_ARGUMENT', `expected ${positionals} argument(s) before --node, got ${rest.length}; run zerohop help`)
-  return { url: values.node, token: values.token ?? (process.env.ZEROHOP_TOKEN || undefined), rest }
+  let ca: Buffer | undefined
+  if (values.ca !== undefined) {
+    try {
+      ca = readFileSync(values.ca)
+    } catch (err) {
+      throw new ZerohopError('ZH_INVALID_ARGUMENT', `--ca ${values.ca} cannot be read: ${(err as Error).message}`)
+    }
+    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new ZerohopError('ZH_INVALID_ARGUMENT', `--ca ${values.ca} is not a PEM certificate`)
+  }
+  return { target: { url: values.node, ca, token: values.token ?? (process.env.ZEROHOP_TOKEN || undefined) }, rest }
 }
 
 /** `zerohop user add|remove|list`: edits the users file; `add` prints the new token alone on the last line. */
@@ -231,8 +287,8 @@ async function user(args: string[]): Promise<void> {
 }
 
 async function status(args: string[]): Promise<void> {
-  const { url, token } = nodeUrl(args, 0)
-  const ring = (await admin(url, token, Paths.ring, 'GET')) as RingResponse
+  const { target } = nodeUrl(args, 0)
+  const ring = (await admin(target, Paths.ring, 'GET')) as RingResponse
   const down = new Set(ring.down)
   process.stdout.write(`epoch ${ring.epoch}  n=${ring.n}  partitions=${ring.partitions}\n`)
   for (const m of ring.members) {
@@ -249,14 +305,14 @@ async function main(): Promise<void> {
     case 'dev':
       return runDevCluster(rest)
     case 'leave': {
-      const { url, token } = nodeUrl(rest, 0)
-      const out = (await admin(url, token, Paths.leave, 'POST', {})) as { member: { id: string; status: string } }
+      const { target } = nodeUrl(rest, 0)
+      const out = (await admin(target, Paths.leave, 'POST', {})) as { member: { id: string; status: string } }
       process.stdout.write(`${out.member.id}: ${out.member.status} (it hands off its partitions, then stops)\n`)
       return
     }
     case 'remove': {
-      const { url, token, rest: [id] } = nodeUrl(rest, 1)
-      const out = (await admin(url, token, Paths.remove, 'POST', { id })) as { member: { id: string; status: string } }
+      const { target, rest: [id] } = nodeUrl(rest, 1)
+      const out = (await admin(target, Paths.remove, 'POST', { id })) as { member: { id: string; status: string } }
       process.stdout.write(`${out.member.id}: removed; the other nodes re-replicate its partitions\n`)
       return
     }

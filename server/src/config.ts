@@ -1,5 +1,8 @@
 // Node options: one defaults object, merged and validated in one place. The README's configuration
 // table documents each of these.
+import { readFileSync } from 'node:fs'
+import { X509Certificate, createPrivateKey } from 'node:crypto'
+import { createSecureContext } from 'node:tls'
 import { ID_PATTERN, InvalidArgumentError, MAX_WEIGHT, MIN_WEIGHT, ringDefaults } from '@zerohop/core'
 
 export interface NodeOptions {
@@ -7,7 +10,7 @@ export interface NodeOptions {
   id: string
   host?: string
   port?: number
-  /** URL other nodes and clients should use; default http://host:port. */
+  /** URL other nodes and clients should use; default http://host:port (https:// with TLS). */
   advertise?: string
   /** Data directory (LevelDB). */
   data?: string
@@ -75,12 +78,43 @@ export interface NodeOptions {
   /** Listen on an address other than loopback without a cluster secret (anyone who reaches the port can change data and membership). */
   insecure?: boolean
   logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  /** PEM file of this node's certificate (with its chain): with tlsKey, the node serves HTTPS. */
+  tlsCert?: string
+  /** PEM file of the private key of tlsCert. */
+  tlsKey?: string
+  /**
+   * PEM file of the CA that signs the cluster's node certificates: the node verifies its peers'
+   * server certificates with it, presents its own as a client certificate, and marks requests whose
+   * client certificate it verifies (NodeRequest.peerCertified).
+   */
+  tlsCa?: string
+  /** Time to receive a request's headers (and, with TLS, to finish the handshake). */
+  headersTimeoutMs?: number
+  /** Time to receive a whole request, headers and body; a slower one gets 408 and its connection closes. */
+  bodyTimeoutMs?: number
+  /** How long an idle keep-alive connection stays open. */
+  idleTimeoutMs?: number
+  /** Most open connections in all. */
+  maxConnections?: number
+  /** Most open connections from one remote address. */
+  maxConnectionsPerClient?: number
+  /** Most bytes of request bodies being received or held by requests not yet answered. */
+  maxInflightBytes?: number
 }
 
-export type ResolvedNodeOptions = Required<Omit<NodeOptions, 'advertise' | 'data' | 'join' | 'clusterSecretFile' | 'usersFile'>> & {
+/** The TLS material of a node, read from the files of --tls-cert, --tls-key and --tls-ca. */
+export interface NodeTls {
+  cert: Buffer
+  key: Buffer
+  ca?: Buffer
+}
+
+export type ResolvedNodeOptions = Required<Omit<NodeOptions, 'advertise' | 'data' | 'join' | 'tlsCert' | 'tlsKey' | 'tlsCa' | 'clusterSecretFile' | 'usersFile'>> & {
   advertise: string
   data: string
   join: string | undefined
+  /** Undefined: the node serves plain HTTP. */
+  tls: NodeTls | undefined
   clusterSecretFile: string | undefined
   usersFile: string | undefined
 }
@@ -118,6 +152,14 @@ export const nodeDefaults = {
   aeIntervalMs: 10_000,
   aeMaxKeysPerSecond: 5000,
   timeoutMs: 2000,
+  headersTimeoutMs: 10_000,
+  bodyTimeoutMs: 30_000,
+  idleTimeoutMs: 65_000,
+  maxConnections: 10_000,
+  // Every node, SDK pool (16 connections per node) and bench worker of a test run connects from
+  // 127.0.0.1: normal operation stays far below this.
+  maxConnectionsPerClient: 1024,
+  maxInflightBytes: 256 * 1024 * 1024,
   zone: 'default',
   logLevel: 'info',
 } as const
@@ -129,16 +171,59 @@ function int(name: string, v: unknown, min: number, max: number, hint: string): 
   return v
 }
 
-export function normalizeUrl(u: string, what: string): string {
+/**
+ * A node URL as its origin. `scheme`, when given, is the only one allowed: the nodes of a cluster
+ * all serve HTTPS or all plain HTTP, since a TLS node refuses plain HTTP (426).
+ */
+export function normalizeUrl(u: string, what: string, scheme?: 'http' | 'https'): string {
   let url: URL
   try {
     url = new URL(u)
   } catch {
-    throw new InvalidArgumentError(`${what} ${JSON.stringify(u)} is not a URL; write it as http://host:port`)
+    throw new InvalidArgumentError(`${what} ${JSON.stringify(u)} is not a URL; write it as ${scheme ?? 'http'}://host:port`)
   }
-  if (url.protocol !== 'http:') throw new InvalidArgumentError(`${what} ${u} must use http://`)
-  if (url.pathname !== '/' || url.search || url.hash) throw new InvalidArgumentError(`${what} ${u} must be just http://host:port, without a path`)
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError(`${what} ${u} must use http:// or https://`)
+  if (scheme && url.protocol !== `${scheme}:`) {
+    throw new InvalidArgumentError(scheme === 'https'
+      ? `${what} ${u} uses http://, but this node serves HTTPS (--tls-cert): the nodes of a cluster all use https://`
+      : `${what} ${u} uses https://, but this node serves plain HTTP: give it --tls-cert and --tls-key, or use http://`)
+  }
+  if (url.pathname !== '/' || url.search || url.hash) throw new InvalidArgumentError(`${what} ${u} must be just ${url.protocol}//host:port, without a path`)
   return url.origin
+}
+
+function readPem(flag: string, file: unknown, kind: 'certificate' | 'key'): Buffer {
+  if (typeof file !== 'string' || file.length === 0) throw new InvalidArgumentError(`${flag} must be the path of a PEM file, got ${JSON.stringify(file)}`)
+  let pem: Buffer
+  try {
+    pem = readFileSync(file)
+  } catch (err) {
+    throw new InvalidArgumentError(`${flag} ${file} cannot be read: ${(err as Error).message}`, { cause: err })
+  }
+  try {
+    if (kind === 'key') createPrivateKey(pem)
+    else new X509Certificate(pem)
+  } catch (err) {
+    throw new InvalidArgumentError(`${flag} ${file} is not a PEM ${kind === 'key' ? 'private key' : 'certificate'}: ${(err as Error).message}`, { cause: err })
+  }
+  return pem
+}
+
+function resolveTls(o: NodeOptions): NodeTls | undefined {
+  if (o.tlsCert === undefined && o.tlsKey === undefined) {
+    if (o.tlsCa !== undefined) throw new InvalidArgumentError('--tls-ca needs --tls-cert and --tls-key: a node verifies its peers only when it serves HTTPS itself')
+    return undefined
+  }
+  if (o.tlsCert === undefined || o.tlsKey === undefined) throw new InvalidArgumentError(`${o.tlsCert === undefined ? '--tls-key' : '--tls-cert'} was given without ${o.tlsCert === undefined ? '--tls-cert' : '--tls-key'}: HTTPS needs both`)
+  const cert = readPem('--tls-cert', o.tlsCert, 'certificate')
+  const key = readPem('--tls-key', o.tlsKey, 'key')
+  const ca = o.tlsCa === undefined ? undefined : readPem('--tls-ca', o.tlsCa, 'certificate')
+  try {
+    createSecureContext({ cert, key, ca })
+  } catch (err) {
+    throw new InvalidArgumentError(`--tls-key ${o.tlsKey} does not fit --tls-cert ${o.tlsCert}: ${(err as Error).message}`, { cause: err })
+  }
+  return { cert, key, ca }
 }
 
 export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
@@ -147,10 +232,12 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   }
   const host = o.host ?? nodeDefaults.host
   const port = int('port', o.port ?? nodeDefaults.port, 1, 65535, 'use --port')
-  const advertise = normalizeUrl(o.advertise ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`, 'advertise URL')
-  const join = o.join === undefined ? undefined : normalizeUrl(o.join, 'join URL')
+  const tls = resolveTls(o)
+  const scheme = tls ? 'https' : 'http'
+  const advertise = normalizeUrl(o.advertise ?? `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`, 'advertise URL', scheme)
+  const join = o.join === undefined ? undefined : normalizeUrl(o.join, 'join URL', scheme)
   if (join === advertise) throw new InvalidArgumentError(`--join ${join} is this node's own address; give the URL of a node of the running cluster`)
-  const seeds = (o.seeds ?? []).map((s) => normalizeUrl(s, 'seed'))
+  const seeds = (o.seeds ?? []).map((s) => normalizeUrl(s, 'seed', scheme))
   if (join && !seeds.includes(join)) seeds.push(join)
   if (!join && !seeds.includes(advertise)) seeds.push(advertise)
   const zone = o.zone ?? nodeDefaults.zone
@@ -185,6 +272,13 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   if (o.clusterSecretFile === undefined && !o.insecure && !isLoopback(host)) {
     throw new InvalidArgumentError(`--host ${host} is reachable from other machines, and without a cluster secret anyone who reaches the port can change data and membership: add --cluster-secret-file PATH (and --users-file PATH for clients), or --insecure to run open anyway`)
   }
+  const headersTimeoutMs = int('headersTimeoutMs', o.headersTimeoutMs ?? nodeDefaults.headersTimeoutMs, 100, 3600_000, 'use --headers-timeout-ms')
+  const bodyTimeoutMs = int('bodyTimeoutMs', o.bodyTimeoutMs ?? nodeDefaults.bodyTimeoutMs, 100, 3600_000, 'use --body-timeout-ms')
+  // The whole request includes its headers (node:http refuses a request timeout below the headers timeout).
+  if (bodyTimeoutMs < headersTimeoutMs) throw new InvalidArgumentError(`bodyTimeoutMs (${bodyTimeoutMs}) must be at least headersTimeoutMs (${headersTimeoutMs}): it is the time to receive the whole request, headers included; raise --body-timeout-ms or lower --headers-timeout-ms`)
+  const maxConnections = int('maxConnections', o.maxConnections ?? nodeDefaults.maxConnections, 1, 1_000_000, 'use --max-connections')
+  const maxConnectionsPerClient = int('maxConnectionsPerClient', o.maxConnectionsPerClient ?? nodeDefaults.maxConnectionsPerClient, 1, maxConnections, 'use --max-connections-per-client, at most --max-connections')
+  const maxInflightBytes = int('maxInflightBytes', o.maxInflightBytes ?? Math.max(nodeDefaults.maxInflightBytes, maxBodyBytes), maxBodyBytes, 64 * 1024 * 1024 * 1024, 'use --max-inflight-bytes, at least --max-body-bytes')
   const logLevel = o.logLevel ?? nodeDefaults.logLevel
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new InvalidArgumentError(`logLevel must be one of fatal, error, warn, info, debug, trace, silent; got ${logLevel}`)
   return {
@@ -224,5 +318,12 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     insecure: o.insecure ?? false,
     dropDelayMs: int('dropDelayMs', o.dropDelayMs ?? nodeDefaults.dropDelayMs, 0, 24 * 3600_000, 'use --drop-delay-ms'),
     logLevel,
+    tls,
+    headersTimeoutMs,
+    bodyTimeoutMs,
+    idleTimeoutMs: int('idleTimeoutMs', o.idleTimeoutMs ?? nodeDefaults.idleTimeoutMs, 100, 3600_000, 'use --idle-timeout-ms'),
+    maxConnections,
+    maxConnectionsPerClient,
+    maxInflightBytes,
   }
 }

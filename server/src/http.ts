@@ -1,22 +1,81 @@
-// The node's node:http adapter: reads the body within the limit, hands the request to the node's
+// The node's listener: node:http, or node:https with --tls-cert, behind the limits that keep slow or
+// stalled clients from holding the node (time to send headers and body, connections per client and in
+// all, bytes of bodies in flight). It reads the body within the limit, hands the request to the node's
 // request handler (see routes/), and writes the reply. Connections of a stopping node are closed.
 import http from 'node:http'
+import https from 'node:https'
+import type net from 'node:net'
+import type { TLSSocket } from 'node:tls'
 import { ErrorCodes } from '@zerohop/core'
 import type { Logger } from 'pino'
+import { nodeDefaults, type NodeTls } from './config.js'
 import { bad, errorReply, type RequestHandler } from './routes/request.js'
+
+/** The listener's limits; each is a node option (see config.ts and the README's configuration table). */
+export interface ListenerLimits {
+  headersTimeoutMs: number
+  bodyTimeoutMs: number
+  idleTimeoutMs: number
+  maxConnections: number
+  maxConnectionsPerClient: number
+  maxInflightBytes: number
+}
 
 export interface HttpOptions {
   handler: RequestHandler
   maxBodyBytes: number
   log: Logger
   stopping: () => boolean
+  /** Serve HTTPS with this certificate and key; with `ca`, ask for client certificates (never require them). */
+  tls?: NodeTls
+  /** Default: nodeDefaults (with maxInflightBytes at least maxBodyBytes). */
+  limits?: Partial<ListenerLimits>
 }
 
-function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+export type NodeServer = http.Server | https.Server
+
+/** Every TLS connection opens with a handshake record (content type 22). */
+const TLS_HANDSHAKE = 0x16
+/** How long a refused connection may take to read its answer before it is destroyed. */
+const LINGER_MS = 1000
+
+/** The node's bytes of request bodies in flight, shared by every request. */
+class InflightBudget {
+  #bytes = 0
+  constructor(readonly limit: number) {}
+
+  /** A request's share: `take` reserves more if the whole budget has room, `release` gives it all back. */
+  share(): { take: (n: number) => boolean; release: () => void } {
+    let held = 0
+    return {
+      take: (n) => {
+        if (this.#bytes + n > this.limit) return false
+        this.#bytes += n
+        held += n
+        return true
+      },
+      release: () => {
+        this.#bytes -= held
+        held = 0
+      },
+    }
+  }
+}
+
+const overloaded = (limit: number) => bad(503, ErrorCodes.OVERLOADED, `the node holds too many bytes of request bodies in flight (limit ${limit}, --max-inflight-bytes); retry later`)
+
+function readBody(req: http.IncomingMessage, limit: number, take: (n: number) => boolean, budget: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'])
     if (Number.isFinite(declared) && declared > limit) {
       reject(bad(413, ErrorCodes.BODY_TOO_LARGE, `request body of ${declared} bytes is over the limit of ${limit} (--max-body-bytes)`))
+      return
+    }
+    // A declared body is reserved whole before it is read, so that many slow bodies cannot together
+    // promise more than the budget; a chunked one is counted as it arrives.
+    let reserved = Number.isFinite(declared) && declared > 0 ? declared : 0
+    if (reserved > 0 && !take(reserved)) {
+      reject(overloaded(budget))
       return
     }
     const chunks: Buffer[] = []
@@ -28,6 +87,14 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
         req.pause()
         return
       }
+      if (size > reserved) {
+        if (!take(size - reserved)) {
+          reject(overloaded(budget))
+          req.pause()
+          return
+        }
+        reserved = size
+      }
       chunks.push(c)
     })
     req.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)))
@@ -38,15 +105,45 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
 
 const EMPTY: Buffer = Buffer.alloc(0)
 
-export function createHttpServer(o: HttpOptions): http.Server {
+function rawReply(status: string, code: string, message: string): string {
+  const body = JSON.stringify({ error: { code, message } })
+  return `HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+}
+
+/** Answer a connection in plain HTTP without reading its request, then close it. */
+function refuse(socket: net.Socket, reply: string | undefined): void {
+  socket.on('error', () => socket.destroy())
+  if (reply === undefined) return void socket.destroy()
+  socket.end(reply)
+  // Read what the client sends meanwhile: closing with unread data would reset the connection and
+  // could lose the answer.
+  socket.resume()
+  socket.setTimeout(LINGER_MS, () => socket.destroy())
+}
+
+export function createHttpServer(o: HttpOptions): NodeServer {
+  const limits: ListenerLimits = {
+    headersTimeoutMs: o.limits?.headersTimeoutMs ?? nodeDefaults.headersTimeoutMs,
+    bodyTimeoutMs: o.limits?.bodyTimeoutMs ?? nodeDefaults.bodyTimeoutMs,
+    idleTimeoutMs: o.limits?.idleTimeoutMs ?? nodeDefaults.idleTimeoutMs,
+    maxConnections: o.limits?.maxConnections ?? nodeDefaults.maxConnections,
+    maxConnectionsPerClient: o.limits?.maxConnectionsPerClient ?? nodeDefaults.maxConnectionsPerClient,
+    maxInflightBytes: o.limits?.maxInflightBytes ?? Math.max(nodeDefaults.maxInflightBytes, o.maxBodyBytes),
+  }
+  const budget = new InflightBudget(limits.maxInflightBytes)
+  const verifiesPeers = o.tls?.ca !== undefined
+
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const share = budget.share()
+    // Answered or aborted, the request's bytes go back to the budget.
+    res.once('close', share.release)
     const url = req.url ?? '/'
     const q = url.indexOf('?')
     const arrivedStopping = o.stopping()
     let received: Buffer = EMPTY
     let bodyError: unknown
     try {
-      received = await readBody(req, o.maxBodyBytes)
+      received = await readBody(req, o.maxBodyBytes, share.take, limits.maxInflightBytes)
     } catch (err) {
       bodyError = err
     }
@@ -60,6 +157,9 @@ export function createHttpServer(o: HttpOptions): http.Server {
         body: received,
         arrivedStopping,
         bodyError,
+        // rejectUnauthorized is off, so `authorized` says whether a client certificate was presented
+        // and verified with --tls-ca.
+        peerCertified: verifiesPeers && (req.socket as TLSSocket).authorized === true,
       })
     } catch (err) {
       reply = errorReply(err, o.log)
@@ -69,28 +169,99 @@ export function createHttpServer(o: HttpOptions): http.Server {
     const headers: Record<string, string | number> = { ...reply.headers, 'content-length': body?.byteLength ?? 0 }
     // A request that started before shutdown still gets its answer, but its connection must not go
     // back to keep-alive: stop() waits for every connection to close (up to its grace period). A body
-    // over the limit was not read: the connection cannot be reused either.
-    if (o.stopping() || reply.status === 413) headers.connection = 'close'
+    // over the limit, or over the in-flight budget, was not read: the connection cannot be reused either.
+    if (o.stopping() || reply.status === 413 || (!req.complete && reply.status === 503)) headers.connection = 'close'
     res.writeHead(reply.status, headers)
     res.end(body)
     // Drain what is left of a rejected body so the connection stays usable.
     if (!req.complete && headers.connection === undefined) req.resume()
   }
 
-  const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 60_000 }, (req, res) => {
+  const serverOptions = {
+    keepAliveTimeout: limits.idleTimeoutMs,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.bodyTimeoutMs,
+    // node:http checks both timeouts only this often (30 s by default).
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(limits.headersTimeoutMs, limits.bodyTimeoutMs) / 2))),
+  }
+  const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
     handle(req, res).catch((err) => {
       o.log.error({ err }, 'could not answer a request')
       res.destroy()
     })
-  })
+  }
+  const server: NodeServer = o.tls
+    ? https.createServer({
+      ...serverOptions,
+      cert: o.tls.cert,
+      key: o.tls.key,
+      ca: o.tls.ca,
+      // Nodes present their certificate; SDK users and curl need none.
+      requestCert: verifiesPeers,
+      rejectUnauthorized: false,
+      handshakeTimeout: limits.headersTimeoutMs,
+    }, listener)
+    : http.createServer(serverOptions, listener)
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (!socket.writable) return socket.destroy(err)
     const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-    const body = JSON.stringify({ error: timeout
-      ? { code: ErrorCodes.REQUEST_TIMEOUT, message: 'the request was not received in full before the request timeout' }
-      : { code: ErrorCodes.BAD_BODY, message: 'malformed HTTP request' } })
-    const status = timeout ? '408 Request Timeout' : '400 Bad Request'
-    socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+    socket.end(timeout
+      ? rawReply('408 Request Timeout', ErrorCodes.REQUEST_TIMEOUT, 'the request was not received in full before the request timeout (--headers-timeout-ms, --body-timeout-ms)')
+      : rawReply('400 Bad Request', ErrorCodes.BAD_BODY, 'malformed HTTP request'))
   })
+  gateConnections(server, limits, o.tls !== undefined)
   return server
+}
+
+/**
+ * Counts the server's open connections (per remote address and in all) and refuses one over a limit
+ * before node:http or node:tls spends anything on it. With TLS, a connection whose first byte is not
+ * a TLS handshake is plain HTTP: it is answered 426 in plain text, rather than failing the handshake
+ * (a reset the client cannot explain).
+ */
+function gateConnections(server: NodeServer, limits: ListenerLimits, tls: boolean): void {
+  // The server's own 'connection' listeners (node:http's parser, or node:tls's handshake) run only
+  // once a connection is admitted.
+  const serve = server.listeners('connection') as ((socket: net.Socket) => void)[]
+  server.removeAllListeners('connection')
+  const deliver = (socket: net.Socket) => {
+    for (const l of serve) l.call(server, socket)
+  }
+  const perClient = new Map<string, number>()
+  let open = 0
+  server.on('connection', (socket: net.Socket) => {
+    const address = socket.remoteAddress ?? ''
+    const mine = perClient.get(address) ?? 0
+    if (open >= limits.maxConnections || mine >= limits.maxConnectionsPerClient) {
+      const what = open >= limits.maxConnections ? `open connections (limit ${limits.maxConnections}, --max-connections)` : `open connections from ${address} (limit ${limits.maxConnectionsPerClient}, --max-connections-per-client)`
+      // Over TLS there is no way to answer before a handshake: the connection is closed.
+      refuse(socket, tls ? undefined : rawReply('503 Service Unavailable', ErrorCodes.OVERLOADED, `the node has too many ${what}; retry later`))
+      return
+    }
+    open++
+    perClient.set(address, mine + 1)
+    socket.once('close', () => {
+      open--
+      const left = perClient.get(address)! - 1
+      if (left > 0) perClient.set(address, left)
+      else perClient.delete(address)
+    })
+    if (!tls) return deliver(socket)
+    const onError = () => socket.destroy()
+    socket.on('error', onError)
+    const stalled = setTimeout(() => socket.destroy(), limits.headersTimeoutMs)
+    socket.once('close', () => clearTimeout(stalled))
+    socket.once('data', (first: Buffer) => {
+      clearTimeout(stalled)
+      socket.pause()
+      if (first[0] !== TLS_HANDSHAKE) {
+        refuse(socket, rawReply('426 Upgrade Required', ErrorCodes.TLS_REQUIRED, 'this node serves HTTPS; use https:// instead of http://'))
+        return
+      }
+      socket.removeListener('error', onError)
+      // node:tls reads what the socket already buffered before it reads on.
+      socket.unshift(first)
+      deliver(socket)
+    })
+  })
 }

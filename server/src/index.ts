@@ -1,5 +1,5 @@
 export { StorageNode, type NodeDeps } from './node.js'
-export { resolveNodeOptions, nodeDefaults, type NodeOptions, type ResolvedNodeOptions } from './config.js'
+export { resolveNodeOptions, nodeDefaults, type NodeOptions, type NodeTls, type ResolvedNodeOptions } from './config.js'
 export { Replica, dataKey, partitionRange } from './replica.js'
 export { MemoryStore, type Store, type Range } from './storage/store.js'
 export { LevelStore } from './storage/level-store.js'

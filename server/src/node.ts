@@ -3,13 +3,12 @@
 // shutdown (stop accepting, finish in-flight requests, close LevelDB).
 import { randomBytes } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
-import type http from 'node:http'
 import { once } from 'node:events'
 import { ClusterKeys, InvalidArgumentError, MIN_SECRET_BYTES, pack, unpack, sleep, nextEventTime, parseMemberState, parseMembers, Paths, ZerohopError, ErrorCodes, HttpError, type Clock, type ClusterView, type HealthResponse, type MemberState, type RingResponse } from '@zerohop/core'
 import pino, { type Logger } from 'pino'
 import { systemClock, UndiciTransport, type Transport } from '@zerohop/client'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js'
-import { createHttpServer } from './http.js'
+import { createHttpServer, type NodeServer } from './http.js'
 import type { Gossip } from './gossip.js'
 import { LocalTransport } from './local-transport.js'
 import { wire, type NodeParts } from './parts.js'
@@ -51,7 +50,7 @@ export class StorageNode {
   readonly #random: (bytes: number) => Uint8Array
   readonly #transport: LocalTransport
   readonly #auth: Auth
-  #server?: http.Server
+  #server?: NodeServer
   #parts?: NodeParts
   #identity?: Identity
   /** Serving replica requests: every seed heard from (a new cluster), or the join seed answered. */
@@ -70,7 +69,9 @@ export class StorageNode {
     this.#store = deps.store ?? new LevelStore(this.options.data, { sync: this.options.fsync })
     this.#clock = deps.clock ?? systemClock
     this.#random = deps.random ?? ((n) => randomBytes(n))
-    const transport = deps.transport ?? new UndiciTransport({ connections: 4, connectTimeoutMs: 1000 })
+    // With --tls-ca the node verifies its peers with the cluster's CA and shows them its own certificate.
+    const tls = this.options.tls
+    const transport = deps.transport ?? new UndiciTransport({ connections: 4, connectTimeoutMs: 1000, tls: tls?.ca ? { ca: tls.ca, cert: tls.cert, key: tls.key } : undefined })
     if (typeof transport.post !== 'function' || typeof transport.get !== 'function' || typeof transport.close !== 'function') {
       throw new TypeError('deps.transport must implement post(), get() and close() (see UndiciTransport)')
     }
@@ -172,7 +173,7 @@ export class StorageNode {
     })
     this.#parts = parts
     await parts.hints.open()
-    this.#server = createHttpServer({ handler: parts.handler, maxBodyBytes: o.maxBodyBytes, log: this.log, stopping: () => this.#stopping })
+    this.#server = createHttpServer({ handler: parts.handler, maxBodyBytes: o.maxBodyBytes, log: this.log, stopping: () => this.#stopping, tls: o.tls, limits: o })
     this.#server.listen(o.port, o.host)
     try {
       await once(this.#server, 'listening')

@@ -9,10 +9,12 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { request } from 'undici'
+import { readFileSync } from 'node:fs'
+import { Agent, request, type Dispatcher } from 'undici'
 import type { RingResponse } from '@zerohop/core'
 import { sample } from '../../server/src/metrics.js'
 import { addUser } from '../../server/src/users.js'
+import type { Certs } from './certs.js'
 
 export const CLI = fileURLToPath(new URL('../../server/dist/cli.js', import.meta.url))
 
@@ -71,6 +73,11 @@ export interface ClusterOptions {
    * temp folder.
    */
   secure?: 'secret' | 'users'
+  /**
+   * Serve HTTPS (see certs.ts): each node runs with its certificate and key and --tls-ca, and is
+   * reached at https://. Every node id the cluster starts needs its certificate.
+   */
+  tls?: Certs
 }
 
 /** Tokens of a secured cluster's users, by role. */
@@ -88,10 +95,16 @@ export class NodeProcess {
   /** Headers of the harness's own requests (a secured cluster's admin token). */
   headers: Record<string, string> = {}
 
-  constructor(readonly id: string, readonly port: number, readonly dataDir: string, readonly argv: string[], readonly host = '127.0.0.1', readonly exec: string[] = []) {}
+  /** Verifies the node's certificate, when it serves HTTPS. */
+  readonly dispatcher?: Dispatcher
+
+  /** `ca`: the PEM file of the CA of the node's certificate, when it serves HTTPS. */
+  constructor(readonly id: string, readonly port: number, readonly dataDir: string, readonly argv: string[], readonly host = '127.0.0.1', readonly exec: string[] = [], readonly ca?: string) {
+    if (ca) this.dispatcher = new Agent({ connect: { ca: readFileSync(ca) } })
+  }
 
   get url(): string {
-    return `http://${this.host}:${this.port}`
+    return `${this.ca ? 'https' : 'http'}://${this.host}:${this.port}`
   }
 
   get pid(): number | undefined {
@@ -148,7 +161,7 @@ export class NodeProcess {
 
   /** The node's Prometheus text (GET /v1/metrics); read one figure with `sample()` from server/src/metrics.ts. */
   async metrics(): Promise<string> {
-    const res = await request(`${this.url}/v1/metrics`, { headers: this.headers, headersTimeout: 5000, bodyTimeout: 5000 })
+    const res = await request(`${this.url}/v1/metrics`, { dispatcher: this.dispatcher, headers: this.headers, headersTimeout: 5000, bodyTimeout: 5000 })
     const text = await res.body.text()
     if (res.statusCode !== 200) throw new Error(`${this.id}: GET /v1/metrics answered HTTP ${res.statusCode}`)
     return text
@@ -156,7 +169,7 @@ export class NodeProcess {
 
   /** GET /v1/ring: the member entries this node knows and the peers it holds down. */
   async ring(): Promise<RingResponse> {
-    const res = await request(`${this.url}/v1/ring`, { headers: this.headers, headersTimeout: 2000, bodyTimeout: 2000 })
+    const res = await request(`${this.url}/v1/ring`, { dispatcher: this.dispatcher, headers: this.headers, headersTimeout: 2000, bodyTimeout: 2000 })
     if (res.statusCode !== 200) throw new Error(`${this.id}: GET /v1/ring answered HTTP ${res.statusCode}`)
     return (await res.body.json()) as RingResponse
   }
@@ -164,7 +177,7 @@ export class NodeProcess {
   async ready(timeoutMs = 15_000): Promise<void> {
     await waitFor(async () => {
       if (!this.running) throw new Error(`${this.id} exited: ${this.output.slice(-2000)}`)
-      const res = await request(`${this.url}/v1/ring`, { headers: this.headers, headersTimeout: 1000, bodyTimeout: 1000 })
+      const res = await request(`${this.url}/v1/ring`, { dispatcher: this.dispatcher, headers: this.headers, headersTimeout: 1000, bodyTimeout: 1000 })
       await res.body.dump()
       return res.statusCode === 200
     }, { timeoutMs, what: `${this.id} to serve its ring` })
@@ -191,12 +204,15 @@ export function zerohop(...args: string[]): Promise<{ code: number; stdout: stri
 function nodeProcess(o: ClusterOptions, dir: string, id: string, port: number, membership: string[], extra: string[] = [], tokens?: Tokens): NodeProcess {
   const where = o.place?.(id)
   const dataDir = path.join(dir, id)
+  const tls = o.tls && o.tls.nodes[id]
+  if (o.tls && !tls) throw new Error(`no certificate for ${id}: make one with makeCerts`)
+  const tlsArgs = tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-ca', o.tls!.ca] : []
   // Nodes in network namespaces listen beyond loopback, on addresses only the test's namespaces reach.
   const argv = ['start', '--id', id, ...(where ? ['--host', where.host, ...(o.secure ? [] : ['--insecure'])] : []), '--port', String(port), '--data', dataDir, ...membership,
-    '--n', String(o.n ?? 3), '--partitions', String(o.partitions ?? 64), '--log-level', o.logLevel ?? 'warn', ...(o.args ?? []), ...extra,
+    '--n', String(o.n ?? 3), '--partitions', String(o.partitions ?? 64), '--log-level', o.logLevel ?? 'warn', ...tlsArgs, ...(o.args ?? []), ...extra,
     ...(o.secure ? ['--cluster-secret-file', path.join(dir, 'cluster.secret')] : []),
     ...(o.secure === 'users' ? ['--users-file', path.join(dir, 'users.json')] : [])]
-  const node = new NodeProcess(id, port, dataDir, argv, where?.host, where?.exec)
+  const node = new NodeProcess(id, port, dataDir, argv, where?.host, where?.exec, o.tls?.ca)
   if (tokens) node.headers = { authorization: `Bearer ${tokens.admin}` }
   return node
 }
@@ -222,7 +238,8 @@ export class Cluster {
     const tokens = options.secure ? await secure(dir, options.secure) : undefined
     const ports = await freePorts(count)
     const ids = ports.map((_, i) => `n${i + 1}`)
-    const seeds = ids.map((id, i) => `http://${options.place?.(id).host ?? '127.0.0.1'}:${ports[i]}`).join(',')
+    const scheme = options.tls ? 'https' : 'http'
+    const seeds = ids.map((id, i) => `${scheme}://${options.place?.(id).host ?? '127.0.0.1'}:${ports[i]}`).join(',')
     const nodes = ids.map((id, i) => nodeProcess(options, dir, id, ports[i], ['--seeds', seeds], [], tokens))
     const cluster = new Cluster(dir, nodes, options, tokens)
     try {
@@ -268,6 +285,7 @@ export class Cluster {
     await Promise.all(this.nodes.map(async (n) => {
       if (n.paused) n.resume()
       await n.kill()
+      await n.dispatcher?.close()
     }))
     await rm(this.dir, { recursive: true, force: true })
   }

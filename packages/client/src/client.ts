@@ -268,7 +268,7 @@ export function connect(options: ClientOptions & { encoding: 'json' }): Promise<
 export function connect(options: ClientOptions): Promise<Client<Uint8Array | string>>
 export async function connect(options: ClientOptions): Promise<Client<any>> {
   const o = resolveClientOptions(options)
-  const transport = o.transport ?? new UndiciTransport({ connections: o.connections, headers: o.token ? { authorization: `Bearer ${o.token}` } : undefined })
+  const transport = o.transport ?? new UndiciTransport({ connections: o.connections, tls: o.tls, headers: o.token ? { authorization: `Bearer ${o.token}` } : undefined })
   try {
     const balanced = o.routing === 'load-balancer'
     const membership = await RingWatch.connect(transport, o.seeds, o.clock, o.clock.now() + o.connectTimeoutMs, {

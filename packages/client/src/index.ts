@@ -12,7 +12,7 @@ export {
   type MergeFunction,
   type Key,
 } from './options.js'
-export { UndiciTransport, type Transport, type Reply, type SendOptions, type UndiciTransportOptions } from './transport.js'
+export { UndiciTransport, type Transport, type Reply, type SendOptions, type UndiciTransportOptions, type TransportTls } from './transport.js'
 // The coordinator engine, for a node that coordinates on behalf of clients behind a load balancer.
 export { Engine, channels, type RawGetResult, type RawPutResult } from './engine.js'
 export type { Coordinator, CoordinatedGet, CoordinatedPut, Inspection, ReplicaInspection } from './coordinator.js'

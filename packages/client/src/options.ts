@@ -2,7 +2,7 @@
 // the resolved one; validated once, in connect(), with messages that name the fix.
 import { InvalidArgumentError, type Clock } from '@zerohop/core'
 import { systemClock } from './clock.js'
-import type { Transport } from './transport.js'
+import { checkTransportTls, type Transport } from './transport.js'
 
 export type Key = string | Uint8Array
 
@@ -67,6 +67,11 @@ export interface ClientOptions extends EngineOptions {
   token?: string
   /** Replace the HTTP transport (tests, simulation). */
   transport?: Transport
+  /**
+   * For https:// nodes: `ca`, the PEM CA certificate (string or Buffer) that signed the nodes'
+   * certificates (default: the system's CAs).
+   */
+  tls?: { ca?: string | Buffer }
 }
 
 export type { CallOptions, GetCall as GetOptions, PutCall as PutOptions } from './coordinator.js'
@@ -110,6 +115,7 @@ export interface ResolvedClientOptions extends ResolvedEngineOptions {
   backoffMs: number
   token?: string
   transport?: Transport
+  tls?: { ca?: string | Buffer }
 }
 
 function positiveInt(name: string, v: unknown, max = Number.MAX_SAFE_INTEGER): number {
@@ -185,9 +191,9 @@ export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     try {
       u = new URL(s)
     } catch {
-      throw new InvalidArgumentError(`seed ${JSON.stringify(s)} is not a URL; write it as http://host:port`)
+      throw new InvalidArgumentError(`seed ${JSON.stringify(s)} is not a URL; write it as http://host:port (https:// for nodes that serve TLS)`)
     }
-    if (u.protocol !== 'http:') throw new InvalidArgumentError(`seed ${s} must use http://`)
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new InvalidArgumentError(`seed ${s} must use http:// or https://`)
     return u.origin
   })
   const routing = o.routing ?? clientDefaults.routing
@@ -197,6 +203,11 @@ export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
   if (o.transport !== undefined && (typeof o.transport?.post !== 'function' || typeof o.transport.get !== 'function' || typeof o.transport.close !== 'function')) {
     throw new InvalidArgumentError('transport must implement post(), get() and close() (see UndiciTransport)')
   }
+  if (o.tls !== undefined && (o.tls === null || typeof o.tls !== 'object' || Object.keys(o.tls).some((k) => k !== 'ca'))) {
+    throw new InvalidArgumentError('tls takes { ca }, the PEM CA certificate that signed the nodes\' certificates, e.g. tls: { ca: fs.readFileSync("ca.pem") }')
+  }
+  const tls = checkTransportTls(o.tls)
+  if (tls && o.transport) throw new InvalidArgumentError('tls is an option of the built-in transport; a transport of your own sets up its own TLS')
   return {
     ...resolveEngineOptions(o),
     seeds,
@@ -210,5 +221,6 @@ export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     backoffMs: checkTimeout('backoffMs', o.backoffMs ?? clientDefaults.backoffMs),
     token: checkToken(o.token),
     transport: o.transport,
+    tls: tls && { ca: tls.ca },
   }
 }

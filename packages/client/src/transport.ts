@@ -2,7 +2,7 @@
 // costs about 6x the CPU). The interface is a seam: a simulator or a test can pass its own, and
 // speaks the same contract (TransportError) so that nothing above it knows undici's error codes.
 import { Pool } from 'undici'
-import { ClientClosedError, EPOCH_HEADER, MSGPACK, TransportError, type TransportErrorKind } from '@zerohop/core'
+import { ClientClosedError, EPOCH_HEADER, InvalidArgumentError, MSGPACK, TransportError, type TransportErrorKind } from '@zerohop/core'
 
 export interface Reply {
   status: number
@@ -45,6 +45,16 @@ export interface Transport {
   close(): Promise<void>
 }
 
+/** How an https:// node's certificate is verified, and the certificate this side shows (mutual TLS). */
+export interface TransportTls {
+  /** PEM CA certificate(s) that sign the nodes' certificates; default: the system's CAs. */
+  ca?: string | Buffer
+  /** PEM client certificate, presented when a node asks for one (node to node). */
+  cert?: string | Buffer
+  /** PEM private key of `cert`. */
+  key?: string | Buffer
+}
+
 export interface UndiciTransportOptions {
   /** Connections per node. */
   connections?: number
@@ -52,6 +62,23 @@ export interface UndiciTransportOptions {
   connectTimeoutMs?: number
   /** Headers sent with every request (the SDK's `authorization: Bearer TOKEN`). */
   headers?: Record<string, string>
+  /** For https:// nodes. */
+  tls?: TransportTls
+}
+
+const isPem = (v: unknown) => typeof v === 'string' || Buffer.isBuffer(v)
+
+/** Validated TLS options of a transport; `what` names the option in messages (tls, or the SDK's tls). */
+export function checkTransportTls(tls: unknown, what = 'tls'): TransportTls | undefined {
+  if (tls === undefined) return undefined
+  if (tls === null || typeof tls !== 'object') throw new InvalidArgumentError(`${what} must be an object such as { ca: fs.readFileSync('ca.pem') }`)
+  const t = tls as Record<string, unknown>
+  for (const k of Object.keys(t)) if (k !== 'ca' && k !== 'cert' && k !== 'key') throw new InvalidArgumentError(`${what} takes ca, cert and key; got ${k}`)
+  for (const k of ['ca', 'cert', 'key'] as const) {
+    if (t[k] !== undefined && !isPem(t[k])) throw new InvalidArgumentError(`${what}.${k} must be a PEM string or a Buffer, got ${t[k] === null ? 'null' : typeof t[k]}`)
+  }
+  if ((t.cert === undefined) !== (t.key === undefined)) throw new InvalidArgumentError(`${what}.cert and ${what}.key go together: a client certificate needs its key`)
+  return { ca: t.ca as TransportTls['ca'], cert: t.cert as TransportTls['cert'], key: t.key as TransportTls['key'] }
 }
 
 const MSGPACK_HEADERS = { 'content-type': MSGPACK }
@@ -59,13 +86,13 @@ const MSGPACK_HEADERS = { 'content-type': MSGPACK }
 export class UndiciTransport implements Transport {
   readonly #pools = new Map<string, Pool>()
   readonly #inFlight = new Map<string, number>()
-  readonly #options: Required<UndiciTransportOptions>
+  readonly #options: Required<Omit<UndiciTransportOptions, 'tls'>> & { tls: TransportTls | undefined }
   readonly #postHeaders: Record<string, string>
   readonly #getHeaders: Record<string, string> | undefined
   #closed = false
 
   constructor(options: UndiciTransportOptions = {}) {
-    this.#options = { connections: options.connections ?? 16, connectTimeoutMs: options.connectTimeoutMs ?? 1000, headers: options.headers ?? {} }
+    this.#options = { connections: options.connections ?? 16, connectTimeoutMs: options.connectTimeoutMs ?? 1000, headers: options.headers ?? {}, tls: checkTransportTls(options.tls) }
     this.#postHeaders = { ...MSGPACK_HEADERS, ...this.#options.headers }
     this.#getHeaders = options.headers && Object.keys(options.headers).length > 0 ? options.headers : undefined
   }
@@ -78,7 +105,8 @@ export class UndiciTransport implements Transport {
         connections: this.#options.connections,
         pipelining: 1,
         keepAliveTimeout: 30_000,
-        connect: { timeout: this.#options.connectTimeoutMs },
+        // The TLS options matter only to https:// URLs (undici ignores them over plain HTTP).
+        connect: { timeout: this.#options.connectTimeoutMs, ...this.#options.tls },
       })
       this.#pools.set(url, pool)
     }
@@ -136,6 +164,19 @@ const NOT_WRITTEN: Record<string, TransportErrorKind> = {
   EAI_AGAIN: 'network',
 }
 
+/** The node's certificate was not accepted: the handshake failed before the request was written. */
+const CERTIFICATE = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+])
+
 const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
 /** undici's errors that say the request itself was wrong (a bug here), not that the network failed. */
@@ -156,6 +197,7 @@ export function transportError(err: unknown, what: string, signal?: AbortSignal)
   if (code === undefined || MISUSE.has(code)) return err
   const notWritten = NOT_WRITTEN[code]
   if (notWritten) return new TransportError(notWritten, `${what}: ${describe(code, e)}`, { delivered: false, cause: err })
+  if (CERTIFICATE.has(code)) return new TransportError('network', `${what}: the node's TLS certificate was not accepted: ${describe(code, e)}; give the CA that signed it (the SDK's tls: { ca }, the CLI's --ca)`, { delivered: false, cause: err })
   return new TransportError(TIMEOUTS.has(code) ? 'timeout' : 'network', `${what}: ${describe(code, e)}`, { delivered: true, cause: err })
 }
 

@@ -32,6 +32,12 @@ export interface NodeRequest {
   bodyError?: unknown
   /** Who sent it, once the request handler has admitted it (see auth.ts). */
   principal?: Principal
+  /**
+   * Over HTTPS with --tls-ca: whether the client presented a certificate that the CA verified (the
+   * cluster's nodes do; SDK users need not). False over plain HTTP or without --tls-ca; undefined on
+   * the local path.
+   */
+  peerCertified?: boolean
 }
 
 export interface NodeReply {

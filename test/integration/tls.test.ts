@@ -1,0 +1,109 @@
+// A real 3-node cluster over TLS with mutual TLS between nodes (--tls-cert, --tls-key, --tls-ca),
+// certificates made at test time with openssl: the SDK connects with tls.ca and reads its writes; a
+// node coordinates writes to the other replicas over mTLS; plain HTTP is answered 426; an SDK or CLI
+// without the CA is refused with a message that says so; a TLS node refuses http:// seeds.
+import { execFile } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { request } from 'undici'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { connect, NoSeedReachableError, type Client } from '@zerohop/client'
+import { ErrorCodes } from '@zerohop/core'
+import { CLI, Cluster, freePorts, zerohop } from '../harness/cluster.js'
+import { makeCerts, type Certs } from '../harness/certs.js'
+
+const text = (b: Uint8Array | string | undefined) => (b === undefined ? undefined : Buffer.from(b as Uint8Array).toString())
+
+let dir: string
+let certs: Certs
+let cluster: Cluster
+let db: Client
+let ca: Buffer
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'zerohop-tls-'))
+  certs = await makeCerts(dir, ['n1', 'n2', 'n3'])
+  ca = await readFile(certs.ca)
+  cluster = await Cluster.start({ nodes: 3, tls: certs })
+  // Each first request to a node opens a TLS connection: room for that on a busy machine.
+  db = await connect({ seeds: cluster.seeds, tls: { ca }, timeoutMs: 10_000 })
+})
+
+afterAll(async () => {
+  await db?.close()
+  await cluster?.close()
+  if (dir) await rm(dir, { recursive: true, force: true })
+})
+
+describe('a cluster over TLS', () => {
+  it('advertises https:// URLs, and every node sees the others up (gossip over mutual TLS)', async () => {
+    expect(cluster.seeds.every((s) => s.startsWith('https://127.0.0.1:'))).toBe(true)
+    for (const n of cluster.nodes) {
+      const ring = await n.ring()
+      expect(ring.members.map((m) => m.url).sort()).toEqual([...cluster.seeds].sort())
+      expect(ring.down).toEqual([])
+    }
+  })
+
+  it('the SDK with tls.ca writes and reads', async () => {
+    await db.put('tls-key', 'over https')
+    const res = await db.get('tls-key', { r: 3 })
+    expect(text(res.value)).toBe('over https')
+  })
+
+  it('a node coordinates a write to all 3 replicas over mutual TLS', async () => {
+    // Load-balancer routing: n1 alone gets the call and replicates it through its own transport.
+    const lb = await connect({ seeds: [cluster.nodes[0].url], routing: 'load-balancer', tls: { ca }, timeoutMs: 10_000 })
+    try {
+      await lb.put('via-n1', 'replicated', { w: 3 })
+    } finally {
+      await lb.close()
+    }
+    const seen = await db.inspect('via-n1')
+    expect(seen.replicas).toHaveLength(3)
+    for (const r of seen.replicas) {
+      expect(r.error, `${r.id}`).toBeUndefined()
+      expect(r.siblings.map(text), `${r.id}`).toEqual(['replicated'])
+    }
+  })
+
+  it('answers plain HTTP with 426 ZH_TLS_REQUIRED', async () => {
+    const plain = cluster.nodes[1].url.replace('https://', 'http://')
+    const res = await request(`${plain}/v1/kv/tls-key`, { method: 'PUT', body: 'secret', headers: { authorization: 'Bearer x' }, headersTimeout: 5000, bodyTimeout: 5000 })
+    expect(res.statusCode).toBe(426)
+    expect(await res.body.json()).toEqual({ error: { code: ErrorCodes.TLS_REQUIRED, message: expect.stringContaining('use https://') } })
+    expect(text((await db.get('tls-key')).value)).toBe('over https')
+  })
+
+  it('an SDK without the CA fails to connect, naming the certificate', async () => {
+    const err = await connect({ seeds: cluster.seeds, connectTimeoutMs: 500 }).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(NoSeedReachableError)
+    expect((err as Error).message).toMatch(/TLS certificate was not accepted.*tls: \{ ca \}/)
+  })
+
+  it('the SDK validates tls.ca', async () => {
+    await expect(connect({ seeds: cluster.seeds, tls: { ca: 7 as never } })).rejects.toThrow(/tls\.ca must be a PEM string or a Buffer/)
+    await expect(connect({ seeds: cluster.seeds, tls: { cert: 'x' } as never })).rejects.toThrow(/tls takes \{ ca \}/)
+  })
+
+  it('the CLI reaches a TLS node with --ca, and without it says to give one', async () => {
+    const ok = await zerohop('status', '--node', cluster.seeds[0], '--ca', certs.ca)
+    expect(ok.code, ok.stderr).toBe(0)
+    expect(ok.stdout).toMatch(/n1 +https:\/\/127\.0\.0\.1:\d+ +normal +up/)
+    const refused = await zerohop('status', '--node', cluster.seeds[0])
+    expect(refused.code).not.toBe(0)
+    expect(refused.stderr).toMatch(/give the CA .* with --ca PATH \[ZH_NO_SEED_REACHABLE\]/)
+  })
+
+  it('a TLS node refuses http:// seeds at start', async () => {
+    const [port] = await freePorts(1)
+    const out = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile(process.execPath, [CLI, 'start', '--id', 'n9', '--port', String(port), '--data', path.join(dir, 'n9'),
+        '--tls-cert', certs.nodes.n1.cert, '--tls-key', certs.nodes.n1.key, '--seeds', `http://127.0.0.1:${port},${cluster.seeds[0].replace('https', 'http')}`],
+      { timeout: 20_000 }, (err, _stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }))
+    })
+    expect(out.code).not.toBe(0)
+    expect(out.stderr).toMatch(/seed http:\/\/127\.0\.0\.1:\d+ uses http:\/\/, but this node serves HTTPS .*\[ZH_INVALID_ARGUMENT\]/)
+  })
+})
