@@ -62,6 +62,10 @@ export interface ClusterOptions {
    * command prefix such as `ip netns exec NS`; it must exec the node, so the PID stays the node's.
    */
   place?: (id: string) => { host: string; exec: string[] }
+  /** Start only the first `launch` nodes (default all); the others are listed as seeds, and start() starts them later. */
+  launch?: number
+  /** Wait until every started node serves before resolving (default true). */
+  wait?: boolean
 }
 
 export class NodeProcess {
@@ -189,8 +193,9 @@ export class Cluster {
     const nodes = ids.map((id, i) => nodeProcess(options, dir, id, ports[i], ['--seeds', seeds]))
     const cluster = new Cluster(dir, nodes, options)
     try {
-      for (const n of nodes) n.start()
-      await Promise.all(nodes.map((n) => n.ready()))
+      const launched = nodes.slice(0, options.launch ?? count)
+      for (const n of launched) n.start()
+      if (options.wait ?? true) await Promise.all(launched.map((n) => n.ready()))
     } catch (err) {
       await cluster.close()
       throw err
