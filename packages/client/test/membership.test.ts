@@ -151,7 +151,7 @@ describe('RingWatch.serving (what connect() waits for after the ring)', () => {
   /** Each node's GET /v1/health: serving, starting, stopping, or refusing connections. */
   class HealthTransport extends RingTransport {
     health = new Map<string, 'ok' | 'starting' | 'stopping' | 'refused'>()
-    async get(url: string, path: string, options: SendOptions = {}): Promise<Reply> {
+    override async get(url: string, path: string, options: SendOptions = {}): Promise<Reply> {
       if (path !== Paths.health) return super.get(url, path, options)
       this.gets.push(`${url}${path}`)
       const h = this.health.get(url) ?? 'refused'
