@@ -97,7 +97,7 @@ class Again<T> extends Error {
  * that what the caller is told is the last answer (say, the node still not ready), not a bare timeout.
  * Returns the last result, or throws the last error.
  */
-export async function retryWithin<T>(deadline: Deadline, attempt: () => Promise<T>, again: (r: T) => boolean, retryable: (err: unknown) => boolean): Promise<T> {
+async function retryWithin<T>(deadline: Deadline, attempt: () => Promise<T>, again: (r: T) => boolean, retryable: (err: unknown) => boolean): Promise<T> {
   const left = deadline.remaining
   const room = left - Math.min(BACKOFF.maxTimeout, left / 10)
   if (room <= 0) return attempt()
