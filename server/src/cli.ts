@@ -29,7 +29,10 @@ start options:
   --port PORT             port to listen on (default 7001)
   --advertise URL         URL other nodes and clients use (default http://HOST:PORT, https:// with TLS)
   --data DIR              LevelDB directory (default ./data/ID)
-  --seeds URL,URL,...     founding members: a new cluster serves once every seed answered
+  --seeds URL,URL,...     founding members: a new cluster serves once every seed answered, or a
+                          majority did for --seed-grace-ms (the others join when they start)
+  --seed-grace-ms MS      how long a founding node with a majority of the seeds waits for the rest
+                          (default 2000)
   --join URL              join the running cluster that URL's node belongs to
   --zone NAME             failure domain label (default "default")
   --n N                   replicas per key (default 3; the same on every node)
@@ -103,6 +106,7 @@ async function start(args: string[]): Promise<void> {
       'phi-threshold': { type: 'string' },
       'handoff-rate-bytes': { type: 'string' },
       'drop-delay-ms': { type: 'string' },
+      'seed-grace-ms': { type: 'string' },
       'max-hint-bytes': { type: 'string' },
       'hint-interval-ms': { type: 'string' },
       'hint-ttl-ms': { type: 'string' },
@@ -149,6 +153,7 @@ async function start(args: string[]): Promise<void> {
     phiThreshold: num('phi-threshold', values['phi-threshold']),
     handoffRateBytes: num('handoff-rate-bytes', values['handoff-rate-bytes']),
     dropDelayMs: num('drop-delay-ms', values['drop-delay-ms']),
+    seedGraceMs: num('seed-grace-ms', values['seed-grace-ms']),
     maxHintBytes: num('max-hint-bytes', values['max-hint-bytes']),
     hintIntervalMs: num('hint-interval-ms', values['hint-interval-ms']),
     hintTtlMs: num('hint-ttl-ms', values['hint-ttl-ms']),

@@ -15,8 +15,9 @@ export interface NodeOptions {
   /** Data directory (LevelDB). */
   data?: string
   /**
-   * Seed URLs. Founding members list each other: a new cluster serves once every seed has answered.
-   * Seeds are also gossiped with now and then, so clusters started apart merge.
+   * Seed URLs. Founding members list each other: a new cluster serves once every seed has answered,
+   * or a majority of them has for `seedGraceMs` (the others join when they start). Seeds are also
+   * gossiped with now and then, so clusters started apart merge.
    */
   seeds?: string[]
   /** URL of a node of a running cluster to join (the new node takes its share of partitions). */
@@ -36,6 +37,11 @@ export interface NodeOptions {
   fsync?: boolean
   /** How often a starting node polls seeds it has not heard from yet. */
   discoveryIntervalMs?: number
+  /**
+   * How long a founding node that has heard from a majority of the seeds waits for the rest before it
+   * serves without them (a seed that died at birth must not keep the cluster unavailable).
+   */
+  seedGraceMs?: number
   /** Gossip round period. */
   gossipIntervalMs?: number
   /** Chance per round of also gossiping with a seed. */
@@ -138,6 +144,7 @@ export const nodeDefaults = {
   maxBodyBytes: 16 * 1024 * 1024,
   fsync: false,
   discoveryIntervalMs: 200,
+  seedGraceMs: 2000,
   gossipIntervalMs: 1000,
   seedProbability: 0.1,
   phiThreshold: 8,
@@ -298,6 +305,7 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     maxBodyBytes,
     fsync: o.fsync ?? nodeDefaults.fsync,
     discoveryIntervalMs: int('discoveryIntervalMs', o.discoveryIntervalMs ?? nodeDefaults.discoveryIntervalMs, 10, 60_000, 'in milliseconds'),
+    seedGraceMs: int('seedGraceMs', o.seedGraceMs ?? nodeDefaults.seedGraceMs, 0, 600_000, 'use --seed-grace-ms'),
     gossipIntervalMs: int('gossipIntervalMs', o.gossipIntervalMs ?? nodeDefaults.gossipIntervalMs, 10, 60_000, 'use --gossip-interval-ms'),
     seedProbability,
     phiThreshold,

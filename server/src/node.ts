@@ -53,8 +53,10 @@ export class StorageNode {
   #server?: NodeServer
   #parts?: NodeParts
   #identity?: Identity
-  /** Serving replica requests: every seed heard from (a new cluster), or the join seed answered. */
+  /** Serving replica requests: every seed (or a majority, after a grace) heard from in a new cluster, or the cluster to join answered. */
   #ready = false
+  /** When a new cluster's node first heard from a majority of the seeds. */
+  #majoritySince?: number
   #discovery?: ReturnType<Clock['setTimeout']>
   #stopping = false
   #stopped?: Promise<void>
@@ -104,35 +106,45 @@ export class StorageNode {
     await this.#store.open()
     this.#identity = await this.#loadIdentity()
     const known = await this.#loadMembers()
-    const prev = known.find((m) => m.id === this.options.id)
+    const o = this.options
+    let prev = known.find((m) => m.id === o.id)
+    // A founding seed that finds a seed already serving (it was down, or slow, while the others formed
+    // the cluster) takes the cluster's entries: it joins like --join, or, if it had announced itself
+    // before it died, carries on with its own entry.
+    let cluster: { url: string; members: MemberState[] } | undefined
+    if (!prev && !o.join) {
+      cluster = await this.#servingSeed()
+      prev = cluster?.members.find((m) => m.id === o.id)
+    }
     if (prev && (prev.status === 'left' || prev.removed)) {
       await this.#store.close()
       throw new ZerohopError(ErrorCodes.CONFLICT, `node ${prev.id} ${prev.removed ? 'was removed from' : 'has left'} the cluster; to join again, start it with an empty --data directory and --join`)
     }
-    const o = this.options
     // A joiner stamps its join after every event the cluster has recorded, so it must hear from the
     // cluster before it introduces itself.
     let since = prev?.since ?? 0
     if (o.join && !prev) {
-      const cluster = await this.#fetchMembers(o.join)
-      if (!cluster) {
+      const members = await this.#fetchMembers(o.join)
+      if (!members) {
         await this.#store.close()
         throw new ZerohopError(ErrorCodes.NO_SEED_REACHABLE, 'stopped before the cluster to join answered')
       }
-      const clash = cluster.find((m) => m.id === o.id)
+      const clash = members.find((m) => m.id === o.id)
       if (clash) {
         await this.#store.close()
         throw new ZerohopError(ErrorCodes.CONFLICT, `the cluster at ${o.join} already has a member ${o.id} (${clash.status}); a new node needs a new --id`)
       }
-      since = nextEventTime(cluster, this.#clock.now())
-      known.push(...cluster)
+      cluster = { url: o.join, members }
     }
+    const joining = cluster !== undefined && !prev
+    if (joining) since = nextEventTime(cluster!.members, this.#clock.now())
+    if (cluster) known.push(...cluster.members)
     const self: MemberState = {
       id: o.id,
       url: o.advertise,
       zone: o.zone,
       weight: o.weight,
-      status: prev?.status ?? (o.join ? 'joining' : 'normal'),
+      status: prev?.status ?? (joining ? 'joining' : 'normal'),
       incarnation: this.#identity.incarnation,
       // Every start is a new version, so peers take this entry over the one they remember even though
       // the heartbeat counter starts again.
@@ -183,7 +195,8 @@ export class StorageNode {
     }
     this.log.info({ url: o.advertise, data: o.data, actor: parts.replica.actor, status: self.status }, 'listening')
     // A restarted node uses the membership it knew, so it serves even while other seeds are down.
-    if (known.length > 1 || (prev && !o.join)) this.#becomeReady('membership from the previous run')
+    if (cluster && !o.join) this.#becomeReady(joining ? `a seed missing from the cluster's forming: joining through ${cluster.url}` : `rejoined the cluster of ${cluster.url}`)
+    else if (known.length > 1 || (prev && !o.join)) this.#becomeReady('membership from the previous run')
     else this.#discover()
     parts.gossip.start()
     parts.hints.start()
@@ -191,7 +204,14 @@ export class StorageNode {
     void parts.reaper.start().catch((err) => this.log.error({ err }, 'tombstone reaping could not start'))
   }
 
-  /** Until the membership is known, ask every seed often (gossip proper runs once a second). */
+  /**
+   * Until the membership is known, ask every seed often (gossip proper runs once a second). A new
+   * cluster serves once every seed has answered (directly or through another seed's gossip); or, once
+   * a majority has, after `seedGraceMs` more: a seed that died at birth must not keep the others
+   * unavailable, and the grace lets a seed that is merely slower to start be in the first ring. Any
+   * two majorities share a seed, so the seeds never form two clusters. A seed missing from the first
+   * ring joins when it starts (see start()).
+   */
   #discover(): void {
     if (this.#ready || this.#stopping) return
     const gossip = this.#parts!.gossip
@@ -199,12 +219,31 @@ export class StorageNode {
     void Promise.all(o.seeds.filter((s) => s !== o.advertise).map((s) => gossip.exchange(s, 2000))).then(() => {
       if (this.#stopping) return
       const urls = new Set([...gossip.states.values()].map((m) => m.url))
-      if (o.join ? gossip.heardFrom.has(o.join) : o.seeds.every((s) => urls.has(s))) {
+      const heard = o.seeds.filter((s) => urls.has(s)).length
+      if (o.join ? gossip.heardFrom.has(o.join) : heard === o.seeds.length) {
         this.#becomeReady(o.join ? `joined through ${o.join}` : 'every seed answered')
         return
       }
+      if (!o.join && heard > o.seeds.length / 2) {
+        this.#majoritySince ??= this.#clock.now()
+        if (this.#clock.now() - this.#majoritySince >= o.seedGraceMs) {
+          this.#becomeReady(`${heard} of ${o.seeds.length} seeds answered (a majority, for ${o.seedGraceMs} ms); the others join when they start`)
+          return
+        }
+      }
       this.#discovery = this.#clock.setTimeout(() => this.#discover(), o.discoveryIntervalMs)
     })
+  }
+
+  /**
+   * The members of a seed that already serves, asked once each at start: a founding seed that finds
+   * one missed the cluster's forming. Undefined when none serves yet (the seeds are starting together).
+   */
+  async #servingSeed(): Promise<{ url: string; members: MemberState[] } | undefined> {
+    const o = this.options
+    const answers = await Promise.all(o.seeds.filter((s) => s !== o.advertise).map(async (url) => ({ url, members: await this.#ringOf(url, 1000) })))
+    const found = answers.find((a) => a.members !== undefined)
+    return found ? { url: found.url, members: found.members! } : undefined
   }
 
   #becomeReady(why: string): void {
@@ -248,23 +287,34 @@ export class StorageNode {
     this.#parts!.handoff.kick()
   }
 
+  /**
+   * The member entries of the node at `url` if it serves (one request), else undefined; throws if
+   * its cluster runs with another N or Q.
+   */
+  async #ringOf(url: string, timeoutMs = 2000): Promise<MemberState[] | undefined> {
+    let ring: RingResponse
+    try {
+      const reply = await this.#transport.get(url, Paths.ring, { timeoutMs })
+      if (reply.status !== 200) return undefined
+      ring = JSON.parse(reply.body.toString('utf8')) as RingResponse
+    } catch {
+      // not reachable (a TransportError), or not a ring
+      return undefined
+    }
+    if (ring?.n !== this.options.n || ring.partitions !== this.options.partitions) {
+      throw new ZerohopError(ErrorCodes.CLUSTER_MISMATCH, `the cluster at ${url} runs with n=${ring?.n} partitions=${ring?.partitions}; start this node with --n ${ring?.n} --partitions ${ring?.partitions}`)
+    }
+    // Rebuilt field by field (see parseMembers): nothing unknown from the network is kept.
+    const members = parseMembers(ring.members)
+    return typeof members === 'string' ? undefined : members
+  }
+
   /** The member entries of the node at `url`, retried until it answers (undefined if stopped first). */
   async #fetchMembers(url: string): Promise<MemberState[] | undefined> {
     let warned = 0
     while (!this.#stopping) {
-      try {
-        const reply = await this.#transport.get(url, Paths.ring, { timeoutMs: 2000 })
-        if (reply.status === 200) {
-          const ring = JSON.parse(reply.body.toString('utf8')) as RingResponse
-          if (ring.n !== this.options.n || ring.partitions !== this.options.partitions) {
-            throw new ZerohopError(ErrorCodes.CLUSTER_MISMATCH, `the cluster at ${url} runs with n=${ring.n} partitions=${ring.partitions}; start this node with --n ${ring.n} --partitions ${ring.partitions}`)
-          }
-          const members = parseMembers(ring.members)
-          if (typeof members !== 'string') return members
-        }
-      } catch (err) {
-        if (err instanceof ZerohopError) throw err
-      }
+      const members = await this.#ringOf(url)
+      if (members) return members
       if (this.#clock.now() - warned > 5000) {
         warned = this.#clock.now()
         this.log.info({ join: url }, 'waiting for the cluster to join')

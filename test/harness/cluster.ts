@@ -78,6 +78,10 @@ export interface ClusterOptions {
    * reached at https://. Every node id the cluster starts needs its certificate.
    */
   tls?: Certs
+  /** Start only the first `launch` nodes (default all); the others are listed as seeds, and start() starts them later. */
+  launch?: number
+  /** Wait until every started node serves before resolving (default true). */
+  wait?: boolean
 }
 
 /** Tokens of a secured cluster's users, by role. */
@@ -243,8 +247,9 @@ export class Cluster {
     const nodes = ids.map((id, i) => nodeProcess(options, dir, id, ports[i], ['--seeds', seeds], [], tokens))
     const cluster = new Cluster(dir, nodes, options, tokens)
     try {
-      for (const n of nodes) n.start()
-      await Promise.all(nodes.map((n) => n.ready()))
+      const launched = nodes.slice(0, options.launch ?? count)
+      for (const n of launched) n.start()
+      if (options.wait ?? true) await Promise.all(launched.map((n) => n.ready()))
     } catch (err) {
       await cluster.close()
       throw err

@@ -29,7 +29,12 @@ function placement(db: Client<unknown>, keys: string[]): Map<string, string[]> {
 function expectServed(load: Workload, putsBefore: number): void {
   const failed = load.stats.putFailures + load.stats.getFailures
   expect(failed / (load.stats.puts + load.stats.gets), load.summary()).toBeLessThan(0.01)
-  expect(load.stats.puts - putsBefore, 'successful writes after the change').toBeGreaterThan(300)
+  // The window is 2000 operations of 4 writers and 4 readers; a write takes two round trips (coordinate,
+  // then store) and a read one, so writes are about a quarter of them on an idle machine, but fell to
+  // 279 of 2000 on a loaded one while the failure check above passed (so at most 20 writes failed: the
+  // floor, not failing writes, was what broke). 150 still needs writes to keep succeeding on the new
+  // ring throughout the window, across most of the 200 keys; a write path broken by the change gives ~0.
+  expect(load.stats.puts - putsBefore, 'successful writes after the change').toBeGreaterThan(150)
 }
 
 async function writeCold(kv: Collection<Versioned>): Promise<string[]> {

@@ -1,5 +1,6 @@
-// The public API: connect() fetches the ring from a seed; a Client reads and writes through quorums
-// it runs itself; collection() gives a typed view with its own encoding and merge function.
+// The public API: connect() fetches the ring from a seed and waits for members still starting; a
+// Client reads and writes through quorums it runs itself; collection() gives a typed view with its
+// own encoding and merge function.
 import {
   AbortError,
   ClientClosedError,
@@ -271,7 +272,8 @@ export async function connect(options: ClientOptions): Promise<Client<any>> {
   const transport = o.transport ?? new UndiciTransport({ connections: o.connections, tls: o.tls, headers: o.token ? { authorization: `Bearer ${o.token}` } : undefined })
   try {
     const balanced = o.routing === 'load-balancer'
-    const membership = await RingWatch.connect(transport, o.seeds, o.clock, o.clock.now() + o.connectTimeoutMs, {
+    const deadline = o.clock.now() + o.connectTimeoutMs
+    const membership = await RingWatch.connect(transport, o.seeds, o.clock, deadline, {
       refreshIntervalMs: o.refreshIntervalMs,
       refreshDebounceMs: o.refreshDebounceMs,
       backoffMs: o.backoffMs,
@@ -283,6 +285,9 @@ export async function connect(options: ClientOptions): Promise<Client<any>> {
       checkQuorum('r', o.r, membership.view.current.n)
       checkQuorum('w', o.w, membership.view.current.n)
       coordinator = balanced ? new LoadBalancerCoordinator(o, transport, membership) : new Engine(o, transport, membership)
+      // A new cluster: the seed that answered serves, some of the others may still be starting. With
+      // load-balancer routing the nodes behind the seeds wait for their replicas themselves.
+      if (!balanced) await membership.serving(o.w, deadline)
     } catch (err) {
       membership.close()
       throw err

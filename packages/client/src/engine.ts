@@ -38,7 +38,7 @@ import {
   ZerohopError,
 } from '@zerohop/core'
 import { checkQuorum, checkTimeout, type ResolvedEngineOptions } from './options.js'
-import { Operation, failureOf, gather, httpFailure, isTransient, notDelivered, type Deadline, type Outcome } from './operation.js'
+import { Operation, failureOf, gather, httpFailure, isTransient, notDelivered, notReady, notReadyReply, type Deadline, type Outcome } from './operation.js'
 import type { Membership } from './membership.js'
 import { WriteQuorum, type Requirement, type StoreAction } from './quorum.js'
 import { checkKey, type CallOptions, type Coordinator, type CoordinatedGet, type CoordinatedPut, type GetCall, type Inspection, type PutCall } from './coordinator.js'
@@ -75,6 +75,56 @@ export interface Plan {
   requirements: Requirement[]
   /** The ring epoch the plan was made with: its requests carry it, so nodes with other rings refuse them. */
   epoch: string
+}
+
+/** The outcome of coordinating a write: the minted set and where, or every replica's failure. */
+type Coordinated =
+  | { ok: true; plan: Plan; coordinator: Member; held: Held; set: DvvSet; failures: ReplicaFailure[] }
+  | { ok: false; failures: ReplicaFailure[] }
+
+/**
+ * Back-off between attempts within one operation's deadline: 5, 10, 20 … ms, at most 100. A starting
+ * node serves within a discovery interval or two of its seeds answering, so a wait of more than
+ * 100 ms between two looks would only add latency.
+ */
+const BACKOFF = { factor: 2, minTimeout: 5, maxTimeout: 100 }
+
+/** Most attempts after the first, whatever the deadline would allow (a bound on the count, not only the time). */
+const MAX_RETRIES = 1000
+
+/** An attempt whose result asks for another: carried through p-retry as an error. */
+class Again<T> extends Error {
+  constructor(readonly result: T) {
+    super('attempt again')
+  }
+}
+
+/**
+ * Run `attempt` again with back-off while its result asks for it (`again`) or it throws an error
+ * `retryable` accepts, and the deadline leaves time. Retrying ends a little before the deadline, so
+ * that what the caller is told is the last answer (say, the node still not ready), not a bare timeout.
+ * Returns the last result, or throws the last error.
+ */
+async function retryWithin<T>(deadline: Deadline, attempt: () => Promise<T>, again: (r: T) => boolean, retryable: (err: unknown) => boolean): Promise<T> {
+  const left = deadline.remaining
+  const room = left - Math.min(BACKOFF.maxTimeout, left / 10)
+  if (room <= 0) return attempt()
+  try {
+    return await pRetry(async () => {
+      const r = await attempt()
+      if (again(r) && !deadline.over) throw new Again(r)
+      return r
+    }, {
+      ...BACKOFF,
+      retries: MAX_RETRIES,
+      maxRetryTime: room,
+      signal: deadline.userSignal,
+      shouldRetry: ({ error }) => !deadline.over && (error instanceof Again || retryable(error)),
+    })
+  } catch (err) {
+    if (err instanceof Again) return err.result as T
+    throw err
+  }
 }
 
 /** Attempts of an operation refused for the ring it was made with (each after a refresh from the refusing node). */
@@ -139,24 +189,27 @@ export class Engine implements Coordinator {
   }
 
   /**
-   * Send one request. Reads and stores (idempotent) are retried on transient network errors; the
-   * first attempt goes out directly, p-retry takes over only once it has failed.
+   * Send one request. Reads and stores (idempotent) are retried on transient network errors (at most
+   * `retries` times), and while the node answers that it is starting (503 ZH_NOT_READY: it did
+   * nothing), until shortly before the deadline. The first attempt goes out directly; p-retry takes
+   * over only once it has failed. A coordination (`retry` false) is never sent twice here: its round is
+   * retried as a whole (see #coordinate).
    */
   #send = async (member: Member, path: string, body: Uint8Array, deadline: Deadline, retry: boolean, epoch: string): Promise<Reply> => {
     const options = (): SendOptions => ({ signal: deadline.userSignal, timeoutMs: deadline.remaining, deadline: () => deadline.signal, epoch })
-    let reply: Reply
+    const post = () => this.transport.post(member.url, path, body, options())
+    let networkRetries = this.options.retries
+    const transient = (err: unknown) => isTransient(err) && networkRetries-- > 0
+    let reply: Reply | undefined
+    let error: unknown
     try {
-      reply = await this.transport.post(member.url, path, body, options())
+      reply = await post()
     } catch (err) {
-      if (!retry || this.options.retries === 0 || !isTransient(err) || deadline.over) throw err
-      reply = await pRetry(() => this.transport.post(member.url, path, body, options()), {
-        retries: this.options.retries,
-        minTimeout: 5,
-        maxTimeout: 50,
-        signal: deadline.userSignal,
-        shouldRetry: ({ error }) => isTransient(error) && !deadline.over,
-      })
+      error = err
     }
+    const again = reply === undefined ? transient(error) : notReadyReply(reply)
+    if (retry && again && !deadline.over) reply = await retryWithin(deadline, post, notReadyReply, transient)
+    else if (reply === undefined) throw error
     // Every answer carries the node's ring epoch: a newer one triggers a (debounced) refresh.
     if (reply.epoch !== this.membership.view.epoch) this.membership.observe(reply.epoch, member.url)
     return reply
@@ -438,11 +491,20 @@ export class Engine implements Coordinator {
     return { quorum, all, failures: q.failures, acked: () => q.acked() }
   }
 
-  /** Mint the write's version on one replica: the one that answered the read first, if it is up. */
-  async #coordinate(key: Uint8Array, value: Uint8Array | null, ctx: Context, need: number, op: Operation): Promise<
-    | { ok: true; plan: Plan; coordinator: Member; held: Held; set: DvvSet; failures: ReplicaFailure[] }
-    | { ok: false; failures: ReplicaFailure[] }
-  > {
+  /**
+   * Mint the write's version on one replica: the one that answered the read first, if it is up. When
+   * no replica did anything and one of them is starting (503 ZH_NOT_READY), the round goes again with
+   * back-off until shortly before the deadline: nothing was minted, so asking again is safe.
+   */
+  async #coordinate(key: Uint8Array, value: Uint8Array | null, ctx: Context, need: number, op: Operation): Promise<Coordinated> {
+    const round = () => this.#coordinateOnce(key, value, ctx, need, op)
+    const starting = (c: Coordinated) => !c.ok && c.failures.some(notReady) && c.failures.every(notDelivered)
+    const first = await round()
+    return starting(first) && !op.over ? retryWithin(op, round, starting, () => false) : first
+  }
+
+  /** One round of #coordinate: the candidates in turn, moving on only while a request certainly did nothing. */
+  async #coordinateOnce(key: Uint8Array, value: Uint8Array | null, ctx: Context, need: number, op: Operation): Promise<Coordinated> {
     const plan = this.plan(key, need)
     // Prefer a replica in both rings while they differ, then the node this engine runs in (it mints
     // with no HTTP request), then the reader's, then any that is up.

@@ -89,6 +89,18 @@ interface Backoff {
   lastOk: number
 }
 
+/** Pause between two rounds of asking the seeds for a ring, or the members whether they serve. */
+const CONNECT_POLL_MS = 100
+
+/** The `status` of a health answer (`ok`, `starting`, `stopping`), if it has one. */
+function healthStatus(body: Buffer): string | undefined {
+  try {
+    return (JSON.parse(body.toString('utf8')) as { status?: string } | null)?.status
+  } catch {
+    return undefined
+  }
+}
+
 function parseRing(body: Buffer): RingResponse {
   const d = ringAnswer(body)
   if (typeof d === 'string') throw new TypeError(`malformed ring response: the node ${d}`)
@@ -137,7 +149,10 @@ export class RingWatch extends EventEmitter<MembershipEvents> implements Members
     return new RingWatch(transport, clock, o, ring)
   }
 
-  /** Ask the seeds in turn until one answers with its ring; dead seeds are skipped. */
+  /**
+   * Ask the seeds in turn until one answers with its ring (a node answers only once it serves); dead
+   * seeds are skipped.
+   */
   static async connect(transport: Transport, seeds: string[], clock: Clock, deadline: number, o: MembershipOptions): Promise<RingWatch> {
     const errors = new Map<string, string>()
     for (;;) {
@@ -154,8 +169,47 @@ export class RingWatch extends EventEmitter<MembershipEvents> implements Members
         }
       }
       if (clock.now() >= deadline) throw new NoSeedReachableError(seeds.map((url) => ({ url, message: errors.get(url) ?? 'no answer' })))
-      await sleep(clock, 100)
+      await sleep(clock, CONNECT_POLL_MS)
     }
+  }
+
+  /**
+   * Wait until `deadline` for members that are still starting (GET /v1/health answers 503 with
+   * status `starting`), so that the first writes do not meet them: resolves as soon as every
+   * partition has `w` of its replicas serving (all of them when it has fewer), or no member is
+   * starting any more (the rest refuse, time out or are stopping: they are down, and waiting would not
+   * bring them back), or at the deadline. Resolves in every case: calls wait for a starting replica
+   * themselves, within their own deadline.
+   */
+  async serving(w: number, deadline: number): Promise<void> {
+    const serving = new Set<string>()
+    while (!this.#closed) {
+      const left = deadline - this.#clock.now()
+      const members = this.#live().filter((m) => !serving.has(m.id))
+      const starting = new Set<string>()
+      await Promise.all(members.map(async (m) => {
+        try {
+          const reply = await this.#transport.get(m.url, Paths.health, { timeoutMs: Math.max(1, Math.min(1000, left)) })
+          if (reply.status === 200) serving.add(m.id)
+          else if (reply.status === 503 && healthStatus(reply.body) !== 'stopping') starting.add(m.id)
+        } catch {
+          // down: not waited for
+        }
+      }))
+      if (starting.size === 0 || this.#quorate(w, serving) || this.#clock.now() >= deadline) return
+      await sleep(this.#clock, Math.min(CONNECT_POLL_MS, deadline - this.#clock.now()), this.#abort.signal)
+    }
+  }
+
+  /** Every partition has `w` replicas among `serving` (all of its replicas when it has fewer), in both rings during a change. */
+  #quorate(w: number, serving: ReadonlySet<string>): boolean {
+    for (let p = 0; p < this.#params.partitions; p++) {
+      const { current, next } = this.view.replicas(p)
+      for (const list of current === next ? [current] : [current, next]) {
+        if (list.filter((m) => serving.has(m.id)).length < Math.min(w, list.length)) return false
+      }
+    }
+    return true
   }
 
   /** Members that hold or will hold data (not left). */

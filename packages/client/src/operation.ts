@@ -1,6 +1,6 @@
 // One request's deadline and cancellation, and the outcome of asking one replica. A single timer per
 // operation aborts every replica request still in flight when the deadline passes.
-import { AbortError, HttpError, InvalidResponseError, TransportError, type Clock, type ClockTimer, type Member, type ReplicaFailure, type TransportErrorKind } from '@zerohop/core'
+import { AbortError, ErrorCodes, HttpError, InvalidResponseError, TransportError, type Clock, type ClockTimer, type Member, type ReplicaFailure, type TransportErrorKind } from '@zerohop/core'
 import { replyError } from './replica-client.js'
 import type { Reply } from './transport.js'
 import { verdict, type Requirement, type Standing } from './quorum.js'
@@ -120,7 +120,20 @@ export function notDelivered(f: ReplicaFailure): boolean {
 
 /** The node answered that it is starting or stopping: it did nothing with the request. */
 export function unavailable(f: ReplicaFailure): boolean {
-  return f.cause === 'http' && f.status === 503 && (f.code === 'ZH_SHUTTING_DOWN' || f.code === 'ZH_NOT_READY')
+  return f.cause === 'http' && f.status === 503 && (f.code === ErrorCodes.SHUTTING_DOWN || f.code === ErrorCodes.NOT_READY)
+}
+
+/**
+ * The node answered that it is starting (it refuses every replica request before doing anything): it
+ * will serve soon, so the same request may go to it again. A node shutting down will not come back.
+ */
+export function notReady(f: ReplicaFailure): boolean {
+  return f.cause === 'http' && f.status === 503 && f.code === ErrorCodes.NOT_READY
+}
+
+/** A reply saying the node is starting (see notReady); the body is read only for a 503. */
+export function notReadyReply(reply: Reply): boolean {
+  return reply.status === 503 && replyError(reply).code === ErrorCodes.NOT_READY
 }
 
 const TRANSPORT_MESSAGES: Record<TransportErrorKind, string | undefined> = {

@@ -22,7 +22,7 @@ import { systemClock } from '../src/clock.js'
 import { resolveClientOptions } from '../src/options.js'
 import type { Reply, SendOptions, Transport } from '../src/transport.js'
 
-type Mode = 'up' | 'refuse' | 'unconnectable' | 'hang' | 'garbage' | 'stopping'
+type Mode = 'up' | 'refuse' | 'unconnectable' | 'hang' | 'garbage' | 'stopping' | 'starting'
 
 class FakeNode {
   data = new Map<string, DvvSet>()
@@ -54,6 +54,7 @@ class FakeTransport implements Transport {
     if (node.mode === 'refuse') throw new TransportError('refused', 'connection refused', { delivered: false })
     if (node.mode === 'unconnectable') throw new TransportError('timeout', 'connect timeout', { delivered: false })
     if (node.mode === 'stopping') return { status: 503, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_SHUTTING_DOWN', message: 'stopping' } })) }
+    if (node.mode === 'starting') return { status: 503, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_NOT_READY', message: 'this node has not heard from its seeds yet' } })) }
     if (node.mode === 'hang') {
       // Like a transport: the request gives up at its timeout, or when its signal fires.
       await new Promise((_, reject) => {
@@ -236,6 +237,65 @@ describe('Engine', () => {
     transport.node(order[0]).mode = 'stopping'
     const res = await e.put(key, v('x'), { w: 2 })
     expect(res.coordinator).not.toBe(order[0])
+  })
+
+  describe('a replica that answers 503 ZH_NOT_READY (starting: it did nothing) is asked again within the deadline', () => {
+    /** The node answers as starting until `ms` from now, then serves (the scenario's clock, not a wait for a condition). */
+    function startingFor(id: string, ms: number): void {
+      transport.node(id).mode = 'starting'
+      setTimeout(() => (transport.node(id).mode = 'up'), ms)
+    }
+
+    it('a store and a read that need the starting replica succeed once it serves', async () => {
+      const e = engine({ timeoutMs: 2000 })
+      const [, second] = replicasOf(e, key).map((m) => m.id)
+      startingFor(second, 150)
+      const started = Date.now()
+      await e.put(key, v('x'), { w: 3 })
+      expect(Date.now() - started).toBeGreaterThanOrEqual(100)
+      expect(siblings(transport.node(second).data.get(hexKey)!).map(String)).toEqual(['x'])
+      expect(transport.node(second).calls.filter((p) => p === Paths.store).length).toBeGreaterThan(1)
+      startingFor(second, 150)
+      const read = await e.get(key, { r: 3 })
+      expect(read.siblings.map(String)).toEqual(['x'])
+    })
+
+    it('a write whose every replica is starting is coordinated once they serve, and minted once', async () => {
+      const e = engine({ timeoutMs: 2000 })
+      for (const id of ids) startingFor(id, 150)
+      const res = await e.put(key, v('x'), { w: 2 })
+      expect(res.siblings.map(String)).toEqual(['x'])
+      // One version: the refused coordinations minted nothing.
+      const sets = ids.map((id) => transport.node(id).data.get(hexKey)).filter((d) => d !== undefined)
+      expect(new Set(sets.map((d) => JSON.stringify(d![0][0])))).toEqual(new Set([JSON.stringify(sets[0]![0][0])]))
+      expect(ids.reduce((n, id) => n + transport.node(id).calls.filter((p) => p === Paths.coordinate).length, 0)).toBeGreaterThan(3)
+    })
+
+    it('fails with QuorumError near the deadline, naming ZH_NOT_READY, when the replica never serves', async () => {
+      const e = engine({ timeoutMs: 400 })
+      const [, second] = replicasOf(e, key).map((m) => m.id)
+      transport.node(second).mode = 'starting'
+      const started = Date.now()
+      const err = await e.put(key, v('x'), { w: 3 }).catch((x) => x)
+      const took = Date.now() - started
+      expect(err.code).toBe('ZH_QUORUM_NOT_MET')
+      expect(err.replicas).toEqual([expect.objectContaining({ id: second, cause: 'http', status: 503, code: 'ZH_NOT_READY' })])
+      expect(took).toBeGreaterThanOrEqual(300)
+      expect(took).toBeLessThan(600)
+      expect(transport.node(second).calls.filter((p) => p === Paths.store).length).toBeGreaterThan(3)
+      const readErr = await e.get(key, { r: 3 }).catch((x) => x)
+      expect(readErr.code).toBe('ZH_QUORUM_NOT_MET')
+      expect(readErr.replicas).toEqual([expect.objectContaining({ id: second, code: 'ZH_NOT_READY' })])
+    })
+
+    it('a replica shutting down is not asked again: it will not come back', async () => {
+      const e = engine({ timeoutMs: 400 })
+      const [, second] = replicasOf(e, key).map((m) => m.id)
+      transport.node(second).mode = 'stopping'
+      const err = await e.put(key, v('x'), { w: 3 }).catch((x) => x)
+      expect(err.code).toBe('ZH_QUORUM_NOT_MET')
+      expect(transport.node(second).calls.filter((p) => p === Paths.store)).toHaveLength(1)
+    })
   })
 
   it('a put whose coordinator holds a concurrent value returns the caller context, not one that covers the unseen value', async () => {

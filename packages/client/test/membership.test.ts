@@ -146,3 +146,49 @@ describe('RingWatch', () => {
     expect(m.up('c')).toBe(true)
   })
 })
+
+describe('RingWatch.serving (what connect() waits for after the ring)', () => {
+  /** Each node's GET /v1/health: serving, starting, stopping, or refusing connections. */
+  class HealthTransport extends RingTransport {
+    health = new Map<string, 'ok' | 'starting' | 'stopping' | 'refused'>()
+    override async get(url: string, path: string, options: SendOptions = {}): Promise<Reply> {
+      if (path !== Paths.health) return super.get(url, path, options)
+      this.gets.push(`${url}${path}`)
+      const h = this.health.get(url) ?? 'refused'
+      if (h === 'refused') throw new TransportError('refused', 'connection refused', { delivered: false })
+      return { status: h === 'ok' ? 200 : 503, body: Buffer.from(JSON.stringify({ status: h })) }
+    }
+  }
+
+  function watch(health: Record<string, 'ok' | 'starting' | 'stopping' | 'refused'>): { m: RingWatch; t: HealthTransport } {
+    const t = new HealthTransport()
+    for (const [id, h] of Object.entries(health)) t.health.set(`http://${id}`, h)
+    const m = RingWatch.from(t, systemClock, ringOf(founders), options)
+    open.push(m)
+    return { m, t }
+  }
+
+  it('waits for a starting member until every partition has W serving replicas', async () => {
+    const { m, t } = watch({ a: 'ok', b: 'starting', c: 'refused' })
+    setTimeout(() => t.health.set('http://b', 'ok'), 150)
+    const started = Date.now()
+    await m.serving(2, Date.now() + 5000)
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140)
+    expect(Date.now() - started).toBeLessThan(1000)
+  })
+
+  it('does not wait for members that are down or stopping: they would not come', async () => {
+    const { m } = watch({ a: 'ok', b: 'stopping', c: 'refused' })
+    const started = Date.now()
+    await m.serving(2, Date.now() + 5000)
+    expect(Date.now() - started).toBeLessThan(500)
+  })
+
+  it('resolves at the deadline if members are still starting (calls then wait for them themselves)', async () => {
+    const { m } = watch({ a: 'ok', b: 'starting', c: 'starting' })
+    const started = Date.now()
+    await m.serving(2, Date.now() + 300)
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290)
+    expect(Date.now() - started).toBeLessThan(1500)
+  })
+})

@@ -27,7 +27,7 @@ export function adminRoute(deps: AdminRouteDeps): Route {
   async function ring(wait: string | null): Promise<RingResponse> {
     let view = deps.view()
     const gossip = deps.gossip()
-    if (!view || !gossip) throw bad(503, ErrorCodes.NOT_READY, 'this node has not heard from every seed yet; retry shortly')
+    if (!view || !gossip) throw bad(503, ErrorCodes.NOT_READY, 'this node is starting: it has not heard from enough seeds yet; retry shortly')
     // A watch: answered once this node's epoch differs from `wait` (or after a while), so an idle SDK
     // hears of a ring change at once.
     if (wait !== null && wait === view.epoch && !deps.stopping()) {

@@ -76,7 +76,7 @@ export function kvRoute(deps: KvRouteDeps): Route {
   function engineFor(req: NodeRequest): Engine {
     const engine = deps.engine()
     if (req.arrivedStopping ?? deps.stopping()) throw bad(503, ErrorCodes.SHUTTING_DOWN, 'this node is shutting down')
-    if (!engine) throw bad(503, ErrorCodes.NOT_READY, 'this node has not heard from every seed yet; retry shortly')
+    if (!engine) throw bad(503, ErrorCodes.NOT_READY, 'this node is starting: it has not heard from enough seeds yet; retry shortly')
     return engine
   }
 

@@ -239,7 +239,7 @@ export function replicaRoute(deps: ReplicaRouteDeps): Route {
     const replica = deps.replica()
     const parts = deps.parts()
     if (req.arrivedStopping ?? deps.stopping()) throw bad(503, ErrorCodes.SHUTTING_DOWN, 'this node is shutting down')
-    if (!view || !replica || !parts) throw bad(503, ErrorCodes.NOT_READY, 'this node has not heard from every seed yet; retry shortly')
+    if (!view || !replica || !parts) throw bad(503, ErrorCodes.NOT_READY, 'this node is starting: it has not heard from enough seeds yet; retry shortly')
     const epoch = header(req, EPOCH_HEADER)
     if (epochChecked.has(req.path) && view.differs(epoch)) {
       throw bad(409, ErrorCodes.STALE_RING, `the request was made with ring ${epoch}, older than this node's ${view.epoch}; refresh the ring and retry`)
