@@ -2,7 +2,8 @@
 // one, through its local path, or one signed with the cluster secret), from a user (a bearer token of
 // the users file) or anonymous. With a cluster secret, node-to-node endpoints (gossip, handoff,
 // anti-entropy, reaping) take only nodes; with a users file, every other endpoint but /v1/health takes
-// only nodes and users with the role it needs. A refused request changes nothing: the check runs
+// only nodes and users with the role it needs. With --tls-ca, a node's request must also come with a
+// certificate of the cluster's CA (mutual TLS). A refused request changes nothing: the check runs
 // before any route sees it, and each refusal is counted by reason.
 import { ApiPaths, ErrorCodes, HttpError, Paths, SIGNATURE_HEADER, SIGNATURE_WINDOW_MS, type ClusterKeys } from '@zerohop/core'
 import { LRUCache } from 'lru-cache'
@@ -36,6 +37,12 @@ export interface AuthOptions {
   keys?: ClusterKeys
   /** The users file: client requests need a token. */
   users?: Users
+  /**
+   * --tls-ca: the cluster's nodes hold certificates of its CA. A request from a node must then also
+   * come with one (mutual TLS): a stolen secret alone does not make a node, nor, without a secret, can
+   * anyone without a certificate reach the node-to-node endpoints.
+   */
+  mutualTls?: boolean
   now: () => number
 }
 
@@ -45,6 +52,7 @@ const ANONYMOUS: Principal = { kind: 'anonymous' }
 export class Auth {
   readonly keys?: ClusterKeys
   readonly users?: Users
+  readonly #mutualTls: boolean
   readonly #now: () => number
   /** Nonces of signed requests seen within the window: a replayed request is refused. */
   readonly #nonces = new LRUCache<string, true>({ max: 500_000, ttl: 2 * SIGNATURE_WINDOW_MS, ttlAutopurge: false })
@@ -54,12 +62,13 @@ export class Auth {
   constructor(o: AuthOptions) {
     this.keys = o.keys
     this.users = o.users
+    this.#mutualTls = o.mutualTls ?? false
     this.#now = o.now
   }
 
   /** Whether anything is checked at all (a node without secret and users file trusts its network). */
   get enabled(): boolean {
-    return this.keys !== undefined || this.users !== undefined
+    return this.keys !== undefined || this.users !== undefined || this.#mutualTls
   }
 
   count(reason: string): void {
@@ -79,10 +88,13 @@ export class Auth {
       const q = req.query.toString()
       const check = this.keys.checkRequest(signature, req.method, q ? `${req.path}?${q}` : req.path, req.body, this.#now())
       if (!check.ok) this.#refuse('bad-signature', 401, check.reason)
+      if (this.#mutualTls && !req.peerCertified) this.#refuse('uncertified', 401, 'a request signed as a node must come with a certificate of the cluster\'s CA (mutual TLS)')
       if (this.#nonces.has(check.nonce)) this.#refuse('replay', 401, 'this signed request was seen before (a replay)')
       this.#nonces.set(check.nonce, true)
       return NODE
     }
+    // Mutual TLS without a secret: the certificate is what makes a node.
+    if (!this.keys && this.#mutualTls && req.peerCertified) return NODE
     const authorization = req.headers.authorization
     if (this.users && typeof authorization === 'string') {
       const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization)
@@ -99,6 +111,7 @@ export class Auth {
     if (need === 'open' || who.kind === 'node') return
     if (need === 'node') {
       if (this.keys) this.#refuse('unsigned', 401, `${what} takes only requests from nodes of the cluster, signed with its secret (--cluster-secret-file)`)
+      if (this.#mutualTls) this.#refuse('uncertified', 401, `${what} takes only requests from nodes of the cluster, with a certificate of its CA (--tls-ca)`)
       return
     }
     if (!this.users) return

@@ -276,7 +276,7 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   if (o.usersFile !== undefined && o.clusterSecretFile === undefined) {
     throw new InvalidArgumentError('--users-file needs --cluster-secret-file too: without a cluster secret the node-to-node endpoints stay open, and anyone could write around the tokens')
   }
-  if (o.clusterSecretFile === undefined && !o.insecure && !isLoopback(host)) {
+  if (o.clusterSecretFile === undefined && o.tlsCa === undefined && !o.insecure && !isLoopback(host)) {
     throw new InvalidArgumentError(`--host ${host} is reachable from other machines, and without a cluster secret anyone who reaches the port can change data and membership: add --cluster-secret-file PATH (and --users-file PATH for clients), or --insecure to run open anyway`)
   }
   const headersTimeoutMs = int('headersTimeoutMs', o.headersTimeoutMs ?? nodeDefaults.headersTimeoutMs, 100, 3600_000, 'use --headers-timeout-ms')

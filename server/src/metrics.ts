@@ -99,7 +99,7 @@ export function nodeMetrics(src: MetricSources): Registry {
     labelledTotals(registry, 'zerohop_requests_total', 'Requests served, by route and by way in: http, or local (this node coordinating a key it replicates, with no HTTP request to itself)', ['route', 'via'], src.requests)
   }
   if (src.refused) {
-    labelledTotals(registry, 'zerohop_auth_refused_total', 'Requests refused (401, 403, or a forged version or context), by reason: unsigned, bad-signature, replay, no-token, bad-token, forbidden, bad-proof, bad-context', ['reason'], src.refused)
+    labelledTotals(registry, 'zerohop_auth_refused_total', 'Requests refused (401, 403, or a forged version or context), by reason: unsigned, uncertified, bad-signature, replay, no-token, bad-token, forbidden, bad-proof, bad-context', ['reason'], src.refused)
   }
   new Gauge({
     name: 'zerohop_peers_down',

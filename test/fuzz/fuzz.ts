@@ -9,7 +9,8 @@ import { readFile } from 'node:fs/promises'
 import { Agent, request } from 'undici'
 import { ClusterView, type RingResponse } from '@zerohop/core'
 import { connect } from '@zerohop/client'
-import { Cluster, type NodeProcess } from '../harness/cluster.js'
+import { Cluster, type NodeProcess, type Tokens } from '../harness/cluster.js'
+import { mulberry32 } from '../harness/prng.js'
 import { CHECKED_PREFIX, generate, type FuzzContext, type FuzzRequest } from './generators.js'
 
 export interface FuzzOptions {
@@ -21,10 +22,18 @@ export interface FuzzOptions {
   timeBudgetMs?: number
   /** Only these indices (a replay). */
   only?: number[]
-  /** Well-formed forged store sets and gossip entries (see generators.ts): off until authentication lands. */
+  /**
+   * Well-formed forged store sets and gossip entries (see generators.ts). Default: on against a
+   * secured cluster (they must all be refused), off against an open one (they would be accepted).
+   */
   forged?: boolean
-  /** Headers to add to a request (a bearer token, a node signature); not applied to raw-socket requests. */
-  credentials?: (req: FuzzRequest) => Record<string, string>
+  /**
+   * fuzzCluster: run against a secured cluster (cluster secret and users file). Each request then goes
+   * with no token, a wrong one, or a reader's, writer's or admin's (see `credentials`).
+   */
+  secure?: boolean
+  /** Headers to add to request `index` (a bearer token); not applied to raw-socket requests. */
+  credentials?: (req: FuzzRequest, index: number) => Record<string, string>
   /** Keys written before the run and checked after it. */
   checkedKeys?: number
   /** Peak RSS any node may reach. */
@@ -155,7 +164,7 @@ export async function fuzz(cluster: Cluster, o: FuzzOptions): Promise<FuzzReport
   // Before: the ring, the checked keys (SDK, W=3) and a few real contexts of scratch keys.
   const ring: RingResponse = await nodes[0].ring()
   const view = new ClusterView(ring.members, { partitions: ring.partitions, n: ring.n })
-  const db = await connect({ seeds: cluster.seeds })
+  const db = await connect({ seeds: cluster.seeds, token: cluster.tokens?.writer })
   const checked = new Map<string, Buffer>()
   const contexts: string[] = []
   try {
@@ -182,7 +191,7 @@ export async function fuzz(cluster: Cluster, o: FuzzOptions): Promise<FuzzReport
     checkedKeys: [...checked.keys()].map((k) => Buffer.from(k)),
     contexts,
     ...FUZZ_LIMITS,
-    forged: o.forged ?? false,
+    forged: o.forged ?? cluster.tokens !== undefined,
   }
 
   // RSS: before, sampled each second during, after.
@@ -228,7 +237,7 @@ export async function fuzz(cluster: Cluster, o: FuzzOptions): Promise<FuzzReport
     try {
       if (req.raw) reply = await sendRaw(node.url, req)
       else {
-        const headers = { ...req.headers, ...o.credentials?.(req) }
+        const headers = { ...req.headers, ...o.credentials?.(req, index) }
         const res = await request(`${node.url}${req.path}`, { method: req.method as 'GET', headers, body: req.body, dispatcher: agent })
         reply = { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) }
       }
@@ -291,7 +300,7 @@ export async function fuzz(cluster: Cluster, o: FuzzOptions): Promise<FuzzReport
   for (const [id, r] of rss) if (r.peak > maxRss) problems.push(`${id}: peak RSS ${(r.peak / 2 ** 20).toFixed(0)} MB is over ${(maxRss / 2 ** 20).toFixed(0)} MB`)
 
   let keysIntact = 0
-  const after = await connect({ seeds: cluster.seeds })
+  const after = await connect({ seeds: cluster.seeds, token: cluster.tokens?.writer })
   try {
     for (const [key, value] of checked) {
       try {
@@ -329,12 +338,27 @@ export async function fuzzCluster(o: FuzzOptions): Promise<FuzzReport> {
   const cluster = await Cluster.start({
     nodes: 3,
     partitions: 64,
+    secure: o.secure ? 'users' : undefined,
     args: ['--max-key-bytes', String(FUZZ_LIMITS.maxKeyBytes), '--max-value-bytes', String(FUZZ_LIMITS.maxValueBytes), '--max-body-bytes', String(FUZZ_LIMITS.maxBodyBytes)],
   })
   try {
-    return await fuzz(cluster, o)
+    return await fuzz(cluster, { ...o, credentials: o.credentials ?? (cluster.tokens && mixedCredentials(o.seed, cluster.tokens)) })
   } finally {
     await cluster.close()
+  }
+}
+
+/**
+ * A seeded mix of credentials, by request index (a replay sends the same): none (30%), a wrong token
+ * (15%), a malformed authorization (5%), a reader's (15%), a writer's (25%) or an admin's (10%).
+ */
+export function mixedCredentials(seed: number, tokens: Tokens): (req: FuzzRequest, index: number) => Record<string, string> {
+  const wrong = `zh_writer_${'A'.repeat(43)}`
+  return (_req, index): Record<string, string> => {
+    const x = mulberry32((seed ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0)()
+    const token = x < 0.3 ? undefined : x < 0.45 ? wrong : x < 0.5 ? null : x < 0.65 ? tokens.reader : x < 0.9 ? tokens.writer : tokens.admin
+    if (token === undefined) return {}
+    return { authorization: token === null ? 'Bearer' : `Bearer ${token}` }
   }
 }
 

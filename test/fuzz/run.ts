@@ -1,8 +1,9 @@
 // `npm run fuzz`: the endpoint fuzzer's full run against a real 3-node cluster (see fuzz.ts).
 // Knobs: FUZZ_SEED (default: drawn, and printed), FUZZ_REQUESTS (default 100000), FUZZ_CONCURRENCY
-// (48), FUZZ_ONLY=i,j (replay those indices of the seed), FUZZ_FORGED=1 (also well-formed forged
-// store sets and gossip entries: only once node-to-node authentication refuses them),
-// FUZZ_BUDGET_S (900). Exits 1 on any failure or problem.
+// (48), FUZZ_ONLY=i,j (replay those indices of the seed), FUZZ_SECURE (default 1: a secured cluster,
+// each request with no token, a wrong one or a real one of each role, and well-formed forged store
+// sets and gossip entries among them, which must all be refused; 0: an open cluster, without the
+// forged kinds unless FUZZ_FORGED=1), FUZZ_BUDGET_S (900). Exits 1 on any failure or problem.
 import { formatReport, fuzzCluster } from './fuzz.js'
 
 const env = (name: string) => process.env[name]
@@ -19,7 +20,8 @@ const report = await fuzzCluster({
   requests,
   only,
   concurrency: Number(env('FUZZ_CONCURRENCY') ?? 48),
-  forged: env('FUZZ_FORGED') === '1',
+  secure: env('FUZZ_SECURE') !== '0',
+  forged: env('FUZZ_FORGED') === undefined ? undefined : env('FUZZ_FORGED') === '1',
   timeBudgetMs: Number(env('FUZZ_BUDGET_S') ?? 900) * 1000,
   log: (line) => process.stdout.write(`${line}\n`),
 })

@@ -1,15 +1,16 @@
 // A real 3-node cluster over TLS with mutual TLS between nodes (--tls-cert, --tls-key, --tls-ca),
 // certificates made at test time with openssl: the SDK connects with tls.ca and reads its writes; a
 // node coordinates writes to the other replicas over mTLS; plain HTTP is answered 426; an SDK or CLI
-// without the CA is refused with a message that says so; a TLS node refuses http:// seeds.
+// without the CA is refused with a message that says so; node-to-node endpoints need a certificate of
+// the CA; a TLS node refuses http:// seeds.
 import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { request } from 'undici'
+import { Agent, request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connect, NoSeedReachableError, type Client } from '@zerohop/client'
-import { ErrorCodes } from '@zerohop/core'
+import { ErrorCodes, MSGPACK, pack } from '@zerohop/core'
 import { CLI, Cluster, freePorts, zerohop } from '../harness/cluster.js'
 import { makeCerts, type Certs } from '../harness/certs.js'
 
@@ -65,6 +66,31 @@ describe('a cluster over TLS', () => {
     for (const r of seen.replicas) {
       expect(r.error, `${r.id}`).toBeUndefined()
       expect(r.siblings.map(text), `${r.id}`).toEqual(['replicated'])
+    }
+  })
+
+  it('takes node-to-node requests only with a certificate of the CA (mutual TLS): without one, 401 and membership unchanged', async () => {
+    const url = `${cluster.nodes[0].url}/v1/gossip`
+    const before = await cluster.nodes[0].ring()
+    const gossip = pack({ partitions: before.partitions, n: before.n, members: before.members.map((m) => (m.id === 'n2' ? { ...m, version: m.version + 100, removed: true } : m)) })
+    const headers = { 'content-type': MSGPACK }
+    const plainClient = new Agent({ connect: { ca } })
+    const certified = new Agent({ connect: { ca, cert: await readFile(certs.nodes.n3.cert), key: await readFile(certs.nodes.n3.key) } })
+    try {
+      const refused = await request(url, { method: 'POST', body: gossip, headers, dispatcher: plainClient })
+      expect(refused.statusCode).toBe(401)
+      expect(((await refused.body.json()) as { error: { code: string } }).error.code).toBe(ErrorCodes.UNAUTHENTICATED)
+      const ring = await request(`${cluster.nodes[0].url}/v1/replica/range`, { method: 'POST', body: pack({ partition: 0, limit: 10 }), headers, dispatcher: plainClient })
+      expect(ring.statusCode).toBe(401)
+      await ring.body.dump()
+      expect((await cluster.nodes[0].ring()).members.find((m) => m.id === 'n2')!.removed).toBe(false)
+      // The same request with a node's certificate is a node's (an empty exchange changes nothing).
+      const ok = await request(url, { method: 'POST', body: pack({ partitions: before.partitions, n: before.n, members: [] }), headers, dispatcher: certified })
+      expect(ok.statusCode).toBe(200)
+      await ok.body.dump()
+    } finally {
+      await plainClient.close()
+      await certified.close()
     }
   })
 
