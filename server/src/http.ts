@@ -121,6 +121,18 @@ function refuse(socket: net.Socket, reply: string | undefined): void {
   socket.setTimeout(LINGER_MS, () => socket.destroy())
 }
 
+/**
+ * Whether the client presented a certificate that --tls-ca verified. rejectUnauthorized is off, so
+ * `authorized` alone would seem to say so, but Node reports `authorized` true on a resumed TLS session
+ * whether or not the client ever presented a certificate: the certificate itself must be there too (a
+ * resumed session keeps the one verified at its handshake).
+ */
+export function certified(socket: TLSSocket): boolean {
+  if (socket.authorized !== true) return false
+  const peer = socket.getPeerCertificate()
+  return peer !== null && typeof peer === 'object' && Object.keys(peer).length > 0
+}
+
 export function createHttpServer(o: HttpOptions): NodeServer {
   const limits: ListenerLimits = {
     headersTimeoutMs: o.limits?.headersTimeoutMs ?? nodeDefaults.headersTimeoutMs,
@@ -157,9 +169,7 @@ export function createHttpServer(o: HttpOptions): NodeServer {
         body: received,
         arrivedStopping,
         bodyError,
-        // rejectUnauthorized is off, so `authorized` says whether a client certificate was presented
-        // and verified with --tls-ca.
-        peerCertified: verifiesPeers && (req.socket as TLSSocket).authorized === true,
+        peerCertified: verifiesPeers && certified(req.socket as TLSSocket),
       })
     } catch (err) {
       reply = errorReply(err, o.log)

@@ -76,6 +76,21 @@ describe('mutual TLS at the listener', () => {
     expect((await ask({ ca })).peerCertified).toBe(false)
   })
 
+  it('a resumed TLS session without a client certificate is not certified (Node calls it authorized)', async () => {
+    // One undici Client with a session cache: its second connection resumes the first's session.
+    const client = new Client(url, { connect: { ca }, pipelining: 0 })
+    try {
+      const seen: unknown[] = []
+      for (let i = 0; i < 2; i++) {
+        const res = await client.request({ path: '/', method: 'GET', headers: { connection: 'close' }, headersTimeout: 5000, bodyTimeout: 5000 })
+        seen.push(((await res.body.json()) as { peerCertified?: boolean }).peerCertified)
+      }
+      expect(seen).toEqual([false, false])
+    } finally {
+      await client.close()
+    }
+  })
+
   it('a client certificate of another CA is served, with peerCertified false', async () => {
     const out = await ask({ ca, cert: await readFile(stranger.nodes.peer.cert), key: await readFile(stranger.nodes.peer.key) })
     expect(out.peerCertified).toBe(false)
