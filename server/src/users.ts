@@ -3,7 +3,7 @@
 // it changes (checked at most once a second), so users added or removed take effect without a
 // restart; verified tokens are cached (bounded, cleared on every reload), so scrypt runs once per
 // token, not per request, and at most a few verifications run at a time.
-import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto'
+import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto'
 import { open, readFile, rename, stat } from 'node:fs/promises'
 import { LRUCache } from 'lru-cache'
 import { ErrorCodes, HttpError, InvalidArgumentError } from '@zerohop/core'
@@ -145,8 +145,8 @@ export class Users {
   #mtime = -1
   #checked = -Infinity
   #reloading?: Promise<void>
-  /** sha256(token) → the user it proved, or null for a token that failed. */
-  #verified = new LRUCache<string, User | false>({ max: 10_000 })
+  /** Token → the user it proved, or false for a token that failed (in memory only, like the tokens requests carry). */
+  #verified = new LRUCache<string, User | false>({ max: 10_000, maxSize: 2_000_000, sizeCalculation: (_v, k) => k.length })
   #running = 0
   #waiting: (() => void)[] = []
 
@@ -168,9 +168,10 @@ export class Users {
     return this.#file.size
   }
 
-  async #fresh(): Promise<void> {
+  /** Reread the file if it changed; looks at most once a second (undefined: nothing to wait for). */
+  #fresh(): Promise<void> | undefined {
     const now = this.#o.now()
-    if (now - this.#checked < 1000) return
+    if (now - this.#checked < 1000) return this.#reloading
     this.#checked = now
     this.#reloading ??= (async () => {
       try {
@@ -182,19 +183,19 @@ export class Users {
         this.#reloading = undefined
       }
     })()
-    await this.#reloading
+    return this.#reloading
   }
 
   /** The user a bearer token proves, or undefined. */
   async verify(token: string): Promise<User | undefined> {
-    await this.#fresh()
-    const digest = createHash('sha256').update(token).digest('base64')
-    const cached = this.#verified.get(digest)
+    const reloading = this.#fresh()
+    if (reloading) await reloading
+    const cached = this.#verified.get(token)
     if (cached !== undefined) return cached || undefined
     const parsed = parseToken(token)
     const record = parsed && this.#file.get(parsed.name)
     if (!parsed || !record) {
-      this.#verified.set(digest, false)
+      this.#verified.set(token, false)
       return undefined
     }
     const hash = await this.#limited(() => scrypt(parsed.secret, Buffer.from(record.salt, 'base64'), record.scrypt))
@@ -202,7 +203,7 @@ export class Users {
     // The file may have been reloaded meanwhile: cache only against the record still current.
     const ok = hash.length === expected.length && timingSafeEqual(hash, expected)
     const user: User | false = ok ? { name: record.name, roles: new Set(record.roles) } : false
-    if (this.#file.get(record.name) === record) this.#verified.set(digest, user)
+    if (this.#file.get(record.name) === record) this.#verified.set(token, user)
     return user || undefined
   }
 

@@ -20,7 +20,7 @@ const FLOOR_REQUEST = randomBytes(24)
 let floorPools = []
 /** The SDK three ways: zero-hop, load-balancer mode through HAProxy, load-balancer mode straight to one node. */
 /** @type {Record<'zeroHop' | 'lb' | 'node', import('@zerohop/client').Client<Uint8Array | string> | undefined>} */
-const clients = { zeroHop: undefined, lb: undefined, node: undefined }
+const clients = { zeroHop: undefined, lb: undefined, node: undefined, secure: undefined }
 /** The bare single hop: one Pool to one floor server. @type {Pool | undefined} */
 let hopPool
 /** @type {string[]} */
@@ -154,6 +154,8 @@ const OPS = {
   'lb-put': putWith('lb'),
   'node-get': getWith('node'),
   'node-put': putWith('node'),
+  'sec-get': getWith('secure'),
+  'sec-put': putWith('secure'),
 }
 
 // Sanity counters: a clean get benchmark does no read repair and sees no replica errors. Subscribing
@@ -265,7 +267,7 @@ async function throughputPhase(op, concurrency, ops, maxMs, pids, lbPid) {
  * `lbUrl`: HAProxy's frontend (absent when HAProxy is not available); `nodeUrl`: the one node the
  * straight load-balancer client sends everything to; `hopUrl`, `hopConnections`: the bare hop's server and Pool.
  */
-async function init({ floorUrls, seeds, lbUrl, nodeUrl, hopUrl, hopConnections, pids, keyCount, connections, clkTck: tck }) {
+async function init({ floorUrls, seeds, lbUrl, nodeUrl, hopUrl, hopConnections, securedSeeds, token, pids, keyCount, connections, clkTck: tck }) {
   if (tck) clkTck = tck
   serverPids = pids
   const pool = (url, n) => new Pool(url, { connections: n, pipelining: 1, keepAliveTimeout: 30_000, connect: { timeout: 1000 } })
@@ -274,19 +276,22 @@ async function init({ floorUrls, seeds, lbUrl, nodeUrl, hopUrl, hopConnections, 
   clients.zeroHop = await connect({ seeds, connections, connectTimeoutMs: 15_000 })
   if (lbUrl) clients.lb = await connect({ seeds: [lbUrl], routing: 'load-balancer', connections, connectTimeoutMs: 15_000 })
   clients.node = await connect({ seeds: [nodeUrl], routing: 'load-balancer', connections, connectTimeoutMs: 15_000 })
-  const client = clients.zeroHop
-  // Pre-write the keys the gets read: fresh keys, so one value each (no siblings).
+  if (securedSeeds) clients.secure = await connect({ seeds: securedSeeds, token, connections, connectTimeoutMs: 15_000 })
+  // Pre-write the keys the gets read: fresh keys, so one value each (no siblings); on both clusters.
   keys = Array.from({ length: keyCount }, (_, i) => `k-${String(i).padStart(6, '0')}`)
-  let next = 0
-  const deadline = Date.now() + 60_000
-  await Promise.all(
-    Array.from({ length: 32 }, async () => {
-      while (next < keys.length) {
-        if (Date.now() > deadline) throw new Error('pre-write took over 60 s')
-        await client.put(keys[next++], value)
-      }
-    }),
-  )
+  for (const client of [clients.zeroHop, clients.secure]) {
+    if (!client) continue
+    let next = 0
+    const deadline = Date.now() + 60_000
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (next < keys.length) {
+          if (Date.now() > deadline) throw new Error('pre-write took over 60 s')
+          await client.put(keys[next++], value)
+        }
+      }),
+    )
+  }
   await sleep(300) // third replicas of the last writes
   // Check the resolution this benchmark promises: the built SDK, not its sources.
   return { clientModule: import.meta.resolve('@zerohop/client'), keys: keys.length }
@@ -295,7 +300,7 @@ async function init({ floorUrls, seeds, lbUrl, nodeUrl, hopUrl, hopConnections, 
 async function phase({ mode, kind, ops, maxMs, concurrency }) {
   const op = OPS[mode]
   if (!op) throw new Error(`unknown mode ${mode}`)
-  const pids = mode === 'floor' ? serverPids.floor : mode === 'hop' ? serverPids.hop : serverPids.cluster
+  const pids = mode === 'floor' ? serverPids.floor : mode === 'hop' ? serverPids.hop : mode.startsWith('sec-') ? serverPids.secured : serverPids.cluster
   const lbPid = mode.startsWith('lb-') ? serverPids.haproxy : undefined
   const before = { ...events }
   let r

@@ -8,6 +8,10 @@
 //                       examples/haproxy.cfg) in front of the same 3 nodes: each node coordinates;
 //   node-get, node-put: the SDK in load-balancer mode straight to n1 (no HAProxy): n1 coordinates
 //                       every call, and with N=3 on 3 nodes it replicates every key;
+//   sec-get, sec-put:   zero-hop get and put on a second, secured 3-node cluster (cluster secret and
+//                       users file; the SDK sends a token, nodes sign their requests, every set and
+//                       context handed out is signed and every relayed one checked): what
+//                       authentication costs per operation, against get and put;
 // each as single-flight latency (p50/p99/p99.9) and throughput at 32 in flight, with CPU per op of
 // the client process, of the server processes and, apart, of HAProxy's process. The machine is shared
 // and noisy: what counts are the ratios against the floor and the hop measured in the same round (the
@@ -24,7 +28,7 @@
 //
 // Knobs (environment): BENCH_ROUNDS (3), BENCH_LAT_OPS (3000), BENCH_TP_OPS (30000),
 // BENCH_TP_MS (5000), BENCH_CONCURRENCY (32), BENCH_KEYS (5000),
-// BENCH_MODES (all: floor,get,put,hop,lb-get,lb-put,node-get,node-put; a comma-separated subset runs
+// BENCH_MODES (all: floor,get,put,hop,lb-get,lb-put,node-get,node-put,sec-get,sec-put; a comma-separated subset runs
 // only those, and the ratios that need a missing mode are not computed). Without haproxy installed
 // the lb-* modes are skipped with a note.
 import { execFileSync, fork, type ChildProcess } from 'node:child_process'
@@ -50,11 +54,13 @@ const cfg = {
   nodes: 3,
 }
 
-const ALL_MODES = ['floor', 'get', 'put', 'hop', 'lb-get', 'lb-put', 'node-get', 'node-put'] as const
+const ALL_MODES = ['floor', 'get', 'put', 'hop', 'lb-get', 'lb-put', 'node-get', 'node-put', 'sec-get', 'sec-put'] as const
 type Mode = (typeof ALL_MODES)[number]
 const LB_MODES: readonly Mode[] = ['lb-get', 'lb-put']
 /** Modes whose phases run on the Zerohop cluster (their nodes' request counters are read around each phase). */
-const CLUSTER_MODES: readonly Mode[] = ['get', 'put', 'lb-get', 'lb-put', 'node-get', 'node-put']
+const CLUSTER_MODES: readonly Mode[] = ['get', 'put', 'lb-get', 'lb-put', 'node-get', 'node-put', 'sec-get', 'sec-put']
+/** Modes on the secured cluster. */
+const SEC_MODES: readonly Mode[] = ['sec-get', 'sec-put']
 
 const NAMES: Record<Mode, string> = {
   floor: 'floor: fan-out 3, resolve at 2',
@@ -65,6 +71,8 @@ const NAMES: Record<Mode, string> = {
   'lb-put': 'lb put via HAProxy, W=2',
   'node-get': 'lb get straight to n1, R=2',
   'node-put': 'lb put straight to n1, W=2',
+  'sec-get': 'zero-hop get, secured cluster',
+  'sec-put': 'zero-hop put, secured cluster',
 }
 
 function selectedModes(): Mode[] {
@@ -244,6 +252,7 @@ async function main(): Promise<void> {
   const startedAt = new Date()
   const children: ChildProcess[] = []
   let cluster: Cluster | undefined
+  let secured: Cluster | undefined
   let haproxy: HAProxy | undefined
   let haproxyDir: string | undefined
   let worker: ChildProcess | undefined
@@ -255,6 +264,7 @@ async function main(): Promise<void> {
     await haproxy?.close().catch((err) => console.error('haproxy.close failed:', err))
     if (haproxyDir) rmSync(haproxyDir, { recursive: true, force: true })
     await cluster?.close().catch((err) => console.error('cluster.close failed:', err))
+    await secured?.close().catch((err) => console.error('secured cluster.close failed:', err))
   })
 
   try {
@@ -275,6 +285,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < cfg.nodes; i++) floor.push(await startFloorServer(children))
     cluster = await Cluster.start({ nodes: cfg.nodes })
     const clusterPids = cluster.nodes.map((n) => n.pid!)
+    if (modes.some((m) => SEC_MODES.includes(m))) secured = await Cluster.start({ nodes: cfg.nodes, secure: 'users' })
     if (has('lb-get') || has('lb-put')) {
       // examples/haproxy.cfg as shipped but for one line: it logs only failed requests, not every
       // request (a log line per request, read by this process, would compete for the same 2 cores).
@@ -299,7 +310,9 @@ async function main(): Promise<void> {
         nodeUrl: cluster.nodes[0].url,
         hopUrl: floor[0].url,
         hopConnections: cfg.hopConnections,
-        pids: { floor: floor.map((f) => f.pid), hop: [floor[0].pid], cluster: clusterPids, haproxy: haproxy?.pid },
+        securedSeeds: secured?.seeds,
+        token: secured?.tokens?.writer,
+        pids: { floor: floor.map((f) => f.pid), hop: [floor[0].pid], cluster: clusterPids, secured: secured?.nodes.map((n) => n.pid!), haproxy: haproxy?.pid },
         keyCount: cfg.keys,
         connections: cfg.connections,
         clkTck: clockTicks(),
@@ -312,12 +325,13 @@ async function main(): Promise<void> {
 
     const phase = async <T extends Phase>(mode: Mode, kind: 'latency' | 'throughput', ops: number, maxMs: number): Promise<T> => {
       // Each node's request counters before and after (outside the timed part: the worker times).
-      const before = CLUSTER_MODES.includes(mode) ? await readCounts(cluster!.nodes) : undefined
+      const nodes = SEC_MODES.includes(mode) ? secured!.nodes : cluster!.nodes
+      const before = CLUSTER_MODES.includes(mode) ? await readCounts(nodes) : undefined
       const cpu0 = process.cpuUsage()
       const r = await rpc!.call<T>('phase', { mode, kind, ops, maxMs, concurrency: cfg.concurrency }, maxMs + 30_000)
       const cpu = process.cpuUsage(cpu0)
       r.orchestratorUsPerOp = (cpu.user + cpu.system) / Math.max(1, r.ops)
-      if (before) r.requests = countDeltas(before, await readCounts(cluster!.nodes))
+      if (before) r.requests = countDeltas(before, await readCounts(nodes))
       return r
     }
 
@@ -395,6 +409,15 @@ async function main(): Promise<void> {
       nodeGetOpsOverZeroHop: [['node-get', 'get'], (r) => tp(r, 'node-get').opsPerSec / tp(r, 'get').opsPerSec],
       lbPutOpsOverZeroHop: [['lb-put', 'put'], (r) => tp(r, 'lb-put').opsPerSec / tp(r, 'put').opsPerSec],
       nodePutOpsOverZeroHop: [['node-put', 'put'], (r) => tp(r, 'node-put').opsPerSec / tp(r, 'put').opsPerSec],
+      // What authentication costs: the secured cluster against the open one, same operations.
+      secGetOpsOverGet: [['sec-get', 'get'], (r) => tp(r, 'sec-get').opsPerSec / tp(r, 'get').opsPerSec],
+      secGetP50OverGet: [['sec-get', 'get'], (r) => lat(r, 'sec-get').p50 / lat(r, 'get').p50],
+      secGetCpuOverGet: [['sec-get', 'get'], (r) => cpuOf(tp(r, 'sec-get')) / cpuOf(tp(r, 'get'))],
+      secGetExtraCpuUs: [['sec-get', 'get'], (r) => cpuOf(tp(r, 'sec-get')) - cpuOf(tp(r, 'get'))],
+      secPutOpsOverPut: [['sec-put', 'put'], (r) => tp(r, 'sec-put').opsPerSec / tp(r, 'put').opsPerSec],
+      secPutP50OverPut: [['sec-put', 'put'], (r) => lat(r, 'sec-put').p50 / lat(r, 'put').p50],
+      secPutCpuOverPut: [['sec-put', 'put'], (r) => cpuOf(tp(r, 'sec-put')) / cpuOf(tp(r, 'put'))],
+      secPutExtraCpuUs: [['sec-put', 'put'], (r) => cpuOf(tp(r, 'sec-put')) - cpuOf(tp(r, 'put'))],
     } satisfies Record<string, [Mode[], (r: Round) => number]>
     type RatioKey = keyof typeof ratioDefs
     const ratioSeries: Partial<Record<RatioKey, number[]>> = {}
@@ -444,6 +467,14 @@ async function main(): Promise<void> {
       ['nodeGetOpsOverZeroHop', 'lb get ops/s / get ops/s, straight to n1'],
       ['lbPutOpsOverZeroHop', 'lb put ops/s / put ops/s, via HAProxy'],
       ['nodePutOpsOverZeroHop', 'lb put ops/s / put ops/s, straight to n1'],
+      ['secGetOpsOverGet', 'secured get ops/s / get ops/s'],
+      ['secGetP50OverGet', 'secured get p50 / get p50'],
+      ['secGetCpuOverGet', 'secured get CPU/op / get CPU/op'],
+      ['secGetExtraCpuUs', 'secured get CPU/op − get CPU/op, µs'],
+      ['secPutOpsOverPut', 'secured put ops/s / put ops/s'],
+      ['secPutP50OverPut', 'secured put p50 / put p50'],
+      ['secPutCpuOverPut', 'secured put CPU/op / put CPU/op'],
+      ['secPutExtraCpuUs', 'secured put CPU/op − put CPU/op, µs'],
     ]
     console.log(`\nratios (median of per-round ratios):`)
     for (const [k, label] of ratioLines) {

@@ -217,13 +217,17 @@ describe('versions and contexts', () => {
     expectRefused(await replica(0, '/v1/replica/store', { items: [[partition, key, forged]] }, undefined, headers), 403, 'ZH_FORBIDDEN', 'no proof')
     expectRefused(await replica(0, '/v1/replica/store', { items: [[partition, key, encodeSet([[actor, 5, [null]]])]] }, undefined, headers), 403, 'ZH_FORBIDDEN', 'a forged tombstone')
     // A real proof, from a read of another key, or of this key's real set, does not cover the forgery.
-    const read = await replica(0, '/v1/replica/read', { keys: [[partition, key]] }, undefined, headers)
+    // A read carries set proofs only when asked (read repair asks); its context MACs always.
+    const plain = unpack((await replica(0, '/v1/replica/read', { keys: [[partition, key]] }, undefined, headers)).body) as { contexts: Uint8Array[]; proofs?: unknown }
+    expect(plain.contexts[0].byteLength).toBe(16)
+    expect(plain.proofs).toBeUndefined()
+    const read = await replica(0, '/v1/replica/read', { keys: [[partition, key]], prove: true }, undefined, headers)
     expect(read.status).toBe(200)
-    const answer = unpack(read.body) as { sets: Uint8Array[]; proofs: [Uint8Array, Uint8Array][] }
-    expect(answer.proofs[0][0].byteLength).toBe(24)
-    expectRefused(await replica(0, '/v1/replica/store', { items: [[partition, key, forged, null, answer.proofs[0][0]]] }, undefined, headers), 403, 'ZH_FORBIDDEN', 'another set\'s proof')
+    const answer = unpack(read.body) as { sets: Uint8Array[]; proofs: Uint8Array[] }
+    expect(answer.proofs[0].byteLength).toBe(24)
+    expectRefused(await replica(0, '/v1/replica/store', { items: [[partition, key, forged, null, answer.proofs[0]]] }, undefined, headers), 403, 'ZH_FORBIDDEN', 'another set\'s proof')
     // The genuine set with its proof is accepted (the SDK relays it so).
-    expect((await replica(0, '/v1/replica/store', { items: [[partition, key, answer.sets[0], null, answer.proofs[0][0]]] }, undefined, headers)).status).toBe(200)
+    expect((await replica(0, '/v1/replica/store', { items: [[partition, key, answer.sets[0], null, answer.proofs[0]]] }, undefined, headers)).status).toBe(200)
     expect(await values('sec-forge')).toEqual([['genuine'], ['genuine'], ['genuine']])
     expect(await sumMetric(cluster.nodes, 'zerohop_auth_refused_total', 'reason="bad-proof"')).toBeGreaterThanOrEqual(3)
   })

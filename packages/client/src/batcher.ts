@@ -4,7 +4,7 @@
 // tens of microseconds of CPU on both ends, so under load this is what lets operations per second go
 // past one request per replica per operation; a request to an idle node goes out at once, so a lone
 // operation pays nothing. Each operation keeps its own deadline and signal.
-import { MAX_BATCH, type Clock, type Limits, type Member } from '@zerohop/core'
+import { MAX_BATCH, type Clock, type Limits, type Member, type ReadResponse } from '@zerohop/core'
 import { failureOf, httpFailure, type Deadline, type Operation, type Outcome } from './operation.js'
 import { frames, readAnswer, storeAnswer } from './replica-client.js'
 import type { Reply } from './transport.js'
@@ -21,11 +21,25 @@ export interface BatchKind<I, T> {
   decode(body: Buffer, count: number): T[] | string
 }
 
-/** A replica's stored set for a key, with the proof its node gave it in a cluster with a secret. */
+/** A replica's stored set for a key, with what its node signed in a cluster with a secret. */
 export interface Held {
   set: Uint8Array
-  /** The set's proof (for relaying it) and the MAC of its join as a context part. */
-  proof?: [Uint8Array, Uint8Array]
+  /** The MAC of the set's join as a context part (every answer in a cluster with a secret). */
+  context?: Uint8Array
+  /** The set's proof, which relaying it takes (a coordination's answer, or a read that asked `prove`). */
+  proof?: Uint8Array
+}
+
+/** The sets of a read answer, each with what its node signed. */
+export function heldOf(answer: ReadResponse): (Held | null)[] {
+  const { sets, contexts, proofs } = answer
+  return sets.map((set, i) => {
+    if (set === null) return null
+    const h: Held = { set }
+    if (contexts) h.context = contexts[i]!
+    if (proofs) h.proof = proofs[i]!
+    return h
+  })
 }
 
 // The framing is the replica client's (replica-client.ts): one encoder and one decoder per request.
@@ -35,9 +49,7 @@ export const readBatch: BatchKind<[partition: number, key: Uint8Array], Held | n
   encode: (keys) => frames.read.encode({ keys }),
   decode(body, count) {
     const answer = readAnswer(body, count)
-    if (typeof answer === 'string') return `the node ${answer}`
-    const { sets, proofs } = answer
-    return sets.map((set, i) => (set === null ? null : proofs ? { set, proof: proofs[i]! } : { set }))
+    return typeof answer === 'string' ? `the node ${answer}` : heldOf(answer)
   },
 }
 

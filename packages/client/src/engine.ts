@@ -43,8 +43,8 @@ import type { Membership } from './membership.js'
 import { WriteQuorum, type Requirement, type StoreAction } from './quorum.js'
 import { checkKey, type CallOptions, type Coordinator, type CoordinatedGet, type CoordinatedPut, type GetCall, type Inspection, type PutCall } from './coordinator.js'
 import type { Reply, SendOptions, Transport } from './transport.js'
-import { Coalescer, batchBytes, readBatch, storeBatch, type Held, type StoreItem } from './batcher.js'
-import { frames } from './replica-client.js'
+import { Coalescer, batchBytes, heldOf, readBatch, storeBatch, type Held, type StoreItem } from './batcher.js'
+import { frames, readAnswer } from './replica-client.js'
 
 export const channels = {
   readRepair: diagnostics.channel('zerohop:client:read-repair'),
@@ -242,8 +242,18 @@ export class Engine implements Coordinator {
     return o
   }
 
+  /** One replica's set of `key` with its proof (a read that asks `prove`), for relaying it; undefined if it has none or failed. */
+  async #proven(member: Member, partition: number, key: Uint8Array, op: Operation, epoch: string): Promise<Held | undefined> {
+    const o = await this.#ask(member, Paths.read, frames.read.encode({ keys: [[partition, key]], prove: true }), op, epoch, (body) => {
+      const answer = readAnswer(body, 1)
+      if (typeof answer === 'string') throw new TypeError(answer)
+      return heldOf(answer)[0]
+    })
+    return o.ok ? (o.value ?? undefined) : undefined
+  }
+
   #store(member: Member, partition: number, key: Uint8Array, held: Held, op: Operation, epoch: string, hintFor?: string): Promise<Outcome<null>> {
-    const item: StoreItem = held.proof ? [partition, key, held.set, hintFor ?? null, held.proof[0]] : hintFor === undefined ? [partition, key, held.set] : [partition, key, held.set, hintFor]
+    const item: StoreItem = held.proof ? [partition, key, held.set, hintFor ?? null, held.proof] : hintFor === undefined ? [partition, key, held.set] : [partition, key, held.set, hintFor]
     return this.#stores.submit(member, item, op, epoch)
   }
 
@@ -308,7 +318,7 @@ export class Engine implements Coordinator {
     const vector = join(set)
     const live = siblings(set)
     const first = answered[0].member.id
-    const result: RawGetResult = { found: live.length > 0, siblings: live, set, vector, first, context: contextOf(vector, first, partsOf(answered)) }
+    const result: RawGetResult = { found: live.length > 0, siblings: live, set, vector, first, context: contextOf(vector, first, partsOf(answered, vector)) }
     if (this.options.readRepair && plan.targets.length > 1) {
       this.#repairAfter(g.all, g.outcomes, partition, key, op).catch((err) => {
         if (channels.readRepair.hasSubscribers) channels.readRepair.publish({ key, partition, error: err })
@@ -340,9 +350,15 @@ export class Engine implements Coordinator {
     // Each stale replica gets the sets it lacks as the replicas answered them (it syncs them into its
     // own), not a merged set: those carry their nodes' proofs, which a replica requires of sets a
     // client relays in a cluster with a secret.
-    const held = distinct(sound.flatMap((o) => (o.value ? [o.value] : [])))
+    let held = distinct(sound.flatMap((o) => (o.value ? [o.value] : [])))
     const repairOp = new Operation(this.clock, this.options.timeoutMs)
     const epoch = this.membership.view.epoch
+    // In a cluster with a secret a relayed set needs its proof, which a read carries only when asked
+    // (it costs an HMAC over the set): ask the replicas that answered those sets for them.
+    if (held.some((h) => h.context !== undefined && h.proof === undefined)) {
+      const sources = held.map((h) => sound.find((o) => o.value !== null && bytesEqual(o.value.set, h.set))!.member)
+      held = distinct((await Promise.all(sources.map((m) => this.#proven(m, partition, key, repairOp, epoch)))).flatMap((h) => (h?.proof ? [h] : [])))
+    }
     const results = await Promise.all(stale.map(async (o) => {
       const own = o.value?.set ?? null
       const sent = await Promise.all(held.filter((h) => !bytesEqual(h.set, own)).map((h) => this.#store(o.member, partition, key, h, repairOp, epoch)))
@@ -405,7 +421,7 @@ export class Engine implements Coordinator {
       // a value it never saw (it becomes a sibling instead).
       const alone = value === null ? live.length === 0 : live.length === 1 && bytesEqual(live[0], value)
       const vector = alone ? join(set) : ctx.vector
-      const parts = alone ? held.proof && [[vectorBytes(vector), held.proof[1]] satisfies ContextPart] : ctx.parts
+      const parts = alone ? held.context && [[vectorBytes(vector), held.context] satisfies ContextPart] : ctx.parts
       const result: RawPutResult = { vector, coordinator: coordinator.id, context: contextOf(vector, coordinator.id, parts), siblings: live, conflict: !alone }
       let rep = this.#replicate(plan, key, held, coordinator, op, strict)
       try {
@@ -519,7 +535,10 @@ export class Engine implements Coordinator {
       const o = await this.#ask(m, Paths.coordinate, body, op, plan.epoch, (b) => {
         const answer = frames.coordinate.decode(b, req)
         if (typeof answer === 'string') throw new TypeError(answer)
-        return answer.proof ? { set: answer.set, proof: answer.proof } : { set: answer.set }
+        const held: Held = { set: answer.set }
+        if (answer.proof) held.proof = answer.proof
+        if (answer.context) held.context = answer.context
+        return held
       })
       if (!o.ok) {
         failures.push(o.failure)
@@ -601,14 +620,18 @@ export function contextOf(vector: VersionVector, coordinator: string, parts?: Co
  * The signed parts of a read's context: one per distinct set the replicas answered with (their joins'
  * join is the read's vector), each with the MAC its node made. None in a cluster without a secret.
  */
-function partsOf(answered: readonly Outcome<Held | null>[]): ContextPart[] | undefined {
+function partsOf(answered: readonly Outcome<Held | null>[], vector: VersionVector): ContextPart[] | undefined {
+  const present = answered.filter((o) => o.ok && o.value !== null)
+  const first = present[0]?.ok ? present[0].value?.set : undefined
+  const only = first !== undefined && present.every((o) => o.ok && bytesEqual(o.value!.set, first))
   let parts: ContextPart[] | undefined
   const seen: Uint8Array[] = []
   for (const o of answered) {
     const h = o.ok ? o.value : null
-    if (!h?.proof || seen.some((s) => bytesEqual(s, h.set))) continue
+    if (!h?.context || seen.some((s) => bytesEqual(s, h.set))) continue
     seen.push(h.set)
-    ;(parts ??= []).push([vectorBytes(join(decodeSet(h.set))), h.proof[1]])
+    // The common case, every replica alike: the read's vector is this set's join, already computed.
+    ;(parts ??= []).push([vectorBytes(seen.length === 1 && only ? vector : join(decodeSet(h.set))), h.context])
   }
   return parts
 }

@@ -126,6 +126,8 @@ export class RingWatch extends EventEmitter<MembershipEvents> implements Members
   #lastRefresh = 0
   #timer?: ClockTimer
   #closed = false
+  /** The cluster refused our gossip (a cluster secret: only nodes gossip): exchanges go one way, reads of the ring. */
+  #gossipRefused = false
   readonly #abort = new AbortController()
 
   private constructor(transport: Transport, clock: Clock, o: MembershipOptions, ring: RingResponse) {
@@ -274,14 +276,16 @@ export class RingWatch extends EventEmitter<MembershipEvents> implements Members
   /**
    * Without `url`, re-read the ring from a live node. With it (a node that refused our ring): exchange
    * member entries with it both ways (read its ring, then gossip ours to it), after which the two agree
-   * unless something changed meanwhile. Which side was behind does not matter.
+   * unless something changed meanwhile. Which side was behind does not matter. A cluster with a secret
+   * takes gossip from its nodes only: after its first refusal, only the ring is read.
    */
   async refresh(url?: string): Promise<void> {
     await this.#fetch(url)
-    if (url === undefined || this.#o.via) return
+    if (url === undefined || this.#o.via || this.#gossipRefused) return
     try {
       const body = pack({ partitions: this.#params.partitions, n: this.#params.n, members: [...this.#states.values()] })
       const reply = await this.#transport.post(url, Paths.gossip, body, { timeoutMs: 2000 })
+      if (reply.status === 401 || reply.status === 403) this.#gossipRefused = true
       if (reply.status !== 200) return
       const m = gossipAnswer(reply.body)
       if (typeof m !== 'string') this.#merge(m.members)

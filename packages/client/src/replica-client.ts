@@ -112,16 +112,13 @@ export function readAnswer(body: Uint8Array, count: number): ReadResponse | stri
   return decodeMap<ReadResponse>(body, 'a read', (x) => {
     if (!Array.isArray(x.sets) || x.sets.length !== count) return `answered a read of ${count} keys with ${Array.isArray(x.sets) ? x.sets.length : 'no'} sets`
     if (!x.sets.every((s) => s === null || s instanceof Uint8Array)) return 'answered a read with something that is not a set'
-    if (x.proofs === undefined) return undefined
     const sets = x.sets as (Uint8Array | null)[]
-    const ok = Array.isArray(x.proofs) && x.proofs.length === count && x.proofs.every((p, i) => (p === null ? sets[i] === null : sets[i] !== null && isProof(p)))
-    return ok ? undefined : 'answered a read with proofs that do not match its sets'
+    // One per set, where there is a set.
+    const matches = (list: unknown, length: number) => list === undefined || (Array.isArray(list) && list.length === count && list.every((p, i) => (p === null ? sets[i] === null : sets[i] !== null && isBytes(p, length))))
+    if (!matches(x.contexts, MAC_BYTES)) return 'answered a read with context MACs that do not match its sets'
+    if (!matches(x.proofs, SET_PROOF_BYTES)) return 'answered a read with proofs that do not match its sets'
+    return undefined
   })
-}
-
-/** A set's proof and its context MAC, as a node hands them out (see core's auth.ts). */
-export function isProof(p: unknown): p is [Uint8Array, Uint8Array] {
-  return Array.isArray(p) && p.length === 2 && isBytes(p[0], SET_PROOF_BYTES) && isBytes(p[1], MAC_BYTES)
 }
 
 /** A store answer (the SDK's batched stores decode with this too). */
@@ -148,7 +145,8 @@ export const frames = {
   coordinate: frame<CoordinateRequest, CoordinateResponse>(Paths.coordinate, (body) =>
     decodeMap(body, 'a coordinate', (x) => {
       if (!(x.set instanceof Uint8Array)) return 'answered a coordinate without a set'
-      return x.proof === undefined || isProof(x.proof) ? undefined : 'answered a coordinate with a malformed proof'
+      const ok = (x.proof === undefined || isBytes(x.proof, SET_PROOF_BYTES)) && (x.context === undefined || isBytes(x.context, MAC_BYTES))
+      return ok ? undefined : 'answered a coordinate with a malformed proof'
     }),
   ),
   range: frame<RangeRequest, RangeResponse>(Paths.range, (body) =>

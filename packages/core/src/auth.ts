@@ -64,6 +64,12 @@ export function vectorFromBytes(b: Uint8Array): VersionVector | undefined {
   return o === buf.length ? vv : undefined
 }
 
+/** One HMAC-SHA256 over the parts, truncated: one update (each costs about a microsecond). */
+function mac(key: Buffer, parts: readonly Uint8Array[]): Buffer {
+  return createHmac('sha256', key).update(parts.length === 1 ? parts[0] : Buffer.concat(parts)).digest().subarray(0, MAC_BYTES)
+}
+
+/** A length prefix: what the next part is, unambiguously. */
 function u32(n: number): Buffer {
   const b = Buffer.allocUnsafe(4)
   b.writeUInt32BE(n, 0)
@@ -91,9 +97,8 @@ export class ClusterKeys {
   }
 
   #requestMac(method: string, target: string, timestamp: string, nonce: string, body: Uint8Array | undefined): Buffer {
-    const h = createHmac('sha256', this.#request).update(`${method}\n${target}\n${timestamp}\n${nonce}\n`)
-    if (body && body.byteLength > 0) h.update(body)
-    return h.digest().subarray(0, MAC_BYTES)
+    const head = Buffer.from(`${method}\n${target}\n${timestamp}\n${nonce}\n`)
+    return mac(this.#request, body && body.byteLength > 0 ? [head, body] : [head])
   }
 
   /** The signature header's value for a request; `target` is the path and query as sent. */
@@ -117,7 +122,7 @@ export class ClusterKeys {
   }
 
   #setMac(key: Uint8Array, set: Uint8Array, time: Buffer): Buffer {
-    return createHmac('sha256', this.#set).update(u32(key.byteLength)).update(key).update(time).update(set).digest().subarray(0, MAC_BYTES)
+    return mac(this.#set, [u32(key.byteLength), key, time, set])
   }
 
   /** The proof of a set this node hands out for `key`. */
@@ -140,7 +145,7 @@ export class ClusterKeys {
 
   /** The MAC of one context part: `vector` (vectorBytes) as a history of `key`. */
   proveContext(key: Uint8Array, vector: Uint8Array): Buffer {
-    return createHmac('sha256', this.#context).update(u32(key.byteLength)).update(key).update(vector).digest().subarray(0, MAC_BYTES)
+    return mac(this.#context, [u32(key.byteLength), key, vector])
   }
 
   checkContext(key: Uint8Array, vector: Uint8Array, mac: Uint8Array): boolean {

@@ -40,15 +40,16 @@ export const MAX_BATCH = 1000
 
 export interface ReadRequest {
   keys: [partition: number, key: Uint8Array][]
+  /** In a cluster with a secret: also prove each set (what relaying it takes; read repair asks so). */
+  prove?: boolean
 }
 export interface ReadResponse {
   /** Encoded DVV set per key, or null where the replica holds nothing. */
   sets: (Uint8Array | null)[]
-  /**
-   * In a cluster with a secret, per set: its SetProof (what a relayed store of it must carry) and the
-   * MAC of its join as a context part (see auth.ts).
-   */
-  proofs?: ([proof: Uint8Array, context: Uint8Array] | null)[]
+  /** In a cluster with a secret, per set: the MAC of its join as a context part (see auth.ts). */
+  contexts?: (Uint8Array | null)[]
+  /** With `prove`, per set: its proof, which a relayed store of it must carry. */
+  proofs?: (Uint8Array | null)[]
 }
 
 export interface CoordinateRequest {
@@ -63,8 +64,9 @@ export interface CoordinateRequest {
 }
 export interface CoordinateResponse {
   set: Uint8Array
-  /** In a cluster with a secret: the set's proof and the MAC of its join as a context part. */
-  proof?: [proof: Uint8Array, context: Uint8Array]
+  /** In a cluster with a secret: the set's proof (for the stores that follow) and the MAC of its join as a context part. */
+  proof?: Uint8Array
+  context?: Uint8Array
 }
 
 export interface StoreRequest {

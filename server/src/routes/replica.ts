@@ -122,10 +122,9 @@ export interface Proofs {
 
 export type Handler = (body: Record<string, unknown>, v: Validator, replica: Replica, parts: Parts, proofs: Proofs | undefined) => Promise<unknown>
 
-/** A stored set's proof and the MAC of its join as a context part. */
-function prove(proofs: Proofs, key: Uint8Array, set: Uint8Array): [Uint8Array, Uint8Array] {
-  const vector = join(unpack(set) as DvvSet)
-  return [proofs.keys.proveSet(key, set, proofs.now()), proofs.keys.proveContext(key, vectorBytes(vector))]
+/** The MAC of a stored set's join as a context part of `key`. */
+function contextMac(proofs: Proofs, key: Uint8Array, set: Uint8Array): Uint8Array {
+  return proofs.keys.proveContext(key, vectorBytes(join(unpack(set) as DvvSet)))
 }
 
 /** The context a coordination supersedes: with proofs, the join of its signed parts (and nothing unsigned). */
@@ -156,7 +155,12 @@ const handlers: Record<string, Handler> = {
     })
     const sets = await replica.read(keys)
     if (!proofs) return { sets }
-    return { sets, proofs: sets.map((s, i) => (s === null ? null : prove(proofs, keys[i][1], s))) }
+    // Set proofs (an HMAC over the whole set) only when asked: a read needs its context, only read
+    // repair relays sets.
+    const contexts = sets.map((s, i) => (s === null ? null : contextMac(proofs, keys[i][1], s)))
+    if (body.prove !== true) return { sets, contexts }
+    const now = proofs.now()
+    return { sets, contexts, proofs: sets.map((s, i) => (s === null ? null : proofs.keys.proveSet(keys[i][1], s, now))) }
   },
   [Paths.coordinate]: async (body, v, replica, _parts, proofs) => {
     const req = body as Partial<CoordinateRequest>
@@ -169,7 +173,7 @@ const handlers: Record<string, Handler> = {
     if (proofs) context = signedContext(proofs, k, context, req.parts)
     const value = v.value(req.value)
     const set = await replica.coordinate(p, k, context, value)
-    return proofs ? { set, proof: prove(proofs, k, set) } : { set }
+    return proofs ? { set, proof: proofs.keys.proveSet(k, set, proofs.now()), context: contextMac(proofs, k, set) } : { set }
   },
   [Paths.store]: async (body, v, replica, { hints }, proofs) => {
     const items = v.batch(body.items, 'items').map((item, i) => {
