@@ -20,7 +20,7 @@ Usage:
   zerohop user add NAME --roles read,write --users-file PATH   a token for a client (printed once)
                                         (leave, remove, status: --ca PATH verifies an https:// node
                                         with that PEM CA instead of the system's)
-  zerohop dev [--nodes 3] [--base-port 7001] [--data ./data]
+  zerohop dev [--nodes 3] [--base-port 7001] [--data ./data] [--cluster-secret-file PATH] [--users-file PATH]
   zerohop help
 
 start options:

@@ -35,8 +35,15 @@ export async function runDevCluster(args: string[]): Promise<void> {
       'base-port': { type: 'string', default: '7001' },
       data: { type: 'string', default: './data' },
       host: { type: 'string', default: '127.0.0.1' },
+      'cluster-secret-file': { type: 'string' },
+      'users-file': { type: 'string' },
     },
   })
+  // A secured dev cluster: the same secret and users file for every node.
+  const secured = [
+    ...(values['cluster-secret-file'] ? ['--cluster-secret-file', values['cluster-secret-file']] : []),
+    ...(values['users-file'] ? ['--users-file', values['users-file']] : []),
+  ]
   const count = Number(values.nodes)
   const basePort = Number(values['base-port'])
   if (!Number.isInteger(count) || count < 1 || count > 16) throw new Error('--nodes takes 1 to 16')
@@ -51,7 +58,7 @@ export async function runDevCluster(args: string[]): Promise<void> {
     const id = `n${i + 1}`
     const child = spawn(
       process.execPath,
-      [cli, 'start', '--id', id, '--host', host, '--port', String(basePort + i), '--data', path.join(values.data!, id), '--seeds', urls.join(',')],
+      [cli, 'start', '--id', id, '--host', host, '--port', String(basePort + i), '--data', path.join(values.data!, id), '--seeds', urls.join(','), ...secured],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     )
     children.push(child)
@@ -77,14 +84,15 @@ export async function runDevCluster(args: string[]): Promise<void> {
   const deadline = Date.now() + 30_000
   while (Date.now() < deadline && !stopping) {
     try {
-      const res = await request(`${urls[0]}${Paths.ring}`)
+      // /v1/health: open even with a users file, 200 once the node serves.
+      const res = await request(`${urls[0]}${Paths.health}`)
       await res.body.dump()
       if (res.statusCode === 200) {
         process.stdout.write(
           `\nZerohop dev cluster is up: ${urls.join(' ')}\n` +
             `Connect from Node.js:\n` +
             `  import { connect } from '@zerohop/client'\n` +
-            `  const db = await connect({ seeds: ['${urls[0]}'] })\n` +
+            `  const db = await connect({ seeds: ['${urls[0]}']${values['users-file'] ? ', token: process.env.ZEROHOP_TOKEN' : ''} })\n` +
             `  await db.put('hello', 'world')\n  const { value } = await db.get('hello')  // Uint8Array of 'world'\n` +
             `Press Ctrl-C to stop all nodes.\n\n`,
         )

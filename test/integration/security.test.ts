@@ -10,7 +10,9 @@ import { readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { BadContextError, ForbiddenError, UnauthenticatedError, connect, type Client } from '@zerohop/client'
 import { ClusterKeys, CONTEXT_HEADER, EPOCH_HEADER, MSGPACK, SIGNATURE_HEADER, encodeContext, encodeSet, pack, percentEncode, unpack, type HealthResponse } from '@zerohop/core'
-import { Cluster, NO_BACKGROUND_REPAIR, sumMetric, waitFor, zerohop } from '../harness/cluster.js'
+import { spawn } from 'node:child_process'
+import net from 'node:net'
+import { CLI, Cluster, NO_BACKGROUND_REPAIR, freePorts, sumMetric, waitFor, zerohop } from '../harness/cluster.js'
 
 interface Answer {
   status: number
@@ -157,6 +159,19 @@ describe('client credentials', () => {
     const ok = await zerohop('status', '--node', node, '--token', cluster.tokens!.reader)
     expect(ok.code, ok.stderr).toBe(0)
     expect(ok.stdout).toMatch(/n1 .* normal/)
+    process.env.ZEROHOP_TOKEN = cluster.tokens!.reader
+    try {
+      const env = await zerohop('status', '--node', node)
+      expect(env.code, env.stderr).toBe(0)
+      expect(env.stdout).toMatch(/n1 .* normal/)
+      // Leaving takes the admin role: a reader's token is refused and the node stays.
+      const leave = await zerohop('leave', '--node', node)
+      expect(leave.code).toBe(2)
+      expect(leave.stderr).toContain('ZH_FORBIDDEN')
+    } finally {
+      delete process.env.ZEROHOP_TOKEN
+    }
+    expect(cluster.nodes[0].running).toBe(true)
   })
 })
 
@@ -272,6 +287,40 @@ describe('versions and contexts', () => {
     }, { timeoutMs: 10_000, what: 'read repair to reach n3' })
     expect(await sumMetric(cluster.nodes, 'zerohop_auth_refused_total', 'reason="bad-proof"')).toBe(refusedBefore)
   })
+})
+
+describe('zerohop dev, secured', () => {
+  it('runs a local 3-node cluster with the secret and users file: a token writes, no token is refused', async () => {
+    // Three consecutive free ports for --base-port.
+    let base = 0
+    for (let attempt = 0; attempt < 20 && base === 0; attempt++) {
+      const [p] = await freePorts(1)
+      if (p + 2 > 65535) continue
+      const free = await Promise.all([p + 1, p + 2].map((q) => new Promise<boolean>((resolve) => {
+        const srv = net.createServer().once('error', () => resolve(false)).listen(q, '127.0.0.1', () => srv.close(() => resolve(true)))
+      })))
+      if (free.every(Boolean)) base = p
+    }
+    expect(base).toBeGreaterThan(0)
+    const dev = spawn(process.execPath, [CLI, 'dev', '--base-port', String(base), '--data', path.join(cluster.dir, 'dev'),
+      '--cluster-secret-file', path.join(cluster.dir, 'cluster.secret'), '--users-file', path.join(cluster.dir, 'users.json')], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    dev.stdout!.on('data', (d: Buffer) => (output += d.toString()))
+    dev.stderr!.on('data', (d: Buffer) => (output += d.toString()))
+    const exited = new Promise<number | null>((resolve) => dev.once('exit', (code) => resolve(code)))
+    try {
+      await waitFor(() => output.includes('Zerohop dev cluster is up'), { timeoutMs: 30_000, what: `zerohop dev to serve: ${output.slice(-500)}` })
+      expect(output).toContain('token: process.env.ZEROHOP_TOKEN')
+      const url = `http://127.0.0.1:${base}/v1/kv/greeting`
+      expect((await call('PUT', url, { body: 'hello', headers: bearer(cluster.tokens!.writer) })).status).toBe(204)
+      expectRefused(await call('GET', url), 401, 'ZH_UNAUTHENTICATED', 'dev cluster without a token')
+      const got = await call('GET', `http://127.0.0.1:${base + 2}/v1/kv/greeting`, { headers: bearer(cluster.tokens!.reader) })
+      expect(got.body.toString()).toBe('hello')
+    } finally {
+      dev.kill('SIGTERM')
+      expect(await exited).toBe(0)
+    }
+  }, 60_000)
 })
 
 describe('start-up checks', () => {
