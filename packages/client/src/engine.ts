@@ -127,8 +127,15 @@ async function retryWithin<T>(deadline: Deadline, attempt: () => Promise<T>, aga
   }
 }
 
-/** Attempts of an operation refused for the ring it was made with (each after a refresh from the refusing node). */
+/**
+ * Attempts of an operation refused for the ring it was made with, each right after a refresh from the
+ * refusing node. Beyond them (the nodes still converging on a change: in a cluster with a secret only
+ * gossip between nodes carries member entries, so the refusing node may lack some the SDK has) each
+ * attempt first waits, with back-off, up to MAX_RING_ATTEMPTS within the deadline.
+ */
 const RING_RETRIES = 3
+const MAX_RING_ATTEMPTS = 20
+const RING_BACKOFF_MS = { min: 25, max: 200 }
 
 const RING_CODES = new Set<string>([ErrorCodes.STALE_RING, ErrorCodes.NOT_REPLICA])
 
@@ -223,6 +230,26 @@ export class Engine implements Coordinator {
     }
   }
 
+  /**
+   * After attempt `attempt` was refused for its ring by `stale`'s node: refresh from that node (and,
+   * past RING_RETRIES, wait a little first for the nodes to converge). False when no attempt is left
+   * within the deadline.
+   */
+  async #ringRefused(stale: ReplicaFailure, attempt: number, op: Operation): Promise<boolean> {
+    if (op.over || attempt >= MAX_RING_ATTEMPTS) return false
+    if (attempt >= RING_RETRIES) {
+      const wait = Math.min(RING_BACKOFF_MS.min * 2 ** (attempt - RING_RETRIES), RING_BACKOFF_MS.max)
+      // Leave the attempt that follows time to be answered.
+      if (wait * 2 > op.remaining) return false
+      let timer: ClockTimer | undefined
+      await op.race(new Promise<void>((r) => (timer = this.clock.setTimeout(r, wait))), () => undefined)
+      this.clock.clearTimeout(timer)
+      if (op.over) return false
+    }
+    await op.race(this.membership.refresh(stale.url), () => undefined)
+    return !op.over
+  }
+
   /** One request that is never retried blindly (coordinate: minting a version is not idempotent). */
   async #ask<T>(member: Member, path: string, body: Uint8Array, op: Operation, epoch: string, decode: (b: Buffer) => T): Promise<Outcome<T>> {
     const sent = this.#send(member, path, body, op, false, epoch).then(
@@ -273,11 +300,10 @@ export class Engine implements Coordinator {
         // A node refused because our ring is out of date: refresh from it and try again (while nodes
         // are still converging on a change this can take a second round).
         const stale = err instanceof QuorumError ? ringFailure(err.replicas) : undefined
-        if (!stale || op.over || attempt === RING_RETRIES) {
+        if (!stale || !(await this.#ringRefused(stale, attempt, op))) {
           op.done()
           throw err
         }
-        await op.race(this.membership.refresh(stale.url), () => undefined)
       }
     }
   }
@@ -403,10 +429,9 @@ export class Engine implements Coordinator {
     try {
       let coordinated = await this.#coordinate(key, value, ctx, need, op)
       // The coordinator refused because of our ring (so it minted nothing): refresh and try again.
-      for (let attempt = 1; !coordinated.ok && attempt < RING_RETRIES; attempt++) {
+      for (let attempt = 1; !coordinated.ok; attempt++) {
         const stale = ringFailure(coordinated.failures)
-        if (!stale || op.over) break
-        await op.race(this.membership.refresh(stale.url), () => undefined)
+        if (!stale || !(await this.#ringRefused(stale, attempt, op))) break
         coordinated = await this.#coordinate(key, value, ctx, need, op)
       }
       if (!coordinated.ok) {
