@@ -24,12 +24,23 @@ export function needOf(method: string, path: string): Need {
   if (path === Paths.health) return 'open'
   if (NODE_ONLY.has(path)) return 'node'
   if (path === Paths.leave || path === Paths.remove) return 'admin'
-  if (path === Paths.read || path.startsWith(ApiPaths.inspect)) return 'read'
-  if (path === Paths.coordinate || path === Paths.store) return 'write'
+  // A store takes from a client only sets its nodes proved (see routes/replica.ts): relaying one is a
+  // repair, which a reader's read repair does too; a hint among them takes the write role.
+  if (path === Paths.read || path === Paths.store || path.startsWith(ApiPaths.inspect)) return 'read'
+  if (path === Paths.coordinate) return 'write'
   if (path.startsWith(ApiPaths.kv)) return method === 'PUT' || method === 'DELETE' ? 'write' : 'read'
   if (path === ApiPaths.batch) return 'read'
   // The ring and metrics: any user; unknown paths too (they answer 404 to those).
   return 'user'
+}
+
+/**
+ * Whether `who` has `role`. Writing includes reading: a write answers with the values it leaves
+ * beside it (siblings), and a delete without a context reads first.
+ */
+export function mayDo(who: Principal, role: Role): boolean {
+  if (who.kind !== 'user') return true
+  return who.user.roles.has(role) || (role === 'read' && who.user.roles.has('write'))
 }
 
 export interface AuthOptions {
@@ -43,6 +54,8 @@ export interface AuthOptions {
    * anyone without a certificate reach the node-to-node endpoints.
    */
   mutualTls?: boolean
+  /** This node's URL: a signed request must have been signed for it. */
+  self?: string
   now: () => number
 }
 
@@ -53,6 +66,7 @@ export class Auth {
   readonly keys?: ClusterKeys
   readonly users?: Users
   readonly #mutualTls: boolean
+  readonly #self: string
   readonly #now: () => number
   /** Nonces of signed requests seen within the window: a replayed request is refused. */
   readonly #nonces = new LRUCache<string, true>({ max: 500_000, ttl: 2 * SIGNATURE_WINDOW_MS, ttlAutopurge: false })
@@ -63,6 +77,7 @@ export class Auth {
     this.keys = o.keys
     this.users = o.users
     this.#mutualTls = o.mutualTls ?? false
+    this.#self = o.self ?? 'http://127.0.0.1'
     this.#now = o.now
   }
 
@@ -86,7 +101,7 @@ export class Auth {
     const signature = req.headers[SIGNATURE_HEADER]
     if (this.keys && typeof signature === 'string') {
       const q = req.query.toString()
-      const check = this.keys.checkRequest(signature, req.method, q ? `${req.path}?${q}` : req.path, req.body, this.#now())
+      const check = this.keys.checkRequest(signature, this.#self, req.method, q ? `${req.path}?${q}` : req.path, req.body, this.#now())
       if (!check.ok) this.#refuse('bad-signature', 401, check.reason)
       if (this.#mutualTls && !req.peerCertified) this.#refuse('uncertified', 401, 'a request signed as a node must come with a certificate of the cluster\'s CA (mutual TLS)')
       if (this.#nonces.has(check.nonce)) this.#refuse('replay', 401, 'this signed request was seen before (a replay)')
@@ -116,7 +131,7 @@ export class Auth {
     }
     if (!this.users) return
     if (who.kind === 'anonymous') this.#refuse('no-token', 401, `${what} needs a token: send authorization: Bearer TOKEN`)
-    if (need !== 'user' && !who.user.roles.has(need)) this.#refuse('forbidden', 403, `user ${who.user.name} may not ${need === 'admin' ? 'change membership' : need} (${what} needs the ${need} role)`)
+    if (need !== 'user' && !mayDo(who, need)) this.#refuse('forbidden', 403, `user ${who.user.name} may not ${need === 'admin' ? 'change membership' : need} (${what} needs the ${need} role)`)
   }
 
   /** Identify and check in one: what the request handler runs before any route. */

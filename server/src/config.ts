@@ -276,8 +276,12 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   if (o.usersFile !== undefined && o.clusterSecretFile === undefined) {
     throw new InvalidArgumentError('--users-file needs --cluster-secret-file too: without a cluster secret the node-to-node endpoints stay open, and anyone could write around the tokens')
   }
-  if (o.clusterSecretFile === undefined && o.tlsCa === undefined && !o.insecure && !isLoopback(host)) {
-    throw new InvalidArgumentError(`--host ${host} is reachable from other machines, and without a cluster secret anyone who reaches the port can change data and membership: add --cluster-secret-file PATH (and --users-file PATH for clients), or --insecure to run open anyway`)
+  // Protected mode: beyond loopback, a node takes neither nodes nor clients on trust.
+  if (!o.insecure && !isLoopback(host) && (o.clusterSecretFile === undefined || o.usersFile === undefined)) {
+    const missing = o.clusterSecretFile === undefined
+      ? 'without a cluster secret anyone who reaches the port can act as a node and change data and membership: add --cluster-secret-file PATH and --users-file PATH'
+      : 'without a users file any client that reaches the port can write, delete and make nodes leave: add --users-file PATH'
+    throw new InvalidArgumentError(`--host ${host} is reachable from other machines, and ${missing} (or --insecure to run open anyway)`)
   }
   const headersTimeoutMs = int('headersTimeoutMs', o.headersTimeoutMs ?? nodeDefaults.headersTimeoutMs, 100, 3600_000, 'use --headers-timeout-ms')
   const bodyTimeoutMs = int('bodyTimeoutMs', o.bodyTimeoutMs ?? nodeDefaults.bodyTimeoutMs, 100, 3600_000, 'use --body-timeout-ms')

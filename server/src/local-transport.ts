@@ -24,9 +24,9 @@ export class LocalTransport implements Transport {
     this.#signing = signing
   }
 
-  #signed(method: string, path: string, body: Uint8Array | undefined, options: SendOptions | undefined): SendOptions | undefined {
+  #signed(url: string, method: string, path: string, body: Uint8Array | undefined, options: SendOptions | undefined): SendOptions | undefined {
     if (!this.#signing) return options
-    const signature = this.#signing.keys.signRequest(method, path, body, this.#signing.now())
+    const signature = this.#signing.keys.signRequest(url, method, path, body, this.#signing.now())
     return { ...options, headers: { ...options?.headers, [SIGNATURE_HEADER]: signature } }
   }
 
@@ -50,14 +50,14 @@ export class LocalTransport implements Transport {
   }
 
   post(url: string, path: string, body: Uint8Array, options?: SendOptions): Promise<Reply> {
-    if (!this.#isSelf(url)) return this.#inner.post(url, path, body, this.#signed('POST', path, body, options))
+    if (!this.#isSelf(url)) return this.#inner.post(url, path, body, this.#signed(url, 'POST', path, body, options))
     const headers: Record<string, string> = { 'content-type': MSGPACK }
     if (options?.epoch) headers[EPOCH_HEADER] = options.epoch
     return this.#local('POST', path, headers, body)
   }
 
   get(url: string, path: string, options?: SendOptions): Promise<Reply> {
-    if (!this.#isSelf(url)) return this.#inner.get(url, path, this.#signed('GET', path, undefined, options))
+    if (!this.#isSelf(url)) return this.#inner.get(url, path, this.#signed(url, 'GET', path, undefined, options))
     return this.#local('GET', path, {}, undefined)
   }
 

@@ -80,7 +80,7 @@ export class StorageNode {
     const keys = this.options.clusterSecretFile === undefined ? undefined : new ClusterKeys(readSecret(this.options.clusterSecretFile, this.log))
     const now = () => this.#clock.now()
     const users = this.options.usersFile === undefined ? undefined : new Users({ path: this.options.usersFile, now })
-    this.#auth = new Auth({ keys, users, now, mutualTls: this.options.tls?.ca !== undefined })
+    this.#auth = new Auth({ keys, users, now, mutualTls: this.options.tls?.ca !== undefined, self: this.options.advertise })
     // The node's requests to itself (coordinating a key it replicates) stay in the process; those to
     // other nodes are signed.
     this.#transport = new LocalTransport(this.options.advertise, transport, this.options.maxBodyBytes, keys && { keys, now })

@@ -17,7 +17,7 @@ import { NodeMembership } from './membership.js'
 import type { LocalTransport } from './local-transport.js'
 import type { Store } from './storage/store.js'
 import { createRequestHandler, type RequestHandler } from './routes/index.js'
-import { ZerohopError, ErrorCodes } from '@zerohop/core'
+import { ZerohopError, ErrorCodes, SIGNATURE_WINDOW_MS } from '@zerohop/core'
 import type { Auth } from './auth.js'
 
 export interface WireDeps {
@@ -52,6 +52,15 @@ export interface NodeParts {
   reaper: Reaper
   engine: Engine
   handler: RequestHandler
+}
+
+/**
+ * The oldest proof a relayed set may carry: the signature window, or less when tombstones are reaped
+ * sooner. A set proved before a delete must not be accepted once the tombstone that superseded it may
+ * be gone (the grace period minus the hints' lifetime, halved for clocks that differ).
+ */
+export function proofMaxAge(o: Pick<ResolvedNodeOptions, 'tombstoneGraceMs' | 'hintTtlMs'>): number {
+  return Math.min(SIGNATURE_WINDOW_MS, Math.floor((o.tombstoneGraceMs - o.hintTtlMs) / 2))
 }
 
 export function wire(d: WireDeps): NodeParts {
@@ -175,7 +184,7 @@ export function wire(d: WireDeps): NodeParts {
   const { auth } = d
   const handler = createRequestHandler({
     auth,
-    signing: auth.keys && { keys: auth.keys, now: () => clock.now(), refused: (reason) => auth.count(reason) },
+    signing: auth.keys && { keys: auth.keys, now: () => clock.now(), maxAgeMs: proofMaxAge(o), refused: (reason) => auth.count(reason) },
     options: o,
     log,
     requests,

@@ -1,9 +1,10 @@
 // The users file (`--users-file`): who may use a node, with which roles. It holds no token, only a
 // salted scrypt hash of each: `zerohop user add` prints a new token once. A node rereads the file when
 // it changes (checked at most once a second), so users added or removed take effect without a
-// restart; verified tokens are cached (bounded, cleared on every reload), so scrypt runs once per
-// token, not per request, and at most a few verifications run at a time.
-import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto'
+// restart; verified tokens are cached (bounded; kept across a reload for users whose entry did not
+// change), so scrypt runs once per token, not per request, and at most a few verifications run at a
+// time. A token that does not parse, names no user or fails a 32-bit check is refused without scrypt.
+import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto'
 import { open, readFile, rename, stat } from 'node:fs/promises'
 import { LRUCache } from 'lru-cache'
 import { ErrorCodes, HttpError, InvalidArgumentError } from '@zerohop/core'
@@ -19,6 +20,12 @@ export interface UserRecord {
   hash: string
   /** scrypt cost: N, r, p. */
   scrypt: { N: number; r: number; p: number }
+  /**
+   * base64 of the first 4 bytes of SHA-256(salt, secret): a token that does not match is refused
+   * without scrypt, so guessing tokens of a known user costs a node a hash, not a scrypt. (32 bits of
+   * a 256-bit random secret tell an attacker nothing usable.)
+   */
+  check?: string
   created: string
 }
 
@@ -70,6 +77,7 @@ function checkFile(x: unknown): string | undefined {
     if (typeof r.salt !== 'string' || typeof r.hash !== 'string') return `users[${i}] needs salt and hash`
     const c = r.scrypt
     if (!c || ![c.N, c.r, c.p].every((n) => Number.isSafeInteger(n) && n > 0) || c.N > 2 ** 20 || c.r > 32 || c.p > 16) return `users[${i}].scrypt must be {N, r, p} within scrypt's sane range`
+    if (r.check !== undefined && typeof r.check !== 'string') return `users[${i}].check must be a string`
   }
   if (new Set(f.users.map((u) => u.name)).size !== f.users.length) return 'a user name is listed twice'
   return undefined
@@ -108,6 +116,10 @@ async function writeUsersFile(path: string, file: UsersFile): Promise<void> {
   await rename(tmp, path)
 }
 
+function quickCheck(salt: Buffer, secret: string): string {
+  return createHash('sha256').update(salt).update(secret).digest().subarray(0, 4).toString('base64')
+}
+
 /** Add a user; returns its token, which exists nowhere else (only its hash is stored). */
 export async function addUser(path: string, name: string, roles: Role[]): Promise<string> {
   if (typeof name !== 'string' || !NAME.test(name)) throw new InvalidArgumentError(`user name ${JSON.stringify(name)} must be 1-64 characters of A-Z a-z 0-9 . _ -`)
@@ -116,7 +128,7 @@ export async function addUser(path: string, name: string, roles: Role[]): Promis
   const secret = randomBytes(32).toString('base64url')
   const salt = randomBytes(16)
   const hash = await scrypt(secret, salt, COST)
-  file.users.push({ name, roles, salt: salt.toString('base64'), hash: hash.toString('base64'), scrypt: COST, created: new Date().toISOString() })
+  file.users.push({ name, roles, salt: salt.toString('base64'), hash: hash.toString('base64'), scrypt: COST, check: quickCheck(salt, secret), created: new Date().toISOString() })
   await writeUsersFile(path, file)
   return `zh_${name}_${secret}`
 }
@@ -145,8 +157,14 @@ export class Users {
   #mtime = -1
   #checked = -Infinity
   #reloading?: Promise<void>
-  /** Token → the user it proved, or false for a token that failed (in memory only, like the tokens requests carry). */
-  #verified = new LRUCache<string, User | false>({ max: 10_000, maxSize: 2_000_000, sizeCalculation: (_v, k) => k.length })
+  /**
+   * Token → the user it proved (in memory only, like the tokens requests carry). Only tokens that
+   * verified: anything else a client sends is refused by a check that costs no scrypt, so it can
+   * neither push verified tokens out nor queue behind them.
+   */
+  #verified = new LRUCache<string, { user: User; record: UserRecord }>({ max: 10_000 })
+  /** Tokens that passed the quick check but failed scrypt (about one in 4 billion guesses). */
+  #failed = new LRUCache<string, true>({ max: 1000 })
   #running = 0
   #waiting: (() => void)[] = []
 
@@ -161,7 +179,12 @@ export class Users {
     this.#file = new Map(file.users.map((u) => [u.name, u]))
     this.#mtime = st?.mtimeMs ?? 0
     this.#checked = this.#o.now()
-    this.#verified.clear()
+    // Keep the tokens of users whose entry did not change; drop those removed or changed.
+    for (const [token, { record }] of this.#verified.entries()) {
+      const now = this.#file.get(record.name)
+      if (!now || now.hash !== record.hash || now.salt !== record.salt || now.roles.join() !== record.roles.join()) this.#verified.delete(token)
+    }
+    this.#failed.clear()
   }
 
   get size(): number {
@@ -191,20 +214,24 @@ export class Users {
     const reloading = this.#fresh()
     if (reloading) await reloading
     const cached = this.#verified.get(token)
-    if (cached !== undefined) return cached || undefined
+    if (cached !== undefined) return cached.user
     const parsed = parseToken(token)
     const record = parsed && this.#file.get(parsed.name)
-    if (!parsed || !record) {
-      this.#verified.set(token, false)
+    if (!parsed || !record || this.#failed.has(token)) return undefined
+    const salt = Buffer.from(record.salt, 'base64')
+    if (record.check !== undefined && quickCheck(salt, parsed.secret) !== record.check) return undefined
+    const hash = await this.#limited(() => scrypt(parsed.secret, salt, record.scrypt))
+    const expected = Buffer.from(record.hash, 'base64')
+    const ok = hash.length === expected.length && timingSafeEqual(hash, expected)
+    // The file may have been reloaded meanwhile: the answer is the current record's.
+    if (this.#file.get(record.name) !== record) return this.verify(token)
+    if (!ok) {
+      this.#failed.set(token, true)
       return undefined
     }
-    const hash = await this.#limited(() => scrypt(parsed.secret, Buffer.from(record.salt, 'base64'), record.scrypt))
-    const expected = Buffer.from(record.hash, 'base64')
-    // The file may have been reloaded meanwhile: cache only against the record still current.
-    const ok = hash.length === expected.length && timingSafeEqual(hash, expected)
-    const user: User | false = ok ? { name: record.name, roles: new Set(record.roles) } : false
-    if (this.#file.get(record.name) === record) this.#verified.set(token, user)
-    return user || undefined
+    const user: User = { name: record.name, roles: new Set(record.roles) }
+    this.#verified.set(token, { user, record })
+    return user
   }
 
   async #limited<T>(fn: () => Promise<T>): Promise<T> {

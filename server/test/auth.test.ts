@@ -8,6 +8,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ClusterKeys, ErrorCodes, SIGNATURE_HEADER } from '@zerohop/core'
 import { Auth, needOf, type Principal } from '../src/auth.js'
+import { proofMaxAge } from '../src/parts.js'
 import { Users, addUser, parseRoles, parseToken, readUsersFile, removeUser } from '../src/users.js'
 import type { NodeRequest } from '../src/routes/request.js'
 
@@ -37,6 +38,27 @@ describe('users file', () => {
     await expect(addUser(file, 'bad name', ['read'])).rejects.toThrow(/must be 1-64/)
     expect(() => parseRoles('read,root')).toThrow(/root is not one/)
     expect(parseRoles('write, read,write')).toEqual(['write', 'read'])
+  })
+
+  it('refuses guessed tokens without scrypt: 2000 guesses of a known user\'s token, malformed and unknown ones, cost less than a few scrypts', async () => {
+    const file = path.join(dir, 'guess.json')
+    const real = await addUser(file, 'admin', ['admin'])
+    const users = new Users({ path: file, now: () => 0 })
+    await users.load()
+    const started = performance.now()
+    expect(await users.verify(real)).toMatchObject({ name: 'admin' })
+    const one = performance.now() - started
+    const guessing = performance.now()
+    for (let i = 0; i < 2000; i++) {
+      const guess = i % 3 === 0 ? `zh_admin_${String(i).padStart(43, 'x')}` : i % 3 === 1 ? `zh_nobody_${String(i).padStart(43, 'y')}` : 'x'.repeat(15_000 + i)
+      expect(await users.verify(guess)).toBeUndefined()
+    }
+    // scrypt costs tens of milliseconds: 667 of them would take many seconds.
+    expect(performance.now() - guessing).toBeLessThan(Math.max(2000, one * 20))
+    // The real token is still cached, however many guesses came in between.
+    const again = performance.now()
+    expect(await users.verify(real)).toMatchObject({ name: 'admin' })
+    expect(performance.now() - again).toBeLessThan(one)
   })
 
   it('verifies only the whole token; a cached answer skips scrypt; removal and damaged files are handled', async () => {
@@ -78,7 +100,7 @@ describe('policy', () => {
     expect(needOf('POST', '/v1/admin/remove')).toBe('admin')
     expect(needOf('POST', '/v1/replica/read')).toBe('read')
     expect(needOf('POST', '/v1/replica/coordinate')).toBe('write')
-    expect(needOf('POST', '/v1/replica/store')).toBe('write')
+    expect(needOf('POST', '/v1/replica/store')).toBe('read')
     expect(needOf('GET', '/v1/kv/x')).toBe('read')
     expect(needOf('HEAD', '/v1/kv/x')).toBe('read')
     expect(needOf('PUT', '/v1/kv/x')).toBe('write')
@@ -95,7 +117,7 @@ describe('policy', () => {
     const users = new Users({ path: file, now: () => 0 })
     await users.load()
     const keys = new ClusterKeys(Buffer.from('secret secret secret secret!'))
-    const auth = new Auth({ keys, users, now: () => 1_000_000 })
+    const auth = new Auth({ keys, users, now: () => 1_000_000, self: 'http://127.0.0.1:7001' })
     const refusal = async (r: NodeRequest) => auth.admit(r).then(() => undefined, (e: { status: number; code: string }) => `${e.status} ${e.code}`)
     const bearer = (t: string) => ({ authorization: `Bearer ${t}` })
     expect(await refusal(req('GET', '/v1/health'))).toBeUndefined()
@@ -106,11 +128,16 @@ describe('policy', () => {
     expect(await refusal(req('POST', '/v1/admin/leave', bearer(admin)))).toBeUndefined()
     expect(await refusal(req('POST', '/v1/gossip', bearer(admin)))).toBe(`401 ${ErrorCodes.UNAUTHENTICATED}`)
     const body = Buffer.from('x')
-    const signed = req('POST', '/v1/gossip', { [SIGNATURE_HEADER]: keys.signRequest('POST', '/v1/gossip', body, 1_000_000) }, body)
+    const signed = req('POST', '/v1/gossip', { [SIGNATURE_HEADER]: keys.signRequest('http://127.0.0.1:7001', 'POST', '/v1/gossip', body, 1_000_000) }, body)
     expect(((await auth.admit(signed)) as Principal).kind).toBe('node')
     expect(await refusal(signed)).toBe(`401 ${ErrorCodes.UNAUTHENTICATED}`)
     expect(((await auth.admit({ ...req('POST', '/v1/gossip'), local: true })) as Principal).kind).toBe('node')
     expect(Object.fromEntries(auth.refused)).toEqual({ 'no-token': 1, forbidden: 2, unsigned: 1, replay: 1 })
+  })
+
+  it('a relayed set\'s proof lives 30 s, or less when tombstones are reaped sooner', () => {
+    expect(proofMaxAge({ tombstoneGraceMs: 24 * 3600_000, hintTtlMs: 3 * 3600_000 })).toBe(30_000)
+    expect(proofMaxAge({ tombstoneGraceMs: 12_000, hintTtlMs: 500 })).toBe(5750)
   })
 
   it('without a secret or users file, checks nothing', async () => {

@@ -13,6 +13,7 @@ import { ClusterKeys, CONTEXT_HEADER, EPOCH_HEADER, MSGPACK, SIGNATURE_HEADER, e
 import { spawn } from 'node:child_process'
 import net from 'node:net'
 import { CLI, Cluster, NO_BACKGROUND_REPAIR, freePorts, sumMetric, waitFor, zerohop } from '../harness/cluster.js'
+import { addUser } from '../../server/src/users.js'
 
 interface Answer {
   status: number
@@ -59,7 +60,7 @@ function replica(node: number, p: string, body: object, token = cluster.tokens!.
 
 /** A request signed with the cluster secret, as a node sends it. */
 function signed(node: number, p: string, body: Uint8Array, k = keys, now = Date.now(), headers: Record<string, string> = {}): Promise<Answer> {
-  return call('POST', `${cluster.nodes[node].url}${p}`, { body, headers: { 'content-type': MSGPACK, [SIGNATURE_HEADER]: k.signRequest('POST', p, body, now), ...headers } })
+  return call('POST', `${cluster.nodes[node].url}${p}`, { body, headers: { 'content-type': MSGPACK, [SIGNATURE_HEADER]: k.signRequest(cluster.nodes[node].url, 'POST', p, body, now), ...headers } })
 }
 
 describe('client credentials', () => {
@@ -103,6 +104,17 @@ describe('client credentials', () => {
     expectRefused(await call('POST', `${cluster.nodes[2].url}/v1/admin/leave`, { body: '{}', headers: { ...bearer(writer), 'content-type': 'application/json' } }), 403, 'ZH_FORBIDDEN', 'writer leave')
     expectRefused(await call('POST', `${cluster.nodes[2].url}/v1/admin/remove`, { body: '{"id":"n1"}', headers: { ...bearer(writer), 'content-type': 'application/json' } }), 403, 'ZH_FORBIDDEN', 'writer remove')
     expectRefused(await call('POST', `${cluster.nodes[2].url}/v1/admin/leave`, { body: '{}' }), 401, 'ZH_UNAUTHENTICATED', 'anonymous leave')
+    // Writing includes reading (a write answers with its siblings; a delete without context reads first).
+    const writeOnly = await addUser(path.join(cluster.dir, 'users.json'), 'write-only', ['write'])
+    await waitFor(async () => (await call('GET', url, { headers: bearer(writeOnly) })).status === 200, { timeoutMs: 10_000, what: 'the write-only user to read' })
+    const w = await connect({ seeds: cluster.seeds, token: writeOnly })
+    try {
+      await w.put('sec-b-wo', new TextEncoder().encode('x'))
+      await w.delete('sec-b-wo')
+      expect((await w.get('sec-b-wo')).found).toBe(false)
+    } finally {
+      await w.close()
+    }
     const ring = await cluster.nodes[2].ring()
     expect(ring.members.map((m) => [m.id, m.status, m.removed])).toEqual([['n1', 'normal', false], ['n2', 'normal', false], ['n3', 'normal', false]])
     expect(cluster.nodes.every((n) => n.running)).toBe(true)
@@ -193,14 +205,18 @@ describe('node-to-node endpoints', () => {
     expect(cluster.nodes[1].running).toBe(true)
   })
 
-  it('take a request signed with the secret once: a replay, another secret, an old timestamp or an altered body is refused', async () => {
+  it('take a request signed with the secret once, at the node it was signed for: a replay, another node, another secret, an old timestamp or an altered body is refused', async () => {
     const body = pack({ partitions: [0] })
     const at = Date.now()
-    const header = keys.signRequest('POST', '/v1/ae/roots', body, at)
+    const header = keys.signRequest(cluster.nodes[0].url, 'POST', '/v1/ae/roots', body, at)
     const send = (h: string, b: Uint8Array = body) => call('POST', `${cluster.nodes[0].url}/v1/ae/roots`, { body: b, headers: { 'content-type': MSGPACK, [SIGNATURE_HEADER]: h } })
     expect((await send(header)).status).toBe(200)
     expectRefused(await send(header), 401, 'ZH_UNAUTHENTICATED', 'replayed')
-    expectRefused(await send(keys.signRequest('POST', '/v1/ae/roots', body, at), pack({ partitions: [1] })), 401, 'ZH_UNAUTHENTICATED', 'altered body')
+    expectRefused(await send(keys.signRequest(cluster.nodes[0].url, 'POST', '/v1/ae/roots', body, at), pack({ partitions: [1] })), 401, 'ZH_UNAUTHENTICATED', 'altered body')
+    // Signed for n1, sent to n2: a captured request does not replay on another node.
+    const forN1 = keys.signRequest(cluster.nodes[0].url, 'POST', '/v1/ae/roots', body, Date.now())
+    const elsewhere = await call('POST', `${cluster.nodes[1].url}/v1/ae/roots`, { body, headers: { 'content-type': MSGPACK, [SIGNATURE_HEADER]: forN1 } })
+    expectRefused(elsewhere, 401, 'ZH_UNAUTHENTICATED', 'signed for another node')
     const other = new ClusterKeys(Buffer.from('another cluster secret, 32 bytes!'))
     expectRefused(await signed(0, '/v1/ae/roots', body, other), 401, 'ZH_UNAUTHENTICATED', 'another secret')
     expectRefused(await signed(0, '/v1/ae/roots', body, keys, Date.now() - 120_000), 401, 'ZH_UNAUTHENTICATED', 'two minutes old')
@@ -243,6 +259,11 @@ describe('versions and contexts', () => {
     expectRefused(await replica(0, '/v1/replica/store', { items: [[partition, key, forged, null, answer.proofs[0]]] }, undefined, headers), 403, 'ZH_FORBIDDEN', 'another set\'s proof')
     // The genuine set with its proof is accepted (the SDK relays it so).
     expect((await replica(0, '/v1/replica/store', { items: [[partition, key, answer.sets[0], null, answer.proofs[0]]] }, undefined, headers)).status).toBe(200)
+    // A hint of it: only with the write role, and only for a replica of the key.
+    const { replicas } = await admin.inspect('sec-forge')
+    const other = replicas.find((r) => r.url !== cluster.nodes[0].url)!.id
+    expectRefused(await replica(0, '/v1/replica/store', { items: [[partition, key, answer.sets[0], other, answer.proofs[0]]] }, cluster.tokens!.reader, headers), 403, 'ZH_FORBIDDEN', 'a reader\'s hint')
+    expect((await replica(0, '/v1/replica/store', { items: [[partition, key, answer.sets[0], other, answer.proofs[0]]] }, undefined, headers)).status).toBe(200)
     expect(await values('sec-forge')).toEqual([['genuine'], ['genuine'], ['genuine']])
     expect(await sumMetric(cluster.nodes, 'zerohop_auth_refused_total', 'reason="bad-proof"')).toBeGreaterThanOrEqual(3)
   })
@@ -269,7 +290,7 @@ describe('versions and contexts', () => {
     expect(await values('sec-ctx')).toEqual([['v2'], ['v2'], ['v2']])
   })
 
-  it('read repair relays signed sets: a replica that missed a write is repaired by a read with a token', async () => {
+  it('read repair relays signed sets: a replica that missed a write is repaired by a read with a reader\'s token', async () => {
     // Written as nodes write (signed with the secret) to n1 and n2 only: n3 never heard of it.
     const key = Buffer.from('sec-repair')
     const { partition, epoch } = await target('sec-repair')
@@ -281,10 +302,16 @@ describe('versions and contexts', () => {
     expect((await signed(1, '/v1/replica/store', pack({ items: [[partition, key, set]] }), keys, Date.now(), { [EPOCH_HEADER]: epoch })).status).toBe(200)
     expect(await values('sec-repair')).toEqual([['n3 missed this'], ['n3 missed this'], []])
     const refusedBefore = await sumMetric(cluster.nodes, 'zerohop_auth_refused_total', 'reason="bad-proof"')
-    await waitFor(async () => {
-      await admin.get('sec-repair', { r: 3 })
-      return (await values('sec-repair')).every((v) => v.length === 1 && v[0] === 'n3 missed this')
-    }, { timeoutMs: 10_000, what: 'read repair to reach n3' })
+    // A reader repairs too: relaying sets its nodes proved is a repair, not a write.
+    const reader = await connect({ seeds: cluster.seeds, token: cluster.tokens!.reader })
+    try {
+      await waitFor(async () => {
+        await reader.get('sec-repair', { r: 3 })
+        return (await values('sec-repair')).every((v) => v.length === 1 && v[0] === 'n3 missed this')
+      }, { timeoutMs: 10_000, what: 'read repair to reach n3' })
+    } finally {
+      await reader.close()
+    }
     expect(await sumMetric(cluster.nodes, 'zerohop_auth_refused_total', 'reason="bad-proof"')).toBe(refusedBefore)
   })
 })
@@ -329,6 +356,9 @@ describe('start-up checks', () => {
     expect(open.code).toBe(2)
     expect(open.stderr).toContain('--cluster-secret-file')
     expect(open.stderr).toContain('--insecure')
+    const noUsers = await zerohop('start', '--id', 'x4', '--host', '0.0.0.0', '--port', '1', '--data', path.join(cluster.dir, 'x4'), '--cluster-secret-file', path.join(cluster.dir, 'cluster.secret'))
+    expect(noUsers.code).toBe(2)
+    expect(noUsers.stderr).toContain('add --users-file PATH')
     const users = await zerohop('start', '--id', 'x2', '--port', '1', '--data', path.join(cluster.dir, 'x2'), '--users-file', path.join(cluster.dir, 'users.json'))
     expect(users.code).toBe(2)
     expect(users.stderr).toContain('--users-file needs --cluster-secret-file')

@@ -231,6 +231,15 @@ export class Engine implements Coordinator {
   }
 
   /**
+   * An operation's quorum error. Refused credentials are the caller's in the SDK; in a node (load
+   * balancer placement) they are the node's own signature, refused by a peer (another secret, clock
+   * skew): not the client's fault, so the client gets the quorum error (503) with each cause.
+   */
+  #quorumError(operation: 'get' | 'put' | 'delete', need: number, succeeded: number, failures: ReplicaFailure[]): ZerohopError {
+    return quorumError(operation, need, succeeded, failures, this.options.local === undefined)
+  }
+
+  /**
    * After attempt `attempt` was refused for its ring by `stale`'s node: refresh from that node (and,
    * past RING_RETRIES, wait a little first for the nodes to converge). False when no attempt is left
    * within the deadline.
@@ -317,7 +326,7 @@ export class Engine implements Coordinator {
       answered = await g.quorum
     } catch (failed) {
       op.checkAborted()
-      throw quorumError('get', need, g.outcomes.filter((o) => o.ok).length, failuresOf(failed as Outcome<unknown>[]))
+      throw this.#quorumError('get', need, g.outcomes.filter((o) => o.ok).length, failuresOf(failed as Outcome<unknown>[]))
     }
     let set: DvvSet
     try {
@@ -336,7 +345,7 @@ export class Engine implements Coordinator {
       const soundIds = new Set(sound.map((o) => o.member.id))
       if (plan.requirements.some((req) => req.members.filter((m) => soundIds.has(m.id)).length < req.need)) {
         op.checkAborted()
-        throw quorumError('get', need, sound.length, failures)
+        throw this.#quorumError('get', need, sound.length, failures)
       }
       answered = sound
       set = syncAnswers(sound.map((o) => (o.ok ? o.value?.set ?? null : null)))
@@ -436,7 +445,7 @@ export class Engine implements Coordinator {
       }
       if (!coordinated.ok) {
         op.checkAborted()
-        throw quorumError(operation, need, 0, coordinated.failures)
+        throw this.#quorumError(operation, need, 0, coordinated.failures)
       }
       const { plan, coordinator, held, set, failures } = coordinated
       const live = siblings(set)
@@ -455,7 +464,7 @@ export class Engine implements Coordinator {
         op.checkAborted()
         const all = [...failures, ...rep.failures]
         const stale = ringFailure(all)
-        if (!stale || op.over) throw quorumError(operation, need, rep.acked(), perReplica(all))
+        if (!stale || op.over) throw this.#quorumError(operation, need, rep.acked(), perReplica(all))
         // Some replicas refused our ring: store the same (idempotent) set where a fresh ring says.
         await op.race(this.membership.refresh(stale.url), () => undefined)
         rep = this.#replicate(this.plan(key, need), key, held, coordinator, op, strict)
@@ -463,7 +472,7 @@ export class Engine implements Coordinator {
           await rep.quorum
         } catch {
           op.checkAborted()
-          throw quorumError(operation, need, rep.acked(), perReplica(rep.failures))
+          throw this.#quorumError(operation, need, rep.acked(), perReplica(rep.failures))
         }
       }
       void rep.all.then(() => op.done())
@@ -672,8 +681,8 @@ function distinct(held: Held[]): Held[] {
  * The error of an operation that did not reach its quorum. A replica that refused the credentials
  * (401, 403) or the context refuses them again: that is the error, typed, whatever the others did.
  */
-function quorumError(operation: 'get' | 'put' | 'delete', need: number, succeeded: number, failures: ReplicaFailure[]): ZerohopError {
-  const auth = failures.find((f) => f.code === ErrorCodes.UNAUTHENTICATED || f.code === ErrorCodes.FORBIDDEN || f.code === ErrorCodes.BAD_CONTEXT)
+function quorumError(operation: 'get' | 'put' | 'delete', need: number, succeeded: number, failures: ReplicaFailure[], credentials: boolean): ZerohopError {
+  const auth = failures.find((f) => f.code === ErrorCodes.BAD_CONTEXT || (credentials && (f.code === ErrorCodes.UNAUTHENTICATED || f.code === ErrorCodes.FORBIDDEN)))
   if (auth) {
     const message = `${operation} refused by ${auth.id}: ${auth.message}`
     if (auth.code === ErrorCodes.BAD_CONTEXT) return new BadContextError(message)

@@ -2,8 +2,9 @@
 // made for one purpose is never accepted for another:
 //
 // - request: node-to-node requests carry `x-zerohop-signature: TIMESTAMP.NONCE.MAC`, an HMAC over the
-//   method, path, query, timestamp, nonce and body. A receiver refuses one outside the replay window
-//   or whose nonce it has seen (the node keeps the nonces of the window).
+//   receiver's URL (origin), the method, path, query, timestamp, nonce and body. A receiver refuses
+//   one made for another node, outside the replay window, or whose nonce it has seen (the node keeps
+//   the nonces of the window).
 // - set: a version set a node hands out (a read's answer, a coordinated write) carries a proof, the
 //   time it was signed and an HMAC over the key, that time and the set's bytes. A replica accepts a
 //   set relayed by a client (the SDK's stores, read repair, hints) only with a valid, recent proof:
@@ -96,28 +97,31 @@ export class ClusterKeys {
     this.#context = derive('context v1')
   }
 
-  #requestMac(method: string, target: string, timestamp: string, nonce: string, body: Uint8Array | undefined): Buffer {
-    const head = Buffer.from(`${method}\n${target}\n${timestamp}\n${nonce}\n`)
+  #requestMac(to: string, method: string, target: string, timestamp: string, nonce: string, body: Uint8Array | undefined): Buffer {
+    const head = Buffer.from(`${to}\n${method}\n${target}\n${timestamp}\n${nonce}\n`)
     return mac(this.#request, body && body.byteLength > 0 ? [head, body] : [head])
   }
 
-  /** The signature header's value for a request; `target` is the path and query as sent. */
-  signRequest(method: string, target: string, body: Uint8Array | undefined, now: number): string {
+  /**
+   * The signature header's value for a request to the node at `to` (its URL; the origin is what
+   * counts); `target` is the path and query as sent.
+   */
+  signRequest(to: string, method: string, target: string, body: Uint8Array | undefined, now: number): string {
     const timestamp = String(Math.floor(now))
     const nonce = randomBytes(12).toString('base64url')
-    return `${timestamp}.${nonce}.${this.#requestMac(method, canonicalTarget(target), timestamp, nonce, body).toString('base64url')}`
+    return `${timestamp}.${nonce}.${this.#requestMac(new URL(to).origin, method, canonicalTarget(target), timestamp, nonce, body).toString('base64url')}`
   }
 
-  /** Whether a signature header is this cluster's, for this request, within the window. */
-  checkRequest(header: string, method: string, target: string, body: Uint8Array | undefined, now: number): RequestCheck {
+  /** Whether a signature header is this cluster's, for this request to `self` (the receiver's URL), within the window. */
+  checkRequest(header: string, self: string, method: string, target: string, body: Uint8Array | undefined, now: number): RequestCheck {
     const parts = header.split('.')
     if (parts.length !== 3 || !/^[0-9]{1,16}$/.test(parts[0]) || !/^[A-Za-z0-9_-]{8,64}$/.test(parts[1])) return { ok: false, reason: 'the request signature is malformed' }
     const [timestamp, nonce, mac] = parts
     if (Math.abs(Number(timestamp) - now) > SIGNATURE_WINDOW_MS) {
       return { ok: false, reason: `the request was signed at ${timestamp}, more than ${SIGNATURE_WINDOW_MS} ms from this node's clock (check the clocks, or a replay)` }
     }
-    const expected = this.#requestMac(method, canonicalTarget(target), timestamp, nonce, body)
-    if (!macEqual(Buffer.from(mac, 'base64url'), expected)) return { ok: false, reason: 'the request signature does not match (another cluster secret?)' }
+    const expected = this.#requestMac(new URL(self).origin, method, canonicalTarget(target), timestamp, nonce, body)
+    if (!macEqual(Buffer.from(mac, 'base64url'), expected)) return { ok: false, reason: 'the request signature does not match (another cluster secret, or signed for another node?)' }
     return { ok: true, nonce: `${timestamp}.${nonce}` }
   }
 
@@ -133,12 +137,12 @@ export class ClusterKeys {
     return proof
   }
 
-  /** Why a relayed set's proof is refused, or undefined when it is sound. */
-  checkSet(key: Uint8Array, set: Uint8Array, proof: unknown, now: number): string | undefined {
+  /** Why a relayed set's proof is refused, or undefined when it is sound and at most `maxAgeMs` from `now`. */
+  checkSet(key: Uint8Array, set: Uint8Array, proof: unknown, now: number, maxAgeMs = SIGNATURE_WINDOW_MS): string | undefined {
     if (!(proof instanceof Uint8Array) || proof.byteLength !== SET_PROOF_BYTES) return 'a relayed set needs the proof the node that handed it out gave it'
     const p = Buffer.from(proof.buffer, proof.byteOffset, proof.byteLength)
     const signed = p.readDoubleBE(0)
-    if (!Number.isFinite(signed) || Math.abs(now - signed) > SIGNATURE_WINDOW_MS) return `the set's proof is from ${signed}, outside the ${SIGNATURE_WINDOW_MS} ms window; read the key again`
+    if (!Number.isFinite(signed) || Math.abs(now - signed) > maxAgeMs) return `the set's proof is from ${signed}, outside the ${maxAgeMs} ms window; read the key again`
     if (!macEqual(p.subarray(8), this.#setMac(key, set, p.subarray(0, 8)))) return "the set's proof does not match the set (forged or altered)"
     return undefined
   }

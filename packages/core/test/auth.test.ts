@@ -19,34 +19,41 @@ import {
 const keys = new ClusterKeys(Buffer.from('a cluster secret of 32 bytes....'))
 const other = new ClusterKeys(Buffer.from('another secret, also 32 bytes...'))
 const NOW = 1_800_000_000_000
+const TO = 'http://10.0.0.2:7001'
 
 describe('request signatures', () => {
   const body = Buffer.from('body bytes')
 
   it('verify for the same method, path, query and body, within the window', () => {
-    const sig = keys.signRequest('POST', '/v1/gossip', body, NOW)
-    expect(keys.checkRequest(sig, 'POST', '/v1/gossip', body, NOW + SIGNATURE_WINDOW_MS - 1)).toMatchObject({ ok: true })
-    const withQuery = keys.signRequest('GET', '/v1/ring?wait=abc&x=1', undefined, NOW)
-    expect(keys.checkRequest(withQuery, 'GET', '/v1/ring?wait=abc&x=1', Buffer.alloc(0), NOW)).toMatchObject({ ok: true })
+    const sig = keys.signRequest(TO, 'POST', '/v1/gossip', body, NOW)
+    expect(keys.checkRequest(sig, TO, 'POST', '/v1/gossip', body, NOW + SIGNATURE_WINDOW_MS - 1)).toMatchObject({ ok: true })
+    const withQuery = keys.signRequest(TO, 'GET', '/v1/ring?wait=abc&x=1', undefined, NOW)
+    expect(keys.checkRequest(withQuery, TO, 'GET', '/v1/ring?wait=abc&x=1', Buffer.alloc(0), NOW)).toMatchObject({ ok: true })
   })
 
   it('refuse any change, another secret, and a time outside the window', () => {
-    const sig = keys.signRequest('POST', '/v1/gossip', body, NOW)
-    expect(keys.checkRequest(sig, 'PUT', '/v1/gossip', body, NOW).ok).toBe(false)
-    expect(keys.checkRequest(sig, 'POST', '/v1/replica/store', body, NOW).ok).toBe(false)
-    expect(keys.checkRequest(sig, 'POST', '/v1/gossip', Buffer.from('body bytez'), NOW).ok).toBe(false)
-    expect(keys.checkRequest(sig, 'POST', '/v1/gossip?x=1', body, NOW).ok).toBe(false)
-    expect(other.checkRequest(sig, 'POST', '/v1/gossip', body, NOW).ok).toBe(false)
-    expect(keys.checkRequest(sig, 'POST', '/v1/gossip', body, NOW + SIGNATURE_WINDOW_MS + 1)).toMatchObject({ ok: false, reason: expect.stringContaining('clock') })
-    expect(keys.checkRequest(sig, 'POST', '/v1/gossip', body, NOW - SIGNATURE_WINDOW_MS - 1).ok).toBe(false)
+    const sig = keys.signRequest(TO, 'POST', '/v1/gossip', body, NOW)
+    expect(keys.checkRequest(sig, TO, 'PUT', '/v1/gossip', body, NOW).ok).toBe(false)
+    expect(keys.checkRequest(sig, TO, 'POST', '/v1/replica/store', body, NOW).ok).toBe(false)
+    expect(keys.checkRequest(sig, TO, 'POST', '/v1/gossip', Buffer.from('body bytez'), NOW).ok).toBe(false)
+    expect(keys.checkRequest(sig, TO, 'POST', '/v1/gossip?x=1', body, NOW).ok).toBe(false)
+    expect(other.checkRequest(sig, TO, 'POST', '/v1/gossip', body, NOW).ok).toBe(false)
+    expect(keys.checkRequest(sig, TO, 'POST', '/v1/gossip', body, NOW + SIGNATURE_WINDOW_MS + 1)).toMatchObject({ ok: false, reason: expect.stringContaining('clock') })
+    expect(keys.checkRequest(sig, TO, 'POST', '/v1/gossip', body, NOW - SIGNATURE_WINDOW_MS - 1).ok).toBe(false)
     const [t, n, m] = sig.split('.')
-    expect(keys.checkRequest(`${Number(t) + 1}.${n}.${m}`, 'POST', '/v1/gossip', body, NOW).ok).toBe(false)
-    for (const bad of ['', 'x', '1.2', `${t}.${n}.${m}.extra`, `abc.${n}.${m}`]) expect(keys.checkRequest(bad, 'POST', '/v1/gossip', body, NOW).ok).toBe(false)
+    expect(keys.checkRequest(`${Number(t) + 1}.${n}.${m}`, TO, 'POST', '/v1/gossip', body, NOW).ok).toBe(false)
+    for (const bad of ['', 'x', '1.2', `${t}.${n}.${m}.extra`, `abc.${n}.${m}`]) expect(keys.checkRequest(bad, TO, 'POST', '/v1/gossip', body, NOW).ok).toBe(false)
+  })
+
+  it('are for one receiver: the same request sent to another node does not verify there', () => {
+    const sig = keys.signRequest(TO, 'POST', '/v1/gossip', body, NOW)
+    expect(keys.checkRequest(sig, 'http://10.0.0.3:7001', 'POST', '/v1/gossip', body, NOW).ok).toBe(false)
+    expect(keys.checkRequest(sig, `${TO}/`, 'POST', '/v1/gossip', body, NOW).ok).toBe(true)
   })
 
   it('carry a fresh nonce each time (what the replay cache keys on)', () => {
-    const a = keys.checkRequest(keys.signRequest('POST', '/p', body, NOW), 'POST', '/p', body, NOW)
-    const b = keys.checkRequest(keys.signRequest('POST', '/p', body, NOW), 'POST', '/p', body, NOW)
+    const a = keys.checkRequest(keys.signRequest(TO, 'POST', '/p', body, NOW), TO, 'POST', '/p', body, NOW)
+    const b = keys.checkRequest(keys.signRequest(TO, 'POST', '/p', body, NOW), TO, 'POST', '/p', body, NOW)
     expect(a.ok && b.ok && a.nonce !== b.nonce).toBe(true)
   })
 

@@ -31,6 +31,7 @@ import type { HintStore } from '../hints.js'
 import type { AntiEntropy } from '../anti-entropy.js'
 import { ReapPaths, parseReapRequest, type Reaper } from '../reaper.js'
 import { antiEntropyHandlers } from './anti-entropy.js'
+import { mayDo } from '../auth.js'
 import { bad, decodeBody, header, msgpack, allow, requireMsgpack, type NodeRequest, type NodeReply, type Route } from './request.js'
 
 export class Validator {
@@ -115,8 +116,12 @@ export interface Parts {
 export interface Proofs {
   keys: ClusterKeys
   now: () => number
+  /** Oldest proof a relayed set may carry (see proofMaxAge in parts.ts). */
+  maxAgeMs: number
   /** The request's sets come from a client (not a node): each needs its proof. */
   relayed: boolean
+  /** The client may write: it may leave a hint (a reader's store only repairs). */
+  mayHint: boolean
   refused: (reason: string) => void
 }
 
@@ -181,11 +186,20 @@ const handlers: Record<string, Handler> = {
       const [p, k] = v.partitionKey(item[0], item[1], `items[${i}]`)
       const target = item[3] ?? undefined
       const hint = target !== undefined && target !== v.self ? v.hintTarget(target, `items[${i}]`) : undefined
+      if (hint !== undefined && proofs?.relayed) {
+        // From a client, a hint is for a replica of the key's partition, and only with the write role:
+        // anything else would only fill the bounded hint store and push genuine hints out.
+        if (!proofs.mayHint) throw bad(403, ErrorCodes.FORBIDDEN, `items[${i}]: a hint takes the write role`)
+        const { current, next } = v.view.replicas(v.partition(item[0], `items[${i}]`))
+        if (!current.some((m) => m.id === hint) && !next.some((m) => m.id === hint)) {
+          throw bad(400, ErrorCodes.BAD_BODY, `items[${i}]: hintFor ${hint} is not a replica of partition ${item[0]}`)
+        }
+      }
       // A hint is kept apart from this node's data, for any partition: this node is a fallback.
       if (!hint) v.replicated(p, `items[${i}]`)
       const set = v.set(item[2], `items[${i}]`)
       if (proofs?.relayed) {
-        const why = proofs.keys.checkSet(k, set, item[4], proofs.now())
+        const why = proofs.keys.checkSet(k, set, item[4], proofs.now(), proofs.maxAgeMs)
         if (why) {
           proofs.refused('bad-proof')
           throw bad(403, ErrorCodes.FORBIDDEN, `items[${i}]: ${why}`)
@@ -225,7 +239,7 @@ export interface ReplicaRouteDeps {
   parts: () => Parts | undefined
   stopping: () => boolean
   /** In a cluster with a secret: its keys, the clock the proofs are dated with, and refusals counted. */
-  signing?: { keys: ClusterKeys; now: () => number; refused: (reason: string) => void }
+  signing?: { keys: ClusterKeys; now: () => number; maxAgeMs: number; refused: (reason: string) => void }
 }
 
 export function replicaRoute(deps: ReplicaRouteDeps): Route {
@@ -250,7 +264,8 @@ export function replicaRoute(deps: ReplicaRouteDeps): Route {
     }
     if (!validator || validator.view !== view) validator = new Validator(deps.options, view, deps.options.id)
     const signing = deps.signing
-    const proofs = signing && { ...signing, relayed: req.principal?.kind !== 'node' }
+    const who = req.principal ?? { kind: 'anonymous' as const }
+    const proofs = signing && { ...signing, relayed: who.kind !== 'node', mayHint: mayDo(who, 'write') }
     const answer = await handler(decodeBody(req.body), validator, replica, parts, proofs)
     // The rings may have changed while the write waited for its lock: a read or store made with the
     // old rings is then refused, so its sender does not count it (a stored set stays: a sync is
