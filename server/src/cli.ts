@@ -59,8 +59,9 @@ start options:
   --timeout-ms MS         deadline of those requests (default 2000)
   --cluster-secret-file PATH  secret shared by every member (16+ bytes): node-to-node requests,
                           versions and contexts are signed with it; required to listen beyond loopback
-  --users-file PATH       users and their roles (zerohop user add): client requests need a token
-  --insecure              listen beyond loopback without a cluster secret (open to anyone)
+  --users-file PATH       users and their roles (zerohop user add): client requests need a token;
+                          required, with the secret, to listen beyond loopback
+  --insecure              listen beyond loopback without a cluster secret and users file (open to anyone)
   --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
   --tls-cert PATH         PEM certificate of this node; with --tls-key it serves HTTPS only (plain
                           HTTP gets 426) and advertises https://HOST:PORT
