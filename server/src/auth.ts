@@ -55,7 +55,7 @@ export interface AuthOptions {
    */
   mutualTls?: boolean
   /** This node's URL: a signed request must have been signed for it. */
-  self?: string
+  self: string
   now: () => number
 }
 
@@ -70,14 +70,14 @@ export class Auth {
   readonly #now: () => number
   /** Nonces of signed requests seen within the window: a replayed request is refused. */
   readonly #nonces = new LRUCache<string, true>({ max: 500_000, ttl: 2 * SIGNATURE_WINDOW_MS, ttlAutopurge: false })
-  /** Refusals by reason: `unsigned`, `bad-signature`, `replay`, `no-token`, `bad-token`, `forbidden`, `bad-proof`. */
+  /** Refusals by reason (the metric's label): see zerohop_auth_refused_total in metrics.ts. */
   readonly refused = new Map<string, number>()
 
   constructor(o: AuthOptions) {
     this.keys = o.keys
     this.users = o.users
     this.#mutualTls = o.mutualTls ?? false
-    this.#self = o.self ?? 'http://127.0.0.1'
+    this.#self = o.self
     this.#now = o.now
   }
 

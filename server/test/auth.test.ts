@@ -141,7 +141,7 @@ describe('policy', () => {
   })
 
   it('without a secret or users file, checks nothing', async () => {
-    const auth = new Auth({ now: () => 0 })
+    const auth = new Auth({ now: () => 0, self: 'http://127.0.0.1:7001' })
     expect(auth.enabled).toBe(false)
     expect((await auth.admit(req('POST', '/v1/gossip'))).kind).toBe('anonymous')
   })

@@ -22,7 +22,7 @@ import { systemClock } from '../src/clock.js'
 import { resolveClientOptions } from '../src/options.js'
 import type { Reply, SendOptions, Transport } from '../src/transport.js'
 
-type Mode = 'up' | 'refuse' | 'unconnectable' | 'hang' | 'garbage' | 'stopping' | 'starting'
+type Mode = 'up' | 'refuse' | 'unconnectable' | 'hang' | 'garbage' | 'stopping' | 'starting' | 'unauthenticated'
 
 class FakeNode {
   data = new Map<string, DvvSet>()
@@ -54,6 +54,7 @@ class FakeTransport implements Transport {
     if (node.mode === 'refuse') throw new TransportError('refused', 'connection refused', { delivered: false })
     if (node.mode === 'unconnectable') throw new TransportError('timeout', 'connect timeout', { delivered: false })
     if (node.mode === 'stopping') return { status: 503, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_SHUTTING_DOWN', message: 'stopping' } })) }
+    if (node.mode === 'unauthenticated') return { status: 401, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_UNAUTHENTICATED', message: 'the request signature does not match' } })) }
     if (node.mode === 'starting') return { status: 503, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_NOT_READY', message: 'this node has not heard from its seeds yet' } })) }
     if (node.mode === 'hang') {
       // Like a transport: the request gives up at its timeout, or when its signal fires.
@@ -106,6 +107,20 @@ const hexKey = key.toString('hex')
 const v = (s: string) => Buffer.from(s)
 
 describe('Engine', () => {
+  it('refused credentials are the caller\'s in the SDK (UnauthenticatedError), but a node\'s own in node placement (QuorumError, 503)', async () => {
+    const sdk = engine()
+    for (const id of ids) transport.node(id).mode = 'unauthenticated'
+    await expect(sdk.get(key)).rejects.toMatchObject({ name: 'UnauthenticatedError', code: 'ZH_UNAUTHENTICATED' })
+    await expect(sdk.put(key, v('x'))).rejects.toMatchObject({ name: 'UnauthenticatedError' })
+    const node = engine({ local: 'a' })
+    for (const id of ids) transport.node(id).mode = 'unauthenticated'
+    const err = await node.get(key).catch((x) => x)
+    expect(err).toMatchObject({ name: 'QuorumError', code: 'ZH_QUORUM_NOT_MET' })
+    // The quorum is lost once two of three refused: each cause is named.
+    expect(err.replicas.length).toBeGreaterThanOrEqual(2)
+    expect(err.replicas.every((r: { code?: string }) => r.code === 'ZH_UNAUTHENTICATED')).toBe(true)
+  })
+
   it('coordinates a write on the replica named by the context, and stores it on the others', async () => {
     const e = engine()
     const first = await e.put(key, v('1'), { w: 3 })
