@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util'
 import { Agent, request } from 'undici'
 import { Paths, ZerohopError, type RingResponse } from '@zerohop/core'
 import { StorageNode } from './node.js'
+import type { NodeOptions } from './config.js'
 import { runDevCluster } from './dev.js'
 import { addUser, parseRoles, readUsersFile, removeUser } from './users.js'
 
@@ -90,102 +91,36 @@ function num(name: string, v: string | undefined): number | undefined {
   return n
 }
 
+/**
+ * The options of `zerohop start`, by kind: each is the flag of its name in kebab case (`timeoutMs` is
+ * --timeout-ms). `seeds` is a comma-separated list. One table, so a new option is one word here.
+ */
+const START_OPTIONS = {
+  number: ['port', 'gossipIntervalMs', 'phiThreshold', 'handoffRateBytes', 'dropDelayMs', 'seedGraceMs', 'maxHintBytes', 'hintIntervalMs', 'hintTtlMs', 'tombstoneGraceMs', 'reapIntervalMs', 'aeIntervalMs', 'aeMaxKeysPerSecond', 'r', 'w', 'timeoutMs', 'n', 'partitions', 'weight', 'maxKeyBytes', 'maxValueBytes', 'maxBodyBytes', 'headersTimeoutMs', 'bodyTimeoutMs', 'idleTimeoutMs', 'maxConnections', 'maxConnectionsPerClient', 'maxInflightBytes'],
+  string: ['id', 'host', 'advertise', 'data', 'join', 'zone', 'clusterSecretFile', 'usersFile', 'logLevel', 'tlsCert', 'tlsKey', 'tlsCa'],
+  boolean: ['fsync', 'insecure'],
+} as const satisfies Record<'number' | 'string' | 'boolean', readonly (keyof NodeOptions)[]>
+
+const flagOf = (option: string) => option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+
 async function start(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    options: {
-      id: { type: 'string' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      advertise: { type: 'string' },
-      data: { type: 'string' },
-      seeds: { type: 'string' },
-      join: { type: 'string' },
-      zone: { type: 'string' },
-      'gossip-interval-ms': { type: 'string' },
-      'phi-threshold': { type: 'string' },
-      'handoff-rate-bytes': { type: 'string' },
-      'drop-delay-ms': { type: 'string' },
-      'seed-grace-ms': { type: 'string' },
-      'max-hint-bytes': { type: 'string' },
-      'hint-interval-ms': { type: 'string' },
-      'hint-ttl-ms': { type: 'string' },
-      'tombstone-grace-ms': { type: 'string' },
-      'reap-interval-ms': { type: 'string' },
-      'ae-interval-ms': { type: 'string' },
-      'ae-max-keys-per-second': { type: 'string' },
-      r: { type: 'string' },
-      w: { type: 'string' },
-      'timeout-ms': { type: 'string' },
-      n: { type: 'string' },
-      partitions: { type: 'string' },
-      weight: { type: 'string' },
-      'max-key-bytes': { type: 'string' },
-      'max-value-bytes': { type: 'string' },
-      'max-body-bytes': { type: 'string' },
-      fsync: { type: 'boolean' },
-      'cluster-secret-file': { type: 'string' },
-      'users-file': { type: 'string' },
-      insecure: { type: 'boolean' },
-      'log-level': { type: 'string' },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-      'tls-ca': { type: 'string' },
-      'headers-timeout-ms': { type: 'string' },
-      'body-timeout-ms': { type: 'string' },
-      'idle-timeout-ms': { type: 'string' },
-      'max-connections': { type: 'string' },
-      'max-connections-per-client': { type: 'string' },
-      'max-inflight-bytes': { type: 'string' },
-    },
-  })
+  const kinds = Object.entries(START_OPTIONS) as ['number' | 'string' | 'boolean', readonly string[]][]
+  const options = Object.fromEntries([
+    ['seeds', { type: 'string' as const }],
+    ...kinds.flatMap(([kind, keys]) => keys.map((k) => [flagOf(k), { type: kind === 'boolean' ? ('boolean' as const) : ('string' as const) }])),
+  ])
+  const { values } = parseArgs({ args, strict: true, options }) as { values: Record<string, string | boolean | undefined> }
   if (!values.id) throw new ZerohopError('ZH_INVALID_ARGUMENT', 'zerohop start needs --id (e.g. --id n1)')
-  const node = new StorageNode({
-    id: values.id,
-    host: values.host,
-    port: num('port', values.port),
-    advertise: values.advertise,
-    data: values.data,
-    seeds: values.seeds ? values.seeds.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
-    join: values.join,
-    zone: values.zone,
-    gossipIntervalMs: num('gossip-interval-ms', values['gossip-interval-ms']),
-    phiThreshold: num('phi-threshold', values['phi-threshold']),
-    handoffRateBytes: num('handoff-rate-bytes', values['handoff-rate-bytes']),
-    dropDelayMs: num('drop-delay-ms', values['drop-delay-ms']),
-    seedGraceMs: num('seed-grace-ms', values['seed-grace-ms']),
-    maxHintBytes: num('max-hint-bytes', values['max-hint-bytes']),
-    hintIntervalMs: num('hint-interval-ms', values['hint-interval-ms']),
-    hintTtlMs: num('hint-ttl-ms', values['hint-ttl-ms']),
-    tombstoneGraceMs: num('tombstone-grace-ms', values['tombstone-grace-ms']),
-    reapIntervalMs: num('reap-interval-ms', values['reap-interval-ms']),
-    aeIntervalMs: num('ae-interval-ms', values['ae-interval-ms']),
-    aeMaxKeysPerSecond: num('ae-max-keys-per-second', values['ae-max-keys-per-second']),
-    r: num('r', values.r),
-    w: num('w', values.w),
-    timeoutMs: num('timeout-ms', values['timeout-ms']),
-    n: num('n', values.n),
-    partitions: num('partitions', values.partitions),
-    weight: num('weight', values.weight),
-    maxKeyBytes: num('max-key-bytes', values['max-key-bytes']),
-    maxValueBytes: num('max-value-bytes', values['max-value-bytes']),
-    maxBodyBytes: num('max-body-bytes', values['max-body-bytes']),
-    fsync: values.fsync,
-    clusterSecretFile: values['cluster-secret-file'],
-    usersFile: values['users-file'],
-    insecure: values.insecure,
-    logLevel: values['log-level'] as never,
-    tlsCert: values['tls-cert'],
-    tlsKey: values['tls-key'],
-    tlsCa: values['tls-ca'],
-    headersTimeoutMs: num('headers-timeout-ms', values['headers-timeout-ms']),
-    bodyTimeoutMs: num('body-timeout-ms', values['body-timeout-ms']),
-    idleTimeoutMs: num('idle-timeout-ms', values['idle-timeout-ms']),
-    maxConnections: num('max-connections', values['max-connections']),
-    maxConnectionsPerClient: num('max-connections-per-client', values['max-connections-per-client']),
-    maxInflightBytes: num('max-inflight-bytes', values['max-inflight-bytes']),
-  })
+  const o: Record<string, unknown> = {}
+  for (const [kind, keys] of kinds) {
+    for (const k of keys) {
+      const v = values[flagOf(k)]
+      o[k] = kind === 'number' ? num(flagOf(k), v as string | undefined) : v
+    }
+  }
+  const seeds = values.seeds as string | undefined
+  o.seeds = seeds ? seeds.split(',').map((x) => x.trim()).filter(Boolean) : undefined
+  const node = new StorageNode(o as unknown as NodeOptions)
   let stopping = false
   const shutdown = (signal: string) => {
     // Ctrl-C under `zerohop dev` reaches a node twice: from the terminal and from the dev runner.

@@ -32,6 +32,7 @@ import {
   type ContextPart,
   type CoordinateRequest,
   vectorBytes,
+  sleep,
   BadContextError,
   ForbiddenError,
   UnauthenticatedError,
@@ -250,9 +251,7 @@ export class Engine implements Coordinator {
       const wait = Math.min(RING_BACKOFF_MS.min * 2 ** (attempt - RING_RETRIES), RING_BACKOFF_MS.max)
       // Leave the attempt that follows time to be answered.
       if (wait * 2 > op.remaining) return false
-      let timer: ClockTimer | undefined
-      await op.race(new Promise<void>((r) => (timer = this.clock.setTimeout(r, wait))), () => undefined)
-      this.clock.clearTimeout(timer)
+      await sleep(this.clock, wait, op.userSignal).catch(() => undefined)
       if (op.over) return false
     }
     await op.race(this.membership.refresh(stale.url), () => undefined)
@@ -655,6 +654,8 @@ export function contextOf(vector: VersionVector, coordinator: string, parts?: Co
  * join is the read's vector), each with the MAC its node made. None in a cluster without a secret.
  */
 function partsOf(answered: readonly Outcome<Held | null>[], vector: VersionVector): ContextPart[] | undefined {
+  // A cluster without a secret signs nothing: no work on its reads.
+  if (!answered.some((o) => o.ok && o.value?.context !== undefined)) return undefined
   const present = answered.filter((o) => o.ok && o.value !== null)
   const first = present[0]?.ok ? present[0].value?.set : undefined
   const only = first !== undefined && present.every((o) => o.ok && bytesEqual(o.value!.set, first))
