@@ -193,6 +193,8 @@ export class AntiEntropy {
     lastExchangeMs: 0,
     /** When (clock ms) the last exchange completed. */
     lastExchangeAt: 0,
+    /** When (clock ms) the last roots comparison completed. */
+    lastRoundAt: 0,
   }
 
   // Every request to a peer counts its bytes, both ways.
@@ -368,6 +370,7 @@ export class AntiEntropy {
         })
       }
       this.metrics.rounds++
+      this.metrics.lastRoundAt = this.#o.clock.now()
       return differ
     } catch (err) {
       this.metrics.failures++

@@ -26,7 +26,7 @@ export function needOf(method: string, path: string): Need {
   if (path === Paths.leave || path === Paths.remove) return 'admin'
   // A store takes from a client only sets its nodes proved (see routes/replica.ts): relaying one is a
   // repair, which a reader's read repair does too; a hint among them takes the write role.
-  if (path === Paths.read || path === Paths.store || path.startsWith(ApiPaths.inspect)) return 'read'
+  if (path === Paths.read || path === Paths.store || path === Paths.hints || path.startsWith(ApiPaths.explain)) return 'read'
   if (path === Paths.coordinate) return 'write'
   if (path.startsWith(ApiPaths.kv)) return method === 'PUT' || method === 'DELETE' ? 'write' : 'read'
   if (path === ApiPaths.batch) return 'read'

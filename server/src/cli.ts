@@ -1,13 +1,13 @@
 #!/usr/bin/env node
-// The `zerohop` command: `start` runs one storage node, `dev` a local 3-node cluster, and `leave`,
-// `remove` and `status` are the operator's membership commands (JSON over HTTP to one node).
-import { readFileSync } from 'node:fs'
+// The `zerohop` command: `start` runs one storage node, `dev` a local cluster, `user` edits a users
+// file; the data and cluster commands (get, put, delete, explain, status, ring, leave, remove) are in
+// commands.ts.
 import { parseArgs } from 'node:util'
-import { Agent, request } from 'undici'
-import { Paths, ZerohopError, type RingResponse } from '@zerohop/core'
+import { ErrorCodes, ZerohopError } from '@zerohop/core'
 import { StorageNode } from './node.js'
 import type { NodeOptions } from './config.js'
 import { runDevCluster } from './dev.js'
+import { Exit, UsageError, deleteCommand, exitCodeOf, explainCommand, getCommand, leaveCommand, putCommand, removeCommand, ringCommand, statusCommand } from './commands.js'
 import { addUser, parseRoles, readUsersFile, removeUser } from './users.js'
 
 const USAGE = `zerohop — a Dynamo-style key-value store
@@ -15,14 +15,29 @@ const USAGE = `zerohop — a Dynamo-style key-value store
 Usage:
   zerohop start --id n1 --port 7001 --data ./data/n1 --seeds http://127.0.0.1:7001,http://127.0.0.1:7002,...
   zerohop start --id n4 --port 7004 --join http://127.0.0.1:7001     join a running cluster
-  zerohop leave --node URL              the node at URL hands off its data and leaves
-  zerohop remove NODE_ID --node URL     remove a dead node; the others re-replicate its data
-  zerohop status --node URL             members, their status and what URL's node believes down
-  zerohop user add NAME --roles read,write --users-file PATH   a token for a client (printed once)
-                                        (leave, remove, status: --ca PATH verifies an https:// node
-                                        with that PEM CA instead of the system's)
   zerohop dev [--nodes 3] [--base-port 7001] [--data ./data] [--cluster-secret-file PATH] [--users-file PATH]
+
+  zerohop get KEY [--r R]                the value to stdout (siblings: --json)
+  zerohop put KEY VALUE [--w W] [--context CTX]   VALUE - reads stdin; prints the new context
+  zerohop delete KEY [--w W] [--context CTX]      without --context it reads first
+  zerohop explain KEY                    partition, preference list, each replica's versions, hints, moves
+  zerohop status                         one row per member: status, up/down, share, hints, handoff, ...
+  zerohop ring                           ownership per node, balance, pending moves [--moves N]
+  zerohop leave [--no-wait]              the node asked hands off its data and leaves (shows progress)
+  zerohop remove NODE_ID                 remove a dead node; the others re-replicate its data
+  zerohop user add NAME --roles read,write,admin --users-file PATH   a token for a client (printed once)
   zerohop help
+
+  Options of those commands:
+  --node ADDR             the node to ask: host:port or a URL (default $ZEROHOP_NODE, else
+                          http://127.0.0.1:7001, the dev cluster's first node)
+  --json                  JSON instead of tables and text
+  --token TOKEN           for a node with a users file (default $ZEROHOP_TOKEN)
+  --ca PATH               verify an https:// node with this PEM CA instead of the system's
+  --timeout-ms MS         deadline of a get, put, delete or explain (default 2000); of leave's wait (1 h)
+
+  Exit codes: 0 ok; 1 not found (no such key or member); 2 usage (bad arguments, refused token or
+  role, a change the cluster's state does not allow); 3 unreachable, quorum not met, or timed out.
 
 start options:
   --id ID                 node id (required), 1-64 of A-Z a-z 0-9 . _ -
@@ -80,8 +95,6 @@ user commands (the users file is read by every node; copy it to each):
   zerohop user add NAME --roles read,write,admin --users-file PATH   prints a new token, once
   zerohop user remove NAME --users-file PATH
   zerohop user list --users-file PATH
-
-leave, remove and status take --token TOKEN (or ZEROHOP_TOKEN) for a node with a users file.
 `
 
 function num(name: string, v: string | undefined): number | undefined {
@@ -141,65 +154,6 @@ async function start(args: string[]): Promise<void> {
   await node.start()
 }
 
-/** The node an operator command asks, and the CA its certificate is verified with (--ca). */
-interface Target {
-  url: string
-  ca?: Buffer
-  /** --token or ZEROHOP_TOKEN: for a node with a users file. */
-  token?: string
-}
-
-/** One operator request to a node; prints the JSON answer, or the error with its code. */
-async function admin(target: Target, path: string, method: 'GET' | 'POST', body?: object): Promise<unknown> {
-  const { url, token } = target
-  const dispatcher = target.ca ? new Agent({ connect: { ca: target.ca } }) : undefined
-  let res
-  const headers: Record<string, string> = {}
-  if (body) headers['content-type'] = 'application/json'
-  if (token) headers.authorization = `Bearer ${token}`
-  try {
-    res = await request(`${url.replace(/\/$/, '')}${path}`, {
-      dispatcher,
-      method,
-      body: body ? JSON.stringify(body) : undefined,
-      headers,
-      headersTimeout: 10_000,
-      bodyTimeout: 10_000,
-    })
-  } catch (err) {
-    await dispatcher?.close()
-    const code = (err as { code?: string }).code
-    const hint = code && /CERT|SELF_SIGNED|UNABLE_TO/.test(code) ? '; give the CA that signed the node\'s certificate with --ca PATH' : ''
-    throw new ZerohopError('ZH_NO_SEED_REACHABLE', `cannot reach ${url}: ${(err as Error).message}${hint}`)
-  }
-  const text = await res.body.text()
-  await dispatcher?.close()
-  let json: { error?: { code?: string; message?: string } }
-  try {
-    json = JSON.parse(text)
-  } catch {
-    throw new ZerohopError('ZH_INTERNAL', `${url} answered HTTP ${res.statusCode} with a body that is not JSON`)
-  }
-  if (res.statusCode >= 400) throw new ZerohopError((json.error?.code as never) ?? 'ZH_INTERNAL', json.error?.message ?? `HTTP ${res.statusCode}`)
-  return json
-}
-
-function nodeUrl(args: string[], positionals: number): { target: Target; rest: string[] } {
-  const { values, positionals: rest } = parseArgs({ args, strict: true, allowPositionals: true, options: { node: { type: 'string' }, ca: { type: 'string' }, token: { type: 'string' } } })
-  if (!values.node) throw new ZerohopError('ZH_INVALID_ARGUMENT', 'give the node to ask with --node http://host:port')
-  if (rest.length !== positionals) throw new ZerohopError('ZH_INVALID_ARGUMENT', `expected ${positionals} argument(s) before --node, got ${rest.length}; run zerohop help`)
-  let ca: Buffer | undefined
-  if (values.ca !== undefined) {
-    try {
-      ca = readFileSync(values.ca)
-    } catch (err) {
-      throw new ZerohopError('ZH_INVALID_ARGUMENT', `--ca ${values.ca} cannot be read: ${(err as Error).message}`)
-    }
-    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new ZerohopError('ZH_INVALID_ARGUMENT', `--ca ${values.ca} is not a PEM certificate`)
-  }
-  return { target: { url: values.node, ca, token: values.token ?? (process.env.ZEROHOP_TOKEN || undefined) }, rest }
-}
-
 /** `zerohop user add|remove|list`: edits the users file; `add` prints the new token alone on the last line. */
 async function user(args: string[]): Promise<void> {
   const [sub, ...rest] = args
@@ -227,53 +181,56 @@ async function user(args: string[]): Promise<void> {
   throw new ZerohopError('ZH_INVALID_ARGUMENT', `unknown command zerohop user ${sub ?? ''}; use add, remove or list`)
 }
 
-async function status(args: string[]): Promise<void> {
-  const { target } = nodeUrl(args, 0)
-  const ring = (await admin(target, Paths.ring, 'GET')) as RingResponse
-  const down = new Set(ring.down)
-  process.stdout.write(`epoch ${ring.epoch}  n=${ring.n}  partitions=${ring.partitions}\n`)
-  for (const m of ring.members) {
-    const state = m.status === 'left' ? '' : down.has(m.id) ? 'down' : 'up'
-    process.stdout.write(`${m.id.padEnd(12)} ${m.url.padEnd(28)} ${m.status.padEnd(8)} ${state.padEnd(5)} weight=${m.weight} zone=${m.zone}${m.removed ? ' removed' : ''}\n`)
-  }
-}
-
-async function main(): Promise<void> {
+/** Runs the command; resolves to its exit code (a long-running start or dev resolves 0 and keeps running). */
+async function main(): Promise<number> {
   const [command, ...rest] = process.argv.slice(2)
   switch (command) {
     case 'start':
-      return start(rest)
+      await start(rest)
+      return Exit.ok
     case 'dev':
-      return runDevCluster(rest)
-    case 'leave': {
-      const { target } = nodeUrl(rest, 0)
-      const out = (await admin(target, Paths.leave, 'POST', {})) as { member: { id: string; status: string } }
-      process.stdout.write(`${out.member.id}: ${out.member.status} (it hands off its partitions, then stops)\n`)
-      return
-    }
-    case 'remove': {
-      const { target, rest: [id] } = nodeUrl(rest, 1)
-      const out = (await admin(target, Paths.remove, 'POST', { id })) as { member: { id: string; status: string } }
-      process.stdout.write(`${out.member.id}: removed; the other nodes re-replicate its partitions\n`)
-      return
-    }
+      await runDevCluster(rest)
+      return Exit.ok
+    case 'get':
+      return getCommand(rest)
+    case 'put':
+      return putCommand(rest)
+    case 'delete':
+      return deleteCommand(rest)
+    case 'explain':
+      return explainCommand(rest)
     case 'status':
-      return status(rest)
+      return statusCommand(rest)
+    case 'ring':
+      return ringCommand(rest)
+    case 'leave':
+      return leaveCommand(rest, (ms) => new Promise((r) => setTimeout(r, ms)))
+    case 'remove':
+      return removeCommand(rest)
     case 'user':
-      return user(rest)
+      await user(rest)
+      return Exit.ok
     case undefined:
     case 'help':
     case '--help':
     case '-h':
       process.stdout.write(USAGE)
-      return
+      return Exit.ok
     default:
-      throw new ZerohopError('ZH_INVALID_ARGUMENT', `unknown command ${JSON.stringify(command)}; run zerohop help`)
+      throw new UsageError(`unknown command ${JSON.stringify(command)}; run zerohop help`)
   }
 }
 
-main().catch((err: unknown) => {
-  const e = err as { code?: string; message?: string }
-  process.stderr.write(`zerohop: ${e.message ?? String(err)}${e.code ? ` [${e.code}]` : ''}\n`)
-  process.exit(2)
-})
+/** The error on stderr (as JSON with --json), with its code; the exit code says what kind it was. */
+main().then(
+  (code) => {
+    if (code !== Exit.ok) process.exitCode = code
+  },
+  (err: unknown) => {
+    const e = err as { code?: string; message?: string }
+    const message = e.message ?? String(err)
+    if (process.argv.includes('--json')) process.stderr.write(`${JSON.stringify({ error: { code: e.code ?? ErrorCodes.INTERNAL, message } })}\n`)
+    else process.stderr.write(`zerohop: ${message}${e.code ? ` [${e.code}]` : ''}\n`)
+    process.exit(exitCodeOf(err))
+  },
+)

@@ -57,6 +57,8 @@ export class Handoff {
   #dropping?: Promise<void>
   /** Bytes and items pulled since start (metrics). */
   readonly stats = { items: 0, bytes: 0, partitions: 0, dropped: 0 }
+  /** The transition in progress: partitions this node gains in it and how many it has pulled (status, dashboard). */
+  progress = { active: false, gained: 0, pulled: 0 }
 
   constructor(o: HandoffOptions) {
     if (!(o.replicaClient instanceof ReplicaClient)) throw new InvalidArgumentError('handoff option replicaClient must be a ReplicaClient (new ReplicaClient(transport))')
@@ -125,10 +127,16 @@ export class Handoff {
     const { gossip, log } = this.#o
     const self = gossip.self
     if (self.status !== 'joining' && self.status !== 'normal') return
-    if (self.ready === view.next.epoch) return
+    if (self.ready === view.next.epoch) {
+      const n = this.gained(view).length
+      this.progress = { active: true, gained: n, pulled: n }
+      return
+    }
     const progress = await this.#progress(`${view.current.epoch}/${view.next.epoch}`)
     const done = new Set(progress.done)
-    const todo = this.gained(view).filter((p) => !done.has(p))
+    const gained = this.gained(view)
+    const todo = gained.filter((p) => !done.has(p))
+    this.progress = { active: true, gained: gained.length, pulled: gained.length - todo.length }
     if (todo.length > 0) log.info({ partitions: todo.length, next: view.next.epoch }, 'pulling gained partitions')
     for (const p of todo) {
       if (this.#stopped || !sameRings(gossip.view, view)) {
@@ -152,6 +160,7 @@ export class Handoff {
       for (const k of Object.keys(progress.cursors)) if (k.startsWith(`${p}/`)) delete progress.cursors[k]
       await this.#save(progress)
       this.stats.partitions++
+      this.progress.pulled++
     }
     if (!sameRings(gossip.view, view)) {
       this.#again = true
@@ -216,6 +225,7 @@ export class Handoff {
 
   /** No change in progress: later, drop partitions this node no longer holds. */
   #settle(view: ClusterView): void {
+    this.progress = { active: false, gained: 0, pulled: 0 }
     // Armed once per ring: views that differ only in versions or heartbeats do not postpone it.
     if (this.#droppedFor === view.current.epoch) return
     if (this.#dropTimer && this.#dropFor === view.current.epoch) return

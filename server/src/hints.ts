@@ -134,6 +134,23 @@ export class HintStore {
     await this.#delivering
   }
 
+  /** The hints held for one key, per node they are for (explain). */
+  async forKey(partition: number, key: Uint8Array): Promise<[target: string, set: Uint8Array][]> {
+    const out: [string, Uint8Array][] = []
+    for (const [target, held] of this.#index) {
+      const hk = hintKey(target, partition, key)
+      if (!held.has(hk.toString('latin1'))) continue
+      const v = await this.#o.store.get(hk)
+      if (v) out.push([target, unpackHint(v, this.#opened).set])
+    }
+    return out
+  }
+
+  /** Hints held and their bytes, per target. */
+  backlog(): Record<string, { items: number; bytes: number }> {
+    return Object.fromEntries([...this.#index].map(([t, m]) => [t, { items: m.size, bytes: this.#bytes.get(t) ?? 0 }]))
+  }
+
   /** Hints held, per target. */
   counts(): Record<string, number> {
     return Object.fromEntries([...this.#index].map(([t, m]) => [t, m.size]))

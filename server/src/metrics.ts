@@ -1,7 +1,8 @@
 // Prometheus metrics of one node (GET /v1/metrics), read from the components' own counters when
 // scraped, so the hot paths pay nothing for them. One registry per node: several nodes can share a
 // process (tests) without mixing their figures.
-import { Counter, Gauge, Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { LATENCY_BUCKETS, type RequestLatency } from '@zerohop/core'
 
 export interface MetricSources {
   hints: () => { stored: number; delivered: number; dropped: number; expired: number; held: Record<string, number> }
@@ -18,6 +19,54 @@ export interface MetricSources {
 /** The key of `requests`: route and way in, as `route via`. */
 export function requestKey(route: string, via: 'http' | 'local'): string {
   return `${route} ${via}`
+}
+
+type Via = 'http' | 'local'
+
+/**
+ * Requests served, counted by route and way in, and timed per operation (route, method, way in) in
+ * the histogram zerohop_request_duration_seconds: replica endpoints and the requests this node
+ * coordinates (/v1/kv). The labels are bounded: routes are the node's own (unknown paths are one).
+ */
+export class RequestMetrics {
+  readonly counts = new Map<string, number>()
+  readonly #histogram: Histogram<'route' | 'method' | 'via'>
+  readonly #children = new Map<string, { observe(v: number): void }>()
+
+  constructor(registry: Registry) {
+    this.#histogram = new Histogram({
+      name: 'zerohop_request_duration_seconds',
+      help: 'Time to serve a request, by route, method and way in (http, or local: this node coordinating a key it replicates)',
+      labelNames: ['route', 'method', 'via'],
+      buckets: [...LATENCY_BUCKETS],
+      registers: [registry],
+    })
+  }
+
+  served(route: string, method: string, via: Via, seconds: number): void {
+    const counted = requestKey(route, via)
+    this.counts.set(counted, (this.counts.get(counted) ?? 0) + 1)
+    const key = `${counted} ${method}`
+    let child = this.#children.get(key)
+    if (!child) this.#children.set(key, (child = this.#histogram.labels({ route, method, via })))
+    child.observe(seconds)
+  }
+
+  /** Each operation's histogram (cumulative buckets, as LATENCY_BUCKETS), for /v1/stats. */
+  async latencies(): Promise<RequestLatency[]> {
+    const byKey = new Map<string, RequestLatency>()
+    for (const v of (await this.#histogram.get()).values) {
+      const l = v.labels as { route: string; method: string; via: Via; le?: string | number }
+      const key = `${l.route} ${l.method} ${l.via}`
+      let out = byKey.get(key)
+      if (!out) byKey.set(key, (out = { route: l.route, method: l.method, via: l.via, count: 0, sum: 0, buckets: [] }))
+      if (v.metricName?.endsWith('_bucket')) {
+        if (l.le !== '+Inf') out.buckets.push(v.value)
+      } else if (v.metricName?.endsWith('_sum')) out.sum = v.value
+      else if (v.metricName?.endsWith('_count')) out.count = v.value
+    }
+    return [...byKey.values()]
+  }
 }
 
 /** A counter whose value is a running total kept elsewhere. */
@@ -55,8 +104,7 @@ function labelledTotals(registry: Registry, name: string, help: string, labelNam
   })
 }
 
-export function nodeMetrics(src: MetricSources): Registry {
-  const registry = new Registry()
+export function nodeMetrics(src: MetricSources, registry = new Registry()): Registry {
   total(registry, 'zerohop_hints_stored_total', 'Hints stored for other nodes (sloppy quorum)', () => src.hints().stored)
   total(registry, 'zerohop_hints_delivered_total', 'Hints delivered to their nodes and deleted', () => src.hints().delivered)
   total(registry, 'zerohop_hints_dropped_total', 'Hints dropped because a target went over --max-hint-bytes', () => src.hints().dropped)

@@ -339,32 +339,35 @@ export class StorageNode {
     return out
   }
 
-  /** Operator: hand off this node's partitions and leave the cluster. */
-  leave(): MemberState {
+  /** Operator: hand off this node's partitions and leave the cluster (`changed` false if it already was). */
+  leave(): { member: MemberState; changed: boolean } {
     const gossip = this.#parts?.gossip
     if (!gossip || !this.#ready) throw new HttpError(503, ErrorCodes.NOT_READY, 'this node is not serving yet')
     const self = gossip.self
-    if (self.status === 'leaving' || self.status === 'left') return self
+    if (self.status === 'leaving' || self.status === 'left') return { member: self, changed: false }
     if (self.status === 'joining') throw new HttpError(409, ErrorCodes.CONFLICT, `node ${self.id} is still joining; leave it once its join is complete`)
     const others = [...gossip.states.values()].filter((m) => m.id !== self.id && (m.status === 'normal' || m.status === 'joining'))
     if (others.length === 0) throw new HttpError(409, ErrorCodes.CONFLICT, `node ${self.id} is the last member; there is no one to hand its data to`)
     this.log.info('leaving: handing off every partition')
-    return gossip.updateSelf({ status: 'leaving', until: gossip.nextEventTime() })
+    return { member: gossip.updateSelf({ status: 'leaving', until: gossip.nextEventTime() }), changed: true }
   }
 
-  /** Operator: remove a dead member; the others re-replicate its partitions. */
-  remove(id: string): MemberState {
+  /** Operator: remove a dead member; the others re-replicate its partitions (`changed` false if it already was removed). */
+  remove(id: string): { member: MemberState; changed: boolean } {
     const gossip = this.#parts?.gossip
     if (!gossip || !this.#ready) throw new HttpError(503, ErrorCodes.NOT_READY, 'this node is not serving yet')
     const m = gossip.states.get(id)
     if (!m) throw new HttpError(404, ErrorCodes.NOT_FOUND, `no member ${id}; see zerohop status`)
     if (id === gossip.self.id) throw new HttpError(409, ErrorCodes.CONFLICT, `node ${id} is the node you asked; use zerohop leave for a live node`)
-    if (m.status === 'left' || m.removed) return m
+    if (m.status === 'left') {
+      throw new HttpError(409, ErrorCodes.CONFLICT, `node ${id} ${m.removed ? 'was removed and its data re-replicated' : 'has left the cluster'} already; there is nothing to remove`)
+    }
+    if (m.removed) return { member: m, changed: false }
     if (gossip.isUp(id)) throw new HttpError(409, ErrorCodes.CONFLICT, `node ${id} is alive as far as ${gossip.self.id} can tell; use zerohop leave --node ${m.url}, or stop it first`)
     const entry: MemberState = { ...m, status: 'leaving', removed: true, until: m.until || gossip.nextEventTime(), version: m.version + 1 }
     this.log.warn({ member: id }, 'removing a dead member: its partitions are re-replicated from the others')
     gossip.put(entry)
-    return gossip.states.get(id)!
+    return { member: gossip.states.get(id)!, changed: true }
   }
 
   /** Tell a few live peers that this node has left, then resolve `left`. */

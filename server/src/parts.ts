@@ -2,14 +2,16 @@
 // logger) and wired to each other: replica, gossip, handoff, hints, anti-entropy, reaper, the
 // coordinator engine for load-balanced clients, metrics and the request handler. StorageNode owns
 // the lifecycle; this owns who talks to whom.
-import { type Clock, type ClusterView, type MemberState } from '@zerohop/core'
+import { HttpError, Paths, type Clock, type ClusterView, type MemberState, type NodeStats } from '@zerohop/core'
 import { Engine, ReplicaClient, resolveEngineOptions, systemClock } from '@zerohop/client'
 import type { Logger } from 'pino'
 import type { ResolvedNodeOptions } from './config.js'
 import { Gossip } from './gossip.js'
 import { Handoff } from './handoff.js'
 import { HintStore } from './hints.js'
-import { nodeMetrics } from './metrics.js'
+import { nodeMetrics, RequestMetrics } from './metrics.js'
+import { clusterStatus, nodeStats } from './cluster-status.js'
+import { Registry } from 'prom-client'
 import { AntiEntropy } from './anti-entropy.js'
 import { Actors, Replica } from './replica.js'
 import { Reaper } from './reaper.js'
@@ -37,8 +39,8 @@ export interface WireDeps {
   onChange: (view: ClusterView) => void
   onLeft: () => void
   health: () => object
-  leave: () => MemberState
-  remove: (id: string) => MemberState
+  leave: () => { member: MemberState; changed: boolean }
+  remove: (id: string) => { member: MemberState; changed: boolean }
   nextChange: (ms: number) => Promise<void>
   auth: Auth
 }
@@ -171,16 +173,36 @@ export function wire(d: WireDeps): NodeParts {
   )
   const ae = antiEntropy
   const rp = reaper
-  const requests = new Map<string, number>()
-  const registry = nodeMetrics({
-    requests: () => requests,
+  const registry = new Registry()
+  const requests = new RequestMetrics(registry)
+  nodeMetrics({
+    requests: () => requests.counts,
     hints: () => ({ ...hints.metrics, held: hints.counts() }),
     handoff: () => handoff.stats,
     peersDown: () => gossip.down().length,
     antiEntropy: () => ae.metrics,
     tombstones: () => ({ held: rp.count, reaped: rp.metrics.reaped }),
     refused: () => auth.refused,
-  })
+  }, registry)
+  const stats = () => nodeStats({ id: o.id, url: o.advertise, now: () => clock.now(), member: () => gossip.self.status, hints, handoff, antiEntropy: ae, reaper: rp, requests })
+  /** Every member's /v1/stats (this node's own without a request), 1 s each at most. */
+  const cluster = async () => {
+    const view = d.view()
+    if (!view) throw new HttpError(503, ErrorCodes.NOT_READY, 'this node is starting: it has not heard from enough seeds yet; retry shortly')
+    const found = new Map<string, NodeStats | string>()
+    await Promise.all([...view.members.values()].filter((m) => m.status !== 'left').map(async (m) => {
+      if (m.id === o.id) return found.set(m.id, await stats())
+      if (!gossip.isUp(m.id)) return found.set(m.id, `down as far as ${o.id} can tell`)
+      try {
+        const reply = await transport.get(m.url, Paths.stats, { timeoutMs: 1000 })
+        const body = reply.status === 200 ? (JSON.parse(reply.body.toString('utf8')) as NodeStats) : undefined
+        found.set(m.id, body?.id === m.id ? body : `answered HTTP ${reply.status}${body ? ' for another node' : ''}`)
+      } catch (err) {
+        found.set(m.id, (err as Error).message)
+      }
+    }))
+    return clusterStatus(view, { self: o.id, isUp: (id) => gossip.isUp(id), phi: (id) => gossip.phi(id), phiThreshold: o.phiThreshold }, found)
+  }
   const { auth } = d
   const handler = createRequestHandler({
     auth,
@@ -196,6 +218,8 @@ export function wire(d: WireDeps): NodeParts {
     random: d.random,
     metrics: async () => ({ contentType: registry.contentType, text: await registry.metrics() }),
     health: d.health,
+    stats,
+    cluster,
     stopping: d.stopping,
     leave: d.leave,
     remove: d.remove,

@@ -105,7 +105,7 @@ describe('policy', () => {
     expect(needOf('HEAD', '/v1/kv/x')).toBe('read')
     expect(needOf('PUT', '/v1/kv/x')).toBe('write')
     expect(needOf('DELETE', '/v1/kv/x')).toBe('write')
-    expect(needOf('GET', '/v1/inspect/x')).toBe('read')
+    expect(needOf('GET', '/v1/explain/x')).toBe('read')
     expect(needOf('GET', '/v1/ring')).toBe('user')
     expect(needOf('GET', '/v1/metrics')).toBe('user')
   })

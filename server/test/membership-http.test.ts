@@ -172,9 +172,9 @@ describe('membership endpoints on a real 4-node cluster', () => {
   it('zerohop status lists every member with its status and liveness; a bad --node exits 2', async () => {
     const out = await zerohop('status', '--node', n1.url)
     expect(out.code, out.stderr).toBe(0)
-    for (const id of ['n1', 'n2', 'n3', 'n4']) expect(out.stdout).toMatch(new RegExp(`^${id}\\s+http://127\\.0\\.0\\.1:\\d+\\s+normal\\s+up`, 'm'))
-    const missing = await zerohop('status')
-    expect(missing.code).toBe(2)
-    expect(missing.stderr).toContain('--node')
+    for (const id of ['n1', 'n2', 'n3', 'n4']) expect(out.stdout).toMatch(new RegExp(`^${id}\\s+http://127\\.0\\.0\\.1:\\d+\\s+default\\s+1\\s+normal\\s+up`, 'm'))
+    const bad = await zerohop('status', '--node', 'ftp://127.0.0.1:1')
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toContain('--node')
   })
 })

@@ -446,20 +446,20 @@ function kvRequest(d: Draw, c: FuzzContext, target: number): FuzzRequest {
     } else body = d.bytes(d.int(0, 256))
     headers['content-type'] = d.pick(['application/octet-stream', 'text/plain', MSGPACK, 'application/json'])
   }
-  const base = d.chance(0.9) ? ApiPaths.kv : ApiPaths.inspect
+  const base = d.chance(0.9) ? ApiPaths.kv : ApiPaths.explain
   return { kind: base === ApiPaths.kv ? 'kv' : 'inspect-bad-method', target, method, path: `${base}${keySegment(d, c, true)}${kvQuery(d, write)}`, headers, body, oversized }
 }
 
 function inspectRequest(d: Draw, c: FuzzContext, target: number): FuzzRequest {
   const query = d.chance(0.7) ? '' : `?${d.pick(['timeout=100', 'timeout=abc', 'r=2', 'timeout=', 'x=1', 'timeout=99999999999'])}`
-  return { kind: 'inspect', target, method: d.chance(0.9) ? 'GET' : d.pick(['HEAD', 'PUT', 'DELETE']), path: `${ApiPaths.inspect}${keySegment(d, c, false)}${query}`, headers: {} }
+  return { kind: 'inspect', target, method: d.chance(0.9) ? 'GET' : d.pick(['HEAD', 'PUT', 'DELETE']), path: `${ApiPaths.explain}${keySegment(d, c, false)}${query}`, headers: {} }
 }
 
 function batchedRequest(d: Draw, c: FuzzContext): unknown {
   return d.weighted<() => unknown>([
     [4, () => {
       const method = d.pick(['GET', 'PUT', 'DELETE'])
-      const path = `${d.chance(0.85) ? ApiPaths.kv : ApiPaths.inspect}${keySegment(d, c, method !== 'GET')}${kvQuery(d, method !== 'GET')}`
+      const path = `${d.chance(0.85) ? ApiPaths.kv : ApiPaths.explain}${keySegment(d, c, method !== 'GET')}${kvQuery(d, method !== 'GET')}`
       return { method, path, headers: d.chance(0.3) ? contextHeader(d, c) : {}, body: method === 'PUT' ? d.bytes(d.int(0, 64)) : null }
     }],
     [1, () => ({ method: d.pick(['POST', 'HEAD', 'get', '', 7]), path: `${ApiPaths.kv}k`, headers: {}, body: null })],
@@ -512,7 +512,7 @@ function unknownPath(d: Draw, target: number): FuzzRequest {
     () => '/v1',
     () => '/v1/',
     () => '/v1/kv',
-    () => '/v1/inspect',
+    () => '/v1/explain',
     () => '/v2/health',
     () => '/v1/health/',
     () => '/V1/HEALTH',

@@ -7,7 +7,7 @@
 //   {"id":2,"op":"get","key":"k","options":{"r":1}}
 //   {"id":3,"op":"put","key":"k","value":{"items":[]},"options":{"context":"...","w":2}}
 //   {"id":4,"op":"delete","key":"k","options":{"w":2}}
-//   {"id":5,"op":"inspect","key":"k"}
+//   {"id":5,"op":"explain","key":"k"}
 //   {"id":6,"op":"view"}      which nodes the SDK sends to now, and its node-up/down events so far
 //   {"id":7,"op":"close"}
 import { createInterface } from 'node:readline'
@@ -39,8 +39,8 @@ const ops = {
   async delete({ key, options }) {
     return db.delete(key, options)
   },
-  async inspect({ key, options }) {
-    const r = await db.inspect(key, options)
+  async explain({ key, options }) {
+    const r = await db.explain(key, options)
     return {
       replicas: r.replicas.map((x) => ({
         id: x.id,

@@ -434,8 +434,8 @@ export class RemoteClient<V = unknown> {
     return this.#call('delete', { key, options })
   }
 
-  inspect(key: string, options: { timeoutMs?: number } = {}): Promise<{ replicas: RemoteReplica<V>[] }> {
-    return this.#call('inspect', { key, options })
+  explain(key: string, options: { timeoutMs?: number } = {}): Promise<{ replicas: RemoteReplica<V>[] }> {
+    return this.#call('explain', { key, options })
   }
 
   /** Which nodes the SDK sends to now, and its node-up/node-down events since connect (ms after it). */

@@ -15,7 +15,7 @@ const hintsFor = (nodes: NodeProcess[], target: string) => sumMetric(nodes, 'zer
 async function missing(db: Client, keys: string[]): Promise<string[]> {
   const out: string[] = []
   for (const k of keys) {
-    const r = await db.inspect(k)
+    const r = await db.explain(k)
     for (const rep of r.replicas) if (!rep.found) out.push(`${k}@${rep.id}`)
   }
   return out
@@ -32,7 +32,7 @@ const REAP = ['--tombstone-grace-ms', String(GRACE_MS), '--hint-ttl-ms', '500', 
 async function states(db: Client, keys: string[]): Promise<Set<string>> {
   const out = new Set<string>()
   for (const k of keys) {
-    for (const r of (await db.inspect(k)).replicas) {
+    for (const r of (await db.explain(k)).replicas) {
       if (r.error) out.add(`error: ${r.error}`)
       else out.add(r.tombstone ? 'tombstone' : r.found ? `live@${r.id}` : 'gone')
     }
@@ -147,7 +147,7 @@ describe('always writable', () => {
     expect((await db.get(keys[0], { r: 3 })).found).toBe(false)
     // A reaped key takes new writes like a new key, on every replica.
     await db.put(keys[0], 'again', { w: 3 })
-    expect((await db.inspect(keys[0])).replicas.map((r) => r.siblings.map((v) => Buffer.from(v as Uint8Array).toString()))).toEqual([['again'], ['again'], ['again']])
+    expect((await db.explain(keys[0])).replicas.map((r) => r.siblings.map((v) => Buffer.from(v as Uint8Array).toString()))).toEqual([['again'], ['again'], ['again']])
     console.log(`reaping: 100 deleted keys gone from all 3 replicas ${took} ms after the deletes began (grace ${GRACE_MS} ms)`)
   })
 

@@ -38,12 +38,12 @@ describe('faults', () => {
     await cluster.node('n3').kill()
     await db.put('repair-me', 'fresh')
     await cluster.restart('n3')
-    const before = await db.inspect('repair-me')
+    const before = await db.explain('repair-me')
     expect(before.replicas.find((r) => r.id === 'n3')).toMatchObject({ found: false, digest: null })
     const res = await db.get('repair-me')
     expect(text(res.value)).toBe('fresh')
     const after = await waitFor(async () => {
-      const info = await db.inspect('repair-me')
+      const info = await db.explain('repair-me')
       return info.replicas.every((r) => r.found && r.digest === info.replicas[0].digest) ? info : undefined
     }, { timeoutMs: 5000, what: 'n3 to be repaired' })
     expect(after.replicas.find((r) => r.id === 'n3')!.siblings.map(text)).toEqual(['fresh'])
@@ -56,7 +56,7 @@ describe('faults', () => {
       await plain.put('no-repair', 'v')
       await cluster.restart('n2')
       for (let i = 0; i < 3; i++) expect(text((await plain.get('no-repair', { r: 3 })).value)).toBe('v')
-      const info = await plain.inspect('no-repair')
+      const info = await plain.explain('no-repair')
       expect(info.replicas.find((r) => r.id === 'n2')!.found).toBe(false)
     } finally {
       await plain.close()
@@ -138,10 +138,10 @@ describe('faults', () => {
 
   it('a restarted node still has its data (SIGKILL, then restart on the same directory)', async () => {
     await db.put('durable', 'kept', { w: 3 })
-    const before = await db.inspect('durable')
+    const before = await db.explain('durable')
     await cluster.node('n2').kill()
     await cluster.restart('n2')
-    const after = await db.inspect('durable')
+    const after = await db.explain('durable')
     const n2 = after.replicas.find((r) => r.id === 'n2')!
     expect(n2.found).toBe(true)
     expect(n2.siblings.map(text)).toEqual(['kept'])
@@ -167,6 +167,6 @@ describe('faults', () => {
     await n1.stop()
     expect(n1.child!.exitCode).toBe(0)
     await cluster.restart('n1')
-    expect((await db.inspect('graceful')).replicas.find((r) => r.id === 'n1')!.siblings.map(text)).toEqual(['kept'])
+    expect((await db.explain('graceful')).replicas.find((r) => r.id === 'n1')!.siblings.map(text)).toEqual(['kept'])
   })
 })

@@ -125,7 +125,7 @@ describe('writable from the first second', () => {
     // n3 joined with a handoff: it holds its share of what was written before it came.
     const missing: string[] = []
     for (const k of keys) {
-      const r = await db.inspect(k)
+      const r = await db.explain(k)
       for (const rep of r.replicas) if (rep.id === 'n3' && !rep.found) missing.push(k)
     }
     expect(missing, 'keys n3 should hold after its join').toEqual([])

@@ -139,7 +139,7 @@ describe('the public HTTP API', () => {
       if (status === 405) expect(header(a, 'allow')).toBe('GET, HEAD, PUT, DELETE')
       if (what === 'w=4 > N') expect(e.message).toContain('N=3')
     }
-    const inspect = await call('GET', `${cluster.nodes[0].url}/v1/inspect/${key}`)
+    const inspect = await call('GET', `${cluster.nodes[0].url}/v1/explain/${key}`)
     expect(inspect.status).toBe(200)
     const replicas = (JSON.parse(inspect.body.toString()) as { replicas: { id: string; found: boolean; digest: string | null }[] }).replicas
     expect(replicas.map((r) => [r.id, r.found, r.digest]).sort()).toEqual([['n1', false, null], ['n2', false, null], ['n3', false, null]])
@@ -172,9 +172,9 @@ describe('the public HTTP API', () => {
     expectError(await post({ requests: [] }, 'application/json'), 415, 'ZH_UNSUPPORTED_MEDIA_TYPE', 'JSON batch')
   })
 
-  it('GET /v1/inspect/{key} shows each replica: siblings, digest, tombstone', async () => {
+  it('GET /v1/explain/{key} shows each replica: siblings, digest, tombstone', async () => {
     await call('PUT', kv('seen', '?w=3'), { body: 'v1' })
-    const a = await call('GET', `${cluster.nodes[1].url}/v1/inspect/seen`)
+    const a = await call('GET', `${cluster.nodes[1].url}/v1/explain/seen`)
     expect(a.status).toBe(200)
     const body = JSON.parse(a.body.toString()) as { partition: number; preferenceList: { id: string; up: boolean }[]; replicas: { id: string; found: boolean; tombstone: boolean; siblings: string[]; digest: string }[] }
     expect(body.preferenceList.filter((m) => m.up).map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3'])
@@ -303,7 +303,7 @@ describe('the SDK with routing: load-balancer (straight to nodes)', () => {
     const d = await lb.delete('del', { w: 3 })
     expect(d.conflict).toBe(false)
     expect((await lb.get('del')).found).toBe(false)
-    const info = await lb.inspect('del')
+    const info = await lb.explain('del')
     expect(info.replicas.map((r) => [r.found, r.tombstone])).toEqual([[false, true], [false, true], [false, true]])
     expect(info.preferenceList).toHaveLength(3)
   })

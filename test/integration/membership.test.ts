@@ -47,7 +47,7 @@ async function writeCold(kv: Collection<Versioned>): Promise<string[]> {
 async function expectColdEverywhere(kv: Collection<Versioned>, keys: string[]): Promise<void> {
   const missing: string[] = []
   for (const k of keys) {
-    const r = await kv.inspect(k)
+    const r = await kv.explain(k)
     for (const rep of r.replicas) if (!rep.found) missing.push(`${k}@${rep.id}${rep.error ? ` (${rep.error.cause})` : ''}`)
   }
   expect(missing, 'cold keys missing on a replica').toEqual([])

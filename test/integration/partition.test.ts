@@ -63,7 +63,7 @@ describe.skipIf(unavailable !== undefined && !process.env.CI)('network partition
     // W=3 may count a hint for a replica some node held down for a moment (a busy machine): wait for
     // the copies themselves.
     await waitFor(async () => {
-      for (const k of keys) for (const r of (await carts.inspect(k)).replicas) expect(r.siblings, `${k}@${r.id}`).toEqual([{ items: ['book'] }])
+      for (const k of keys) for (const r of (await carts.explain(k)).replicas) expect(r.siblings, `${k}@${r.id}`).toEqual([{ items: ['book'] }])
       return true
     }, { timeoutMs: 10_000, what: 'the first cart on every replica' })
 
@@ -83,7 +83,7 @@ describe.skipIf(unavailable !== undefined && !process.env.CI)('network partition
     clients.push(b)
     // The split is real from the clients' side: no node of the other side answers.
     for (const [client, other] of [[a, sideB], [b, sideA]] as const) {
-      const seen = await client.inspect(keys[0], { timeoutMs: 2000 })
+      const seen = await client.explain(keys[0], { timeoutMs: 2000 })
       for (const r of seen.replicas) expect(r.error !== undefined, `${r.id} answered across the partition`).toBe(other.includes(r.id))
     }
 
@@ -111,7 +111,7 @@ describe.skipIf(unavailable !== undefined && !process.env.CI)('network partition
     // the other side's replicas missed waits as hints on this side.
     await waitFor(async () => {
       for (const k of keys) {
-        for (const r of (await carts.inspect(k, { timeoutMs: 1000 })).replicas) {
+        for (const r of (await carts.explain(k, { timeoutMs: 1000 })).replicas) {
           expect(r.siblings, `${k}@${r.id} during the partition`).toEqual([cartOf(sideA.includes(r.id) ? 'a' : 'b', k)])
         }
       }
@@ -130,7 +130,7 @@ describe.skipIf(unavailable !== undefined && !process.env.CI)('network partition
     // each side's second write superseded its first.
     await waitFor(async () => {
       for (const k of keys) {
-        for (const r of (await carts.inspect(k, { timeoutMs: 1000 })).replicas) {
+        for (const r of (await carts.explain(k, { timeoutMs: 1000 })).replicas) {
           if (JSON.stringify(sortCarts(r.siblings)) !== JSON.stringify([cartOf('a', k), cartOf('b', k)])) return false
         }
       }
@@ -150,11 +150,11 @@ describe.skipIf(unavailable !== undefined && !process.env.CI)('network partition
     }
     expect(merges).toBe(keys.length)
     await waitFor(async () => {
-      for (const k of keys) for (const r of (await merged.inspect(k)).replicas) if (r.siblings.length !== 1) return false
+      for (const k of keys) for (const r of (await merged.explain(k)).replicas) if (r.siblings.length !== 1) return false
       return true
     }, { timeoutMs: 10_000, what: 'every replica to hold the merged cart alone' })
     for (const k of keys) {
-      for (const r of (await merged.inspect(k)).replicas) {
+      for (const r of (await merged.explain(k)).replicas) {
         // Nothing acknowledged is lost: every item any client was told was written is in the cart.
         expect(r.siblings[0].items, `${k}@${r.id}`).toEqual([...acked.get(k)!].sort())
       }
@@ -190,7 +190,7 @@ describe.skipIf(unavailable !== undefined && !process.env.CI)('network partition
     // With N=3 on 3 nodes every node is a replica of every key.
     for (const k of keys) await db.put(k, `value of ${k}`, { w: 3 })
     await waitFor(async () => {
-      for (const k of keys) if (!(await db!.inspect(k)).replicas.every((r) => r.found)) return false
+      for (const k of keys) if (!(await db!.explain(k)).replicas.every((r) => r.found)) return false
       return true
     }, { timeoutMs: 10_000, what: 'every key on every replica' })
 
@@ -208,7 +208,7 @@ describe.skipIf(unavailable !== undefined && !process.env.CI)('network partition
     const until = deleted + GRACE_MS + 3 * REAP_MS
     const checks = await holdsUntil(until, async () => {
       await Promise.all(keys.map(async (k) => {
-        for (const r of (await db!.inspect(k, { timeoutMs: 1000 })).replicas) {
+        for (const r of (await db!.explain(k, { timeoutMs: 1000 })).replicas) {
           if (r.id === 'n3') expect(r.error?.cause, `n3 answered while cut off (${k})`).toBe('timeout')
           else expect(holdsTombstone(r), `${k}@${r.id} during the cut: ${JSON.stringify(r)}`).toBe(true)
         }
@@ -225,13 +225,13 @@ describe.skipIf(unavailable !== undefined && !process.env.CI)('network partition
     // n3 gets the tombstone (by hint or anti-entropy): no replica holds the live value any more. A
     // replica may already have reaped its tombstone by the time it is looked at.
     await waitFor(async () => {
-      for (const k of keys) for (const r of (await db!.inspect(k, { timeoutMs: 500 })).replicas) if (!(holdsTombstone(r) || reaped(r))) return false
+      for (const k of keys) for (const r of (await db!.explain(k, { timeoutMs: 500 })).replicas) if (!(holdsTombstone(r) || reaped(r))) return false
       return true
     }, { timeoutMs: 20_000, intervalMs: 100, what: 'every replica to hold the tombstone' })
     const spread = Date.now() - healed
     // Then reaping removes the tombstones from every replica.
     await waitFor(async () => {
-      for (const k of keys) for (const r of (await db!.inspect(k, { timeoutMs: 500 })).replicas) if (!reaped(r)) return false
+      for (const k of keys) for (const r of (await db!.explain(k, { timeoutMs: 500 })).replicas) if (!reaped(r)) return false
       return true
     }, { timeoutMs: 30_000, intervalMs: 200, what: 'reaping to remove the tombstones from every replica' })
     const gone = Date.now() - healed
@@ -247,7 +247,7 @@ describe.skipIf(unavailable !== undefined && !process.env.CI)('network partition
     await holdsUntil(Date.now() + 6 * AE_MS, async () => {
       for (const k of keys) {
         expect((await db!.get(k, { r: 3 })).found, `${k} came back`).toBe(false)
-        for (const r of (await db!.inspect(k)).replicas) expect(r.siblings, `${k}@${r.id}`).toEqual([])
+        for (const r of (await db!.explain(k)).replicas) expect(r.siblings, `${k}@${r.id}`).toEqual([])
       }
     })
     // Anti-entropy compared the replicas meanwhile (each round compares every shared partition).

@@ -169,7 +169,7 @@ describe('reads and writes through quorums', () => {
 
   it('inspect shows the preference list and every replica with equal digests after a W=3 write', async () => {
     await db.put('inspected', 'v', { w: 3 })
-    const info = await db.inspect('inspected')
+    const info = await db.explain('inspected')
     expect(info.partition).toBe(db.ring.partitionOf(Buffer.from('inspected')))
     expect(info.preferenceList.map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3'])
     expect(info.replicas).toHaveLength(3)

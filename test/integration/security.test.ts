@@ -228,13 +228,13 @@ describe('node-to-node endpoints', () => {
 describe('versions and contexts', () => {
   /** Partition of a key, and the actor and epoch of node 0. */
   async function target(key: string): Promise<{ partition: number; actor: string; epoch: string }> {
-    const { partition } = await admin.inspect(key)
+    const { partition } = await admin.explain(key)
     const health = JSON.parse((await call('GET', `${cluster.nodes[0].url}/v1/health`)).body.toString()) as HealthResponse
     return { partition, actor: health.actor, epoch: health.epoch! }
   }
 
   async function values(key: string): Promise<string[][]> {
-    const seen = await admin.inspect(key)
+    const seen = await admin.explain(key)
     // By replica id: n1, n2, n3.
     return [...seen.replicas].sort((a, b) => (a.id < b.id ? -1 : 1)).map((r) => r.siblings.map((v) => Buffer.from(v).toString()))
   }
@@ -260,7 +260,7 @@ describe('versions and contexts', () => {
     // The genuine set with its proof is accepted (the SDK relays it so).
     expect((await replica(0, '/v1/replica/store', { items: [[partition, key, answer.sets[0], null, answer.proofs[0]]] }, undefined, headers)).status).toBe(200)
     // A hint of it: only with the write role, and only for a replica of the key.
-    const { replicas } = await admin.inspect('sec-forge')
+    const { replicas } = await admin.explain('sec-forge')
     const other = replicas.find((r) => r.url !== cluster.nodes[0].url)!.id
     expectRefused(await replica(0, '/v1/replica/store', { items: [[partition, key, answer.sets[0], other, answer.proofs[0]]] }, cluster.tokens!.reader, headers), 403, 'ZH_FORBIDDEN', 'a reader\'s hint')
     expect((await replica(0, '/v1/replica/store', { items: [[partition, key, answer.sets[0], other, answer.proofs[0]]] }, undefined, headers)).status).toBe(200)
@@ -294,7 +294,7 @@ describe('versions and contexts', () => {
     // Written as nodes write (signed with the secret) to n1 and n2 only: n3 never heard of it.
     const key = Buffer.from('sec-repair')
     const { partition, epoch } = await target('sec-repair')
-    const ids = (await admin.inspect('sec-repair')).replicas.map((r) => r.id)
+    const ids = (await admin.explain('sec-repair')).replicas.map((r) => r.id)
     expect(ids.sort()).toEqual(['n1', 'n2', 'n3'])
     const coordinated = await signed(0, '/v1/replica/coordinate', pack({ partition, key, context: [], value: Buffer.from('n3 missed this') }), keys, Date.now(), { [EPOCH_HEADER]: epoch })
     expect(coordinated.status, coordinated.body.toString()).toBe(200)

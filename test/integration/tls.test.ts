@@ -61,7 +61,7 @@ describe('a cluster over TLS', () => {
     } finally {
       await lb.close()
     }
-    const seen = await db.inspect('via-n1')
+    const seen = await db.explain('via-n1')
     expect(seen.replicas).toHaveLength(3)
     for (const r of seen.replicas) {
       expect(r.error, `${r.id}`).toBeUndefined()
@@ -121,7 +121,7 @@ describe('a cluster over TLS', () => {
   it('the CLI reaches a TLS node with --ca, and without it says to give one', async () => {
     const ok = await zerohop('status', '--node', cluster.seeds[0], '--ca', certs.ca)
     expect(ok.code, ok.stderr).toBe(0)
-    expect(ok.stdout).toMatch(/n1 +https:\/\/127\.0\.0\.1:\d+ +normal +up/)
+    expect(ok.stdout).toMatch(/n1 +https:\/\/127\.0\.0\.1:\d+ +default +1 +normal +up/)
     const refused = await zerohop('status', '--node', cluster.seeds[0])
     expect(refused.code).not.toBe(0)
     expect(refused.stderr).toMatch(/give the CA .* with --ca PATH \[ZH_NO_SEED_REACHABLE\]/)

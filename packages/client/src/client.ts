@@ -59,6 +59,8 @@ export interface PutResult<V> {
 export interface ReplicaState<V> {
   id: string
   url: string
+  /** A replica in the current ring (primary), or one gaining the partition in a join or leave (incoming). */
+  role: 'primary' | 'incoming'
   /** The replica holds a live value. */
   found: boolean
   siblings: V[]
@@ -69,10 +71,34 @@ export interface ReplicaState<V> {
   error?: ReplicaFailure
 }
 
-export interface InspectResult<V> {
+/** A hint a node holds for one of the key's replicas (a write it took while that replica was down). */
+export interface HintState<V> {
+  /** The node holding the hint. */
+  holder: string
+  /** The replica it is for. */
+  target: string
+  tombstone: boolean
+  siblings: V[]
+  digest: string
+}
+
+/** Where a key lives and what each of its replicas holds: see explain(). */
+export interface ExplainResult<V> {
+  /** The ring the explanation was made with. */
+  epoch: string
   partition: number
-  preferenceList: { id: string; url: string; up: boolean }[]
+  /** The N primaries, then the spares that take hinted writes for primaries that are down; up or down as seen by whoever explained. */
+  preferenceList: { id: string; url: string; role: 'primary' | 'spare'; up: boolean }[]
+  /** Each replica read directly, with no repair. */
   replicas: ReplicaState<V>[]
+  /** Every replica answered and all hold the same set. */
+  agree: boolean
+  /** Hints held for this key, by any member that answered. */
+  hints: HintState<V>[]
+  /** Members that could not be asked for hints (down, or they failed to answer). */
+  unasked: string[]
+  /** A join or leave is moving the partition: from the current replicas to the next ones, and which of those have pulled it. */
+  moving: { from: string[]; to: string[]; ready: string[] } | null
 }
 
 export interface Codec<V> {
@@ -168,16 +194,22 @@ export class Collection<V> {
     return { context: raw.context, conflict: raw.conflict }
   }
 
-  /** Each of the key's N replicas, read directly with no repair: for operators and tests. */
-  async inspect(key: Key, options: CallOptions = {}): Promise<InspectResult<V>> {
-    const raw = await this.#coordinator().inspect(keyBytes(key), options)
+  /**
+   * Where a key lives and what its replicas hold, read directly with no repair: its partition, its
+   * preference list (primaries and spares, up or down), each replica's versions and whether they agree,
+   * hints held for its replicas, and whether a join or leave is moving it. For operators and tests.
+   */
+  async explain(key: Key, options: CallOptions = {}): Promise<ExplainResult<V>> {
+    const raw = await this.#coordinator().explain(keyBytes(key), options)
     return {
+      epoch: raw.epoch,
       partition: raw.partition,
-      preferenceList: raw.preferenceList.map((m) => ({ id: m.id, url: m.url, up: m.up })),
+      preferenceList: raw.preferenceList.map((m) => ({ id: m.id, url: m.url, role: m.role, up: m.up })),
       replicas: raw.replicas.map((r) => {
         const state: ReplicaState<V> = {
           id: r.id,
           url: r.url,
+          role: r.role,
           found: r.found,
           siblings: r.siblings.map((v) => this.#decode(v)),
           tombstone: r.tombstone,
@@ -186,6 +218,10 @@ export class Collection<V> {
         if (r.error) state.error = r.error
         return state
       }),
+      agree: raw.agree,
+      hints: raw.hints.map((h) => ({ holder: h.holder, target: h.target, tombstone: h.tombstone, siblings: h.siblings.map((v) => this.#decode(v)), digest: h.digest })),
+      unasked: raw.unasked,
+      moving: raw.moving,
     }
   }
 

@@ -46,9 +46,11 @@ export interface CoordinatedPut {
   conflict: boolean
 }
 
-export interface ReplicaInspection {
+export interface ReplicaExplanation {
   id: string
   url: string
+  /** A replica in the current ring (primary), or one gaining the partition in a join or leave (incoming). */
+  role: 'primary' | 'incoming'
   found: boolean
   /** The replica holds only a tombstone (a delete not yet reaped). */
   tombstone: boolean
@@ -58,10 +60,36 @@ export interface ReplicaInspection {
   error?: ReplicaFailure
 }
 
-export interface Inspection {
+/** A hint some node holds for one of the key's replicas (sloppy quorum), until it is delivered. */
+export interface HintExplanation {
+  /** The node holding the hint. */
+  holder: string
+  /** The node it is for. */
+  target: string
+  tombstone: boolean
+  siblings: Uint8Array[]
+  digest: string
+}
+
+export interface Explanation {
+  /** The ring the explanation was made with. */
+  epoch: string
   partition: number
-  preferenceList: { id: string; url: string; up: boolean }[]
-  replicas: ReplicaInspection[]
+  /**
+   * The key's preference list: the N primaries, then the spares that take writes (as hints) for
+   * primaries that are down; up or down as the explaining client or node sees them.
+   */
+  preferenceList: { id: string; url: string; role: 'primary' | 'spare'; up: boolean }[]
+  /** Each replica read directly, with no repair. */
+  replicas: ReplicaExplanation[]
+  /** Every replica answered, and all hold the same set (equal digests, or all nothing). */
+  agree: boolean
+  /** Hints held for this key, by any member that answered. */
+  hints: HintExplanation[]
+  /** Members that could not be asked for hints (down as far as this side knows, or failed). */
+  unasked: string[]
+  /** A join or leave is moving the partition: from the current replicas to the next ones, and which of those have pulled it. */
+  moving: { from: string[]; to: string[]; ready: string[] } | null
 }
 
 export interface Coordinator {
@@ -74,7 +102,7 @@ export interface Coordinator {
   /** With a context, supersedes what that read saw; without one, reads first (at R) and deletes what it finds. */
   delete(key: Uint8Array, call?: PutCall): Promise<CoordinatedPut>
   /** Each of the key's N replicas, read directly with no repair. */
-  inspect(key: Uint8Array, call?: CallOptions): Promise<Inspection>
+  explain(key: Uint8Array, call?: CallOptions): Promise<Explanation>
 }
 
 /** A key the cluster accepts: bytes, not empty, within the cluster's limit. */

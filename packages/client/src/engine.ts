@@ -42,7 +42,7 @@ import { checkQuorum, checkTimeout, type ResolvedEngineOptions } from './options
 import { Operation, failureOf, gather, httpFailure, isTransient, notDelivered, notReady, notReadyReply, type Deadline, type Outcome } from './operation.js'
 import type { Membership } from './membership.js'
 import { WriteQuorum, type Requirement, type StoreAction } from './quorum.js'
-import { checkKey, type CallOptions, type Coordinator, type CoordinatedGet, type CoordinatedPut, type GetCall, type Inspection, type PutCall } from './coordinator.js'
+import { checkKey, type CallOptions, type Coordinator, type CoordinatedGet, type CoordinatedPut, type GetCall, type Explanation, type PutCall, type ReplicaExplanation } from './coordinator.js'
 import type { Reply, SendOptions, Transport } from './transport.js'
 import { Coalescer, batchBytes, heldOf, readBatch, storeBatch, type Held, type StoreItem } from './batcher.js'
 import { frames, readAnswer } from './replica-client.js'
@@ -589,33 +589,67 @@ export class Engine implements Coordinator {
     return { ok: false, failures }
   }
 
-  /** Each of the top N replicas read directly, without repair: for operators and tests. */
-  async inspect(key: Uint8Array, call: CallOptions = {}): Promise<Inspection> {
+  /**
+   * Where a key lives and what its replicas hold: its preference list, each replica (of the current
+   * ring, and of the next during a join or leave) read directly without repair, the hints any member
+   * holds for it, and whether the partition is moving. For operators and tests.
+   */
+  async explain(key: Uint8Array, call: CallOptions = {}): Promise<Explanation> {
     this.checkKey(key)
     const view = this.membership.view
     const partition = view.current.partitionOf(key)
     const op = this.#operation(call)
     const { current, next } = view.replicas(partition)
-    const replicas = [...current, ...next.filter((m) => !current.some((c) => c.id === m.id))]
-    const outcomes = await Promise.all(replicas.map((m) => this.#reads.submit(m, [partition, key], op, view.epoch)))
+    const incoming = next.filter((m) => !current.some((c) => c.id === m.id))
+    const replicas = [...current, ...incoming]
+    // Hints can be held by any member that took a write for a replica that was down: every live one is asked.
+    const holders = [...view.members.values()].filter((m) => m.status !== 'left' && !m.removed)
+    const askable = holders.filter((m) => this.membership.up(m.id))
+    const hintsBody = frames.hints.encode({ partition, key })
+    const [outcomes, hintOutcomes] = await Promise.all([
+      Promise.all(replicas.map((m) => this.#reads.submit(m, [partition, key], op, view.epoch))),
+      Promise.all(askable.map((m) => this.#ask(m, Paths.hints, hintsBody, op, view.epoch, (b) => {
+        const answer = frames.hints.decode(b, { partition, key })
+        if (typeof answer === 'string') throw new TypeError(answer)
+        return answer.hints
+      }))),
+    ])
     op.done()
+    const primaries = new Set(current.map((m) => m.id))
+    const states = outcomes.map((o): ReplicaExplanation => {
+      const base = { id: o.member.id, url: o.member.url, role: primaries.has(o.member.id) ? ('primary' as const) : ('incoming' as const), found: false, tombstone: false, siblings: [] as Uint8Array[], digest: null }
+      if (!o.ok) return { ...base, error: o.failure }
+      if (o.value === null) return base
+      const live = liveOf(o.value.set)
+      if (live instanceof Error) return { ...base, error: { id: o.member.id, url: o.member.url, cause: 'invalid-response' as const, message: live.message } }
+      return { ...base, found: live.length > 0, tombstone: live.length === 0, siblings: live, digest: md5(o.value.set).toString('hex') }
+    })
+    const hints = hintOutcomes.flatMap((o) => (o.ok ? o.value.map(([target, set]) => ({ holder: o.member.id, target, set })) : [])).flatMap(({ holder, target, set }) => {
+      const live = liveOf(set)
+      return live instanceof Error ? [] : [{ holder, target, tombstone: live.length === 0, siblings: live, digest: md5(set).toString('hex') }]
+    })
+    const asked = new Set(hintOutcomes.filter((o) => o.ok).map((o) => o.member.id))
+    const ready = incoming.length > 0 ? next.filter((m) => view.members.get(m.id)?.ready === view.next.epoch).map((m) => m.id) : []
+    const list = view.current.preferenceList(partition)
     return {
+      epoch: view.epoch,
       partition,
-      preferenceList: view.current.preferenceList(partition).map((m) => ({ id: m.id, url: m.url, up: this.membership.up(m.id) })),
-      replicas: outcomes.map((o) => {
-        const base = { id: o.member.id, url: o.member.url, found: false, tombstone: false, siblings: [] as Uint8Array[], digest: null }
-        if (!o.ok) return { ...base, error: o.failure }
-        if (o.value === null) return base
-        let set: DvvSet
-        try {
-          set = decodeSet(o.value.set)
-        } catch (err) {
-          return { ...base, error: { id: o.member.id, url: o.member.url, cause: 'invalid-response', message: (err as Error).message } }
-        }
-        const live = siblings(set)
-        return { ...base, found: live.length > 0, tombstone: live.length === 0, siblings: live, digest: md5(o.value.set).toString('hex') }
-      }),
+      preferenceList: list.map((m, i) => ({ id: m.id, url: m.url, role: i < view.current.n ? ('primary' as const) : ('spare' as const), up: this.membership.up(m.id) })),
+      replicas: states,
+      agree: states.every((r) => !r.error && r.digest === states[0].digest),
+      hints,
+      unasked: holders.filter((m) => !asked.has(m.id)).map((m) => m.id),
+      moving: incoming.length > 0 ? { from: current.map((m) => m.id), to: next.map((m) => m.id), ready } : null,
     }
+  }
+}
+
+/** The live values of an encoded set (none for a tombstone), or the error that it does not decode. */
+function liveOf(set: Uint8Array): Uint8Array[] | Error {
+  try {
+    return siblings(decodeSet(set))
+  } catch (err) {
+    return err as Error
   }
 }
 

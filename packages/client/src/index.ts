@@ -1,4 +1,4 @@
-export { connect, Client, Collection, type GetResult, type PutResult, type InspectResult, type ReplicaState, type CollectionOptions, type Codec } from './client.js'
+export { connect, Client, Collection, type GetResult, type PutResult, type ExplainResult, type ReplicaState, type HintState, type CollectionOptions, type Codec } from './client.js'
 export {
   clientDefaults,
   resolveEngineOptions,
@@ -15,7 +15,7 @@ export {
 export { UndiciTransport, type Transport, type Reply, type SendOptions, type UndiciTransportOptions, type TransportTls } from './transport.js'
 // The coordinator engine, for a node that coordinates on behalf of clients behind a load balancer.
 export { Engine, channels, type RawGetResult, type RawPutResult } from './engine.js'
-export type { Coordinator, CoordinatedGet, CoordinatedPut, Inspection, ReplicaInspection } from './coordinator.js'
+export type { Coordinator, CoordinatedGet, CoordinatedPut, Explanation, ReplicaExplanation } from './coordinator.js'
 export { LoadBalancerCoordinator } from './load-balancer.js'
 export { WriteQuorum, verdict, type Requirement, type StoreAction, type Verdict } from './quorum.js'
 export { RingWatch, membershipChannels, type Membership, type MembershipEvents, type NodeEvent } from './membership.js'

@@ -24,13 +24,13 @@ import {
   type BatchedRequest,
   type BatchReply,
   type BatchRequest,
-  type InspectBody,
+  type ExplainBody,
   type Limits,
   type Member,
   type ReplicaFailure,
   type SiblingsBody,
 } from '@zerohop/core'
-import { checkKey, type CallOptions, type Coordinator, type CoordinatedGet, type CoordinatedPut, type GetCall, type Inspection, type PutCall } from './coordinator.js'
+import { checkKey, type CallOptions, type Coordinator, type CoordinatedGet, type CoordinatedPut, type GetCall, type Explanation, type PutCall } from './coordinator.js'
 import { checkQuorum, checkTimeout, type ResolvedClientOptions } from './options.js'
 import type { Membership } from './membership.js'
 import { Operation, notDelivered, type Outcome } from './operation.js'
@@ -51,7 +51,7 @@ export class LoadBalancerCoordinator implements Coordinator {
   /** Until when each seed is skipped (it refused a connection or was not ready). */
   readonly #skip = new Map<string, number>()
   #next = 0
-  /** Reads and inspections to one seed, coalesced into batches while one is in flight. */
+  /** Reads and explanations to one seed, coalesced into batches while one is in flight. */
   readonly #reads: Coalescer<BatchedRequest, Answer>
   /** Writes: one per request. */
   readonly #writes: Coalescer<BatchedRequest, Answer>
@@ -126,15 +126,16 @@ export class LoadBalancerCoordinator implements Coordinator {
     return { context: header(reply, CONTEXT_HEADER) ?? emptyContext(), conflict: header(reply, CONFLICT_HEADER) === 'true', siblings: [] }
   }
 
-  async inspect(key: Uint8Array, call: CallOptions = {}): Promise<Inspection> {
+  async explain(key: Uint8Array, call: CallOptions = {}): Promise<Explanation> {
     this.checkKey(key)
-    const reply = await this.#send('get', 1, { method: 'GET', path: this.#path(ApiPaths.inspect, key, call, {}) }, call)
+    const reply = await this.#send('get', 1, { method: 'GET', path: this.#path(ApiPaths.explain, key, call, {}) }, call)
     if (reply.status !== 200) throw apiError(reply.status, reply.body, 'get')
-    const body = JSON.parse(reply.body.toString('utf8')) as InspectBody
+    const body = JSON.parse(reply.body.toString('utf8')) as ExplainBody
+    const bytes = (b: string) => Buffer.from(b, 'base64')
     return {
-      partition: body.partition,
-      preferenceList: body.preferenceList,
-      replicas: body.replicas.map((r) => ({ ...r, siblings: r.siblings.map((b) => Buffer.from(b, 'base64')) })),
+      ...body,
+      replicas: body.replicas.map((r) => ({ ...r, siblings: r.siblings.map(bytes) })),
+      hints: body.hints.map((h) => ({ ...h, siblings: h.siblings.map(bytes) })),
     }
   }
 

@@ -21,6 +21,8 @@ import {
   type GossipMessage,
   type KeysRequest,
   type KeysResponse,
+  type HintsRequest,
+  type HintsResponse,
   type RangeRequest,
   type RangeResponse,
   type ReadRequest,
@@ -147,6 +149,12 @@ export const frames = {
       if (!(x.set instanceof Uint8Array)) return 'answered a coordinate without a set'
       const ok = (x.proof === undefined || isBytes(x.proof, SET_PROOF_BYTES)) && (x.context === undefined || isBytes(x.context, MAC_BYTES))
       return ok ? undefined : 'answered a coordinate with a malformed proof'
+    }),
+  ),
+  hints: frame<HintsRequest, HintsResponse>(Paths.hints, (body) =>
+    decodeMap(body, Paths.hints, (x) => {
+      if (!Array.isArray(x.hints)) return `answered ${Paths.hints} without hints`
+      return x.hints.every((h) => Array.isArray(h) && h.length === 2 && typeof h[0] === 'string' && h[1] instanceof Uint8Array) ? undefined : `answered ${Paths.hints} with a hint that is not [target, set]`
     }),
   ),
   range: frame<RangeRequest, RangeResponse>(Paths.range, (body) =>

@@ -1,15 +1,15 @@
 // The public HTTP API (curl, scripts, other languages, the SDK in load-balancer mode): paths, headers,
-// the percent-encoding of keys (any bytes) and the JSON shapes of siblings and inspections. Any node
+// the percent-encoding of keys (any bytes) and the JSON shapes of siblings and explanations. Any node
 // coordinates these requests with the same engine the SDK runs.
 import { BadContextError, ForbiddenError, UnauthenticatedError, ErrorCodes, InvalidArgumentError, QuorumError, ZerohopError, type ErrorCode, type ReplicaFailure } from './errors.js'
 
 export const ApiPaths = {
   /** GET, PUT, DELETE /v1/kv/{key}: the key percent-encoded. */
   kv: '/v1/kv/',
-  /** GET /v1/inspect/{key}: each replica's state, read directly with no repair (JSON). */
-  inspect: '/v1/inspect/',
+  /** GET /v1/explain/{key}: each replica's state, read directly with no repair (JSON). */
+  explain: '/v1/explain/',
   /**
-   * POST /v1/batch (MessagePack): several /v1/kv and /v1/inspect requests in one exchange, each
+   * POST /v1/batch (MessagePack): several /v1/kv and /v1/explain requests in one exchange, each
    * answered exactly as it would be alone. The SDK's load-balancer routing sends concurrent calls so.
    */
   batch: '/v1/batch',
@@ -24,7 +24,7 @@ export const MAX_API_BATCH = 64
 /** One request of a batch: what it would be over HTTP. */
 export interface BatchedRequest {
   method: 'GET' | 'PUT' | 'DELETE'
-  /** Path and query, percent-encoded: /v1/kv/{key}?… or /v1/inspect/{key}?… */
+  /** Path and query, percent-encoded: /v1/kv/{key}?… or /v1/explain/{key}?… */
   path: string
   headers: Record<string, string>
   body: Uint8Array | null
@@ -57,12 +57,15 @@ export interface SiblingsBody {
   context: string
 }
 
-export interface InspectBody {
+/** GET /v1/explain/{key}: the SDK's Explanation, with every value in base64. */
+export interface ExplainBody {
+  epoch: string
   partition: number
-  preferenceList: { id: string; url: string; up: boolean }[]
+  preferenceList: { id: string; url: string; role: 'primary' | 'spare'; up: boolean }[]
   replicas: {
     id: string
     url: string
+    role: 'primary' | 'incoming'
     found: boolean
     tombstone: boolean
     /** Base64. */
@@ -70,6 +73,10 @@ export interface InspectBody {
     digest: string | null
     error?: { id: string; url: string; cause: string; status?: number; code?: string; message: string }
   }[]
+  agree: boolean
+  hints: { holder: string; target: string; tombstone: boolean; /** Base64. */ siblings: string[]; digest: string }[]
+  unasked: string[]
+  moving: { from: string[]; to: string[]; ready: string[] } | null
 }
 
 // Unreserved characters (RFC 3986) travel as they are; every other byte as %XX.

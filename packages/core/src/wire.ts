@@ -15,6 +15,12 @@ export const Paths = {
   store: '/v1/replica/store',
   /** One page of a partition's items, in key order: partition handoff. */
   range: '/v1/replica/range',
+  /** The hints this node holds for one key, per node they are for (explain). */
+  hints: '/v1/replica/hints',
+  /** This node's own figures: hints, handoff, anti-entropy, tombstones, requests and latencies (JSON). */
+  stats: '/v1/stats',
+  /** The cluster as the asked node sees it, with every member's /v1/stats (JSON; CLI and dashboard). */
+  cluster: '/v1/cluster',
   /** Push-pull of member entries between nodes. */
   gossip: '/v1/gossip',
   /** Anti-entropy: root hashes of some partitions' trees, in the order asked. */
@@ -86,6 +92,15 @@ export interface Limits {
   maxValueBytes: number
   /** Largest request body the node accepts. */
   maxBodyBytes: number
+}
+
+export interface HintsRequest {
+  partition: number
+  key: Uint8Array
+}
+export interface HintsResponse {
+  /** Each hint held for the key: the node it is for and the set kept for it. */
+  hints: [target: string, set: Uint8Array][]
 }
 
 export interface RangeRequest {
@@ -193,6 +208,89 @@ export interface HealthResponse {
   epoch: string | null
   /** This node's membership status (joining, normal, leaving, left). */
   member?: string
+}
+
+/** Latencies of one kind of request a node served since it started: a histogram (cumulative buckets). */
+export interface RequestLatency {
+  /** The endpoint, e.g. /v1/kv or /v1/replica/read. */
+  route: string
+  method: string
+  /** http: from the network; local: this node coordinating a key it replicates (no HTTP to itself). */
+  via: 'http' | 'local'
+  count: number
+  /** Sum of the durations, in seconds. */
+  sum: number
+  /** Requests that took at most LATENCY_BUCKETS[i] seconds (cumulative), one per bucket. */
+  buckets: number[]
+}
+
+/** Upper bounds (seconds) of the latency histograms of GET /v1/stats and /v1/metrics. */
+export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const
+
+/** GET /v1/stats: one node's own figures, since it started. */
+export interface NodeStats {
+  id: string
+  url: string
+  /** When the figures were taken (ms since 1970, the node's clock): rates are differences over time. */
+  time: number
+  /** This node's membership status. */
+  member: string
+  /** Hints held for other nodes, per target. */
+  hints: { items: number; bytes: number; targets: Record<string, { items: number; bytes: number }>; stored: number; delivered: number; dropped: number; expired: number }
+  /**
+   * Partition handoff: while a join or leave is in progress, the partitions this node gains and how
+   * many it has pulled; `active` false otherwise. Items and bytes pulled since start.
+   */
+  handoff: { active: boolean; gained: number; pulled: number; items: number; bytes: number }
+  /** Anti-entropy: rounds (roots comparisons), exchanges, keys repaired, and when the last round ended (ms; 0 never). */
+  antiEntropy: { rounds: number; exchanges: number; keysRepaired: number; lastRoundAt: number }
+  /** Keys held only as tombstones, and tombstones reaped since start. */
+  tombstones: { held: number; reaped: number }
+  requests: RequestLatency[]
+}
+
+/** One member in GET /v1/cluster. */
+export interface ClusterMember {
+  id: string
+  url: string
+  zone: string
+  weight: number
+  /** joining, normal, leaving, left, or removed (an operator removed it; its data is re-replicated). */
+  status: 'joining' | 'normal' | 'leaving' | 'left' | 'removed'
+  /** As the asked node's failure detector sees it; `self` for the asked node. */
+  health: 'up' | 'suspect' | 'down' | 'self'
+  /** Share of the partitions' replicas this member holds in the current ring (0 to 1). */
+  share: number
+  /** Its own figures, or why they could not be had (it is down, or failed to answer). */
+  stats?: NodeStats
+  error?: string
+}
+
+/** A partition whose replicas change with the join or leave in progress. */
+export interface PendingMove {
+  partition: number
+  from: string[]
+  to: string[]
+}
+
+/** GET /v1/cluster: the cluster as the asked node sees it. */
+export interface ClusterResponse {
+  /** The asked node. */
+  node: string
+  epoch: string
+  n: number
+  partitions: number
+  /** A join or leave is in progress: the next ring differs from the current one. */
+  transition: boolean
+  members: ClusterMember[]
+  /** The first replica of each partition in the current ring (the dashboard's circle). */
+  owners: string[]
+  /** Largest share of replicas over the mean, among members that hold any (1 is perfect balance). */
+  balance: number
+  /** Partitions whose replicas change with the transition in progress. */
+  moves: PendingMove[]
+  /** Partitions the members gain in the transition, and how many they have pulled. */
+  handoff: { gained: number; pulled: number }
 }
 
 export interface ErrorBody {

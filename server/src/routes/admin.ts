@@ -1,6 +1,6 @@
 // What operators, load balancers and SDKs ask a node about itself: health, the ring (held open with
 // `?wait=EPOCH` until it changes), metrics, and the operator's leave and remove.
-import { ErrorCodes, Paths, type ClusterView, type MemberState, type RingResponse } from '@zerohop/core'
+import { ErrorCodes, Paths, type ClusterResponse, type ClusterView, type MemberState, type NodeStats, type RingResponse } from '@zerohop/core'
 import type { ResolvedNodeOptions } from '../config.js'
 import type { Gossip } from '../gossip.js'
 import { allow, bad, json, type Route } from './request.js'
@@ -14,9 +14,13 @@ export interface AdminRouteDeps {
   gossip: () => Gossip | undefined
   metrics: () => Promise<{ contentType: string; text: string }>
   health: () => object
+  /** This node's own figures (GET /v1/stats). */
+  stats: () => Promise<NodeStats>
+  /** The cluster as this node sees it, with every member's figures (GET /v1/cluster). */
+  cluster: () => Promise<ClusterResponse>
   stopping: () => boolean
-  leave: () => MemberState
-  remove: (id: string) => MemberState
+  leave: () => { member: MemberState; changed: boolean }
+  remove: (id: string) => { member: MemberState; changed: boolean }
   /** Resolves at the next change of the membership, when the node stops, or after `ms`. */
   nextChange: (ms: number) => Promise<void>
 }
@@ -57,6 +61,14 @@ export function adminRoute(deps: AdminRouteDeps): Route {
       allow(req, ['GET', 'HEAD'])
       return json(200, await ring(req.query.get('wait')))
     },
+    [Paths.stats]: async (req) => {
+      allow(req, ['GET'])
+      return json(200, await deps.stats())
+    },
+    [Paths.cluster]: async (req) => {
+      allow(req, ['GET'])
+      return json(200, await deps.cluster())
+    },
     [Paths.metrics]: async (req) => {
       allow(req, ['GET'])
       const { contentType, text } = await deps.metrics()
@@ -65,7 +77,7 @@ export function adminRoute(deps: AdminRouteDeps): Route {
     [Paths.leave]: async (req) => {
       allow(req, ['POST'])
       if (deps.stopping()) throw bad(503, ErrorCodes.SHUTTING_DOWN, 'this node is shutting down')
-      return json(202, { member: deps.leave() })
+      return json(202, deps.leave())
     },
     [Paths.remove]: async (req) => {
       allow(req, ['POST'])
@@ -77,7 +89,7 @@ export function adminRoute(deps: AdminRouteDeps): Route {
         throw bad(400, ErrorCodes.BAD_BODY, 'body must be JSON: {"id":"<node id>"}')
       }
       if (typeof body?.id !== 'string' || body.id.length === 0) throw bad(400, ErrorCodes.BAD_BODY, 'body must be JSON: {"id":"<node id>"}')
-      return json(202, { member: deps.remove(body.id) })
+      return json(202, deps.remove(body.id))
     },
   }
   return (req) => routes[req.path]?.(req)

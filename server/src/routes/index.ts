@@ -2,7 +2,7 @@
 // reply carries the node's ring epoch; anything a route throws becomes the JSON error contract.
 import { ApiPaths, EPOCH_HEADER, ErrorCodes, Paths } from '@zerohop/core'
 import { AntiEntropyPaths } from '../anti-entropy.js'
-import { requestKey } from '../metrics.js'
+import type { RequestMetrics } from '../metrics.js'
 import { ReapPaths } from '../reaper.js'
 import type { Logger } from 'pino'
 import { adminRoute, type AdminRouteDeps } from './admin.js'
@@ -15,16 +15,19 @@ import { needOf, type Auth } from '../auth.js'
 export type RouteDeps = AdminRouteDeps & ReplicaRouteDeps & Omit<KvRouteDeps, 'admit'> & {
   log: Logger
   auth: Auth
-  /** Counts of requests served, by `requestKey(route, via)`. */
-  requests: Map<string, number>
+  /** Requests served: counted and timed. */
+  requests: RequestMetrics
 }
+
+/** Methods kept as a metrics label (any other is `other`). */
+const METHODS = new Set(['GET', 'HEAD', 'PUT', 'POST', 'DELETE'])
 
 const KNOWN = new Set<string>([...Object.values(Paths), ...Object.values(AntiEntropyPaths), ...Object.values(ReapPaths), ApiPaths.batch])
 
 /** A metrics label for a path: bounded, whatever clients send. */
 function routeOf(path: string): string {
   if (path.startsWith(ApiPaths.kv)) return ApiPaths.kv.slice(0, -1)
-  if (path.startsWith(ApiPaths.inspect)) return ApiPaths.inspect.slice(0, -1)
+  if (path.startsWith(ApiPaths.explain)) return ApiPaths.explain.slice(0, -1)
   return KNOWN.has(path) ? path : 'unknown'
 }
 
@@ -34,8 +37,7 @@ export function createRequestHandler(deps: RouteDeps): RequestHandler {
   const admitBatched = (req: NodeRequest) => auth.check(req.principal ?? { kind: 'anonymous' }, needOf(req.method, req.path), `${req.method} ${req.path}`)
   const routes = [adminRoute(deps), gossipRoute(deps), replicaRoute(deps), kvRoute({ ...deps, admit: admitBatched })]
   return async (req) => {
-    const counted = requestKey(routeOf(req.path), req.local ? 'local' : 'http')
-    deps.requests.set(counted, (deps.requests.get(counted) ?? 0) + 1)
+    const started = performance.now()
     const view = deps.view()
     let reply
     try {
@@ -49,6 +51,7 @@ export function createRequestHandler(deps: RouteDeps): RequestHandler {
       reply = errorReply(err, deps.log)
     }
     if (view) reply.headers = { ...reply.headers, [EPOCH_HEADER]: view.epoch }
+    deps.requests.served(routeOf(req.path), METHODS.has(req.method) ? req.method : 'other', req.local ? 'local' : 'http', (performance.now() - started) / 1000)
     return reply
   }
 }

@@ -14,7 +14,7 @@ import {
   type BatchedRequest,
   type BatchReply,
   type BatchRequest,
-  type InspectBody,
+  type ExplainBody,
   type SiblingsBody,
 } from '@zerohop/core'
 import type { Logger } from 'pino'
@@ -38,14 +38,14 @@ const PUT_PARAMS = ['w', 'strict', 'timeout', 'returnbody']
 export function kvRoute(deps: KvRouteDeps): Route {
   const route = (req: NodeRequest): Promise<NodeReply> | undefined => {
     if (req.path.startsWith(ApiPaths.kv)) return kv(req)
-    if (req.path.startsWith(ApiPaths.inspect)) return inspect(req)
+    if (req.path.startsWith(ApiPaths.explain)) return explain(req)
     if (req.path === ApiPaths.batch) return batch(req)
     return undefined
   }
   return route
 
   /**
-   * Several kv and inspect requests in one exchange: each goes through this same route, as if it
+   * Several kv and explain requests in one exchange: each goes through this same route, as if it
    * had come alone, and its answer (or error) is its own. They run together, so the engine's replica
    * requests for them travel together too.
    */
@@ -63,7 +63,7 @@ export function kvRoute(deps: KvRouteDeps): Route {
       try {
         const one = batched(r, i, req)
         deps.admit(one)
-        reply = await (route(one) ?? Promise.reject(bad(400, ErrorCodes.BAD_BODY, `requests[${i}]: path must be ${ApiPaths.kv}{key} or ${ApiPaths.inspect}{key}`)))
+        reply = await (route(one) ?? Promise.reject(bad(400, ErrorCodes.BAD_BODY, `requests[${i}]: path must be ${ApiPaths.kv}{key} or ${ApiPaths.explain}{key}`)))
       } catch (err) {
         reply = errorReply(err, deps.log)
       }
@@ -108,12 +108,16 @@ export function kvRoute(deps: KvRouteDeps): Route {
     return { status: 204, headers }
   }
 
-  async function inspect(req: NodeRequest): Promise<NodeReply> {
+  async function explain(req: NodeRequest): Promise<NodeReply> {
     allow(req, ['GET'])
-    const key = keyOf(req, ApiPaths.inspect)
+    const key = keyOf(req, ApiPaths.explain)
     params(req, ['timeout'])
-    const found = await engineFor(req).inspect(key, { timeoutMs: int(req, 'timeout') })
-    const body: InspectBody = { ...found, replicas: found.replicas.map((r) => ({ ...r, siblings: r.siblings.map(base64) })) }
+    const found = await engineFor(req).explain(key, { timeoutMs: int(req, 'timeout') })
+    const body: ExplainBody = {
+      ...found,
+      replicas: found.replicas.map((r) => ({ ...r, siblings: r.siblings.map(base64) })),
+      hints: found.hints.map((h) => ({ ...h, siblings: h.siblings.map(base64) })),
+    }
     return json(200, body)
   }
 
@@ -135,8 +139,8 @@ function batched(r: unknown, i: number, outer: NodeRequest): NodeRequest {
   const where = `requests[${i}]`
   if (x === null || typeof x !== 'object') throw bad(400, ErrorCodes.BAD_BODY, `${where} must be {method, path, headers, body}`)
   if (x.method !== 'GET' && x.method !== 'PUT' && x.method !== 'DELETE') throw bad(400, ErrorCodes.BAD_BODY, `${where}: method must be GET, PUT or DELETE`)
-  if (typeof x.path !== 'string' || !(x.path.startsWith(ApiPaths.kv) || x.path.startsWith(ApiPaths.inspect))) {
-    throw bad(400, ErrorCodes.BAD_BODY, `${where}: path must be ${ApiPaths.kv}{key} or ${ApiPaths.inspect}{key}`)
+  if (typeof x.path !== 'string' || !(x.path.startsWith(ApiPaths.kv) || x.path.startsWith(ApiPaths.explain))) {
+    throw bad(400, ErrorCodes.BAD_BODY, `${where}: path must be ${ApiPaths.kv}{key} or ${ApiPaths.explain}{key}`)
   }
   const headers = x.headers ?? {}
   if (typeof headers !== 'object' || Array.isArray(headers) || !Object.values(headers).every((v) => typeof v === 'string')) {

@@ -212,6 +212,10 @@ const handlers: Record<string, Handler> = {
     const results = await Promise.all(items.map(([p, k, s, hint]) => (hint ? hints.put(hint, p, k, s).then(() => true) : replica.store(p, k, s))))
     return { changed: results.filter(Boolean).length }
   },
+  [Paths.hints]: async (body, v, _replica, { hints }) => {
+    const [p, k] = v.partitionKey(body.partition, body.key, 'request')
+    return { hints: await hints.forKey(p, k) }
+  },
   [ReapPaths.reap]: async (body, v, _replica, { reaper }) => {
     const req = parseReapRequest(body)
     req.items.forEach(([key], i) => v.replicated(v.partitionKey(req.partition, key, `items[${i}]`)[0], `items[${i}]`))
