@@ -1,14 +1,19 @@
 // The README's "Without the SDK" curl session, run as written against a real 3-node cluster: each
 // `# → ` line under a command is what that command must print (… stands for anything, such as a
-// context or base64 siblings in whatever order the cluster keeps them).
+// context or base64 siblings in whatever order the cluster keeps them). And its "Using the SDK"
+// snippet, saved as a .mts file and run with tsx the way the README says.
 import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Cluster } from './harness/cluster.js'
 
 const README = readFileSync(fileURLToPath(new URL('../README.md', import.meta.url)), 'utf8')
 const MARK = '<!-- the test suite runs this block (test/readme.test.ts) -->'
+const SDK_MARK = '<!-- the test suite runs this snippet as a .mts file (test/readme.test.ts) -->'
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
 /** The shell block after the marker. */
 function curlBlock(): string {
@@ -17,6 +22,24 @@ function curlBlock(): string {
   const m = /```sh\n([\s\S]*?)```/.exec(README.slice(at))
   expect(m).not.toBeNull()
   return m![1]
+}
+
+/** The TypeScript block after the SDK marker. */
+function sdkSnippet(): string {
+  const at = README.indexOf(SDK_MARK)
+  expect(at, 'the README marks its SDK snippet').toBeGreaterThan(0)
+  const m = /^```ts\n([\s\S]*?)```/.exec(README.slice(at + SDK_MARK.length).trimStart())
+  expect(m, 'a ```ts block right after the marker').not.toBeNull()
+  return m![1]
+}
+
+function run(file: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string }): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    execFile(file, args, { ...options, timeout: 30_000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${err.message}\n${stderr}`))
+      else resolve(stdout)
+    })
+  })
 }
 
 function pattern(expected: string): RegExp {
@@ -37,14 +60,28 @@ describe('README: Without the SDK', () => {
     const expected = block.split('\n').filter((l) => l.startsWith('# → ')).map((l) => l.slice('# → '.length))
     expect(expected.length).toBeGreaterThanOrEqual(5)
     expect(block).toContain('x-zerohop-context')
-    const out = await new Promise<string>((resolve, reject) => {
-      execFile('bash', ['-e', '-c', block], { env: { ...process.env, ZH: cluster.nodes[0].url }, timeout: 30_000 }, (err, stdout, stderr) => {
-        if (err) reject(new Error(`${err.message}\n${stderr}`))
-        else resolve(stdout)
-      })
-    })
+    const out = await run('bash', ['-e', '-c', block], { env: { ...process.env, ZH: cluster.nodes[0].url } })
     const lines = out.split('\n').filter((l, i, all) => i < all.length - 1 || l !== '')
     expect(lines.length, out).toBe(expected.length)
     lines.forEach((line, i) => expect(line, `line ${i + 1} of the output`).toMatch(pattern(expected[i])))
+  })
+})
+
+describe('README: Using the SDK', () => {
+  it('the snippet runs as written, saved as .mts and run with tsx', async () => {
+    // The snippet talks to npm start's cluster; this test's cluster listens elsewhere, so its first
+    // node's URL stands in for the snippet's seed. Nothing else is changed.
+    const seed = 'http://127.0.0.1:7001'
+    const snippet = sdkSnippet()
+    expect(snippet).toContain(`'${seed}'`)
+    // Inside the repo, so `@zerohop/client` resolves through the workspace as it does for a reader.
+    const dir = await mkdtemp(path.join(ROOT, 'test', '.tmp-readme-'))
+    try {
+      const file = path.join(dir, 'hello.mts')
+      await writeFile(file, snippet.replaceAll(seed, cluster.nodes[0].url))
+      await run(process.execPath, ['--import', 'tsx', file], { cwd: ROOT })
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })

@@ -196,7 +196,7 @@ export class StorageNode {
     this.log.info({ url: o.advertise, data: o.data, actor: parts.replica.actor, status: self.status }, 'listening')
     // A restarted node uses the membership it knew, so it serves even while other seeds are down.
     if (cluster && !o.join) this.#becomeReady(joining ? `a seed missing from the cluster's forming: joining through ${cluster.url}` : `rejoined the cluster of ${cluster.url}`)
-    else if (known.length > 1 || (prev && !o.join)) this.#becomeReady('membership from the previous run')
+    else if (known.length > 1 || (prev && !o.join)) this.#becomeReady(joining ? `joined through ${o.join}` : 'membership from the previous run')
     else this.#discover()
     parts.gossip.start()
     parts.hints.start()
