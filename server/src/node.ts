@@ -104,10 +104,12 @@ export class StorageNode {
     // A damaged users file stops the node before it opens anything.
     await this.#auth.users?.load()
     await this.#store.open()
-    this.#identity = await this.#loadIdentity()
     const known = await this.#loadMembers()
     const o = this.options
     let prev = known.find((m) => m.id === o.id)
+    // A node that left refuses to start before it touches its identity: the data stays as it was.
+    if (prev && (prev.status === 'left' || prev.removed)) await this.#refuseDeparted(prev)
+    this.#identity = await this.#loadIdentity()
     // A founding seed that finds a seed already serving (it was down, or slow, while the others formed
     // the cluster) takes the cluster's entries: it joins like --join, or, if it had announced itself
     // before it died, carries on with its own entry.
@@ -116,10 +118,7 @@ export class StorageNode {
       cluster = await this.#servingSeed()
       prev = cluster?.members.find((m) => m.id === o.id)
     }
-    if (prev && (prev.status === 'left' || prev.removed)) {
-      await this.#store.close()
-      throw new ZerohopError(ErrorCodes.CONFLICT, `node ${prev.id} ${prev.removed ? 'was removed from' : 'has left'} the cluster; to join again, start it with an empty --data directory and --join`)
-    }
+    if (prev && (prev.status === 'left' || prev.removed)) await this.#refuseDeparted(prev)
     // A joiner stamps its join after every event the cluster has recorded, so it must hear from the
     // cluster before it introduces itself.
     let since = prev?.since ?? 0
@@ -204,6 +203,11 @@ export class StorageNode {
     void parts.reaper.start().catch((err) => this.log.error({ err }, 'tombstone reaping could not start'))
   }
 
+  async #refuseDeparted(prev: MemberState): Promise<never> {
+    await this.#store.close()
+    throw new ZerohopError(ErrorCodes.CONFLICT, `node ${prev.id} ${prev.removed ? 'was removed from' : 'has left'} the cluster; to join again, start it with an empty --data directory and --join`)
+  }
+
   /**
    * Until the membership is known, ask every seed often (gossip proper runs once a second). A new
    * cluster serves once every seed has answered (directly or through another seed's gossip); or, once
@@ -276,13 +280,14 @@ export class StorageNode {
     this.#wakeWatchers()
     if (!this.#ready || this.#stopping) return
     const self = this.#parts!.gossip.self
+    const states = [...this.#parts!.gossip.states.values()]
+    // Persisted first, a removal too: a removed node restarted on this directory refuses to start.
+    this.#persisting = this.#persisting.then(() => this.#store.put(MEMBERS_KEY, pack(states))).catch((err) => this.log.error({ err }, 'could not persist the membership'))
     if (self.removed) {
       this.log.error('an operator removed this node from the cluster; it stops serving')
       void this.stop()
       return
     }
-    const states = [...this.#parts!.gossip.states.values()]
-    this.#persisting = this.#persisting.then(() => this.#store.put(MEMBERS_KEY, pack(states))).catch((err) => this.log.error({ err }, 'could not persist the membership'))
     this.log.info({ epoch: view.epoch, transition: view.transition, members: Object.fromEntries(states.map((m) => [m.id, m.status])) }, 'membership changed')
     this.#parts!.handoff.kick()
   }

@@ -108,6 +108,10 @@ describe('policy', () => {
     expect(needOf('GET', '/v1/explain/x')).toBe('read')
     expect(needOf('GET', '/v1/ring')).toBe('user')
     expect(needOf('GET', '/v1/metrics')).toBe('user')
+    // A key's hints hold its values; the figures of the node and of the cluster are for any user.
+    expect(needOf('POST', '/v1/replica/hints')).toBe('read')
+    expect(needOf('GET', '/v1/stats')).toBe('user')
+    expect(needOf('GET', '/v1/cluster')).toBe('user')
   })
 
   it('admits each principal to what its roles allow, refusing with 401 or 403 and counting why', async () => {

@@ -2,7 +2,7 @@
 // namespace, see netns.ts) with real LevelDB directories in a temp folder. Faults are real: SIGKILL,
 // SIGSTOP/SIGCONT, restart on the same data. Only the processes this harness started are signalled,
 // by PID; the temp folder is removed on close.
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import net from 'node:net'
@@ -195,12 +195,26 @@ export async function sumMetric(nodes: NodeProcess[], name: string, labels = '')
   return sum
 }
 
-/** Run a `zerohop` command (leave, remove, status) to completion. */
+/** Run a `zerohop` command to completion (60 s at most). */
 export function zerohop(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 20_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr })
+  return zerohopWith({}, ...args).then((r) => ({ code: r.code, stdout: r.stdout.toString('utf8'), stderr: r.stderr }))
+}
+
+/** Run a `zerohop` command with `input` on its stdin and `env` added; stdout as bytes. */
+export function zerohopWith(o: { input?: Uint8Array | string; env?: Record<string, string | undefined> }, ...args: string[]): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...o.env }, stdio: ['pipe', 'pipe', 'pipe'] })
+    const out: Buffer[] = []
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => out.push(d))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+    child.on('error', reject)
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out), stderr })
     })
+    child.stdin.end(o.input ?? '')
   })
 }
 

@@ -174,6 +174,11 @@ describe('membership changes under load', () => {
     await waitFor(async () => (await cluster!.node('n1').ring()).down.includes('n4'), { timeoutMs: 15_000, what: 'n1 to hold n4 down' })
     const out = await zerohop('remove', 'n4', '--node', cluster.node('n1').url)
     expect(out.code, out.stderr).toBe(0)
+    expect(out.stdout).toContain('n4: removed; the other nodes now re-replicate its partitions')
+    // Asked again, the CLI says what is true: still being re-replicated, or done.
+    const again = await zerohop('remove', 'n4', '--node', cluster.node('n1').url)
+    if (again.code === 0) expect(again.stdout).toContain('n4: already removed; its partitions are being re-replicated')
+    else expect([again.code, again.stderr]).toEqual([2, expect.stringContaining('node n4 was removed and its data re-replicated already')])
     await waitFor(() => settled(cluster!.nodes, 'n4', 'left'), { timeoutMs: 60_000, intervalMs: 20, what: 'the removal to complete everywhere' })
     await afterN4Left(db, kv, cold, load, 'removal')
   })

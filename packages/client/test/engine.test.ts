@@ -32,6 +32,8 @@ class FakeNode {
   sizes: number[] = []
   /** Targets of the hints stored here, in arrival order. */
   hints: string[] = []
+  /** Hints held here, as /v1/replica/hints answers them: key (hex) → [target, set] pairs. */
+  held = new Map<string, [string, Uint8Array][]>()
   constructor(readonly id: string) {}
 }
 
@@ -73,6 +75,8 @@ class FakeTransport implements Transport {
       out = { sets: req.keys.map(() => pack([['a', 0, []]])) }
     } else if (path === Paths.read) {
       out = { sets: req.keys.map(([, k]: [number, Uint8Array]) => (node.data.has(keyOf(k)) ? encodeSet(node.data.get(keyOf(k))!) : null)) }
+    } else if (path === Paths.hints) {
+      out = { hints: node.held.get(keyOf(req.key)) ?? [] }
     } else if (path === Paths.coordinate) {
       const set = update(req.context as VersionVector, node.data.get(keyOf(req.key)) ?? [], `${node.id}~1`, req.value)
       node.data.set(keyOf(req.key), set)
@@ -356,5 +360,31 @@ describe('Engine', () => {
       expect(err.code).toBe('ZH_QUORUM_NOT_MET')
       expect(err.replicas).toEqual([expect.objectContaining({ id: bad, cause: 'invalid-response' })])
     }
+  })
+
+  it('explain: primaries in preference order, whether they agree, the hints any member holds, what it could not ask', async () => {
+    const e = engine()
+    await e.put(key, v('x'), { w: 3 })
+    const order = replicasOf(e, key).map((m) => m.id)
+    const first = await e.explain(key)
+    expect(first.preferenceList.map((m) => [m.id, m.role, m.up])).toEqual(order.map((id) => [id, 'primary', true]))
+    expect(first.replicas.map((r) => [r.id, r.role, r.found])).toEqual(order.map((id) => [id, 'primary', true]))
+    expect(first.agree).toBe(true)
+    expect(first.hints).toEqual([])
+    expect(first.moving).toBeNull()
+
+    // One replica behind, a hint held for it elsewhere, one member not answering.
+    const [a, b, c] = order
+    transport.node(b).data.set(hexKey, update([], [], 'other~1', v('old')))
+    transport.node(a).held.set(hexKey, [[b, encodeSet(transport.node(a).data.get(hexKey)!)]])
+    transport.node(c).mode = 'refuse'
+    const second = await e.explain(key)
+    expect(second.agree).toBe(false)
+    expect(second.replicas.find((r) => r.id === b)?.siblings.map((x) => Buffer.from(x).toString())).toEqual(['old'])
+    expect(second.replicas.find((r) => r.id === c)?.error?.cause).toBe('refused')
+    expect(second.hints).toEqual([expect.objectContaining({ holder: a, target: b, tombstone: false, siblings: [v('x')] })])
+    expect(second.unasked).toEqual([c])
+    // Explain repairs nothing.
+    expect(siblings(transport.node(b).data.get(hexKey)!).map((x) => Buffer.from(x).toString())).toEqual(['old'])
   })
 })

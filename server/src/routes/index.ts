@@ -12,7 +12,7 @@ import { replicaRoute, type ReplicaRouteDeps } from './replica.js'
 import { bad, errorReply, type NodeRequest, type RequestHandler } from './request.js'
 import { needOf, type Auth } from '../auth.js'
 
-export type RouteDeps = AdminRouteDeps & ReplicaRouteDeps & Omit<KvRouteDeps, 'admit'> & {
+export type RouteDeps = AdminRouteDeps & ReplicaRouteDeps & Omit<KvRouteDeps, 'admit' | 'served'> & {
   log: Logger
   auth: Auth
   /** Requests served: counted and timed. */
@@ -35,7 +35,10 @@ export function createRequestHandler(deps: RouteDeps): RequestHandler {
   const { auth } = deps
   // A batch's requests are each checked again, with the batch's sender.
   const admitBatched = (req: NodeRequest) => auth.check(req.principal ?? { kind: 'anonymous' }, needOf(req.method, req.path), `${req.method} ${req.path}`)
-  const routes = [adminRoute(deps), gossipRoute(deps), replicaRoute(deps), kvRoute({ ...deps, admit: admitBatched })]
+  /** Counted and timed: each request, and each request of a batch on its own as well. */
+  const served = (req: NodeRequest, started: number) =>
+    deps.requests.served(routeOf(req.path), METHODS.has(req.method) ? req.method : 'other', req.local ? 'local' : 'http', (performance.now() - started) / 1000)
+  const routes = [adminRoute(deps), gossipRoute(deps), replicaRoute(deps), kvRoute({ ...deps, admit: admitBatched, served })]
   return async (req) => {
     const started = performance.now()
     const view = deps.view()
@@ -51,7 +54,7 @@ export function createRequestHandler(deps: RouteDeps): RequestHandler {
       reply = errorReply(err, deps.log)
     }
     if (view) reply.headers = { ...reply.headers, [EPOCH_HEADER]: view.epoch }
-    deps.requests.served(routeOf(req.path), METHODS.has(req.method) ? req.method : 'other', req.local ? 'local' : 'http', (performance.now() - started) / 1000)
+    served(req, started)
     return reply
   }
 }

@@ -30,6 +30,8 @@ export interface KvRouteDeps {
   log: Logger
   /** Refuses (401/403) one request of a batch its sender may not make. */
   admit: (req: NodeRequest) => void
+  /** Counts and times one request of a batch (started: performance.now() when it began). */
+  served: (req: NodeRequest, started: number) => void
 }
 
 const GET_PARAMS = ['r', 'timeout']
@@ -60,13 +62,16 @@ export function kvRoute(deps: KvRouteDeps): Route {
     }
     const replies = await Promise.all(requests.map(async (r, i): Promise<BatchedReply> => {
       let reply: NodeReply
+      const started = performance.now()
+      let one: NodeRequest | undefined
       try {
-        const one = batched(r, i, req)
+        one = batched(r, i, req)
         deps.admit(one)
         reply = await (route(one) ?? Promise.reject(bad(400, ErrorCodes.BAD_BODY, `requests[${i}]: path must be ${ApiPaths.kv}{key} or ${ApiPaths.explain}{key}`)))
       } catch (err) {
         reply = errorReply(err, deps.log)
       }
+      if (one) deps.served(one, started)
       const out = reply.body === undefined ? EMPTY : typeof reply.body === 'string' ? Buffer.from(reply.body) : reply.body
       return { status: reply.status, headers: reply.headers ?? {}, body: out }
     }))
