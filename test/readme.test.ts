@@ -12,16 +12,28 @@ import { Cluster } from './harness/cluster.js'
 
 const README = readFileSync(fileURLToPath(new URL('../README.md', import.meta.url)), 'utf8')
 const MARK = '<!-- the test suite runs this block (test/readme.test.ts) -->'
+const CLI_MARK = '<!-- the test suite runs this CLI block (test/readme.test.ts) -->'
 const SDK_MARK = '<!-- the test suite runs this snippet as a .mts file (test/readme.test.ts) -->'
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
-/** The shell block after the marker. */
-function curlBlock(): string {
-  const at = README.indexOf(MARK)
-  expect(at, 'the README marks its curl block').toBeGreaterThan(0)
-  const m = /```sh\n([\s\S]*?)```/.exec(README.slice(at))
-  expect(m).not.toBeNull()
-  return m![1]
+/** The shell block after the marker (`nth` 1: the one after that). */
+function shellBlock(mark: string, nth = 0): string {
+  const at = README.indexOf(mark)
+  expect(at, `the README has ${mark}`).toBeGreaterThan(0)
+  const blocks = [...README.slice(at).matchAll(/```sh\n([\s\S]*?)```/g)]
+  expect(blocks.length).toBeGreaterThan(nth)
+  return blocks[nth][1]
+}
+
+const curlBlock = () => shellBlock(MARK)
+
+/** Run a block with bash -e; each line it prints must match its `# → ` line, in order. */
+async function printsWhatItSays(block: string, env: NodeJS.ProcessEnv): Promise<void> {
+  const expected = block.split('\n').filter((l) => l.startsWith('# → ')).map((l) => l.slice('# → '.length))
+  const out = await run('bash', ['-e', '-c', block], { env: { ...process.env, ...env }, cwd: ROOT })
+  const lines = out.split('\n').filter((l, i, all) => i < all.length - 1 || l !== '')
+  expect(lines.length, out).toBe(expected.length)
+  lines.forEach((line, i) => expect(line, `line ${i + 1} of the output`).toMatch(pattern(expected[i])))
 }
 
 /** The TypeScript block after the SDK marker. */
@@ -64,6 +76,22 @@ describe('README: Without the SDK', () => {
     const lines = out.split('\n').filter((l, i, all) => i < all.length - 1 || l !== '')
     expect(lines.length, out).toBe(expected.length)
     lines.forEach((line, i) => expect(line, `line ${i + 1} of the output`).toMatch(pattern(expected[i])))
+  })
+})
+
+describe('README: The command line', () => {
+  // The blocks talk to npm start's cluster, the default --node; ZEROHOP_NODE points them at this
+  // test's cluster instead. The commands are run as written, with the installed npx zerohop.
+  it('the data commands print what the README says they print', async () => {
+    const block = shellBlock(CLI_MARK)
+    expect(block).toContain('npx zerohop get')
+    await printsWhatItSays(block, { ZEROHOP_NODE: cluster.nodes[0].url })
+  })
+
+  it('explain, status and ring run as written (leave and remove are run by test/integration/cli.test.ts)', async () => {
+    const lines = shellBlock(CLI_MARK, 1).split('\n').filter((l) => /^npx zerohop (explain|status|ring)\b/.test(l))
+    expect(lines).toHaveLength(3)
+    for (const line of lines) await run('bash', ['-e', '-c', line], { env: { ...process.env, ZEROHOP_NODE: cluster.nodes[0].url }, cwd: ROOT })
   })
 })
 
