@@ -290,6 +290,11 @@ function rangeBody(d: Draw, c: FuzzContext): unknown {
   return d.chance(0.5) ? body : mutate(d, body)
 }
 
+function hintsBody(d: Draw, c: FuzzContext): unknown {
+  const body = { partition: partitionField(d, c), key: d.pick<unknown>([scratchKey(d), 'k', 7, null, new Uint8Array(0), new Uint8Array(c.maxKeyBytes + 1)]) }
+  return d.chance(0.5) ? body : mutate(d, body)
+}
+
 function shapeFields(d: Draw): Record<string, unknown> {
   return d.chance(0.5) ? {} : { fanout: d.pick<unknown>([16, 2, 0, -1, 1e9, '16', 16n]), depth: d.pick<unknown>([3, 0, 100, -1, 3.5, null]) }
 }
@@ -447,12 +452,12 @@ function kvRequest(d: Draw, c: FuzzContext, target: number): FuzzRequest {
     headers['content-type'] = d.pick(['application/octet-stream', 'text/plain', MSGPACK, 'application/json'])
   }
   const base = d.chance(0.9) ? ApiPaths.kv : ApiPaths.explain
-  return { kind: base === ApiPaths.kv ? 'kv' : 'inspect-bad-method', target, method, path: `${base}${keySegment(d, c, true)}${kvQuery(d, write)}`, headers, body, oversized }
+  return { kind: base === ApiPaths.kv ? 'kv' : 'explain-bad-method', target, method, path: `${base}${keySegment(d, c, true)}${kvQuery(d, write)}`, headers, body, oversized }
 }
 
-function inspectRequest(d: Draw, c: FuzzContext, target: number): FuzzRequest {
+function explainRequest(d: Draw, c: FuzzContext, target: number): FuzzRequest {
   const query = d.chance(0.7) ? '' : `?${d.pick(['timeout=100', 'timeout=abc', 'r=2', 'timeout=', 'x=1', 'timeout=99999999999'])}`
-  return { kind: 'inspect', target, method: d.chance(0.9) ? 'GET' : d.pick(['HEAD', 'PUT', 'DELETE']), path: `${ApiPaths.explain}${keySegment(d, c, false)}${query}`, headers: {} }
+  return { kind: 'explain', target, method: d.chance(0.9) ? 'GET' : d.pick(['HEAD', 'PUT', 'DELETE']), path: `${ApiPaths.explain}${keySegment(d, c, false)}${query}`, headers: {} }
 }
 
 function batchedRequest(d: Draw, c: FuzzContext): unknown {
@@ -501,7 +506,7 @@ function adminRequest(d: Draw, target: number): FuzzRequest {
 }
 
 const KNOWN_PATHS = [
-  Paths.health, Paths.ring, Paths.metrics, Paths.read, Paths.coordinate, Paths.store, Paths.range, Paths.gossip,
+  Paths.health, Paths.ring, Paths.metrics, Paths.stats, Paths.cluster, Paths.hints, Paths.read, Paths.coordinate, Paths.store, Paths.range, Paths.gossip,
   AntiEntropyPaths.roots, AntiEntropyPaths.tree, AntiEntropyPaths.keys, ReapPaths.reap, ApiPaths.batch, Paths.remove,
 ]
 
@@ -535,7 +540,7 @@ function unknownPath(d: Draw, target: number): FuzzRequest {
 }
 
 function readOnlyRequest(d: Draw, target: number): FuzzRequest {
-  const path = d.pick([Paths.health, Paths.ring, Paths.metrics])
+  const path = d.pick([Paths.health, Paths.ring, Paths.metrics, Paths.stats, Paths.cluster])
   const method = d.weighted<string>([[6, 'GET'], [2, 'HEAD'], [1, 'POST'], [1, 'PUT'], [1, 'DELETE'], [0.5, 'OPTIONS']])
   // ?wait= with anything but the node's epoch answers at once (the epoch itself would hold for 20 s).
   const query = d.chance(0.5) ? '' : `?${d.pick(['wait=', 'wait=x', 'wait=1-abc', `wait=${'9'.repeat(30)}-aaaaaaaaaaaa`, 'wait=%zz', 'x=1', 'wait=1&wait=2'])}`
@@ -570,6 +575,7 @@ const MSGPACK_ENDPOINTS: [string, (d: Draw, c: FuzzContext) => unknown][] = [
   [Paths.coordinate, coordinateBody],
   [Paths.store, storeBody],
   [Paths.range, rangeBody],
+  [Paths.hints, hintsBody],
   [Paths.gossip, gossipBody],
   [AntiEntropyPaths.roots, rootsBody],
   [AntiEntropyPaths.tree, treeBody],
@@ -640,7 +646,7 @@ export function generate(seed: number, index: number, c: FuzzContext): FuzzReque
   return d.weighted<() => FuzzRequest>([
     [40, () => msgpackRequest(d, c, target)],
     [20, () => kvRequest(d, c, target)],
-    [5, () => inspectRequest(d, c, target)],
+    [5, () => explainRequest(d, c, target)],
     [4, () => adminRequest(d, target)],
     [5, () => unknownPath(d, target)],
     [6, () => readOnlyRequest(d, target)],

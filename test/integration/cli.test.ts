@@ -2,9 +2,10 @@
 // through a node's client API, cluster commands (status, ring, leave, remove), --node as host:port or
 // ZEROHOP_NODE, --json, and the exit codes (0 ok, 1 not found, 2 usage, 3 unreachable).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { execFile } from 'node:child_process'
 import { request } from 'undici'
 import type { ClusterResponse, ExplainBody, NodeStats } from '@zerohop/core'
-import { Cluster, freePorts, waitFor, zerohop, zerohopWith } from '../harness/cluster.js'
+import { CLI, Cluster, freePorts, waitFor, zerohop, zerohopWith } from '../harness/cluster.js'
 
 const FAST = ['--gossip-interval-ms', '200', '--drop-delay-ms', '500']
 
@@ -193,15 +194,20 @@ describe('cluster commands', () => {
     expect(r.balance).toBeLessThan(1.5)
   })
 
-  it('leave shows the handoff until the node has left; remove of a node that left says so (exit 2)', async () => {
+  it('leave shows the handoff until the node has left, as a bar on a terminal; remove of a node that left says so (exit 2)', async () => {
     const n4 = cluster.node('n4')
-    const out = await zerohop('leave', '--node', n4.url)
-    expect(out.code, out.stderr).toBe(0)
-    const lines = out.stdout.trim().split('\n')
-    expect(lines[0]).toBe('n4: leaving; it hands off its partitions, then stops')
-    expect(lines.at(-1)).toBe('n4: left the cluster; its partitions are on the other nodes')
-    // Not a terminal: plain lines, one per change of the progress.
-    expect(out.stdout).toMatch(/^\[[#.]{30}\] \d+\/\d+ partitions$/m)
+    // On a terminal (util-linux's script gives the command one): the bar redrawn in place with \r.
+    const out = await new Promise<{ code: number; stdout: string }>((resolve, reject) => {
+      execFile('script', ['-qec', `${process.execPath} ${CLI} leave --node ${n4.url}`, '/dev/null'], { timeout: 60_000 }, (err, stdout) => {
+        if (err && typeof (err as { code?: unknown }).code !== 'number') reject(err)
+        else resolve({ code: err ? (err as { code: number }).code : 0, stdout })
+      })
+    })
+    expect(out.code, out.stdout).toBe(0)
+    const text = out.stdout.replace(/\r\n/g, '\n')
+    expect(text.startsWith('n4: leaving; it hands off its partitions, then stops\n'), text).toBe(true)
+    expect(text.trimEnd().endsWith('n4: left the cluster; its partitions are on the other nodes'), text).toBe(true)
+    expect(text).toMatch(/\r\[[#.]{30}\] \d+\/\d+ partitions/)
     await waitFor(() => !n4.running, { timeoutMs: 30_000, what: 'n4 to exit after leaving' })
     const status = json<ClusterResponse>(await zerohop('status', '--node', n1, '--json'))
     expect(status.members.find((m) => m.id === 'n4')?.status).toBe('left')

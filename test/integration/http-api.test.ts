@@ -139,9 +139,9 @@ describe('the public HTTP API', () => {
       if (status === 405) expect(header(a, 'allow')).toBe('GET, HEAD, PUT, DELETE')
       if (what === 'w=4 > N') expect(e.message).toContain('N=3')
     }
-    const inspect = await call('GET', `${cluster.nodes[0].url}/v1/explain/${key}`)
-    expect(inspect.status).toBe(200)
-    const replicas = (JSON.parse(inspect.body.toString()) as { replicas: { id: string; found: boolean; digest: string | null }[] }).replicas
+    const explained = await call('GET', `${cluster.nodes[0].url}/v1/explain/${key}`)
+    expect(explained.status).toBe(200)
+    const replicas = (JSON.parse(explained.body.toString()) as { replicas: { id: string; found: boolean; digest: string | null }[] }).replicas
     expect(replicas.map((r) => [r.id, r.found, r.digest]).sort()).toEqual([['n1', false, null], ['n2', false, null], ['n3', false, null]])
   })
 
@@ -298,7 +298,7 @@ describe('the SDK with routing: load-balancer (straight to nodes)', () => {
     }
   })
 
-  it('delete without a context reads first; inspect shows the tombstone on every replica', async () => {
+  it('delete without a context reads first; explain shows the tombstone on every replica', async () => {
     await lb.put('del', 'v', { w: 3 })
     const d = await lb.delete('del', { w: 3 })
     expect(d.conflict).toBe(false)

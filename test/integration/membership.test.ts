@@ -156,6 +156,9 @@ describe('membership changes under load', () => {
     const out = await zerohop('leave', '--node', n4.url)
     expect(out.code, out.stderr).toBe(0)
     expect(out.stdout).toContain('n4: leaving')
+    // Not a terminal: the handoff's progress as plain lines, until the node has left.
+    expect(out.stdout).toMatch(/^\[[#.]{30}\] \d+\/\d+ partitions$/m)
+    expect(out.stdout).toContain('n4: left the cluster')
     await waitFor(() => !n4.running, { timeoutMs: 60_000, what: 'n4 to hand off and exit' })
     expect(n4.child?.exitCode).toBe(0)
     await waitFor(() => settled(cluster!.nodes, 'n4', 'left'), { timeoutMs: 20_000, what: 'everyone to see n4 left' })

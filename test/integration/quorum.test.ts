@@ -167,10 +167,10 @@ describe('reads and writes through quorums', () => {
     expect((await db.get('race', { r: 3 })).siblings.map(text)).toEqual(['concurrent'])
   })
 
-  it('inspect shows the preference list and every replica with equal digests after a W=3 write', async () => {
-    await db.put('inspected', 'v', { w: 3 })
-    const info = await db.explain('inspected')
-    expect(info.partition).toBe(db.ring.partitionOf(Buffer.from('inspected')))
+  it('explain shows the preference list and every replica with equal digests after a W=3 write', async () => {
+    await db.put('explained', 'v', { w: 3 })
+    const info = await db.explain('explained')
+    expect(info.partition).toBe(db.ring.partitionOf(Buffer.from('explained')))
     expect(info.preferenceList.map((m) => m.id).sort()).toEqual(['n1', 'n2', 'n3'])
     expect(info.replicas).toHaveLength(3)
     for (const r of info.replicas) {
@@ -178,6 +178,13 @@ describe('reads and writes through quorums', () => {
       expect(r.siblings.map(text)).toEqual(['v'])
     }
     expect(new Set(info.replicas.map((r) => r.digest)).size).toBe(1)
+    // The SDK's own view (zero-hop routing): primaries only in a 3-node cluster, all agreeing, no hints.
+    expect(info.preferenceList.every((m) => m.role === 'primary' && m.up)).toBe(true)
+    expect(info.agree).toBe(true)
+    expect(info.hints).toEqual([])
+    expect(info.unasked).toEqual([])
+    expect(info.moving).toBeNull()
+    expect(info.epoch).toBe(db.view.epoch)
   })
 })
 
