@@ -7,7 +7,7 @@ import { ErrorCodes, ZerohopError } from '@zerohop/core'
 import { StorageNode } from './node.js'
 import type { NodeOptions } from './config.js'
 import { runDevCluster } from './dev.js'
-import { Exit, UsageError, deleteCommand, exitCodeOf, explainCommand, getCommand, leaveCommand, putCommand, removeCommand, ringCommand, statusCommand } from './commands.js'
+import { Exit, UsageError, deleteCommand, table, exitCodeOf, explainCommand, getCommand, leaveCommand, putCommand, removeCommand, ringCommand, statusCommand } from './commands.js'
 import { addUser, parseRoles, readUsersFile, removeUser } from './users.js'
 
 const USAGE = `zerohop — a Dynamo-style key-value store
@@ -154,31 +154,41 @@ async function start(args: string[]): Promise<void> {
   await node.start()
 }
 
-/** `zerohop user add|remove|list`: edits the users file; `add` prints the new token alone on the last line. */
-async function user(args: string[]): Promise<void> {
+/** `zerohop user add|remove|list`: edits the users file; `add` prints the new token alone on the last line (or in --json). */
+async function user(args: string[]): Promise<number> {
   const [sub, ...rest] = args
-  const { values, positionals } = parseArgs({ args: rest, strict: true, allowPositionals: true, options: { roles: { type: 'string' }, 'users-file': { type: 'string' } } })
-  const file = values['users-file']
-  if (!file) throw new ZerohopError('ZH_INVALID_ARGUMENT', `zerohop user ${sub ?? 'add'} needs --users-file PATH (the file every node reads with --users-file)`)
-  if (sub === 'list') {
-    for (const u of (await readUsersFile(file)).users) process.stdout.write(`${u.name.padEnd(24)} ${u.roles.join(',').padEnd(18)} ${u.created}\n`)
-    return
+  let parsed
+  try {
+    parsed = parseArgs({ args: rest, strict: true, allowPositionals: true, options: { roles: { type: 'string' }, 'users-file': { type: 'string' }, json: { type: 'boolean' } } })
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}; run zerohop help`)
   }
-  if (positionals.length !== 1) throw new ZerohopError('ZH_INVALID_ARGUMENT', `zerohop user ${sub} takes one user name, e.g. zerohop user ${sub} app --users-file ${file}`)
+  const { values, positionals } = parsed
+  const file = values['users-file']
+  const json = values.json === true
+  const print = (x: object) => process.stdout.write(`${JSON.stringify(x, null, 2)}\n`)
+  if (sub !== 'add' && sub !== 'remove' && sub !== 'list') throw new UsageError(`unknown command zerohop user ${sub ?? ''}; use add, remove or list`)
+  if (!file) throw new UsageError(`zerohop user ${sub} needs --users-file PATH (the file every node reads with --users-file)`)
+  if (sub === 'list') {
+    const users = (await readUsersFile(file)).users
+    if (json) print({ users: users.map((u) => ({ name: u.name, roles: u.roles, created: u.created })) })
+    else process.stdout.write(table([['NAME', 'ROLES', 'CREATED'], ...users.map((u) => [u.name, u.roles.join(','), u.created])]))
+    return Exit.ok
+  }
+  if (positionals.length !== 1) throw new UsageError(`zerohop user ${sub} takes one user name, e.g. zerohop user ${sub} app --users-file ${file}`)
   const [name] = positionals
   if (sub === 'add') {
-    if (!values.roles) throw new ZerohopError('ZH_INVALID_ARGUMENT', 'zerohop user add needs --roles, a comma-separated list of read, write, admin')
+    if (!values.roles) throw new UsageError('zerohop user add needs --roles, a comma-separated list of read, write, admin')
     const roles = parseRoles(values.roles)
     const token = await addUser(file, name, roles)
-    process.stdout.write(`added user ${name} (${roles.join(',')}) to ${file}; nodes reading it pick the change up within a second.\nIts token, shown only now (the file keeps only a hash of it):\n${token}\n`)
-    return
+    if (json) print({ name, roles, token })
+    else process.stdout.write(`added user ${name} (${roles.join(',')}) to ${file}; nodes reading it pick the change up within a second.\nIts token, shown only now (the file keeps only a hash of it):\n${token}\n`)
+    return Exit.ok
   }
-  if (sub === 'remove') {
-    if (!(await removeUser(file, name))) throw new ZerohopError('ZH_INVALID_ARGUMENT', `there is no user ${name} in ${file}`)
-    process.stdout.write(`removed user ${name}: its token stops working within a second on nodes reading ${file}\n`)
-    return
-  }
-  throw new ZerohopError('ZH_INVALID_ARGUMENT', `unknown command zerohop user ${sub ?? ''}; use add, remove or list`)
+  if (!(await removeUser(file, name))) throw new ZerohopError(ErrorCodes.NOT_FOUND, `there is no user ${name} in ${file}; zerohop user list --users-file ${file} lists them`)
+  if (json) print({ name, removed: true })
+  else process.stdout.write(`removed user ${name}: its token stops working within a second on nodes reading ${file}\n`)
+  return Exit.ok
 }
 
 /** Runs the command; resolves to its exit code (a long-running start or dev resolves 0 and keeps running). */
@@ -208,8 +218,7 @@ async function main(): Promise<number> {
     case 'remove':
       return removeCommand(rest)
     case 'user':
-      await user(rest)
-      return Exit.ok
+      return user(rest)
     case undefined:
     case 'help':
     case '--help':

@@ -3,6 +3,9 @@
 // ZEROHOP_NODE, --json, and the exit codes (0 ok, 1 not found, 2 usage, 3 unreachable).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { execFile } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
 import { request } from 'undici'
 import type { ClusterResponse, ExplainBody, NodeStats } from '@zerohop/core'
 import { CLI, Cluster, freePorts, waitFor, zerohop, zerohopWith } from '../harness/cluster.js'
@@ -217,5 +220,29 @@ describe('cluster commands', () => {
     const unknown = await zerohop('remove', 'n9', '--node', n1)
     expect(unknown.code).toBe(1)
     expect(unknown.stderr).toContain('ZH_NOT_FOUND')
+  })
+})
+
+describe('user commands', () => {
+  it('add (--json gives the token), list as a table and as JSON, remove; an unknown user exits 1, a missing --users-file 2', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'zerohop-users-'))
+    try {
+      const file = path.join(dir, 'users.json')
+      const added = await zerohop('user', 'add', 'app', '--roles', 'read,write', '--users-file', file, '--json')
+      expect(added.code, added.stderr).toBe(0)
+      expect(json<{ name: string; roles: string[]; token: string }>(added)).toMatchObject({ name: 'app', roles: ['read', 'write'], token: expect.stringMatching(/^zh_app_/) })
+      const list = await zerohop('user', 'list', '--users-file', file)
+      expect(list.stdout).toMatch(/^NAME +ROLES +CREATED\napp +read,write +\d{4}-/)
+      expect(json<{ users: { name: string }[] }>(await zerohop('user', 'list', '--users-file', file, '--json')).users.map((u) => u.name)).toEqual(['app'])
+      const gone = await zerohop('user', 'remove', 'nobody', '--users-file', file)
+      expect(gone.code).toBe(1)
+      expect(gone.stderr).toContain('there is no user nobody')
+      expect((await zerohop('user', 'remove', 'app', '--users-file', file)).code).toBe(0)
+      const noFile = await zerohop('user', 'list')
+      expect(noFile.code).toBe(2)
+      expect(noFile.stderr).toContain('needs --users-file PATH')
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })
