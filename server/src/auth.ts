@@ -1,15 +1,16 @@
 // Who sent a request, and what it may do: one policy for every route. A request is from a node (this
 // one, through its local path, or one signed with the cluster secret), from a user (a bearer token of
 // the users file) or anonymous. With a cluster secret, node-to-node endpoints (gossip, handoff,
-// anti-entropy, reaping) take only nodes; with a users file, every other endpoint but /v1/health takes
-// only nodes and users with the role it needs. With --tls-ca, a node's request must also come with a
-// certificate of the cluster's CA (mutual TLS). A refused request changes nothing: the check runs
-// before any route sees it, and each refusal is counted by reason.
+// anti-entropy, reaping) take only nodes; with a users file, every other endpoint but /v1/health and
+// the dashboard's files takes only nodes and users with the role it needs. With --tls-ca, a node's
+// request must also come with a certificate of the cluster's CA (mutual TLS). A refused request changes
+// nothing: the check runs before any route sees it, and each refusal is counted by reason.
 import { ApiPaths, ErrorCodes, HttpError, Paths, SIGNATURE_HEADER, SIGNATURE_WINDOW_MS, type ClusterKeys } from '@zerohop/core'
 import { LRUCache } from 'lru-cache'
 import { AntiEntropyPaths } from './anti-entropy.js'
 import { ReapPaths } from './reaper.js'
 import type { Role, User, Users } from './users.js'
+import { isDashboardPath } from './routes/dashboard.js'
 import type { NodeRequest } from './routes/request.js'
 
 export type Principal = { kind: 'node' } | { kind: 'user'; user: User } | { kind: 'anonymous' }
@@ -22,6 +23,8 @@ const NODE_ONLY = new Set<string>([Paths.gossip, Paths.range, ...Object.values(A
 /** The policy: what each endpoint needs (a batch's requests are each checked again, see kv.ts). */
 export function needOf(method: string, path: string): Need {
   if (path === Paths.health) return 'open'
+  // The dashboard's page and files hold no data: what it shows comes from /v1/cluster, which needs a user.
+  if (isDashboardPath(path)) return 'open'
   if (NODE_ONLY.has(path)) return 'node'
   if (path === Paths.leave || path === Paths.remove) return 'admin'
   // A store takes from a client only sets its nodes proved (see routes/replica.ts): relaying one is a

@@ -6,6 +6,7 @@ import type { RequestMetrics } from '../metrics.js'
 import { ReapPaths } from '../reaper.js'
 import type { Logger } from 'pino'
 import { adminRoute, type AdminRouteDeps } from './admin.js'
+import { DASHBOARD_PATH, dashboardRoute, isDashboardPath } from './dashboard.js'
 import { gossipRoute } from './gossip.js'
 import { kvRoute, type KvRouteDeps } from './kv.js'
 import { replicaRoute, type ReplicaRouteDeps } from './replica.js'
@@ -28,6 +29,7 @@ const KNOWN = new Set<string>([...Object.values(Paths), ...Object.values(AntiEnt
 function routeOf(path: string): string {
   if (path.startsWith(ApiPaths.kv)) return ApiPaths.kv.slice(0, -1)
   if (path.startsWith(ApiPaths.explain)) return ApiPaths.explain.slice(0, -1)
+  if (isDashboardPath(path)) return DASHBOARD_PATH
   return KNOWN.has(path) ? path : 'unknown'
 }
 
@@ -38,7 +40,7 @@ export function createRequestHandler(deps: RouteDeps): RequestHandler {
   /** Counted and timed: each request, and each request of a batch on its own as well. */
   const served = (req: NodeRequest, started: number) =>
     deps.requests.served(routeOf(req.path), METHODS.has(req.method) ? req.method : 'other', req.local ? 'local' : 'http', (performance.now() - started) / 1000)
-  const routes = [adminRoute(deps), gossipRoute(deps), replicaRoute(deps), kvRoute({ ...deps, admit: admitBatched, served })]
+  const routes = [adminRoute(deps), dashboardRoute(), gossipRoute(deps), replicaRoute(deps), kvRoute({ ...deps, admit: admitBatched, served })]
   return async (req) => {
     const started = performance.now()
     const view = deps.view()
