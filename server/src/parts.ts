@@ -2,7 +2,7 @@
 // logger) and wired to each other: replica, gossip, handoff, hints, anti-entropy, reaper, the
 // coordinator engine for load-balanced clients, metrics and the request handler. StorageNode owns
 // the lifecycle; this owns who talks to whom.
-import { HttpError, Paths, type Clock, type ClusterView, type MemberState, type NodeStats } from '@zerohop/core'
+import { HttpError, Paths, type Clock, type ClusterView, type MemberState, type NodeStats, type ClusterResponse } from '@zerohop/core'
 import { Engine, ReplicaClient, resolveEngineOptions, systemClock } from '@zerohop/client'
 import type { Logger } from 'pino'
 import type { ResolvedNodeOptions } from './config.js'
@@ -61,6 +61,9 @@ export interface NodeParts {
  * sooner. A set proved before a delete must not be accepted once the tombstone that superseded it may
  * be gone (the grace period minus the hints' lifetime, halved for clocks that differ).
  */
+/** How long one /v1/cluster answer is reused (the dashboard polls every 2 s). */
+export const CLUSTER_CACHE_MS = 1000
+
 export function proofMaxAge(o: Pick<ResolvedNodeOptions, 'tombstoneGraceMs' | 'hintTtlMs'>): number {
   return Math.min(SIGNATURE_WINDOW_MS, Math.floor((o.tombstoneGraceMs - o.hintTtlMs) / 2))
 }
@@ -186,7 +189,7 @@ export function wire(d: WireDeps): NodeParts {
   }, registry)
   const stats = () => nodeStats({ id: o.id, url: o.advertise, now: () => clock.now(), member: () => gossip.self.status, hints, handoff, antiEntropy: ae, reaper: rp, requests })
   /** Every member's /v1/stats (this node's own without a request), 1 s each at most. */
-  const cluster = async () => {
+  const gather = async () => {
     const view = d.view()
     if (!view) throw new HttpError(503, ErrorCodes.NOT_READY, 'this node is starting: it has not heard from enough seeds yet; retry shortly')
     const found = new Map<string, NodeStats | string>()
@@ -202,6 +205,21 @@ export function wire(d: WireDeps): NodeParts {
       }
     }))
     return clusterStatus(view, { self: o.id, isUp: (id) => gossip.isUp(id), phi: (id) => gossip.phi(id), phiThreshold: o.phiThreshold }, found)
+  }
+  // One fan-out at a time, and its answer kept for CLUSTER_CACHE_MS: however often /v1/cluster is
+  // asked (dashboards, scripts, anyone on an open cluster), the members get at most one /v1/stats
+  // from this node per period.
+  let last: { at: number; answer: Promise<ClusterResponse> } | undefined
+  const cluster = (): Promise<ClusterResponse> => {
+    const now = clock.now()
+    if (last && now - last.at < CLUSTER_CACHE_MS) return last.answer
+    const answer = gather()
+    const entry = { at: now, answer }
+    last = entry
+    answer.catch(() => {
+      if (last === entry) last = undefined
+    })
+    return answer
   }
   const { auth } = d
   const handler = createRequestHandler({

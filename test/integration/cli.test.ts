@@ -185,6 +185,17 @@ describe('cluster commands', () => {
     expect(metrics).toMatch(/^zerohop_request_duration_seconds_count\{route="\/v1\/kv",method="GET",via="http"\} [1-9]\d*$/m)
   })
 
+  it('/v1/cluster asks each member for its figures once per second at most, however often it is asked', async () => {
+    const statsServed = async () => ((await (await request(`${cluster.node('n2').url}/v1/stats`)).body.json()) as NodeStats).requests.filter((r) => r.route === '/v1/stats').reduce((a, r) => a + r.count, 0)
+    const before = await statsServed()
+    const started = Date.now()
+    const answers = await Promise.all(Array.from({ length: 50 }, async () => (await (await request(`${cluster.node('n1').url}/v1/cluster`)).body.json()) as ClusterResponse))
+    const elapsed = Date.now() - started
+    expect(answers.every((a) => a.members.length === 4)).toBe(true)
+    // The fan-outs in that window (1 s each), plus this test's own two /v1/stats requests to n2.
+    expect((await statsServed()) - before).toBeLessThanOrEqual(Math.ceil(elapsed / 1000) + 2 + 1)
+  })
+
   it('ring: ownership per node, balance, no pending moves when settled', async () => {
     const out = await zerohop('ring', '--node', n1)
     expect(out.code, out.stderr).toBe(0)

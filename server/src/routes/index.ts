@@ -26,7 +26,9 @@ const METHODS = new Set(['GET', 'HEAD', 'PUT', 'POST', 'DELETE'])
 const KNOWN = new Set<string>([...Object.values(Paths), ...Object.values(AntiEntropyPaths), ...Object.values(ReapPaths), ApiPaths.batch])
 
 /** A metrics label for a path: bounded, whatever clients send. */
-function routeOf(path: string): string {
+function routeOf(path: string, query?: URLSearchParams): string {
+  // A ring watch is held open by design: timed apart from the ring's plain reads.
+  if (path === Paths.ring && query?.has('wait')) return `${Paths.ring}?wait`
   if (path.startsWith(ApiPaths.kv)) return ApiPaths.kv.slice(0, -1)
   if (path.startsWith(ApiPaths.explain)) return ApiPaths.explain.slice(0, -1)
   if (isDashboardPath(path)) return DASHBOARD_PATH
@@ -39,7 +41,7 @@ export function createRequestHandler(deps: RouteDeps): RequestHandler {
   const admitBatched = (req: NodeRequest) => auth.check(req.principal ?? { kind: 'anonymous' }, needOf(req.method, req.path), `${req.method} ${req.path}`)
   /** Counted and timed: each request, and each request of a batch on its own as well. */
   const served = (req: NodeRequest, started: number) =>
-    deps.requests.served(routeOf(req.path), METHODS.has(req.method) ? req.method : 'other', req.local ? 'local' : 'http', (performance.now() - started) / 1000)
+    deps.requests.served(routeOf(req.path, req.query), METHODS.has(req.method) ? req.method : 'other', req.local ? 'local' : 'http', (performance.now() - started) / 1000)
   const routes = [adminRoute(deps), dashboardRoute(), gossipRoute(deps), replicaRoute(deps), kvRoute({ ...deps, admit: admitBatched, served })]
   return async (req) => {
     const started = performance.now()
