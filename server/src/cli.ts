@@ -191,6 +191,12 @@ async function user(args: string[]): Promise<number> {
   return Exit.ok
 }
 
+// Output piped into a reader that stops early (zerohop status | head): stop quietly, not with a stack.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(Exit.ok)
+  throw err
+})
+
 /** Runs the command; resolves to its exit code (a long-running start or dev resolves 0 and keeps running). */
 async function main(): Promise<number> {
   const [command, ...rest] = process.argv.slice(2)
@@ -237,7 +243,10 @@ main().then(
   },
   (err: unknown) => {
     const e = err as { code?: string; message?: string }
-    const message = e.message ?? String(err)
+    let message = e.message ?? String(err)
+    if ((e.code === ErrorCodes.UNAUTHENTICATED || e.code === ErrorCodes.FORBIDDEN) && !process.argv.includes('--token')) {
+      message += process.env.ZEROHOP_TOKEN ? ' (the token in ZEROHOP_TOKEN was refused: pass another with --token TOKEN)' : ' (this node has a users file: pass --token TOKEN or set ZEROHOP_TOKEN)'
+    }
     if (process.argv.includes('--json')) process.stderr.write(`${JSON.stringify({ error: { code: e.code ?? ErrorCodes.INTERNAL, message } })}\n`)
     else process.stderr.write(`zerohop: ${message}${e.code ? ` [${e.code}]` : ''}\n`)
     process.exit(exitCodeOf(err))

@@ -70,7 +70,8 @@ export function clusterStatus(view: ClusterView, live: Liveness, stats: Readonly
     owners.push(current[0]?.id ?? '')
     for (const m of current) held.set(m.id, (held.get(m.id) ?? 0) + 1)
     const to = next.map((m) => m.id)
-    if (view.transition && (to.length !== current.length || to.some((id) => !current.some((m) => m.id === id)))) {
+    // A partition that only loses a replica moves nothing: none of its data needs handing off.
+    if (view.transition && to.some((id) => !current.some((m) => m.id === id))) {
       moves.push({ partition: p, from: current.map((m) => m.id), to })
     }
   }

@@ -342,7 +342,8 @@ export async function ringCommand(args: string[]): Promise<number> {
     printJson({ node: c.node, epoch: c.epoch, n: c.n, partitions: c.partitions, balance: c.balance, members: c.members.map(({ id, status, share, weight }) => ({ id, status, weight, share, primaries: c.owners.filter((o) => o === id).length })), owners: c.owners, moves: c.moves, handoff: c.handoff })
     return Exit.ok
   }
-  const slots = c.partitions * c.n
+  // As the server counts shares: each partition has min(N, members holding replicas) of them.
+  const slots = c.partitions * Math.min(c.n, c.members.filter((m) => m.share > 0).length)
   out(`ring ${c.epoch}: ${c.partitions} partitions, n=${c.n}; balance ${c.balance.toFixed(2)} (largest share over the mean; 1.00 is even)\n\n`)
   const rows = [['ID', 'STATUS', 'WEIGHT', 'PRIMARY', 'REPLICAS', 'SHARE']]
   for (const m of c.members) {
@@ -384,6 +385,8 @@ function bar(done: number, total: number): string {
  */
 export async function leaveCommand(args: string[], sleep: (ms: number) => Promise<void>): Promise<number> {
   const { target, values } = parseCommand('leave', args, { 'no-wait': { type: 'boolean' }, 'timeout-ms': { type: 'string' } }, [])
+  // The one command that cannot be undone: it never falls back to ZEROHOP_NODE or the dev cluster.
+  if (values.node === undefined) throw new UsageError('zerohop leave makes the node it asks leave the cluster for good; name that node: --node host:port')
   const timeoutMs = timeoutOf(values, 3_600_000)
   const res = await ask<{ member: MemberState; changed: boolean }>(target, Paths.leave, 'POST', {})
   const id = res.member.id

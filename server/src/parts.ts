@@ -199,7 +199,7 @@ export function wire(d: WireDeps): NodeParts {
       try {
         const reply = await transport.get(m.url, Paths.stats, { timeoutMs: 1000 })
         const body = reply.status === 200 ? (JSON.parse(reply.body.toString('utf8')) as NodeStats) : undefined
-        found.set(m.id, body?.id === m.id ? body : `answered HTTP ${reply.status}${body ? ' for another node' : ''}`)
+        found.set(m.id, body?.id === m.id && isStats(body) ? body : `answered HTTP ${reply.status}${body ? ' without its figures' : ''}`)
       } catch (err) {
         found.set(m.id, (err as Error).message)
       }
@@ -245,4 +245,10 @@ export function wire(d: WireDeps): NodeParts {
   })
   transport.serve(handler)
   return { replica, gossip, handoff, hints, antiEntropy: ae, reaper: rp, engine, handler }
+}
+
+/** A member's /v1/stats answer has every part status and the dashboard read (a partial one is refused, not shown). */
+function isStats(x: NodeStats): boolean {
+  const obj = (v: unknown) => typeof v === 'object' && v !== null
+  return obj(x.hints) && obj(x.hints.targets) && typeof x.hints.items === 'number' && obj(x.handoff) && obj(x.antiEntropy) && obj(x.tombstones) && Array.isArray(x.requests) && typeof x.time === 'number'
 }

@@ -85,4 +85,12 @@ describe('clusterStatus', () => {
     const ready = new ClusterView([...['a', 'b', 'c'].map((id) => member(id)), member('d', { status: 'joining', since: 10, ready: view.next.epoch })], { partitions: 64, n: 3 })
     expect(clusterStatus(ready, live([]), new Map()).handoff).toEqual({ gained: c.moves.length, pulled: c.moves.length })
   })
+
+  it('a leave from 3 to 2 members with N=3 moves nothing: every partition only loses a replica', () => {
+    const view = new ClusterView([member('a'), member('b'), member('c', { status: 'leaving', until: 10 })], { partitions: 64, n: 3 })
+    expect(view.transition).toBe(true)
+    const c = clusterStatus(view, live([]), new Map())
+    expect(c.moves).toEqual([])
+    expect(c.handoff).toEqual({ gained: 0, pulled: 0 })
+  })
 })

@@ -99,6 +99,8 @@ describe('data commands', () => {
       [['status', '--node', 'ftp://127.0.0.1:1'], /--node .*http:\/\/ or https:\/\//],
       [['status', '--node', 'http://127.0.0.1:1/v1/ring'], /address only/],
       [['frobnicate'], /unknown command "frobnicate"; run zerohop help/],
+      // Leaving is for good: the node must be named, never the default.
+      [['leave'], /name that node: --node host:port/],
       [['put', 'k', 'v', '--node', n1, '--context', 'not-a-context'], /context/],
     ]
     for (const [args, message] of cases) {

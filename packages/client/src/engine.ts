@@ -629,14 +629,15 @@ export class Engine implements Coordinator {
       return live instanceof Error ? [] : [{ holder, target, tombstone: live.length === 0, siblings: live, digest: md5(set).toString('hex') }]
     })
     const asked = new Set(hintOutcomes.filter((o) => o.ok).map((o) => o.member.id))
-    const ready = incoming.length > 0 ? next.filter((m) => view.members.get(m.id)?.ready === view.next.epoch).map((m) => m.id) : []
+    const ready = incoming.filter((m) => view.members.get(m.id)?.ready === view.next.epoch).map((m) => m.id)
     const list = view.current.preferenceList(partition)
     return {
       epoch: view.epoch,
       partition,
       preferenceList: list.map((m, i) => ({ id: m.id, url: m.url, role: i < view.current.n ? ('primary' as const) : ('spare' as const), up: this.membership.up(m.id) })),
       replicas: states,
-      agree: states.every((r) => !r.error && r.digest === states[0].digest),
+      // The primaries: an incoming replica catches up by the handoff, not by repair.
+      agree: states.filter((r) => r.role === 'primary').every((r) => !r.error && r.digest === states[0].digest),
       hints,
       unasked: holders.filter((m) => !asked.has(m.id)).map((m) => m.id),
       moving: incoming.length > 0 ? { from: current.map((m) => m.id), to: next.map((m) => m.id), ready } : null,
