@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { UsageError } from './commands.js'
 import path from 'node:path'
 import { request } from 'undici'
 import { Paths, type HealthResponse, type RingResponse } from '@zerohop/core'
@@ -79,8 +80,8 @@ export async function runDevCluster(args: string[]): Promise<void> {
   ]
   const count = Number(values.nodes)
   const basePort = Number(values['base-port'])
-  if (!Number.isInteger(count) || count < 1 || count > 16) throw new Error('--nodes takes 1 to 16')
-  if (!Number.isInteger(basePort) || basePort < 1 || basePort + count > 65535) throw new Error('--base-port takes a port number')
+  if (!Number.isInteger(count) || count < 1 || count > 16) throw new UsageError(`--nodes takes a whole number from 1 to 16, got ${JSON.stringify(values.nodes)}`)
+  if (!Number.isInteger(basePort) || basePort < 1 || basePort + count > 65535) throw new UsageError(`--base-port takes a port number (1 to ${65535 - count}), got ${JSON.stringify(values['base-port'])}`)
   const host = values.host!
   const data = values.data!
   const wipe = `rm -rf ${pastablePath(data)}`
