@@ -71,8 +71,12 @@ export class Auth {
   readonly #mutualTls: boolean
   readonly #self: string
   readonly #now: () => number
-  /** Nonces of signed requests seen within the window: a replayed request is refused. */
-  readonly #nonces = new LRUCache<string, true>({ max: 500_000, ttl: 2 * SIGNATURE_WINDOW_MS, ttlAutopurge: false })
+  /**
+   * Nonces of signed requests seen within the window: a replayed request is refused. Only with a
+   * secret (the cache reserves its 500,000 slots up front); its ages are read off the node's clock, and
+   * ttlResolution 0 keeps it from starting timers of its own.
+   */
+  readonly #nonces?: LRUCache<string, true>
   /** Refusals by reason (the metric's label): see zerohop_auth_refused_total in metrics.ts. */
   readonly refused = new Map<string, number>()
 
@@ -82,6 +86,7 @@ export class Auth {
     this.#mutualTls = o.mutualTls ?? false
     this.#self = o.self
     this.#now = o.now
+    if (o.keys) this.#nonces = new LRUCache<string, true>({ max: 500_000, ttl: 2 * SIGNATURE_WINDOW_MS, ttlAutopurge: false, ttlResolution: 0, perf: { now: o.now } })
   }
 
   /** Whether anything is checked at all (a node without secret and users file trusts its network). */
@@ -107,8 +112,8 @@ export class Auth {
       const check = this.keys.checkRequest(signature, this.#self, req.method, q ? `${req.path}?${q}` : req.path, req.body, this.#now())
       if (!check.ok) this.#refuse('bad-signature', 401, check.reason)
       if (this.#mutualTls && !req.peerCertified) this.#refuse('uncertified', 401, 'a request signed as a node must come with a certificate of the cluster\'s CA (mutual TLS)')
-      if (this.#nonces.has(check.nonce)) this.#refuse('replay', 401, 'this signed request was seen before (a replay)')
-      this.#nonces.set(check.nonce, true)
+      if (this.#nonces!.has(check.nonce)) this.#refuse('replay', 401, 'this signed request was seen before (a replay)')
+      this.#nonces!.set(check.nonce, true)
       return NODE
     }
     // Mutual TLS without a secret: the certificate is what makes a node.

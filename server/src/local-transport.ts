@@ -5,6 +5,31 @@ import { EPOCH_HEADER, ErrorCodes, HttpError, MSGPACK, SIGNATURE_HEADER, type Cl
 import type { Reply, SendOptions, Transport } from '@zerohop/client'
 import type { RequestHandler } from './routes/request.js'
 
+/** A request as a transport sends it: `path` with its query string. */
+export interface Outgoing {
+  method: string
+  path: string
+  headers: Record<string, string>
+  body?: Uint8Array
+  /** From the node itself (not timed as HTTP, not checked for a signature). */
+  local: boolean
+}
+
+/**
+ * One request answered by a node's handler with no HTTP exchange, as the transport contract says:
+ * the node's own requests to itself, and a simulator's network. The body limit is the node's.
+ */
+export async function invoke(handler: RequestHandler, maxBodyBytes: number, r: Outgoing): Promise<Reply> {
+  const { method, path, headers, body } = r
+  const [p, q] = path.split('?', 2)
+  const bodyError = body && body.byteLength > maxBodyBytes ? new HttpError(413, ErrorCodes.BODY_TOO_LARGE, `request body of ${body.byteLength} bytes is over the limit of ${maxBodyBytes} (--max-body-bytes)`) : undefined
+  const reply = await handler({
+    bodyError, method, path: p, query: new URLSearchParams(q ?? ''), headers, body: body ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : Buffer.alloc(0), local: r.local })
+  const epoch = reply.headers?.[EPOCH_HEADER]
+  const out = reply.body === undefined ? Buffer.alloc(0) : typeof reply.body === 'string' ? Buffer.from(reply.body) : Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength)
+  return { status: reply.status, epoch, body: out }
+}
+
 export class LocalTransport implements Transport {
   readonly #self: string
   readonly #inner: Transport
@@ -35,14 +60,8 @@ export class LocalTransport implements Transport {
     this.#handler = handler
   }
 
-  async #local(method: string, path: string, headers: Record<string, string>, body: Uint8Array | undefined): Promise<Reply> {
-    const [p, q] = path.split('?', 2)
-    const bodyError = body && body.byteLength > this.#maxBodyBytes ? new HttpError(413, ErrorCodes.BODY_TOO_LARGE, `request body of ${body.byteLength} bytes is over the limit of ${this.#maxBodyBytes} (--max-body-bytes)`) : undefined
-    const reply = await this.#handler!({
-      bodyError, method, path: p, query: new URLSearchParams(q ?? ''), headers, body: body ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : Buffer.alloc(0), local: true })
-    const epoch = reply.headers?.[EPOCH_HEADER]
-    const out = reply.body === undefined ? Buffer.alloc(0) : typeof reply.body === 'string' ? Buffer.from(reply.body) : Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength)
-    return { status: reply.status, epoch, body: out }
+  #local(method: string, path: string, headers: Record<string, string>, body: Uint8Array | undefined): Promise<Reply> {
+    return invoke(this.#handler!, this.#maxBodyBytes, { method, path, headers, body, local: true })
   }
 
   #isSelf(url: string): boolean {

@@ -1,15 +1,16 @@
 // A storage node: LevelDB behind the replica endpoints, identity and incarnation kept on disk, gossip
 // membership with failure detection, partition handoff when members join or leave, graceful
 // shutdown (stop accepting, finish in-flight requests, close LevelDB).
-import { randomBytes } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import { once } from 'node:events'
-import { ClusterKeys, InvalidArgumentError, MIN_SECRET_BYTES, pack, unpack, sleep, nextEventTime, parseMemberState, parseMembers, Paths, ZerohopError, ErrorCodes, HttpError, type Clock, type ClusterView, type HealthResponse, type MemberState, type RingResponse } from '@zerohop/core'
+import { ClusterKeys, isRandom, InvalidArgumentError, MIN_SECRET_BYTES, pack, unpack, sleep, nextEventTime, parseMemberState, parseMembers, Paths, ZerohopError, ErrorCodes, HttpError, type Clock, type Random, type ClusterView, type HealthResponse, type MemberState, type RingResponse } from '@zerohop/core'
 import pino, { type Logger } from 'pino'
-import { systemClock, UndiciTransport, type Transport } from '@zerohop/client'
+import { systemClock, systemRandom, UndiciTransport, type Transport } from '@zerohop/client'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js'
-import { createHttpServer, type NodeServer } from './http.js'
+import { createHttpServer } from './http.js'
+import type { RequestHandler } from './routes/request.js'
 import type { Gossip } from './gossip.js'
+import type { HintStore } from './hints.js'
 import { LocalTransport } from './local-transport.js'
 import { wire, type NodeParts } from './parts.js'
 import { Actors, type ActorState } from './replica.js'
@@ -22,10 +23,19 @@ export interface NodeDeps {
   store?: Store
   logger?: Logger
   clock?: Clock
-  /** Source of randomness for the incarnation id and multipart boundaries. */
-  random?: (bytes: number) => Uint8Array
+  /** Every random draw of the node: incarnation ids, gossip peers, anti-entropy order, multipart boundaries (default systemRandom). */
+  random?: Random
   /** How the node reaches other nodes (default: undici pools). Requests to itself never use it. */
   transport?: Transport
+  /**
+   * Where the node's request handler is served (default: an HTTP server on --host and --port). A
+   * simulator serves it on its own network; `close` ends serving once in-flight requests finish.
+   */
+  serve?: (handler: RequestHandler, url: string) => Promise<Listener>
+}
+
+export interface Listener {
+  close(): Promise<void>
 }
 
 const IDENTITY_KEY = Buffer.from('midentity')
@@ -47,10 +57,11 @@ export class StorageNode {
   readonly log: Logger
   readonly #store: Store
   readonly #clock: Clock
-  readonly #random: (bytes: number) => Uint8Array
+  readonly #random: Random
   readonly #transport: LocalTransport
   readonly #auth: Auth
-  #server?: NodeServer
+  readonly #serve?: NodeDeps['serve']
+  #listener?: Listener
   #parts?: NodeParts
   #identity?: Identity
   /** Serving replica requests: every seed (or a majority, after a grace) heard from in a new cluster, or the cluster to join answered. */
@@ -70,7 +81,8 @@ export class StorageNode {
     this.log = deps.logger ?? pino({ level: this.options.logLevel, base: { node: this.options.id } })
     this.#store = deps.store ?? new LevelStore(this.options.data, { sync: this.options.fsync })
     this.#clock = deps.clock ?? systemClock
-    this.#random = deps.random ?? ((n) => randomBytes(n))
+    this.#random = deps.random ?? systemRandom
+    if (!isRandom(this.#random)) throw new TypeError('deps.random must implement next() and bytes(n) (see systemRandom)')
     // With --tls-ca the node verifies its peers with the cluster's CA and shows them its own certificate.
     const tls = this.options.tls
     const transport = deps.transport ?? new UndiciTransport({ connections: 4, connectTimeoutMs: 1000, tls: tls?.ca ? { ca: tls.ca, cert: tls.cert, key: tls.key } : undefined })
@@ -83,6 +95,8 @@ export class StorageNode {
     this.#auth = new Auth({ keys, users, now, mutualTls: this.options.tls?.ca !== undefined, self: this.options.advertise })
     // The node's requests to itself (coordinating a key it replicates) stay in the process; those to
     // other nodes are signed.
+    this.#serve = deps.serve
+    if (this.#serve !== undefined && typeof this.#serve !== 'function') throw new TypeError('deps.serve must be a function (handler, url) => Promise<{ close() }>')
     this.#transport = new LocalTransport(this.options.advertise, transport, this.options.maxBodyBytes, keys && { keys, now })
   }
 
@@ -93,6 +107,11 @@ export class StorageNode {
 
   get gossip(): Gossip | undefined {
     return this.#parts?.gossip
+  }
+
+  /** The hints this node holds for others (once started). */
+  get hints(): HintStore | undefined {
+    return this.#parts?.hints
   }
 
   get actor(): string | undefined {
@@ -184,10 +203,8 @@ export class StorageNode {
     })
     this.#parts = parts
     await parts.hints.open()
-    this.#server = createHttpServer({ handler: parts.handler, maxBodyBytes: o.maxBodyBytes, log: this.log, stopping: () => this.#stopping, tls: o.tls, limits: o })
-    this.#server.listen(o.port, o.host)
     try {
-      await once(this.#server, 'listening')
+      this.#listener = await (this.#serve ?? ((handler) => this.#listenHttp(handler)))(parts.handler, o.advertise)
     } catch (err) {
       await this.#store.close()
       throw err
@@ -201,6 +218,23 @@ export class StorageNode {
     parts.hints.start()
     void parts.antiEntropy.start().catch((err) => this.log.error({ err }, 'anti-entropy could not start'))
     void parts.reaper.start().catch((err) => this.log.error({ err }, 'tombstone reaping could not start'))
+  }
+
+  /** The HTTP server; closing it gives in-flight requests a grace period, then cuts what is left. */
+  async #listenHttp(handler: RequestHandler): Promise<Listener> {
+    const o = this.options
+    const server = createHttpServer({ handler, maxBodyBytes: o.maxBodyBytes, log: this.log, stopping: () => this.#stopping, tls: o.tls, limits: o })
+    server.listen(o.port, o.host)
+    await once(server, 'listening')
+    return {
+      close: async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+        server.closeIdleConnections()
+        const force = setTimeout(() => server.closeAllConnections(), 10_000)
+        await closed
+        clearTimeout(force)
+      },
+    }
   }
 
   async #refuseDeparted(prev: MemberState): Promise<never> {
@@ -417,7 +451,7 @@ export class StorageNode {
   }
 
   #newIncarnation(): string {
-    return Buffer.from(this.#random(6)).toString('hex')
+    return Buffer.from(this.#random.bytes(6)).toString('hex')
   }
 
   health(): HealthResponse {
@@ -445,15 +479,7 @@ export class StorageNode {
       await this.#parts?.hints.stop()
       await this.#parts?.antiEntropy.stop()
       await this.#parts?.reaper.stop()
-      const server = this.#server
-      if (server) {
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-        server.closeIdleConnections()
-        // In-flight requests get a grace period; then whatever is left is cut.
-        const force = this.#clock.setTimeout(() => server.closeAllConnections(), 10_000)
-        await closed
-        this.#clock.clearTimeout(force)
-      }
+      await this.#listener?.close()
       // Synced: on disk only after every write before it.
       if (this.#identity) await this.#store.put(CLEAN_KEY, Buffer.from([1]), { sync: true })
       await this.#persisting

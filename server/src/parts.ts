@@ -2,7 +2,7 @@
 // logger) and wired to each other: replica, gossip, handoff, hints, anti-entropy, reaper, the
 // coordinator engine for load-balanced clients, metrics and the request handler. StorageNode owns
 // the lifecycle; this owns who talks to whom.
-import { HttpError, Paths, type Clock, type ClusterView, type MemberState, type NodeStats, type ClusterResponse } from '@zerohop/core'
+import { HttpError, Paths, type Clock, type Random, type ClusterView, type MemberState, type NodeStats, type ClusterResponse } from '@zerohop/core'
 import { Engine, ReplicaClient, resolveEngineOptions, systemClock } from '@zerohop/client'
 import type { Logger } from 'pino'
 import type { ResolvedNodeOptions } from './config.js'
@@ -27,7 +27,7 @@ export interface WireDeps {
   store: Store
   transport: LocalTransport
   clock: Clock
-  random: (bytes: number) => Uint8Array
+  random: Random
   log: Logger
   actors: Actors
   self: MemberState
@@ -89,7 +89,7 @@ export function wire(d: WireDeps): NodeParts {
     phiThreshold: o.phiThreshold,
     params: { partitions: o.partitions, n: o.n, spares: 2 },
     clock,
-    random: Math.random,
+    random: () => d.random.next(),
     log,
     replicaClient,
     onChange: d.onChange,
@@ -127,6 +127,7 @@ export function wire(d: WireDeps): NodeParts {
     storeSet: (p, k, set) => replica.store(p, k, set),
     replicaClient,
     clock,
+    random: () => d.random.next(),
     partitions: () => {
       const view = d.view()
       if (!view || view.transition) return []
@@ -170,7 +171,7 @@ export function wire(d: WireDeps): NodeParts {
   // Load-balancer mode: this node coordinates clients' requests with the SDK's engine, over its own
   // gossip view; its own replica is reached through the local path of the transport.
   const engine = new Engine(
-    resolveEngineOptions({ r: o.r, w: o.w, timeoutMs: o.timeoutMs, clock, local: o.id }),
+    resolveEngineOptions({ r: o.r, w: o.w, timeoutMs: o.timeoutMs, clock, random: d.random, local: o.id }),
     transport,
     new NodeMembership({ gossip, view: d.view, limits, clock, debounceMs: 200 }),
   )

@@ -1,11 +1,8 @@
-// A seeded pseudo-random generator (mulberry32) for simulations and property tests: the same seed
-// draws the same sequence on every run and machine, unlike Math.random.
+// A seeded pseudo-random generator for simulations and property tests: the same seed draws the same
+// sequence on every run and machine, unlike Math.random. The core's seededRandom, as a function.
+import { seededRandom } from '../../packages/core/src/random.js'
+
 export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  const r = seededRandom(seed)
+  return () => r.next()
 }

@@ -314,6 +314,7 @@ export async function connect(options: ClientOptions): Promise<Client<any>> {
       refreshDebounceMs: o.refreshDebounceMs,
       backoffMs: o.backoffMs,
       via: balanced ? o.seeds : undefined,
+      random: o.random,
     })
     let coordinator: Coordinator
     try {

@@ -106,21 +106,28 @@ class Again<T> extends Error {
  * that what the caller is told is the last answer (say, the node still not ready), not a bare timeout.
  * Returns the last result, or throws the last error.
  */
-async function retryWithin<T>(deadline: Deadline, attempt: () => Promise<T>, again: (r: T) => boolean, retryable: (err: unknown) => boolean): Promise<T> {
+async function retryWithin<T>(clock: Clock, deadline: Deadline, attempt: () => Promise<T>, again: (r: T) => boolean, retryable: (err: unknown) => boolean): Promise<T> {
   const left = deadline.remaining
-  const room = left - Math.min(BACKOFF.maxTimeout, left / 10)
-  if (room <= 0) return attempt()
+  const end = clock.now() + left - Math.min(BACKOFF.maxTimeout, left / 10)
+  if (end <= clock.now()) return attempt()
   try {
     return await pRetry(async () => {
       const r = await attempt()
       if (again(r) && !deadline.over) throw new Again(r)
       return r
     }, {
-      ...BACKOFF,
       retries: MAX_RETRIES,
-      maxRetryTime: room,
+      // p-retry counts the attempts and decides; the back-off sleeps on the engine's clock (p-retry's
+      // own delay is 0, so it never starts a timer), which a simulation drives on virtual time.
+      minTimeout: 0,
       signal: deadline.userSignal,
-      shouldRetry: ({ error }) => !deadline.over && (error instanceof Again || retryable(error)),
+      shouldRetry: async ({ error, retriesConsumed }) => {
+        if (deadline.over || !(error instanceof Again || retryable(error))) return false
+        const wait = Math.min(BACKOFF.minTimeout * BACKOFF.factor ** retriesConsumed, BACKOFF.maxTimeout, end - clock.now())
+        if (wait <= 0) return false
+        await sleep(clock, wait, deadline.signal)
+        return !deadline.over
+      },
     })
   } catch (err) {
     if (err instanceof Again) return err.result as T
@@ -216,7 +223,7 @@ export class Engine implements Coordinator {
       error = err
     }
     const again = reply === undefined ? transient(error) : notReadyReply(reply)
-    if (retry && again && !deadline.over) reply = await retryWithin(deadline, post, notReadyReply, transient)
+    if (retry && again && !deadline.over) reply = await retryWithin(this.clock, deadline, post, notReadyReply, transient)
     else if (reply === undefined) throw error
     // Every answer carries the node's ring epoch: a newer one triggers a (debounced) refresh.
     if (reply.epoch !== this.membership.view.epoch) this.membership.observe(reply.epoch, member.url)
@@ -549,7 +556,7 @@ export class Engine implements Coordinator {
     const round = () => this.#coordinateOnce(key, value, ctx, need, op)
     const starting = (c: Coordinated) => !c.ok && c.failures.some(notReady) && c.failures.every(notDelivered)
     const first = await round()
-    return starting(first) && !op.over ? retryWithin(op, round, starting, () => false) : first
+    return starting(first) && !op.over ? retryWithin(this.clock, op, round, starting, () => false) : first
   }
 
   /** One round of #coordinate: the candidates in turn, moving on only while a request certainly did nothing. */

@@ -49,4 +49,4 @@ export {
   type TransportErrorKind,
   type Clock,
 } from '@zerohop/core'
-export { systemClock } from './clock.js'
+export { systemClock, systemRandom } from './clock.js'

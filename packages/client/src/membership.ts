@@ -20,6 +20,7 @@ import {
   sleep,
   type Clock,
   type ClockTimer,
+  type Random,
   type Limits,
   type Member,
   type ReplicaFailure,
@@ -27,6 +28,7 @@ import {
 } from '@zerohop/core'
 import { gossipAnswer, ringAnswer } from './replica-client.js'
 import type { Transport } from './transport.js'
+import { systemRandom } from './clock.js'
 import { replyError } from './replica-client.js'
 
 export const membershipChannels = {
@@ -80,6 +82,8 @@ export interface MembershipOptions {
    * go there, never to the members' own URLs, which the client may not be able to reach.
    */
   via?: string[]
+  /** Picks the node a refresh asks (default systemRandom). */
+  random?: Random
 }
 
 interface Backoff {
@@ -113,6 +117,7 @@ export class RingWatch extends EventEmitter<MembershipEvents> implements Members
   readonly #transport: Transport
   readonly #clock: Clock
   readonly #o: MembershipOptions
+  readonly #random: Random
   readonly #backoff = new Map<string, Backoff>()
   /** Member entries merged from every node heard: knowledge only grows, so the view never goes back. */
   readonly #states = new Map<string, MemberState>()
@@ -135,6 +140,7 @@ export class RingWatch extends EventEmitter<MembershipEvents> implements Members
     this.#transport = transport
     this.#clock = clock
     this.#o = o
+    this.#random = o.random ?? systemRandom
     this.limits = ring.limits
     this.#params = { partitions: ring.partitions, n: ring.n, spares: ring.spares }
     mergeMembers(this.#states, ring.members)
@@ -297,7 +303,7 @@ export class RingWatch extends EventEmitter<MembershipEvents> implements Members
   async #refresh(url?: string): Promise<void> {
     const live = this.#live().filter((m) => this.up(m.id))
     const via = this.#o.via
-    const candidates = url ? [url] : via ? via : live.length > 0 ? [live[Math.floor(Math.random() * live.length)].url] : this.#live().map((m) => m.url)
+    const candidates = url ? [url] : via ? via : live.length > 0 ? [live[Math.floor(this.#random.next() * live.length)].url] : this.#live().map((m) => m.url)
     for (const u of candidates) {
       if (this.#closed) return
       try {
@@ -363,7 +369,7 @@ export class RingWatch extends EventEmitter<MembershipEvents> implements Members
           await sleep(this.#clock, this.#o.backoffMs, this.#abort.signal)
           continue
         }
-        url = pool[Math.floor(Math.random() * pool.length)].url
+        url = pool[Math.floor(this.#random.next() * pool.length)].url
         theirs = this.view.epoch
       }
       try {

@@ -1,7 +1,7 @@
 // Client options: the user-facing type (all optional but seeds, documented with defaults) apart from
 // the resolved one; validated once, in connect(), with messages that name the fix.
-import { InvalidArgumentError, type Clock } from '@zerohop/core'
-import { systemClock } from './clock.js'
+import { InvalidArgumentError, isRandom, type Clock, type Random } from '@zerohop/core'
+import { systemClock, systemRandom } from './clock.js'
 import { checkTransportTls, type Transport } from './transport.js'
 
 export type Key = string | Uint8Array
@@ -25,6 +25,8 @@ export interface EngineOptions {
   retries?: number
   /** Replace the clock (simulation). */
   clock?: Clock
+  /** Replace the randomness: which node a refresh asks, and so on (simulation; default systemRandom). */
+  random?: Random
   /**
    * The id of the node this engine runs in, if it runs in one: it coordinates the writes of keys it
    * replicates itself, one HTTP request fewer than sending the coordination elsewhere.
@@ -100,6 +102,7 @@ export interface ResolvedEngineOptions {
   readRepairWaitMs: number
   retries: number
   clock: Clock
+  random: Random
   local?: string
 }
 
@@ -160,6 +163,8 @@ export function resolveEngineOptions(o: EngineOptions): ResolvedEngineOptions {
   const local = o.local
   if (local !== undefined && (typeof local !== 'string' || local.length === 0)) throw new InvalidArgumentError('local must be the id of the node the engine runs in')
   if (typeof clock?.now !== 'function' || typeof clock.setTimeout !== 'function') throw new InvalidArgumentError('clock must implement now(), setTimeout(), clearTimeout() and setImmediate() (see systemClock)')
+  const random = o.random ?? systemRandom
+  if (!isRandom(random)) throw new InvalidArgumentError('random must implement next() and bytes(n) (see systemRandom)')
   return {
     r,
     w,
@@ -168,6 +173,7 @@ export function resolveEngineOptions(o: EngineOptions): ResolvedEngineOptions {
     readRepairWaitMs: positiveInt('readRepairWaitMs', o.readRepairWaitMs ?? clientDefaults.readRepairWaitMs, 60_000),
     retries: positiveInt('retries', o.retries ?? clientDefaults.retries, 10),
     clock,
+    random,
     local,
   }
 }

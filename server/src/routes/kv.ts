@@ -15,6 +15,7 @@ import {
   type BatchReply,
   type BatchRequest,
   type ExplainBody,
+  type Random,
   type SiblingsBody,
 } from '@zerohop/core'
 import type { Logger } from 'pino'
@@ -26,7 +27,7 @@ export interface KvRouteDeps {
   engine: () => Engine | undefined
   stopping: () => boolean
   /** Random bytes (multipart boundaries). */
-  random: (bytes: number) => Uint8Array
+  random: Random
   log: Logger
   /** Refuses (401/403) one request of a batch its sender may not make. */
   admit: (req: NodeRequest) => void
@@ -128,7 +129,7 @@ export function kvRoute(deps: KvRouteDeps): Route {
 
   /** Siblings as multipart/mixed, one part per value (Riak's `Accept: multipart/mixed` answer). */
   function multipart(values: Uint8Array[], headers: Record<string, string>): NodeReply {
-    const boundary = Buffer.from(deps.random(12)).toString('hex')
+    const boundary = Buffer.from(deps.random.bytes(12)).toString('hex')
     const parts: Buffer[] = []
     for (const v of values) parts.push(Buffer.from(`--${boundary}\r\ncontent-type: application/octet-stream\r\n\r\n`), Buffer.from(v), Buffer.from('\r\n'))
     parts.push(Buffer.from(`--${boundary}--\r\n`))

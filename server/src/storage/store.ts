@@ -27,12 +27,89 @@ function hex(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
 }
 
-/** A Store in a Map (keys as hex): for unit tests and the simulator. */
+type Row = [Uint8Array, Uint8Array]
+
+/**
+ * What a disk holds for a MemoryStore, modelled as a store's file under an OS page cache: `cache` is
+ * what the process reads back (it survives a process crash), `durable` what has reached the disk
+ * (it survives a power loss). A synced write makes every write before it durable, as LevelDB's log
+ * does. A simulator crashes the node on it, loses power, or loses the disk.
+ */
+export class MemoryDisk {
+  readonly cache = new Map<string, Row>()
+  #durable = new Map<string, Row>()
+  /** Writes in order since the last sync (undefined: a delete). */
+  #tail: [string, Row | undefined][] = []
+  /** Bumped by every crash: a store opened before it is dead. */
+  generation = 0
+
+  write(hex: string, row: Row | undefined, sync: boolean): void {
+    if (row) this.cache.set(hex, row)
+    else this.cache.delete(hex)
+    this.#tail.push([hex, row])
+    if (sync) this.#sync(this.#tail.length)
+  }
+
+  /** Writes not yet durable. */
+  get unsynced(): number {
+    return this.#tail.length
+  }
+
+  #sync(count: number): void {
+    for (const [hex, row] of this.#tail.slice(0, count)) {
+      if (row) this.#durable.set(hex, row)
+      else this.#durable.delete(hex)
+    }
+    this.#tail = []
+  }
+
+  /** The process dies; the page cache keeps what it wrote. */
+  crash(): void {
+    this.generation++
+  }
+
+  /** The machine loses power: the first `kept` unsynced writes had reached the disk, the rest are lost. */
+  powerLoss(kept: number): void {
+    this.#sync(Math.max(0, Math.min(kept, this.#tail.length)))
+    this.cache.clear()
+    for (const [k, v] of this.#durable) this.cache.set(k, v)
+    this.generation++
+  }
+
+  /** The disk is replaced by an empty one. */
+  wipe(): void {
+    this.#tail = []
+    this.#durable.clear()
+    this.cache.clear()
+    this.generation++
+  }
+}
+
+export interface MemoryStoreOptions {
+  /** The disk it keeps its data on (default: its own, never crashed). */
+  disk?: MemoryDisk
+  /** Sync every write, like --fsync (default false). */
+  sync?: boolean
+}
+
+/** A Store in a Map (keys as hex), on a modelled disk: for unit tests and the simulator. */
 export class MemoryStore implements Store {
-  #map = new Map<string, [Uint8Array, Uint8Array]>()
+  readonly #disk: MemoryDisk
+  readonly #sync: boolean
+  #generation = -1
   #open = false
 
+  constructor(options: MemoryStoreOptions = {}) {
+    this.#disk = options.disk ?? new MemoryDisk()
+    this.#sync = options.sync ?? false
+  }
+
+  get #map(): Map<string, Row> {
+    return this.#disk.cache
+  }
+
   async open(): Promise<void> {
+    this.#generation = this.#disk.generation
     this.#open = true
   }
 
@@ -41,7 +118,7 @@ export class MemoryStore implements Store {
   }
 
   #check(): void {
-    if (!this.#open) throw new Error('store is not open')
+    if (!this.#open || this.#generation !== this.#disk.generation) throw new Error('store is not open')
   }
 
   async get(key: Uint8Array): Promise<Uint8Array | undefined> {
@@ -58,14 +135,14 @@ export class MemoryStore implements Store {
     })
   }
 
-  async put(key: Uint8Array, value: Uint8Array, _options?: { sync?: boolean }): Promise<void> {
+  async put(key: Uint8Array, value: Uint8Array, options?: { sync?: boolean }): Promise<void> {
     this.#check()
-    this.#map.set(hex(key), [Uint8Array.from(key), Uint8Array.from(value)])
+    this.#disk.write(hex(key), [Uint8Array.from(key), Uint8Array.from(value)], this.#sync || options?.sync === true)
   }
 
   async del(key: Uint8Array): Promise<void> {
     this.#check()
-    this.#map.delete(hex(key))
+    this.#disk.write(hex(key), undefined, this.#sync)
   }
 
   async *entries(range: Range = {}): AsyncIterable<[Uint8Array, Uint8Array]> {
@@ -73,6 +150,9 @@ export class MemoryStore implements Store {
     const rows = [...this.#map.values()]
       .filter(([k]) => (!range.gte || compare(k, range.gte) >= 0) && (!range.lt || compare(k, range.lt) < 0))
       .sort((a, b) => compare(a[0], b[0]))
-    for (const [k, v] of rows) yield [Uint8Array.from(k), Uint8Array.from(v)]
+    for (const [k, v] of rows) {
+      this.#check()
+      yield [Uint8Array.from(k), Uint8Array.from(v)]
+    }
   }
 }
