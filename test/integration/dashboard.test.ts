@@ -201,21 +201,22 @@ describe.skipIf(!!MISSING)('dashboard of a 3-node cluster', () => {
   })
 
   it('shows a fourth node joining, with the handoff in progress, then normal', async () => {
-    // Data to hand off, and a slow pull, so that the join lasts a few polls.
+    // Data to hand off (n4 gains about 300 KB of it), and a slow pull (16 KB/s), so that the join
+    // lasts many 2 s polls even when a loaded machine makes some of them late.
     const value = 'x'.repeat(1500)
     for (let i = 0; i < 300; i++) await db!.put(`cold-${i}`, value)
     const joining = page.waitForSelector('[data-member="n4"][data-status="joining"]', { timeout: 20_000 })
     const moving = page.waitForSelector('#handoff[data-transition="true"]', { timeout: 20_000 })
     const pulling = page.waitForSelector('#handoff-members tr[data-for="n4"]', { timeout: 20_000 })
-    await cluster!.join('n4', ['--handoff-rate-bytes', '32768'])
+    await cluster!.join('n4', ['--handoff-rate-bytes', '16384'])
     await Promise.all([joining, moving, pulling])
     expect(Number(await page.getAttribute('#handoff', 'data-gained'))).toBeGreaterThan(0)
     expect(await page.locator('#ring path.move').count()).toBeGreaterThan(0)
-    await page.waitForSelector('[data-member="n4"][data-status="normal"]', { timeout: 45_000 })
+    await page.waitForSelector('[data-member="n4"][data-status="normal"]', { timeout: 60_000 })
     await page.waitForSelector('#handoff[data-transition="false"]', { timeout: 10_000 })
     expect(await page.locator('#legend li').count()).toBe(4)
     expect(errors).toEqual([])
-  })
+  }, 120_000)
 
   it('shows a killed node down, in red, and the hints the others hold for it', async () => {
     await cluster!.node('n3').kill()
