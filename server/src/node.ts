@@ -3,7 +3,7 @@
 // shutdown (stop accepting, finish in-flight requests, close LevelDB).
 import { readFileSync, statSync } from 'node:fs'
 import { once } from 'node:events'
-import { ClusterKeys, isRandom, InvalidArgumentError, MIN_SECRET_BYTES, pack, unpack, sleep, nextEventTime, parseMemberState, parseMembers, Paths, ZerohopError, ErrorCodes, HttpError, type Clock, type Random, type ClusterView, type HealthResponse, type MemberState, type RingResponse } from '@zerohop/core'
+import { ClusterKeys, isRandom, InvalidArgumentError, MIN_SECRET_BYTES, pack, unpack, sleep, nextEventTime, parseMemberState, parseMembers, Paths, ZerohopError, ErrorCodes, HttpError, type Clock, type Random, type ClusterView, type HealthResponse, type NodeStats, type MemberState, type RingResponse } from '@zerohop/core'
 import pino, { type Logger } from 'pino'
 import { systemClock, systemRandom, UndiciTransport, type Transport } from '@zerohop/client'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js'
@@ -112,6 +112,11 @@ export class StorageNode {
   /** The hints this node holds for others (once started). */
   get hints(): HintStore | undefined {
     return this.#parts?.hints
+  }
+
+  /** This node's figures, as GET /v1/stats gives them (once started). */
+  stats(): Promise<NodeStats> | undefined {
+    return this.#parts?.stats()
   }
 
   get actor(): string | undefined {
@@ -409,11 +414,25 @@ export class StorageNode {
     return { member: gossip.states.get(id)!, changed: true }
   }
 
-  /** Tell a few live peers that this node has left, then resolve `left`. */
+  /**
+   * Tell a few peers that this node has left, then resolve `left` (and the process may exit). Not before
+   * one of them has taken the entry: a node that completed its leave while cut off from the others and
+   * then stopped would stay 'leaving' in everyone's view for good, holding the ring in transition and
+   * every later join or leave waiting to pull from it. Peers believed up are asked first.
+   */
   async #announceLeft(): Promise<void> {
     const gossip = this.#parts!.gossip
-    const peers = [...gossip.states.values()].filter((m) => m.id !== gossip.self.id && m.status !== 'left' && gossip.isUp(m.id))
-    await Promise.all(peers.slice(0, 8).map((m) => gossip.exchange(m.url, 2000)))
+    let warned = false
+    while (!this.#stopping) {
+      const peers = [...gossip.states.values()].filter((m) => m.id !== gossip.self.id && m.status !== 'left')
+      if (peers.length === 0) break
+      peers.sort((a, b) => Number(gossip.isUp(b.id)) - Number(gossip.isUp(a.id)))
+      const answers = await Promise.all(peers.slice(0, 8).map((m) => gossip.exchange(m.url, 2000)))
+      if (answers.some(Boolean)) break
+      if (!warned) this.log.warn('left the cluster, but no member has answered to hear it yet; asking again until one does')
+      warned = true
+      await sleep(this.#clock, this.options.gossipIntervalMs)
+    }
     this.#resolveLeft()
   }
 

@@ -54,6 +54,8 @@ export interface NodeParts {
   reaper: Reaper
   engine: Engine
   handler: RequestHandler
+  /** This node's figures (GET /v1/stats). */
+  stats: () => Promise<NodeStats>
 }
 
 /**
@@ -245,7 +247,7 @@ export function wire(d: WireDeps): NodeParts {
     nextChange: d.nextChange,
   })
   transport.serve(handler)
-  return { replica, gossip, handoff, hints, antiEntropy: ae, reaper: rp, engine, handler }
+  return { replica, gossip, handoff, hints, antiEntropy: ae, reaper: rp, engine, handler, stats }
 }
 
 /** A member's /v1/stats answer has every part status and the dashboard read (a partial one is refused, not shown). */
