@@ -73,6 +73,9 @@ export function proofMaxAge(o: Pick<ResolvedNodeOptions, 'tombstoneGraceMs' | 'h
 export function wire(d: WireDeps): NodeParts {
   const o = d.options
   const { store, transport, clock, log } = d
+  // Durations (how long a tombstone was held, how long a request took) on a clock that never steps;
+  // a simulation's clock is virtual and steps only forward.
+  const elapsed = clock === systemClock ? () => performance.now() : () => clock.now()
   // The hooks reach parts built after the replica.
   let antiEntropy: AntiEntropy | undefined
   let reaper: Reaper | undefined
@@ -157,7 +160,7 @@ export function wire(d: WireDeps): NodeParts {
     log,
     graceMs: o.tombstoneGraceMs,
     intervalMs: o.reapIntervalMs,
-    elapsed: clock === systemClock ? () => performance.now() : undefined,
+    elapsed,
     plan: (p) => {
       const view = d.view()
       if (!view || !view.settled) return undefined
@@ -231,6 +234,7 @@ export function wire(d: WireDeps): NodeParts {
     options: o,
     log,
     requests,
+    elapsed,
     view: d.view,
     gossip: () => gossip,
     replica: () => (d.ready() ? replica : undefined),

@@ -18,6 +18,8 @@ export type RouteDeps = AdminRouteDeps & ReplicaRouteDeps & Omit<KvRouteDeps, 'a
   auth: Auth
   /** Requests served: counted and timed. */
   requests: RequestMetrics
+  /** Milliseconds on a clock that never steps, for timing requests (performance.now(), or virtual time in a simulation). */
+  elapsed: () => number
 }
 
 /** Methods kept as a metrics label (any other is `other`). */
@@ -41,10 +43,10 @@ export function createRequestHandler(deps: RouteDeps): RequestHandler {
   const admitBatched = (req: NodeRequest) => auth.check(req.principal ?? { kind: 'anonymous' }, needOf(req.method, req.path), `${req.method} ${req.path}`)
   /** Counted and timed: each request, and each request of a batch on its own as well. */
   const served = (req: NodeRequest, started: number) =>
-    deps.requests.served(routeOf(req.path, req.query), METHODS.has(req.method) ? req.method : 'other', req.local ? 'local' : 'http', (performance.now() - started) / 1000)
+    deps.requests.served(routeOf(req.path, req.query), METHODS.has(req.method) ? req.method : 'other', req.local ? 'local' : 'http', (deps.elapsed() - started) / 1000)
   const routes = [adminRoute(deps), dashboardRoute(), gossipRoute(deps), replicaRoute(deps), kvRoute({ ...deps, admit: admitBatched, served })]
   return async (req) => {
-    const started = performance.now()
+    const started = deps.elapsed()
     const view = deps.view()
     let reply
     try {
