@@ -1,6 +1,6 @@
 // Tests of anti-entropy between replicas in one process: AntiEntropy instances over MemoryStores,
 // connected by the ReplicaClient over an in-memory `post` that routes to the other instance's handlers and to small
-// read/store handlers (DVV sync, as the Replica does), on a virtual clock.
+// read/store handlers (DVV sync, as the Replica does), on the simulator's virtual clock.
 import { describe, expect, it, vi } from 'vitest'
 import {
   ErrorCodes,
@@ -22,47 +22,7 @@ import { AntiEntropy, AntiEntropyPaths, type AntiEntropyOptions } from '../src/a
 import { dataKey } from '../src/replica.js'
 import { replicaClientOf } from './replica-client-of.js'
 import { MemoryStore, type Range, type Store } from '../src/storage/store.js'
-
-/** Timers fire only when the test advances time. */
-class VirtualClock implements Clock {
-  t = 0
-  #id = 0
-  #timers = new Map<number, { at: number; fn: () => void }>()
-
-  now(): number {
-    return this.t
-  }
-  setTimeout(fn: () => void, ms: number): number {
-    const id = ++this.#id
-    this.#timers.set(id, { at: this.t + ms, fn })
-    return id
-  }
-  clearTimeout(timer: unknown): void {
-    this.#timers.delete(timer as number)
-  }
-  setImmediate(fn: () => void): void {
-    this.setTimeout(fn, 0)
-  }
-  get pending(): number {
-    return this.#timers.size
-  }
-
-  /** Move time forward by `ms`, firing due timers in order and letting their promises settle. */
-  async advance(ms: number): Promise<void> {
-    const end = this.t + ms
-    for (;;) {
-      await settle()
-      let next: [number, { at: number; fn: () => void }] | undefined
-      for (const e of this.#timers) if (e[1].at <= end && (!next || e[1].at < next[1].at)) next = e
-      if (!next) break
-      this.#timers.delete(next[0])
-      this.t = Math.max(this.t, next[1].at)
-      next[1].fn()
-    }
-    this.t = end
-    await settle()
-  }
-}
+import { VirtualClock } from '../../test/sim/scheduler.js'
 
 // Everything below runs on promises alone (no I/O): one macrotask turn lets every chain finish.
 const settle = () => new Promise<void>((r) => setImmediate(r))

@@ -6,7 +6,7 @@ import { decodeSet, encodeSet, pack, siblings, unpack, type DvvSet } from '@zero
 import { ReplicaClient, type Reply, type Transport } from '@zerohop/client'
 import { HintStore, hintKey } from '../src/hints.js'
 import { MemoryStore } from '../src/storage/store.js'
-import { HandClock } from './hand-clock.js'
+import { VirtualClock } from '../../test/sim/scheduler.js'
 
 const TTL = 5000
 
@@ -27,7 +27,7 @@ const set = (actor: string, n: number, v: string): Uint8Array => encodeSet([[act
 const text = (b: Uint8Array) => siblings(decodeSet(b)).map((x) => Buffer.from(x).toString()).sort()
 
 /** A hint store over `store` (a new one by default), opened; the target n3 is up. */
-async function hintStore(store = new MemoryStore(), clock = new HandClock(), transport = new Recorder(), replicasOf = () => [] as { id: string; url: string }[]) {
+async function hintStore(store = new MemoryStore(), clock = new VirtualClock(1_000_000), transport = new Recorder(), replicasOf = () => [] as { id: string; url: string }[]) {
   await store.open()
   const hints = new HintStore({
     store, replicaClient: new ReplicaClient(transport), clock, log: pino({ level: 'silent' }), maxBytesPerTarget: 1 << 20, intervalMs: 100, batchItems: 100, ttlMs: TTL,

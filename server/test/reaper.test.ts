@@ -1,13 +1,13 @@
 // Tombstone reaping (reaper.ts) and the actor epochs that keep writes to reaped keys safe
 // (Actors in replica.ts): three replicas over MemoryStores in one process, their reap requests passed
-// straight to each other's handlers, on a hand-driven clock.
+// straight to each other's handlers, on the simulator's virtual clock, stepped by hand.
 import { describe, expect, it } from 'vitest'
 import pino from 'pino'
 import { TransportError, decodeSet, encodeSet, join, pack, siblings, unpack, type DvvSet } from '@zerohop/core'
 import { Actors, Replica, dataKey } from '../src/replica.js'
 import { Reaper, parseReapRequest, type ReapPeer } from '../src/reaper.js'
 import { MemoryStore } from '../src/storage/store.js'
-import { HandClock } from './hand-clock.js'
+import { VirtualClock } from '../../test/sim/scheduler.js'
 import { replicaClientOf } from './replica-client-of.js'
 
 const P = 3
@@ -24,7 +24,7 @@ interface Node {
 }
 
 /** Three replicas of partition P; `a` reaps, `b` and `c` answer. `cut` holds ids whose requests fail. */
-async function trio(clock = new HandClock()) {
+async function trio(clock = new VirtualClock(1_000_000)) {
   const cut = new Set<string>()
   /** Runs before a peer serves a phase (to interleave writes). */
   const before: { fn?: (id: string, phase: string) => Promise<void> } = {}

@@ -46,6 +46,12 @@ class Heap {
       i = p
     }
   }
+  /** Events not cancelled yet, of owners still alive. */
+  get pending(): number {
+    let n = 0
+    for (const e of this.#a) if (!e.cancelled && !e.owner.dead) n++
+    return n
+  }
   pop(): Event | undefined {
     const a = this.#a
     const top = a[0]
@@ -76,12 +82,21 @@ const drain = () => new Promise<void>((resolve) => setImmediate(resolve))
 export const EPOCH_MS = 1_700_000_000_000
 
 export class Scheduler {
-  /** Virtual milliseconds (starts at EPOCH_MS). */
-  now = EPOCH_MS
+  /** Virtual milliseconds. */
+  now: number
   readonly #heap = new Heap()
   #seq = 0
   /** Events run so far. */
   steps = 0
+
+  constructor(start = EPOCH_MS) {
+    this.now = start
+  }
+
+  /** Timers and deliveries waiting to run. */
+  get pending(): number {
+    return this.#heap.pending
+  }
 
   at(at: number, owner: Owner, fn: () => void): Event {
     const e: Event = { at: Math.max(at, this.now), seq: this.#seq++, owner, fn, cancelled: false }
@@ -140,5 +155,54 @@ export class Scheduler {
     }
     if (this.now < until && steps < maxSteps) this.now = until
     return false
+  }
+}
+
+/**
+ * One clock on a scheduler of its own, for unit tests that move time by hand: its timers fire only
+ * when the test advances it, in time order, each followed by the promises it settled.
+ */
+export class VirtualClock implements Clock {
+  readonly scheduler: Scheduler
+  readonly #clock: Clock
+
+  constructor(start = 0) {
+    this.scheduler = new Scheduler(start)
+    this.#clock = this.scheduler.clock(new Owner('test'))
+  }
+
+  now(): number {
+    return this.#clock.now()
+  }
+
+  setTimeout(fn: () => void, ms: number): ClockTimer {
+    return this.#clock.setTimeout(fn, ms)
+  }
+
+  clearTimeout(timer: ClockTimer): void {
+    this.#clock.clearTimeout(timer)
+  }
+
+  setImmediate(fn: () => void): void {
+    this.#clock.setImmediate(fn)
+  }
+
+  /** The time. Setting it steps the clock (backwards too, as a wall clock can) without running timers. */
+  get t(): number {
+    return this.scheduler.now
+  }
+
+  set t(ms: number) {
+    this.scheduler.now = ms
+  }
+
+  /** Move time forward by `ms`, running the timers that fall due. */
+  async advance(ms: number): Promise<void> {
+    await this.scheduler.run(this.scheduler.now + ms)
+  }
+
+  /** Timers set and not yet run or cleared. */
+  get pending(): number {
+    return this.scheduler.pending
   }
 }

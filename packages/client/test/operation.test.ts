@@ -3,29 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { TransportError, type Member } from '@zerohop/core'
 import { Operation, failureOf, gather, isTransient, notDelivered, type Outcome } from '../src/operation.js'
 import { systemClock } from '../src/clock.js'
-
-/** Virtual time: timers fire only when the test advances the clock. */
-class VirtualClock {
-  time = 0
-  timers: { at: number; fn: () => void }[] = []
-  now = () => this.time
-  setTimeout = (fn: () => void, ms: number) => {
-    const t = { at: this.time + ms, fn }
-    this.timers.push(t)
-    return t
-  }
-  clearTimeout = (t: unknown) => {
-    this.timers = this.timers.filter((x) => x !== t)
-  }
-  setImmediate = (fn: () => void) => void this.setTimeout(fn, 0)
-  advance(ms: number) {
-    this.time += ms
-    for (const t of this.timers.filter((x) => x.at <= this.time)) {
-      this.clearTimeout(t)
-      t.fn()
-    }
-  }
-}
+import { VirtualClock } from '../../../test/sim/scheduler.js'
 
 const members: Member[] = ['a', 'b', 'c'].map((id) => ({ id, url: `http://${id}`, weight: 1 }))
 
@@ -82,13 +60,13 @@ describe('Operation', () => {
     }
   })
 
-  it('ends exactly at the deadline of its clock and classifies the failure as a timeout', () => {
+  it('ends exactly at the deadline of its clock and classifies the failure as a timeout', async () => {
     const clock = new VirtualClock()
     const op = new Operation(clock, 20)
     expect(op.remaining).toBe(20)
-    clock.advance(19)
+    await clock.advance(19)
     expect(op.over).toBe(false)
-    clock.advance(1)
+    await clock.advance(1)
     expect(op.over).toBe(true)
     expect(op.reason).toBe('timeout')
     expect(op.signal.aborted).toBe(true)
