@@ -44,8 +44,8 @@ export class SimNetwork {
   readonly #cut = new Set<string>()
   /** Messages sent, lost, duplicated (the run's report). */
   readonly counts = { sent: 0, lost: 0, duplicated: 0, refused: 0 }
-  /** Requests delivered, per path. */
-  readonly paths = new Map<string, number>()
+  /** Requests delivered and their bytes (request and answer bodies), per path. */
+  readonly paths = new Map<string, { count: number; bytes: number }>()
 
   constructor(
     readonly scheduler: Scheduler,
@@ -154,9 +154,13 @@ export class SimNetwork {
           if (this.#endpoints.get(origin) !== target) return
           this.log(`net ${c > 0 ? 'dup ' : ''}${tag}`)
           const p = path.split('?')[0]
-          this.paths.set(p, (this.paths.get(p) ?? 0) + 1)
+          let traffic = this.paths.get(p)
+          if (!traffic) this.paths.set(p, (traffic = { count: 0, bytes: 0 }))
+          traffic.count++
+          traffic.bytes += body?.byteLength ?? 0
           void invoke(target.handler, target.maxBodyBytes, { method, path, headers, body, local: false }).then((reply) => {
             if (c > 0) return
+            traffic.bytes += reply.body.byteLength
             this.log(`net reply ${tag} ${reply.status}${reply.status >= 400 ? ` ${reply.body.toString('utf8').slice(0, 300)}` : ''}`)
             if (this.#lost(to, from)) {
               this.counts.lost++
