@@ -44,6 +44,9 @@ export class SimNetwork {
   readonly #cut = new Set<string>()
   /** Messages sent, lost, duplicated (the run's report). */
   readonly counts = { sent: 0, lost: 0, duplicated: 0, refused: 0 }
+  /** Every request delivered, in order, while `recording` (tests look at who was asked what). */
+  recording = false
+  readonly delivered: { from: string; to: string; method: string; path: string }[] = []
   /** Requests delivered and their bytes (request and answer bodies), per path. */
   readonly paths = new Map<string, { count: number; bytes: number }>()
 
@@ -154,6 +157,7 @@ export class SimNetwork {
           if (this.#endpoints.get(origin) !== target) return
           this.log(`net ${c > 0 ? 'dup ' : ''}${tag}`)
           const p = path.split('?')[0]
+          if (this.recording) this.delivered.push({ from, to, method, path: p })
           let traffic = this.paths.get(p)
           if (!traffic) this.paths.set(p, (traffic = { count: 0, bytes: 0 }))
           traffic.count++
