@@ -24,7 +24,7 @@ import { systemClock } from '../src/clock.js'
 import { resolveClientOptions } from '../src/options.js'
 import type { Reply, SendOptions, Transport } from '../src/transport.js'
 
-type Mode = 'up' | 'refuse' | 'unconnectable' | 'hang' | 'garbage' | 'stopping' | 'starting' | 'unauthenticated'
+type Mode = 'up' | 'refuse' | 'unconnectable' | 'garbage' | 'stopping' | 'starting' | 'unauthenticated'
 
 class FakeNode {
   data = new Map<string, DvvSet>()
@@ -60,16 +60,6 @@ class FakeTransport implements Transport {
     if (node.mode === 'stopping') return { status: 503, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_SHUTTING_DOWN', message: 'stopping' } })) }
     if (node.mode === 'unauthenticated') return { status: 401, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_UNAUTHENTICATED', message: 'the request signature does not match' } })) }
     if (node.mode === 'starting') return { status: 503, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_NOT_READY', message: 'this node has not heard from its seeds yet' } })) }
-    if (node.mode === 'hang') {
-      // Like a transport: the request gives up at its timeout, or when its signal fires.
-      await new Promise((_, reject) => {
-        const t = setTimeout(() => reject(new TransportError('timeout', 'no answer', { delivered: true })), options.timeoutMs ?? 60_000)
-        options.signal?.addEventListener('abort', () => {
-          clearTimeout(t)
-          reject(new TransportError('aborted', 'aborted', { delivered: true }))
-        })
-      })
-    }
     const req = unpack(body) as Record<string, any>
     const keyOf = (k: Uint8Array) => Buffer.from(k).toString('hex')
     let out: unknown
