@@ -7,6 +7,7 @@
 // Zerohop's promise holds while, for every acknowledged write, one copy survives: so the faults that
 // destroy data (a power loss on a node without --fsync, a lost disk, a removed node) hit at most
 // `lossy` nodes per run (1 with W=2), and at most `maxDown` nodes are down or paused at once.
+import type { NodeOptions } from '@zerohop/server'
 import type { SimCluster, SimNode } from './cluster.js'
 import type { NetworkFaults } from './network.js'
 
@@ -21,8 +22,8 @@ export interface NemesisOptions {
   joins: number
   /** Whether a member may leave (when at least four are normal). */
   leaves: boolean
-  /** Node options of joiners (seeds). */
-  seeds: string[]
+  /** Options of the nodes that join (the cluster's seeds, secret, quorums). */
+  nodeOptions: Partial<NodeOptions>
   /** Ids of the clients (partitions put each on one side). */
   clients: string[]
 }
@@ -202,7 +203,7 @@ export class Nemesis {
         this.#joins++
         const id = `j${++this.#joined}`
         const through = sim.pick(up)
-        const joiner = sim.define(id, { seeds: this.#o.seeds, join: through.url }, sim.chance(0.5))
+        const joiner = sim.define(id, { ...this.#o.nodeOptions, join: through.url }, sim.chance(0.5))
         this.#say(`join ${id} through ${through.id}${joiner.fsync ? ' (fsync)' : ''}`)
         sim.start(joiner)
         return

@@ -3,6 +3,9 @@
 // the cluster is quiet: every node serving one settled ring, no hint held, every key's replicas alike.
 // The checker then holds the final state against the history. Everything is drawn from the seed, so a
 // seed replays exactly: the same event log, hashed, byte for byte.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { SimCluster, type SimClient, type SimNode } from './cluster.js'
 import { check, disagreement, readKey } from './checker.js'
 import { Nemesis, type NemesisOptions } from './nemesis.js'
@@ -24,7 +27,9 @@ export interface SimConfig {
   skewMs: number[]
   /** Quiet also means every tombstone reaped (the run lasts a grace period longer). */
   reapAtEnd: boolean
-  nemesis: Omit<NemesisOptions, 'seeds' | 'clients'>
+  /** The nodes share a cluster secret: they sign their requests, the sets and contexts they hand out. */
+  secured: boolean
+  nemesis: Omit<NemesisOptions, 'nodeOptions' | 'clients'>
 }
 
 export interface SimResult {
@@ -71,6 +76,7 @@ export function configOf(sim: SimCluster): SimConfig {
     thinkMs: sim.pick([100, 400, 800]),
     skewMs: Array.from({ length: nodes }, () => (sim.chance(0.3) ? sim.between(-3000, 3000) : 0)),
     reapAtEnd: sim.chance(0.3),
+    secured: sim.chance(0.25),
     nemesis: {
       maxDown: sim.chance(0.2) ? 2 : 1,
       lossy: 1,
@@ -110,8 +116,9 @@ export async function simulate(seed: number, options: SimulateOptions = {}): Pro
   // The founding seeds start within half a second of each other.
   const ids = Array.from({ length: config.nodes }, (_, i) => `n${i + 1}`)
   const seeds = ids.map((id) => `http://${id}.sim:7000`)
+  const nodeOptions = { seeds, r: config.r, w: config.w, clusterSecretFile: config.secured ? secretFile() : undefined }
   const founders = ids.map((id, i) => {
-    const s = sim.define(id, { seeds, r: config.r, w: config.w }, config.fsync[i])
+    const s = sim.define(id, nodeOptions, config.fsync[i])
     s.skewMs = config.skewMs[i]
     return s
   })
@@ -132,7 +139,7 @@ export async function simulate(seed: number, options: SimulateOptions = {}): Pro
   }
 
   const workload = new Workload(sim, { setKeys: config.setKeys, registerKeys: config.registerKeys, thinkMs: config.thinkMs })
-  const nemesis = new Nemesis(sim, { ...config.nemesis, seeds, clients: clients.map((c) => c.id) })
+  const nemesis = new Nemesis(sim, { ...config.nemesis, nodeOptions, clients: clients.map((c) => c.id) })
   const end = sim.now + config.loadMs
   workload.start(clients, end)
   nemesis.start(end)
@@ -170,6 +177,21 @@ async function figuresOf(sim: SimCluster): Promise<Figures> {
     f.tombstonesReaped += st.tombstones.reaped
   }
   return f
+}
+
+let secret: string | undefined
+
+/**
+ * The cluster secret of secured runs: a file the nodes read at start (the one thing a simulated node
+ * reads from a real disk), the same for every run, removed when the process exits.
+ */
+function secretFile(): string {
+  if (secret) return secret
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'zerohop-sim-'))
+  secret = path.join(dir, 'cluster-secret')
+  writeFileSync(secret, 'a simulated cluster secret, the same for every run', { mode: 0o600 })
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+  return secret
 }
 
 function anyView(sim: SimCluster) {

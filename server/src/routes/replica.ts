@@ -232,7 +232,11 @@ const handlers: Record<string, Handler> = {
 }
 
 
-/** Replica requests made with a ring older than this node's are refused, so the sender refreshes. */
+/**
+ * Replica requests made with other rings than this node's are refused, so the sender refreshes: the
+ * sender's may be older, or newer (it heard of a change before this node did; gossip brings the node
+ * up to date within a few rounds, and the sender retries meanwhile).
+ */
 const epochChecked = new Set<string>([Paths.read, Paths.coordinate, Paths.store, ReapPaths.reap])
 
 export interface ReplicaRouteDeps {
@@ -264,7 +268,7 @@ export function replicaRoute(deps: ReplicaRouteDeps): Route {
     if (!view || !replica || !parts) throw bad(503, ErrorCodes.NOT_READY, 'this node is starting: it has not heard from enough seeds yet; retry shortly')
     const epoch = header(req, EPOCH_HEADER)
     if (epochChecked.has(req.path) && view.differs(epoch)) {
-      throw bad(409, ErrorCodes.STALE_RING, `the request was made with ring ${epoch}, older than this node's ${view.epoch}; refresh the ring and retry`)
+      throw bad(409, ErrorCodes.STALE_RING, `the request was made with ring ${epoch}, not this node's ${view.epoch} (one of the two has not heard of the latest change yet); refresh the ring and retry`)
     }
     if (!validator || validator.view !== view) validator = new Validator(deps.options, view, deps.options.id)
     const signing = deps.signing
