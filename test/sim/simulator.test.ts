@@ -93,6 +93,36 @@ async function fourNodes(seed: number): Promise<{ sim: SimCluster; nodes: SimNod
 }
 
 describe('scenarios', () => {
+  it('a removal made by a node that missed the removed node\'s latest entries stands', async () => {
+    const { sim, nodes } = await fourNodes(4)
+    const [n1, n2, n3, n4] = nodes
+    // n3 is cut off while n1 restarts twice: the others hear n1's entry two versions on.
+    for (const o of [n1, n2, n4]) {
+      sim.network.cut('n3', o.id)
+      sim.network.cut(o.id, 'n3')
+    }
+    for (let i = 0; i < 2; i++) {
+      sim.crash(n1, 'kill')
+      sim.start(n1)
+      expect(await sim.runUntil(() => n1.node?.view !== undefined, 30_000)).toBe(true)
+      await sim.run(3000)
+    }
+    const latest = n2.node!.gossip!.states.get('n1')!.version
+    expect(latest).toBeGreaterThan(n3.node!.gossip!.states.get('n1')!.version + 1)
+    // n1 dies for good; n3, which holds everyone down, removes it with the entry it knows.
+    sim.crash(n1, 'kill')
+    n1.departed = true
+    expect(await sim.runUntil(() => !n3.node!.gossip!.isUp('n1'), 30_000)).toBe(true)
+    expect(n3.node!.remove('n1').changed).toBe(true)
+    for (const o of [n2, n4]) {
+      sim.network.uncut('n3', o.id)
+      sim.network.uncut(o.id, 'n3')
+    }
+    // Every member takes the removal, re-replicates n1's partitions, and the change completes.
+    const done = () => [n2, n3, n4].every((s) => { const e = s.node!.gossip!.states.get('n1')!; return e.removed && e.status === 'left' && !s.node!.view!.transition })
+    expect(await sim.runUntil(done, 60_000)).toBe(true)
+  }, 60_000)
+
   it('a node that completes its leave while nobody can hear it does not stop until a member has heard', async () => {
     const { sim, nodes } = await fourNodes(3)
     const [n1, n2, n3, n4] = nodes

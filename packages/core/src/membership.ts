@@ -40,14 +40,16 @@ export interface MemberState {
 const STATUS_RANK: Record<MemberStatus, number> = { joining: 0, normal: 1, leaving: 2, left: 3 }
 
 /**
- * Total order on two versions of one member's entry: higher version, then a removal, then the later
- * status, then the higher heartbeat. Ties on all of these only occur between equal content, except
- * for fields compared last so that every node picks the same winner.
+ * Total order on two versions of one member's entry: a removal, then the higher version, then the
+ * later status, then the higher heartbeat. Ties on all of these only occur between equal content,
+ * except for fields compared last so that every node picks the same winner. A removal wins over any
+ * version: the node that writes it may not have heard of the removed node's latest entries (it was
+ * cut off from them, or they were written after), and a removed id never comes back.
  */
 export function compareMemberStates(a: MemberState, b: MemberState): number {
   return (
-    a.version - b.version ||
     Number(a.removed) - Number(b.removed) ||
+    a.version - b.version ||
     STATUS_RANK[a.status] - STATUS_RANK[b.status] ||
     a.heartbeat - b.heartbeat ||
     a.until - b.until ||

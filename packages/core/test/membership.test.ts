@@ -35,9 +35,12 @@ describe('member entries', () => {
     }))
   })
 
-  it('the newer version wins; at equal versions a removal and a later status win; the heartbeat breaks the rest', () => {
+  it('a removal wins; then the newer version; at equal versions a later status; the heartbeat breaks the rest', () => {
     expect(compareMemberStates(entry('a', { version: 2 }), entry('a', { version: 1, heartbeat: 99 }))).toBeGreaterThan(0)
     expect(compareMemberStates(entry('a', { version: 2, removed: true, status: 'leaving' }), entry('a', { version: 2, heartbeat: 50 }))).toBeGreaterThan(0)
+    // Written by a node that had not heard of the removed node's latest entries (found by the simulator).
+    expect(compareMemberStates(entry('a', { version: 2, removed: true, status: 'leaving' }), entry('a', { version: 7, heartbeat: 50 }))).toBeGreaterThan(0)
+    expect(compareMemberStates(entry('a', { version: 3, removed: true, status: 'left' }), entry('a', { version: 2, removed: true, status: 'leaving' }))).toBeGreaterThan(0)
     expect(compareMemberStates(entry('a', { status: 'left' }), entry('a', { status: 'leaving' }))).toBeGreaterThan(0)
     expect(compareMemberStates(entry('a', { heartbeat: 3 }), entry('a', { heartbeat: 2 }))).toBeGreaterThan(0)
   })
