@@ -1,7 +1,8 @@
 // Hinted handoff. A write meant for a replica that is down is kept here, on a fallback node, apart
 // from this node's own data, with a hint naming the intended node. Hints for the same key merge by
 // DVV sync. A periodic scan delivers them to their nodes once those are up again and deletes each
-// hint after the target stored it (unless it changed meanwhile). Hints live in LevelDB, so they
+// hint after the target stored it (unless it changed meanwhile); one its target has not taken by half
+// its lifetime is copied to the key's other replicas too. Hints live in LevelDB, so they
 // survive a restart; the store is bounded per target, and overflow drops the oldest (anti-entropy
 // repairs what a dropped hint carried). A hint expires --hint-ttl-ms after it was first stored, before
 // any tombstone it could resurrect may be reaped (--tombstone-grace-ms is longer; see reaper.ts).
@@ -88,6 +89,8 @@ interface Held {
 interface Entry {
   bytes: number
   created: number
+  /** Copied to the key's other replicas already (see #rescue). */
+  rescued?: boolean
 }
 
 export class HintStore {
@@ -246,7 +249,10 @@ export class HintStore {
     }
   }
 
-  /** Drop expired hints; offer every target that is up its hints, in batches. */
+  /**
+   * Drop expired hints; copy the hints a target has not taken by half their lifetime to the key's
+   * other replicas; offer every target that is up its hints, in batches.
+   */
   async deliver(): Promise<void> {
     await this.#expire()
     for (const target of [...this.#index.keys()]) {
@@ -257,7 +263,52 @@ export class HintStore {
         await this.#deliverTo(target, undefined)
         continue
       }
+      // First: a delivery to a target that does not answer waits out its timeout.
+      await this.#rescue(target)
       if (where.up) await this.#deliverTo(target, where.url)
+    }
+  }
+
+  /**
+   * A hint may have counted toward its write's W: the write's other copy may be the coordinator's
+   * alone. Should the target stay out of reach for the hint's whole lifetime and that copy be lost
+   * (a lost disk), the expired hint would take an acknowledged write with it; a write merged into a
+   * hint for its key shares that hint's lifetime, which may be nearly over. So a hint its target
+   * has not taken by half its lifetime is also stored, once, on the key's other replicas (a plain
+   * store: a DVV sync with what they hold; anti-entropy then brings it to the target). It stays
+   * until delivered or expired. Within the TTL this is as safe as the delivery itself: the tombstone
+   * grace period covers hints for as long as they live, wherever they are stored.
+   */
+  async #rescue(target: string): Promise<void> {
+    const m = this.#index.get(target)
+    if (!m) return
+    const now = this.#o.clock.now()
+    const due = [...m].filter(([, e]) => !e.rescued && this.#fresh(e.created, now) && now - e.created >= this.#o.ttlMs / 2)
+    for (let i = 0; i < due.length && !this.#stopped; i += this.#o.batchItems) {
+      const slice = due.slice(i, i + this.#o.batchItems)
+      const rows = await this.#o.store.getMany(slice.map(([k]) => Buffer.from(k, 'latin1')))
+      // Per replica: the items it is sent, and which entries they are.
+      const to = new Map<string, { items: { partition: number; key: Uint8Array; set: Uint8Array }[]; entries: Entry[] }>()
+      const rescued = new Set<Entry>()
+      slice.forEach(([k, e], j) => {
+        const raw = rows[j]
+        if (!raw) return
+        const { partition, key } = parseHintKey(Buffer.from(k, 'latin1'))
+        const { set } = unpackHint(raw, this.#opened)
+        rescued.add(e)
+        for (const r of this.#o.replicasOf(partition)) {
+          if (r.id === target) continue
+          let batch = to.get(r.url)
+          if (!batch) to.set(r.url, (batch = { items: [], entries: [] }))
+          batch.items.push({ partition, key, set })
+          batch.entries.push(e)
+        }
+      })
+      await Promise.all([...to].map(async ([url, b]) => {
+        if ((await this.#send(url, b.items)) !== 'ok') for (const e of b.entries) rescued.delete(e)
+      }))
+      for (const e of rescued) e.rescued = true
+      if (rescued.size > 0) this.#o.log.info({ target, hints: rescued.size }, 'hints not yet taken by their target at half their lifetime: copied to the keys\' other replicas')
     }
   }
 

@@ -97,6 +97,38 @@ describe('hint store', () => {
     expect(text(transport.sent[0].items[0][2])).toEqual(['fresh'])
   })
 
+  it('a hint its target has not taken by half its lifetime is copied to the key\'s other replicas, once, and kept for the target', async () => {
+    const transport = new Recorder()
+    const replicas = [{ id: 'n1', url: 'http://n1' }, { id: 'n2', url: 'http://n2' }, { id: 'n3', url: 'http://n3' }]
+    const { clock, hints } = await hintStore(undefined, undefined, transport, () => replicas)
+    // n3 does not take it (it answers 503); the others do.
+    transport.refusals.set('http://n3', { status: 503, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_SHUTTING_DOWN', message: 'no' } })) })
+    await hints.put('n3', 1, Buffer.from('k'), set('a', 1, 'x'))
+    await hints.deliver()
+    expect(transport.sent.map((s) => s.url)).toEqual(['http://n3'])
+    clock.t += TTL / 2
+    // A write merged into the hint now shares its lifetime: it is copied at the next pass.
+    await hints.put('n3', 1, Buffer.from('k'), set('b', 1, 'y'))
+    transport.sent = []
+    await hints.deliver()
+    expect(transport.sent.map((s) => s.url).sort()).toEqual(['http://n1', 'http://n2', 'http://n3'])
+    for (const s of transport.sent) expect(text(s.items[0][2])).toEqual(['x', 'y'])
+    expect(hints.counts()).toEqual({ n3: 1 })
+    // Copied once: later passes offer it to its target only.
+    transport.sent = []
+    await hints.deliver()
+    expect(transport.sent.map((s) => s.url)).toEqual(['http://n3'])
+    // A copy that fails is tried again at the next pass.
+    await hints.put('n3', 1, Buffer.from('k'), set('c', 1, 'z'))
+    transport.refusals.set('http://n2', transport.refusals.get('http://n3')!)
+    transport.sent = []
+    await hints.deliver()
+    transport.refusals.delete('http://n2')
+    transport.sent = []
+    await hints.deliver()
+    expect(transport.sent.map((s) => s.url).sort()).toEqual(['http://n1', 'http://n2', 'http://n3'])
+  })
+
   it('a target that answers it no longer replicates the partition: the hint goes to the replicas that do', async () => {
     const transport = new Recorder()
     const refuse = (status: number, code: string) => ({ status, body: Buffer.from(JSON.stringify({ error: { code, message: 'no' } })) })
