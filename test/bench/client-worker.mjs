@@ -6,10 +6,9 @@
 // Commands (from run.ts): init, phase, close. Every loop is bounded in count and in time.
 import { randomBytes } from 'node:crypto'
 import diagnostics from 'node:diagnostics_channel'
-import { readFileSync } from 'node:fs'
-import { performance } from 'node:perf_hooks'
 import { Pool } from 'undici'
 import { connect } from '@zerohop/client'
+import { latencyPhase, serve, setClkTck, sleep, throughputPhase } from './measure.mjs'
 
 const MSGPACK = 'application/x-msgpack'
 const VALUE_BYTES = 1024
@@ -29,68 +28,6 @@ let value = randomBytes(VALUE_BYTES)
 let putSeq = 0
 let floorBackground = 0
 let serverPids = { floor: [], hop: [], cluster: [], haproxy: undefined }
-const CLK_TCK = 100 // getconf CLK_TCK on Linux; run.ts passes the real value
-let clkTck = CLK_TCK
-
-// ---------------------------------------------------------------------------------------------
-// CPU accounting
-
-/** utime + stime of a process, in µs (from /proc/<pid>/stat, clock-tick resolution). */
-function procCpuUs(pid) {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
-    // After "pid (comm) ": state is field 3, utime field 14, stime field 15.
-    return ((Number(f[11]) + Number(f[12])) * 1e6) / clkTck
-  } catch {
-    return NaN
-  }
-}
-
-/** Busy and total jiffies of the whole machine (/proc/stat), to see load from other processes. */
-function machineJiffies() {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]
-    const v = line.trim().split(/\s+/).slice(1).map(Number)
-    const idle = v[3] + (v[4] || 0)
-    const total = v.reduce((a, b) => a + b, 0)
-    return { busy: total - idle, total }
-  } catch {
-    return { busy: NaN, total: NaN }
-  }
-}
-
-/** `lbPid`: HAProxy's own process, counted apart from the servers (NaN when there is none). */
-function snapshot(pids, lbPid) {
-  const cu = process.cpuUsage()
-  return {
-    t: performance.now(),
-    client: cu.user + cu.system,
-    servers: pids.map(procCpuUs),
-    lb: lbPid ? procCpuUs(lbPid) : NaN,
-    machine: machineJiffies(),
-  }
-}
-
-function cpuDelta(a, b, ops) {
-  const wallUs = (b.t - a.t) * 1000
-  const clientUs = b.client - a.client
-  const perServerUs = b.servers.map((x, i) => x - a.servers[i])
-  const serversUs = perServerUs.reduce((s, x) => s + x, 0)
-  const lbUs = b.lb - a.lb
-  const machineBusyUs = ((b.machine.busy - a.machine.busy) * 1e6) / clkTck
-  return {
-    clientUsPerOp: clientUs / ops,
-    serversUsPerOp: serversUs / ops,
-    perServerUsPerOp: perServerUs.map((x) => x / ops),
-    // HAProxy's process (both its threads), apart from the servers; NaN when not in the path.
-    lbUsPerOp: lbUs / ops,
-    // Cores busy on average: ours (client + servers + HAProxy) and the whole machine (includes other tenants).
-    oursCores: (clientUs + serversUs + (Number.isFinite(lbUs) ? lbUs : 0)) / wallUs,
-    machineCores: machineBusyUs / wallUs,
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Operations
 
@@ -167,15 +104,6 @@ diagnostics.subscribe('zerohop:client:replica-error', () => events.replicaErrors
 // ---------------------------------------------------------------------------------------------
 // Phases
 
-function percentile(sorted, q) {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]
-}
-
-async function sleep(ms) {
-  await new Promise((r) => setTimeout(r, ms))
-}
-
 /** Wait until the background requests of floor ops have finished (bounded). */
 async function drain(mode) {
   if (mode === 'hop') return // nothing runs in the background
@@ -189,77 +117,6 @@ async function drain(mode) {
   }
 }
 
-/** Sequential ops, one in flight. */
-async function latencyPhase(op, ops, maxMs, pids, lbPid) {
-  const lat = new Float64Array(ops)
-  let n = 0
-  let errors = 0
-  let firstError
-  const a = snapshot(pids, lbPid)
-  const deadline = a.t + maxMs
-  while (n < ops && performance.now() < deadline) {
-    const s = performance.now()
-    try {
-      await op()
-    } catch (err) {
-      errors++
-      firstError ??= String(err?.stack ?? err)
-      if (errors > 100) break
-      continue
-    }
-    lat[n++] = performance.now() - s
-  }
-  const b = snapshot(pids, lbPid)
-  const sorted = lat.subarray(0, n).sort()
-  const us = (x) => Math.round(x * 1000 * 10) / 10
-  return {
-    ops: n,
-    errors,
-    firstError,
-    elapsedMs: b.t - a.t,
-    p50: us(percentile(sorted, 0.5)),
-    p90: us(percentile(sorted, 0.9)),
-    p99: us(percentile(sorted, 0.99)),
-    p999: us(percentile(sorted, 0.999)),
-    max: us(sorted[n - 1] ?? NaN),
-    mean: us(n ? sorted.reduce((s, x) => s + x, 0) / n : NaN),
-    cpu: cpuDelta(a, b, Math.max(1, n)),
-  }
-}
-
-/** `concurrency` loops sharing one op budget and one deadline. */
-async function throughputPhase(op, concurrency, ops, maxMs, pids, lbPid) {
-  let started = 0
-  let done = 0
-  let errors = 0
-  let firstError
-  const a = snapshot(pids, lbPid)
-  const deadline = a.t + maxMs
-  const loop = async () => {
-    while (started < ops && performance.now() < deadline && errors <= 100) {
-      started++
-      try {
-        await op()
-        done++
-      } catch (err) {
-        errors++
-        firstError ??= String(err?.stack ?? err)
-      }
-    }
-  }
-  await Promise.all(Array.from({ length: concurrency }, loop))
-  const b = snapshot(pids, lbPid)
-  const elapsedMs = b.t - a.t
-  return {
-    ops: done,
-    errors,
-    firstError,
-    elapsedMs,
-    opsPerSec: Math.round((done * 1000) / elapsedMs),
-    cpu: cpuDelta(a, b, Math.max(1, done)),
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Commands
 
@@ -268,7 +125,7 @@ async function throughputPhase(op, concurrency, ops, maxMs, pids, lbPid) {
  * straight load-balancer client sends everything to; `hopUrl`, `hopConnections`: the bare hop's server and Pool.
  */
 async function init({ floorUrls, seeds, lbUrl, nodeUrl, hopUrl, hopConnections, securedSeeds, token, pids, keyCount, connections, clkTck: tck }) {
-  if (tck) clkTck = tck
+  setClkTck(tck)
   serverPids = pids
   const pool = (url, n) => new Pool(url, { connections: n, pipelining: 1, keepAliveTimeout: 30_000, connect: { timeout: 1000 } })
   floorPools = floorUrls.map((url) => pool(url, connections))
@@ -326,21 +183,4 @@ async function close() {
   return {}
 }
 
-const commands = { init, phase, close }
-
-process.on('message', async (msg) => {
-  const { id, cmd, args } = msg
-  try {
-    const result = await commands[cmd](args ?? {})
-    process.send({ id, ok: true, result }, () => {
-      if (cmd === 'close') process.disconnect()
-    })
-  } catch (err) {
-    process.send({ id, ok: false, error: String(err?.stack ?? err) })
-  }
-})
-
-// Never outlive the benchmark.
-process.on('disconnect', () => {
-  setTimeout(() => process.exit(0), 100).unref()
-})
+serve({ init, phase, close })

@@ -1,5 +1,5 @@
 // What the benchmarks share: where results go, environment knobs, and how figures are printed.
-import { execFileSync } from 'node:child_process'
+import { execFileSync, fork, type ChildProcess } from 'node:child_process'
 import { mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -93,4 +93,70 @@ export function runMain(main: () => Promise<void>): void {
     console.error(err)
     process.exitCode = 1
   })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+
+/** Request/response over a forked child's IPC channel, each call with a deadline. */
+export class Rpc {
+  #seq = 0
+  readonly #pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>()
+
+  constructor(readonly child: ChildProcess) {
+    child.on('message', (m: { id: number; ok: boolean; result?: unknown; error?: string }) => {
+      const p = this.#pending.get(m.id)
+      if (!p) return
+      this.#pending.delete(m.id)
+      clearTimeout(p.timer)
+      if (m.ok) p.resolve(m.result)
+      else p.reject(new Error(`client worker: ${m.error}`))
+    })
+    child.on('exit', (code, sig) => {
+      for (const p of this.#pending.values()) {
+        clearTimeout(p.timer)
+        p.reject(new Error(`client worker exited (code ${code}, signal ${sig})`))
+      }
+      this.#pending.clear()
+    })
+  }
+
+  call<T>(cmd: string, args: unknown, timeoutMs: number): Promise<T> {
+    const id = ++this.#seq
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id)
+        reject(new Error(`client worker: ${cmd} took over ${timeoutMs} ms`))
+      }, timeoutMs)
+      this.#pending.set(id, { resolve, reject, timer })
+      this.child.send({ id, cmd, args })
+    })
+  }
+}
+
+/** fork() with plain node: no tsx loader in the child (execArgv: []). */
+export function forkPlain(file: string): ChildProcess {
+  return fork(path.join(root, 'test/bench', file), [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+}
+
+/** SIGKILL a child this benchmark started, by its PID; resolves once it has exited. */
+export function killByPid(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || !child.pid) return Promise.resolve()
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve())
+    try {
+      process.kill(child.pid!, 'SIGKILL')
+    } catch {
+      resolve()
+    }
+  })
+}
+
+/** The machine's clock ticks per second (getconf CLK_TCK), for /proc's CPU times. */
+export function clockTicks(): number {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+  } catch {
+    return 100
+  }
 }

@@ -31,13 +31,13 @@
 // BENCH_MODES (all: floor,get,put,hop,lb-get,lb-put,node-get,node-put,sec-get,sec-put; a comma-separated subset runs
 // only those, and the ratios that need a missing mode are not computed). Without haproxy installed
 // the lb-* modes are skipped with a note.
-import { execFileSync, fork, type ChildProcess } from 'node:child_process'
+import { type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { Cluster, type NodeProcess } from '../harness/cluster.js'
 import { EXAMPLE_CONFIG, HAProxy, haproxyUnavailableReason } from '../harness/haproxy.js'
-import { cleanupOnExit, envInt, environment, environmentLine, fmt, median, root, runMain, saveResults, table } from './report.js'
+import { Rpc, cleanupOnExit, clockTicks, envInt, environment, environmentLine, fmt, forkPlain, killByPid, median, root, runMain, saveResults, table } from './report.js'
 
 
 const cfg = {
@@ -127,47 +127,6 @@ interface Round {
 // ---------------------------------------------------------------------------------------------
 // Child processes
 
-/** Request/response over a forked child's IPC channel, each call with a deadline. */
-class Rpc {
-  #seq = 0
-  readonly #pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>()
-
-  constructor(readonly child: ChildProcess) {
-    child.on('message', (m: { id: number; ok: boolean; result?: unknown; error?: string }) => {
-      const p = this.#pending.get(m.id)
-      if (!p) return
-      this.#pending.delete(m.id)
-      clearTimeout(p.timer)
-      if (m.ok) p.resolve(m.result)
-      else p.reject(new Error(`client worker: ${m.error}`))
-    })
-    child.on('exit', (code, sig) => {
-      for (const p of this.#pending.values()) {
-        clearTimeout(p.timer)
-        p.reject(new Error(`client worker exited (code ${code}, signal ${sig})`))
-      }
-      this.#pending.clear()
-    })
-  }
-
-  call<T>(cmd: string, args: unknown, timeoutMs: number): Promise<T> {
-    const id = ++this.#seq
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id)
-        reject(new Error(`client worker: ${cmd} took over ${timeoutMs} ms`))
-      }, timeoutMs)
-      this.#pending.set(id, { resolve, reject, timer })
-      this.child.send({ id, cmd, args })
-    })
-  }
-}
-
-/** fork() with plain node: no tsx loader in the child (execArgv: []). */
-function forkPlain(file: string): ChildProcess {
-  return fork(path.join(root, 'test/bench', file), [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-}
-
 async function startFloorServer(children: ChildProcess[]): Promise<{ url: string; pid: number }> {
   const child = forkPlain('floor-server.mjs')
   children.push(child)
@@ -183,18 +142,6 @@ async function startFloorServer(children: ChildProcess[]): Promise<{ url: string
     })
   })
   return { url: `http://127.0.0.1:${port}`, pid: child.pid! }
-}
-
-function killByPid(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null || !child.pid) return Promise.resolve()
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve())
-    try {
-      process.kill(child.pid!, 'SIGKILL')
-    } catch {
-      resolve()
-    }
-  })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -234,14 +181,6 @@ const deltaOf = (d: RequestDeltas | undefined, key: string, node?: string) =>
 
 // ---------------------------------------------------------------------------------------------
 // Statistics and output
-
-function clockTicks(): number {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
-  } catch {
-    return 100
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 
