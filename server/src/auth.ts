@@ -6,7 +6,6 @@
 // request must also come with a certificate of the cluster's CA (mutual TLS). A refused request changes
 // nothing: the check runs before any route sees it, and each refusal is counted by reason.
 import { ApiPaths, ErrorCodes, HttpError, Paths, SIGNATURE_HEADER, SIGNATURE_WINDOW_MS, type ClusterKeys } from '@zerohop/core'
-import { LRUCache } from 'lru-cache'
 import { AntiEntropyPaths } from './anti-entropy.js'
 import { ReapPaths } from './reaper.js'
 import type { Role, User, Users } from './users.js'
@@ -62,6 +61,39 @@ export interface AuthOptions {
   now: () => number
 }
 
+/** Most nonces remembered in one generation (about 8,000 signed requests a second for a window). */
+export const MAX_NONCES = 500_000
+
+/**
+ * The nonces of signed requests seen lately, in two generations that take turns every two signature
+ * windows (the older one is dropped): a nonce is remembered for at least two windows, and a request
+ * signed longer ago than one window is refused by its timestamp anyway. Memory follows the traffic and
+ * nothing is reserved up front; a generation that fills up (MAX_NONCES) turns early. The ages are read
+ * off the node's clock.
+ */
+export class NonceWindow {
+  #current = new Set<string>()
+  #previous = new Set<string>()
+  #turned: number
+
+  constructor(readonly now: () => number, readonly max = MAX_NONCES) {
+    this.#turned = now()
+  }
+
+  /** Whether `nonce` was seen before; it is remembered from now on. */
+  seen(nonce: string): boolean {
+    const now = this.now()
+    if (now - this.#turned >= 2 * SIGNATURE_WINDOW_MS || now < this.#turned || this.#current.size >= this.max) {
+      this.#previous = this.#current
+      this.#current = new Set()
+      this.#turned = now
+    }
+    if (this.#current.has(nonce) || this.#previous.has(nonce)) return true
+    this.#current.add(nonce)
+    return false
+  }
+}
+
 const NODE: Principal = { kind: 'node' }
 const ANONYMOUS: Principal = { kind: 'anonymous' }
 
@@ -71,12 +103,8 @@ export class Auth {
   readonly #mutualTls: boolean
   readonly #self: string
   readonly #now: () => number
-  /**
-   * Nonces of signed requests seen within the window: a replayed request is refused. Only with a
-   * secret (the cache reserves its 500,000 slots up front); its ages are read off the node's clock, and
-   * ttlResolution 0 keeps it from starting timers of its own.
-   */
-  readonly #nonces?: LRUCache<string, true>
+  /** Nonces of signed requests seen lately: a replayed request is refused (only with a secret). */
+  readonly #nonces?: NonceWindow
   /** Refusals by reason (the metric's label): see zerohop_auth_refused_total in metrics.ts. */
   readonly refused = new Map<string, number>()
 
@@ -86,7 +114,7 @@ export class Auth {
     this.#mutualTls = o.mutualTls ?? false
     this.#self = o.self
     this.#now = o.now
-    if (o.keys) this.#nonces = new LRUCache<string, true>({ max: 500_000, ttl: 2 * SIGNATURE_WINDOW_MS, ttlAutopurge: false, ttlResolution: 0, perf: { now: o.now } })
+    if (o.keys) this.#nonces = new NonceWindow(o.now)
   }
 
   /** Whether anything is checked at all (a node without secret and users file trusts its network). */
@@ -112,8 +140,7 @@ export class Auth {
       const check = this.keys.checkRequest(signature, this.#self, req.method, q ? `${req.path}?${q}` : req.path, req.body, this.#now())
       if (!check.ok) this.#refuse('bad-signature', 401, check.reason)
       if (this.#mutualTls && !req.peerCertified) this.#refuse('uncertified', 401, 'a request signed as a node must come with a certificate of the cluster\'s CA (mutual TLS)')
-      if (this.#nonces!.has(check.nonce)) this.#refuse('replay', 401, 'this signed request was seen before (a replay)')
-      this.#nonces!.set(check.nonce, true)
+      if (this.#nonces!.seen(check.nonce)) this.#refuse('replay', 401, 'this signed request was seen before (a replay)')
       return NODE
     }
     // Mutual TLS without a secret: the certificate is what makes a node.

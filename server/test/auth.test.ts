@@ -6,8 +6,8 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ClusterKeys, ErrorCodes, SIGNATURE_HEADER } from '@zerohop/core'
-import { Auth, needOf, type Principal } from '../src/auth.js'
+import { ClusterKeys, ErrorCodes, SIGNATURE_HEADER, SIGNATURE_WINDOW_MS } from '@zerohop/core'
+import { Auth, NonceWindow, needOf, type Principal } from '../src/auth.js'
 import { proofMaxAge } from '../src/parts.js'
 import { Users, addUser, parseRoles, parseToken, readUsersFile, removeUser } from '../src/users.js'
 import type { NodeRequest } from '../src/routes/request.js'
@@ -148,5 +148,27 @@ describe('policy', () => {
     const auth = new Auth({ now: () => 0, self: 'http://127.0.0.1:7001' })
     expect(auth.enabled).toBe(false)
     expect((await auth.admit(req('POST', '/v1/gossip'))).kind).toBe('anonymous')
+  })
+})
+
+describe('the nonces of signed requests', () => {
+  it('are remembered for at least two signature windows, forgotten after four, and a full generation turns early', () => {
+    let t = 1_000_000
+    const w = new NonceWindow(() => t, 3)
+    expect(w.seen('a')).toBe(false)
+    expect(w.seen('a')).toBe(true)
+    // One turn later (two windows), 'a' is in the older generation: still seen.
+    t += 2 * SIGNATURE_WINDOW_MS
+    expect(w.seen('b')).toBe(false)
+    expect(w.seen('a')).toBe(true)
+    // Two turns later, 'a' is gone (a request signed that long ago is refused by its timestamp).
+    t += 2 * SIGNATURE_WINDOW_MS
+    expect(w.seen('c')).toBe(false)
+    expect(w.seen('a')).toBe(false)
+    expect(w.seen('b')).toBe(true)
+    // Three nonces fill a generation: the next one turns it, and the oldest generation goes.
+    expect(w.seen('d')).toBe(false)
+    expect(w.seen('e')).toBe(false)
+    expect(w.seen('b')).toBe(false)
   })
 })
