@@ -7,9 +7,21 @@ export interface LevelStoreOptions {
   sync?: boolean
 }
 
+type Op = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array }
+
+/** Writes made in one turn of the event loop, committed together. */
+interface Pending {
+  ops: Op[]
+  sync: boolean
+  done: Promise<void>
+  resolve: () => void
+  reject: (err: unknown) => void
+}
+
 export class LevelStore implements Store {
   readonly #db: Level<Uint8Array, Uint8Array>
   readonly #sync: boolean
+  #pending?: Pending
 
   constructor(location: string, options: LevelStoreOptions = {}) {
     this.#db = new Level<Uint8Array, Uint8Array>(location, { keyEncoding: 'view', valueEncoding: 'view' })
@@ -21,6 +33,7 @@ export class LevelStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.#pending?.done.catch(() => undefined)
     await this.#db.close()
   }
 
@@ -36,12 +49,37 @@ export class LevelStore implements Store {
     return rows.map((r) => r ?? undefined)
   }
 
-  async put(key: Uint8Array, value: Uint8Array, options?: { sync?: boolean }): Promise<void> {
-    await this.#db.put(key, value, { sync: options?.sync ?? this.#sync })
+  put(key: Uint8Array, value: Uint8Array, options?: { sync?: boolean }): Promise<void> {
+    return this.#write({ type: 'put', key, value }, options?.sync ?? this.#sync)
   }
 
-  async del(key: Uint8Array): Promise<void> {
-    await this.#db.del(key, { sync: this.#sync })
+  del(key: Uint8Array): Promise<void> {
+    return this.#write({ type: 'del', key }, this.#sync)
+  }
+
+  /**
+   * Writes made in one turn of the event loop (a request's items, a batch's stores) go to LevelDB as
+   * one batch at the end of the turn, in the order made: one thread-pool job and one log append
+   * instead of one each, which under load was a large part of a node's CPU per write. Each write
+   * resolves once its batch is written; a synced write syncs its whole batch (and, as LevelDB's log
+   * is sequential, everything before it).
+   */
+  #write(op: Op, sync: boolean): Promise<void> {
+    let b = this.#pending
+    if (!b) {
+      let resolve!: () => void
+      let reject!: (err: unknown) => void
+      const done = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)))
+      b = this.#pending = { ops: [], sync: false, done, resolve, reject }
+      const batch = b
+      setImmediate(() => {
+        if (this.#pending === batch) this.#pending = undefined
+        this.#db.batch(batch.ops, { sync: batch.sync }).then(batch.resolve, batch.reject)
+      })
+    }
+    b.ops.push(op)
+    b.sync ||= sync
+    return b.done
   }
 
   async *entries(range: Range = {}): AsyncIterable<[Uint8Array, Uint8Array]> {
