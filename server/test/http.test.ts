@@ -157,6 +157,26 @@ describe('node HTTP API against a real 3-node cluster', () => {
     expect(siblings(decodeSet(stored!)).map((x) => Buffer.from(x).equals(edge))).toEqual([true])
   })
 
+  it('coordinates a batch item by item: each minted on its own, a refused item fails alone with its status and code', async () => {
+    const a = k('batch-a')
+    const b = k('batch-b')
+    const big = randomBytes(MAX_VALUE + 1)
+    const items = [
+      { partition: partOf(a), key: a, context: [], value: k('1') },
+      { partition: partOf(b), key: b, context: [], value: big },
+      { partition: (partOf(b) + 1) % view.current.partitions, key: b, context: [], value: k('2') },
+      'not a map',
+      { partition: partOf(b), key: b, context: [], value: k('3') },
+    ]
+    const out = expectOk(await send(Paths.coordinate, { body: pack({ items }) }), 'coordinate batch') as { results: ({ set: Uint8Array } | { error: { status: number; code: string } })[] }
+    expect(out.results).toHaveLength(5)
+    const errors = out.results.map((r) => ('error' in r ? [r.error.status, r.error.code] : 'ok'))
+    expect(errors).toEqual(['ok', [413, 'ZH_VALUE_TOO_LARGE'], [400, 'ZH_WRONG_PARTITION'], [400, 'ZH_BAD_BODY'], 'ok'])
+    expect(siblings(decodeSet((out.results[0] as { set: Uint8Array }).set)).map(String)).toEqual(['1'])
+    expect(siblings(decodeSet((await read(b))!)).map(String)).toEqual(['3'])
+    expectError(await send(Paths.coordinate, { body: pack({ items: [] }) }), 400, 'ZH_BAD_BODY', 'an empty batch')
+  })
+
   it('rejects bodies that are not MessagePack with 400 ZH_BAD_BODY', async () => {
     const valid = readBody(k('a'))
     const bodies: [string, Buffer][] = [

@@ -53,6 +53,17 @@ describe('the engine against real nodes', () => {
     }
   }, 30_000)
 
+  it('coordinations to one node that wait while one is in flight travel together, each minted on its own', async () => {
+    const { sim, db } = await trio()
+    sim.network.delivered.length = 0
+    const keys = Array.from({ length: 40 }, (_, i) => `many-${i}`)
+    await sim.settle(Promise.all(keys.map((key) => db.put(key, key, { w: 3 }))), 5000)
+    const requests = coordinations(sim).length
+    expect(requests).toBeGreaterThanOrEqual(3)
+    expect(requests).toBeLessThan(keys.length / 2)
+    for (const key of keys) expect((await sim.settle(db.get(key, { r: 3 }), 5000)).siblings).toEqual([key])
+  }, 30_000)
+
   it('does not mint a second version elsewhere when the coordinator does not answer (the write may have landed)', async () => {
     const { sim, db, byRank } = await trio()
     const read = await sim.settle(db.get(KEY), 5000)

@@ -4,7 +4,7 @@
 // tens of microseconds of CPU on both ends, so under load this is what lets operations per second go
 // past one request per replica per operation; a request to an idle node goes out at once, so a lone
 // operation pays nothing. Each operation keeps its own deadline and signal.
-import { MAX_BATCH, type Clock, type Limits, type Member, type ReadResponse } from '@zerohop/core'
+import { MAX_BATCH, type Clock, type CoordinateRequest, type Limits, type Member, type ReadResponse } from '@zerohop/core'
 import { failureOf, httpFailure, type Deadline, type Operation, type Outcome } from './operation.js'
 import { frames, readAnswer, storeAnswer } from './replica-client.js'
 import type { Reply } from './transport.js'
@@ -66,6 +66,30 @@ export const storeBatch: BatchKind<StoreItem, null> = {
   decode(body, count) {
     const answer = storeAnswer(body)
     return typeof answer === 'string' ? `the node ${answer}` : new Array<null>(count).fill(null)
+  },
+}
+
+/** One coordination's answer in a batch: the minted set (with what its node signed), or why the node refused that write. */
+export type Minted = { ok: true; held: Held } | { ok: false; status: number; code: string; message: string }
+
+/**
+ * Coordinations, coalesced like reads and stores (a batch to one node while one is in flight). Each
+ * item is minted on its own; a refused item fails alone. The engine never sends one twice.
+ */
+export const coordinateBatch: BatchKind<CoordinateRequest, Minted> = {
+  path: frames.coordinateBatch.path,
+  size: (req) => req.key.byteLength + (req.value?.byteLength ?? 0) + 24 * req.context.length + 48 * (req.parts?.length ?? 0) + 48,
+  encode: (items) => frames.coordinateBatch.encode({ items }),
+  decode(body, count) {
+    const answer = frames.coordinateBatch.decode(body, { items: new Array<CoordinateRequest>(count) })
+    if (typeof answer === 'string') return `the node ${answer}`
+    return answer.results.map((r): Minted => {
+      if ('error' in r) return { ok: false, ...r.error }
+      const held: Held = { set: r.set }
+      if (r.proof) held.proof = r.proof
+      if (r.context) held.context = r.context
+      return { ok: true, held }
+    })
   },
 }
 

@@ -44,7 +44,7 @@ import type { Membership } from './membership.js'
 import { WriteQuorum, type Requirement, type StoreAction } from './quorum.js'
 import { checkKey, type CallOptions, type Coordinator, type CoordinatedGet, type CoordinatedPut, type GetCall, type Explanation, type PutCall, type ReplicaExplanation } from './coordinator.js'
 import type { Reply, SendOptions, Transport } from './transport.js'
-import { Coalescer, batchBytes, heldOf, readBatch, storeBatch, type Held, type StoreItem } from './batcher.js'
+import { Coalescer, batchBytes, coordinateBatch, heldOf, readBatch, storeBatch, type Held, type Minted, type StoreItem } from './batcher.js'
 import { frames, readAnswer } from './replica-client.js'
 
 export const channels = {
@@ -159,6 +159,7 @@ export class Engine implements Coordinator {
   readonly membership: Membership
   readonly #reads: Coalescer<[number, Uint8Array], Held | null>
   readonly #stores: Coalescer<StoreItem, null>
+  readonly #coordinations: Coalescer<CoordinateRequest, Minted>
 
   constructor(options: ResolvedEngineOptions, transport: Transport, membership: Membership) {
     this.options = options
@@ -171,6 +172,9 @@ export class Engine implements Coordinator {
     const maxBatchBytes = batchBytes(limits)
     this.#reads = new Coalescer(this.clock, readBatch, send, record, maxBatchBytes)
     this.#stores = new Coalescer(this.clock, storeBatch, send, record, maxBatchBytes)
+    // Minting a version is not idempotent: a coordination is never sent twice (see #coordinate).
+    const sendOnce = (m: Member, path: string, body: Uint8Array, deadline: Deadline, epoch: string) => this.#send(m, path, body, deadline, false, epoch)
+    this.#coordinations = new Coalescer(this.clock, coordinateBatch, sendOnce, record, maxBatchBytes)
   }
 
   get limits(): Limits {
@@ -569,17 +573,12 @@ export class Engine implements Coordinator {
     const rank = (m: Member) => (m.id === local ? 3 : m.id === ctx.coordinator ? 2 : 0) + (this.membership.up(m.id) ? 8 : 0) + (inNext.has(m.id) ? 4 : 0)
     const candidates = [...plan.current].sort((a, b) => rank(b) - rank(a))
     const req: CoordinateRequest = ctx.parts ? { partition: plan.partition, key, context: ctx.vector, value, parts: ctx.parts } : { partition: plan.partition, key, context: ctx.vector, value }
-    const body = frames.coordinate.encode(req)
     const failures: ReplicaFailure[] = []
     for (const m of candidates) {
-      const o = await this.#ask(m, Paths.coordinate, body, op, plan.epoch, (b) => {
-        const answer = frames.coordinate.decode(b, req)
-        if (typeof answer === 'string') throw new TypeError(answer)
-        const held: Held = { set: answer.set }
-        if (answer.proof) held.proof = answer.proof
-        if (answer.context) held.context = answer.context
-        return held
-      })
+      const sent = await this.#coordinations.submit(m, req, op, plan.epoch)
+      // A node that refused this write alone (in a batch of several) refused it as a request of its own.
+      const o: Outcome<Held> = !sent.ok ? sent : sent.value.ok ? { ok: true, member: m, value: sent.value.held } : { ok: false, member: m, failure: { id: m.id, url: m.url, cause: 'http', status: sent.value.status, code: sent.value.code, message: sent.value.message } }
+      if (sent.ok && !o.ok) this.#record(m, o)
       if (!o.ok) {
         failures.push(o.failure)
         // Minting a version is not idempotent: move on only if the request never reached the node.

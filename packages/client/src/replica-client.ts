@@ -15,6 +15,9 @@ import {
   parseGossipMessage,
   parseMembers,
   unpack,
+  type CoordinateBatchRequest,
+  type CoordinateBatchResponse,
+  type CoordinateItemError,
   type CoordinateRequest,
   type CoordinateResponse,
   type ErrorCode,
@@ -104,6 +107,13 @@ function decodeMap<T>(body: Uint8Array, what: string, check: (x: Fields) => stri
 const isBytes = (x: unknown, length?: number): x is Uint8Array => x instanceof Uint8Array && (length === undefined ? x.byteLength > 0 : x.byteLength === length)
 const isHash = (x: unknown) => isBytes(x, HASH_BYTES)
 
+/** Why a coordination's answer is unusable, or undefined. */
+function coordinateFault(x: Fields): string | undefined {
+  if (!(x.set instanceof Uint8Array)) return 'answered a coordinate without a set'
+  const ok = (x.proof === undefined || isBytes(x.proof, SET_PROOF_BYTES)) && (x.context === undefined || isBytes(x.context, MAC_BYTES))
+  return ok ? undefined : 'answered a coordinate with a malformed proof'
+}
+
 /** One entry per item asked, each passing `ok`; else why not. */
 function perItem(x: unknown, count: number, ok: (v: unknown) => boolean, what: string, item: string): string | undefined {
   return Array.isArray(x) && x.length === count && x.every(ok) ? undefined : `answered ${what} with something other than ${count} ${item}`
@@ -145,10 +155,23 @@ export const frames = {
   read: frame<ReadRequest, ReadResponse>(Paths.read, (body, req) => readAnswer(body, req.keys.length)),
   store: frame<StoreRequest, StoreResponse>(Paths.store, (body) => storeAnswer(body)),
   coordinate: frame<CoordinateRequest, CoordinateResponse>(Paths.coordinate, (body) =>
+    decodeMap(body, 'a coordinate', coordinateFault),
+  ),
+  coordinateBatch: frame<CoordinateBatchRequest, CoordinateBatchResponse>(Paths.coordinate, (body, req) =>
     decodeMap(body, 'a coordinate', (x) => {
-      if (!(x.set instanceof Uint8Array)) return 'answered a coordinate without a set'
-      const ok = (x.proof === undefined || isBytes(x.proof, SET_PROOF_BYTES)) && (x.context === undefined || isBytes(x.context, MAC_BYTES))
-      return ok ? undefined : 'answered a coordinate with a malformed proof'
+      const count = req.items.length
+      if (!Array.isArray(x.results) || x.results.length !== count) return `answered ${count} coordinations with ${Array.isArray(x.results) ? x.results.length : 'no'} results`
+      for (const r of x.results as unknown[]) {
+        if (r === null || typeof r !== 'object') return 'answered a coordination with something that is not a result'
+        const e = (r as CoordinateItemError).error
+        if (e !== undefined) {
+          if (typeof e !== 'object' || e === null || typeof e.status !== 'number' || typeof e.code !== 'string' || typeof e.message !== 'string') return 'answered a coordination with a malformed error'
+          continue
+        }
+        const why = coordinateFault(r as Fields)
+        if (why) return why
+      }
+      return undefined
     }),
   ),
   hints: frame<HintsRequest, HintsResponse>(Paths.hints, (body) =>

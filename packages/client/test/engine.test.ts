@@ -70,9 +70,13 @@ class FakeTransport implements Transport {
     } else if (path === Paths.hints) {
       out = { hints: node.held.get(keyOf(req.key)) ?? [] }
     } else if (path === Paths.coordinate) {
-      const set = update(req.context as VersionVector, node.data.get(keyOf(req.key)) ?? [], `${node.id}~1`, req.value)
-      node.data.set(keyOf(req.key), set)
-      out = { set: encodeSet(set) }
+      // The SDK sends coordinations as a batch (`items` → `results`).
+      const results = (req.items as Record<string, any>[]).map((item) => {
+        const set = update(item.context as VersionVector, node.data.get(keyOf(item.key)) ?? [], `${node.id}~1`, item.value)
+        node.data.set(keyOf(item.key), set)
+        return { set: encodeSet(set) }
+      })
+      out = { results }
     } else {
       for (const [, k, s, hintFor] of req.items) {
         if (hintFor !== undefined) node.hints.push(hintFor)

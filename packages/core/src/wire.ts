@@ -75,6 +75,21 @@ export interface CoordinateResponse {
   context?: Uint8Array
 }
 
+/** Several coordinations in one request (the SDK coalesces those to one node), each minted on its own. */
+export interface CoordinateBatchRequest {
+  items: CoordinateRequest[]
+}
+
+/** Why one coordination of a batch was refused, as its own request would have been (status and code). */
+export interface CoordinateItemError {
+  error: { status: number; code: string; message: string }
+}
+
+export interface CoordinateBatchResponse {
+  /** One per item, in order: its answer, or why it was refused. */
+  results: (CoordinateResponse | CoordinateItemError)[]
+}
+
 export interface StoreRequest {
   /**
    * With `hintFor`, the node keeps the item as a hint for that node (a sloppy quorum). In a cluster

@@ -22,6 +22,7 @@ import {
   type ClusterView,
   type DvvSet,
   type CoordinateRequest,
+  type CoordinateResponse,
   type Ring,
   type VersionVector,
 } from '@zerohop/core'
@@ -32,7 +33,8 @@ import type { AntiEntropy } from '../anti-entropy.js'
 import { ReapPaths, parseReapRequest, type Reaper } from '../reaper.js'
 import { antiEntropyHandlers } from './anti-entropy.js'
 import { mayDo } from '../auth.js'
-import { bad, decodeBody, header, msgpack, allow, requireMsgpack, type NodeRequest, type NodeReply, type Route } from './request.js'
+import { bad, decodeBody, errorOf, header, msgpack, allow, requireMsgpack, type NodeRequest, type NodeReply, type Route } from './request.js'
+import type { Logger } from 'pino'
 
 export class Validator {
   readonly ring: Ring
@@ -125,7 +127,7 @@ export interface Proofs {
   refused: (reason: string) => void
 }
 
-export type Handler = (body: Record<string, unknown>, v: Validator, replica: Replica, parts: Parts, proofs: Proofs | undefined) => Promise<unknown>
+export type Handler = (body: Record<string, unknown>, v: Validator, replica: Replica, parts: Parts, proofs: Proofs | undefined, log: Logger) => Promise<unknown>
 
 /** The MAC of a stored set's join as a context part of `key`. */
 function contextMac(proofs: Proofs, key: Uint8Array, set: Uint8Array): Uint8Array {
@@ -150,6 +152,20 @@ function signedContext(proofs: Proofs, key: Uint8Array, context: VersionVector, 
   return joinVectors(vectors)
 }
 
+/** Mint one client write (see Replica.coordinate): checked, then its set, and in a cluster with a secret its proof and context MAC. */
+async function coordinate(req: Partial<CoordinateRequest>, v: Validator, replica: Replica, proofs: Proofs | undefined): Promise<CoordinateResponse> {
+  const [p, k] = v.partitionKey(req.partition, req.key, 'request')
+  v.replicated(p, 'request')
+  let context = req.context ?? []
+  if (!checkVector(context)) throw bad(400, ErrorCodes.BAD_BODY, 'context must be a version vector [[actor, counter], ...]')
+  // Every context is checked, whoever relays it: a node coordinating for a client passes the
+  // client's context on.
+  if (proofs) context = signedContext(proofs, k, context, req.parts)
+  const value = v.value(req.value)
+  const set = await replica.coordinate(p, k, context, value)
+  return proofs ? { set, proof: proofs.keys.proveSet(k, set, proofs.now()), context: contextMac(proofs, k, set) } : { set }
+}
+
 const handlers: Record<string, Handler> = {
   [Paths.read]: async (body, v, replica, _parts, proofs) => {
     const keys = v.batch(body.keys, 'keys').map((item, i) => {
@@ -167,18 +183,24 @@ const handlers: Record<string, Handler> = {
     const now = proofs.now()
     return { sets, contexts, proofs: sets.map((s, i) => (s === null ? null : proofs.keys.proveSet(keys[i][1], s, now))) }
   },
-  [Paths.coordinate]: async (body, v, replica, _parts, proofs) => {
-    const req = body as Partial<CoordinateRequest>
-    const [p, k] = v.partitionKey(req.partition, req.key, 'request')
-    v.replicated(p, 'request')
-    let context = req.context ?? []
-    if (!checkVector(context)) throw bad(400, ErrorCodes.BAD_BODY, 'context must be a version vector [[actor, counter], ...]')
-    // Every context is checked, whoever relays it: a node coordinating for a client passes the
-    // client's context on.
-    if (proofs) context = signedContext(proofs, k, context, req.parts)
-    const value = v.value(req.value)
-    const set = await replica.coordinate(p, k, context, value)
-    return proofs ? { set, proof: proofs.keys.proveSet(k, set, proofs.now()), context: contextMac(proofs, k, set) } : { set }
+  // One write (`{partition, key, context, value, parts?}` → `{set, proof?, context?}`), or several
+  // (`{items: [...]}` → `{results: [...]}`, each the answer or `{error: {status, code, message}}`): an
+  // SDK sends the coordinations that wait while one to this node is in flight together. Each item is
+  // minted on its own; their writes reach LevelDB in one batch.
+  [Paths.coordinate]: async (body, v, replica, _parts, proofs, log) => {
+    if (body.items === undefined) return coordinate(body as Partial<CoordinateRequest>, v, replica, proofs)
+    const items = v.batch(body.items, 'items')
+    return {
+      results: await Promise.all(items.map(async (item, i) => {
+        try {
+          if (item === null || typeof item !== 'object' || Array.isArray(item)) throw bad(400, ErrorCodes.BAD_BODY, `items[${i}] must be a map {partition, key, context, value}`)
+          return await coordinate(item as Partial<CoordinateRequest>, v, replica, proofs)
+        } catch (err) {
+          const { status, error } = errorOf(err, log)
+          return { error: { status, code: error.code, message: error.message } }
+        }
+      })),
+    }
   },
   [Paths.store]: async (body, v, replica, { hints }, proofs) => {
     const items = v.batch(body.items, 'items').map((item, i) => {
@@ -241,6 +263,7 @@ const epochChecked = new Set<string>([Paths.read, Paths.coordinate, Paths.store,
 
 export interface ReplicaRouteDeps {
   options: ResolvedNodeOptions
+  log: Logger
   /** The replica, once the node serves. */
   replica: () => Replica | undefined
   view: () => ClusterView | undefined
@@ -274,7 +297,7 @@ export function replicaRoute(deps: ReplicaRouteDeps): Route {
     const signing = deps.signing
     const who = req.principal ?? { kind: 'anonymous' as const }
     const proofs = signing && { ...signing, relayed: who.kind !== 'node', mayHint: mayDo(who, 'write') }
-    const answer = await handler(decodeBody(req.body), validator, replica, parts, proofs)
+    const answer = await handler(decodeBody(req.body), validator, replica, parts, proofs, deps.log)
     // The rings may have changed while the write waited for its lock: a read or store made with the
     // old rings is then refused, so its sender does not count it (a stored set stays: a sync is
     // harmless). A coordination is not re-checked: its version is minted and the sender's stores that

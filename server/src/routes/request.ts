@@ -101,17 +101,20 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   [ErrorCodes.FORBIDDEN]: 403,
 }
 
-/** The JSON error reply `{"error":{"code","message"}}` for anything a route threw. */
-export function errorReply(err: unknown, log: Logger): NodeReply {
-  if (err instanceof HttpError) {
-    const allowed = (err as { allow?: string }).allow
-    return json(err.status, err.toJSON(), allowed ? { allow: allowed } : {})
-  }
+/** What anything a route threw says to the requester: a status and `{code, message}` (and a quorum error's details). */
+export function errorOf(err: unknown, log: Logger): { status: number; error: ApiErrorBody['error']; allow?: string } {
+  if (err instanceof HttpError) return { status: err.status, error: err.toJSON().error, allow: (err as { allow?: string }).allow }
   if (err instanceof ZerohopError && STATUS[err.code] !== undefined) {
-    const body: ApiErrorBody['error'] = { code: err.code, message: err.message }
-    if (err instanceof QuorumError) Object.assign(body, { operation: err.operation, required: err.required, succeeded: err.succeeded, replicas: err.replicas })
-    return json(STATUS[err.code]!, { error: body })
+    const error: ApiErrorBody['error'] = { code: err.code, message: err.message }
+    if (err instanceof QuorumError) Object.assign(error, { operation: err.operation, required: err.required, succeeded: err.succeeded, replicas: err.replicas })
+    return { status: STATUS[err.code]!, error }
   }
   log.error({ err }, 'request failed')
-  return json(500, { error: { code: ErrorCodes.INTERNAL, message: 'internal error; see the node log' } })
+  return { status: 500, error: { code: ErrorCodes.INTERNAL, message: 'internal error; see the node log' } }
+}
+
+/** The JSON error reply `{"error":{"code","message"}}` for anything a route threw. */
+export function errorReply(err: unknown, log: Logger): NodeReply {
+  const { status, error, allow } = errorOf(err, log)
+  return json(status, { error }, allow ? { allow } : {})
 }
