@@ -122,6 +122,29 @@ describe('the engine against real nodes', () => {
     expect(sim.network.delivered.filter((r) => r.path === Paths.store).map((r) => r.to)).toEqual([stale.id])
   }, 30_000)
 
+  it('a read asks R replicas, and the third once one of them has not answered for 50 ms', async () => {
+    const { sim, db, byRank } = await trio()
+    await sim.settle(db.put(KEY, 'v', { w: 3 }), 5000)
+    await sim.run(200)
+    sim.network.delivered.length = 0
+    await sim.settle(db.get(KEY, { r: 2 }), 5000)
+    const reads = () => sim.network.delivered.filter((r) => r.path === Paths.read).map((r) => r.to).sort()
+    expect(reads()).toEqual([byRank[0].id, byRank[1].id].sort())
+    // The first replica is paused: the read asks the third after 50 ms and answers then, not at its deadline.
+    sim.pause(byRank[0])
+    sim.network.delivered.length = 0
+    const started = sim.now
+    let answeredAt = -1
+    void db.get(KEY, { r: 2, timeoutMs: 2000 }).then((r) => {
+      expect(r.siblings).toEqual(['v'])
+      answeredAt = sim.now - started
+    })
+    expect(await sim.runUntil(() => answeredAt >= 0, 5000)).toBe(true)
+    expect(answeredAt).toBeGreaterThanOrEqual(50)
+    expect(answeredAt).toBeLessThan(100)
+    expect(reads()).toEqual([byRank[1].id, byRank[2].id].sort())
+  }, 30_000)
+
   it('fails a read with each replica\'s cause when R cannot be met', async () => {
     const { sim, db, byRank } = await trio()
     sim.crash(byRank[0], 'kill')

@@ -136,6 +136,13 @@ async function retryWithin<T>(clock: Clock, deadline: Deadline, attempt: () => P
 }
 
 /**
+ * A read asks R replicas (Cassandra's way: the third one's work is spared), and the others once one of
+ * those fails or has not answered this long (or a quarter of the time left, if less): a replica slow
+ * for a moment (a pause, a full disk queue) does not hold the read up to its deadline.
+ */
+const READ_HEDGE_MS = 50
+
+/**
  * Attempts of an operation refused for the ring it was made with, each right after a refresh from the
  * refusing node. Beyond them (the nodes still converging on a change: in a cluster with a secret only
  * gossip between nodes carries member entries, so the refusing node may lack some the SDK has) each
@@ -188,8 +195,10 @@ export class Engine implements Coordinator {
   /**
    * Where a request for `key` goes: the top N of its preference list (fewer if the cluster has fewer
    * nodes), in both rings while they differ, without the nodes believed down unless a quorum needs them.
+   * A read (`only`) asks just `need` of each list's live replicas, in preference order: the others are
+   * its reserves (gather asks them when one fails, or is slow, see READ_HEDGE_MS).
    */
-  plan(key: Uint8Array, need: number): Plan {
+  plan(key: Uint8Array, need: number, only = false): Plan {
     const view = this.membership.view
     const partition = view.current.partitionOf(key)
     const { current, next } = view.replicas(partition)
@@ -197,7 +206,8 @@ export class Engine implements Coordinator {
     for (const list of current === next ? [current] : [current, next]) {
       const live = list.filter((m) => this.membership.up(m.id))
       // Too few believed up for a quorum: ask them all, in case some are back.
-      for (const m of live.length >= Math.min(need, list.length) ? live : list) chosen.set(m.id, m)
+      const enough = live.length >= Math.min(need, list.length)
+      for (const m of !enough ? list : only ? live.slice(0, need) : live) chosen.set(m.id, m)
     }
     const requirements = current === next ? [{ members: current, need }] : [{ members: current, need }, { members: next, need }]
     return { partition, current, next, targets: [...chosen.values()], requirements, epoch: view.epoch }
@@ -328,9 +338,9 @@ export class Engine implements Coordinator {
   }
 
   async #get(key: Uint8Array, need: number, op: Operation): Promise<RawGetResult> {
-    const plan = this.plan(key, need)
+    const plan = this.plan(key, need, true)
     const { partition } = plan
-    const g = gather(plan.targets, plan.requirements, (m) => this.#reads.submit(m, [partition, key], op, plan.epoch))
+    const g = gather(plan.targets, plan.requirements, (m) => this.#reads.submit(m, [partition, key], op, plan.epoch), Math.min(READ_HEDGE_MS, op.remaining / 4), this.clock)
     let answered: Outcome<Held | null>[]
     try {
       answered = await g.quorum
@@ -342,9 +352,10 @@ export class Engine implements Coordinator {
     try {
       set = syncAnswers(answered.map((o) => (o.ok ? o.value?.set ?? null : null)))
     } catch {
-      // A replica answered with bytes that are not a DVV set. Rare, so off the fast path: wait for
-      // every replica, count the undecodable answers as that replica's failure, and go on if R remain.
-      await g.all
+      // A replica answered with bytes that are not a DVV set. Rare, so off the fast path: ask the
+      // replicas a read spares too and wait for every one, count the undecodable answers as that
+      // replica's failure, and go on if R remain.
+      await g.widen()
       const sound: Outcome<Held | null>[] = []
       const failures: ReplicaFailure[] = []
       for (const o of g.outcomes) {

@@ -165,17 +165,20 @@ export function httpFailure(member: Member, reply: Reply): ReplicaFailure {
 export interface Gathered<T> {
   /** Resolves with the successes once every requirement is met, or rejects with every failure once one is out of reach. */
   quorum: Promise<Outcome<T>[]>
-  /** Resolves when every replica has answered or failed. */
+  /** Resolves when every replica asked so far has answered or failed. */
   all: Promise<void>
   outcomes: Outcome<T>[]
+  /** Ask every member of the requirements not asked yet; resolves once every one asked has answered or failed. */
+  widen(): Promise<void>
 }
 
 /**
  * Ask every target; settle the quorum as soon as every requirement has its successes, or as soon as
- * one of them can no longer get them. Members of a requirement that are not targets (believed down)
- * are asked only when the quorum cannot be met without them.
+ * one of them can no longer get them. Members of a requirement that are not targets (believed down,
+ * or spared by a read) are asked only when the quorum cannot be met without them, or, with `hedgeMs`,
+ * once the quorum has waited that long (on `clock`).
  */
-export function gather<T>(targets: readonly Member[], requirements: readonly Requirement[], ask: (m: Member) => Promise<Outcome<T>>): Gathered<T> {
+export function gather<T>(targets: readonly Member[], requirements: readonly Requirement[], ask: (m: Member) => Promise<Outcome<T>>, hedgeMs?: number, clock?: Clock): Gathered<T> {
   const outcomes: Outcome<T>[] = []
   const state = new Map<string, 'pending' | 'ok' | 'failed'>()
   let pending = 0
@@ -189,6 +192,7 @@ export function gather<T>(targets: readonly Member[], requirements: readonly Req
     rejectQuorum = reject
   })
   quorum.catch(() => undefined)
+  const idle: (() => void)[] = []
   const send = (m: Member) => {
     state.set(m.id, 'pending')
     pending++
@@ -197,8 +201,16 @@ export function gather<T>(targets: readonly Member[], requirements: readonly Req
       pending--
       state.set(m.id, o.ok ? 'ok' : 'failed')
       check()
-      if (pending === 0) resolveAll()
+      if (pending === 0) {
+        resolveAll()
+        for (const w of idle.splice(0)) w()
+      }
     })
+  }
+  const unasked = () => requirements.flatMap((r) => r.members.filter((m) => !state.has(m.id)))
+  const widen = (): Promise<void> => {
+    for (const m of unasked()) if (!state.has(m.id)) send(m)
+    return pending === 0 ? Promise.resolve() : new Promise<void>((r) => idle.push(r))
   }
   const standing = (id: string): Standing => {
     const st = state.get(id)
@@ -225,5 +237,11 @@ export function gather<T>(targets: readonly Member[], requirements: readonly Req
   for (const m of targets) send(m)
   check()
   if (pending === 0) resolveAll()
-  return { quorum, all, outcomes }
+  if (hedgeMs !== undefined && clock && !settled && unasked().length > 0) {
+    const timer = clock.setTimeout(() => {
+      if (!settled) void widen()
+    }, hedgeMs)
+    void quorum.then(() => clock.clearTimeout(timer), () => clock.clearTimeout(timer))
+  }
+  return { quorum, all, outcomes, widen }
 }
