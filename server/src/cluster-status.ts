@@ -37,8 +37,8 @@ export async function nodeStats(s: StatsSources): Promise<NodeStats> {
     member: s.member(),
     hints: { items, bytes, targets, ...s.hints.metrics },
     handoff: { ...s.handoff.progress, items: s.handoff.stats.items, bytes: s.handoff.stats.bytes },
-    antiEntropy: { rounds: ae.rounds, exchanges: ae.exchanges, keysRepaired: ae.keysRepaired, lastRoundAt: ae.lastRoundAt },
-    tombstones: { held: s.reaper.count, reaped: s.reaper.metrics.reaped },
+    antiEntropy: { ready: s.antiEntropy.ready, rounds: ae.rounds, exchanges: ae.exchanges, keysRepaired: ae.keysRepaired, lastRoundAt: ae.lastRoundAt },
+    tombstones: { scanned: s.reaper.scanned, held: s.reaper.count, reaped: s.reaper.metrics.reaped },
     requests: await s.requests.latencies(),
   }
 }

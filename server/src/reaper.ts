@@ -86,6 +86,9 @@ export class Reaper {
     this.#now = o.elapsed ?? (() => o.clock.now())
   }
 
+  /** The scan at start-up is done: every tombstone stored is held (and counted). */
+  scanned = false
+
   /** Tombstones held. */
   get count(): number {
     let n = 0
@@ -143,6 +146,7 @@ export class Reaper {
     } finally {
       this.#touched = undefined
     }
+    this.scanned = true
     if (n > 0) this.#o.log.info({ tombstones: n }, 'tombstones found at start-up: reaped once the grace period has passed')
   }
 

@@ -55,7 +55,7 @@ describe('output', () => {
 const member = (id: string, over: Partial<MemberState> = {}): MemberState => ({ id, url: `http://${id}`, zone: 'z', weight: 1, status: 'normal', incarnation: '1', version: 1, heartbeat: 0, since: 0, until: 0, removed: false, ready: '', ...over })
 
 function stats(id: string, pulled: number): NodeStats {
-  return { id, url: `http://${id}`, time: 0, member: 'joining', hints: { items: 0, bytes: 0, targets: {}, stored: 0, delivered: 0, dropped: 0, expired: 0 }, handoff: { active: true, gained: 99, pulled, items: 0, bytes: 0 }, antiEntropy: { rounds: 0, exchanges: 0, keysRepaired: 0, lastRoundAt: 0 }, tombstones: { held: 0, reaped: 0 }, requests: [] }
+  return { id, url: `http://${id}`, time: 0, member: 'joining', hints: { items: 0, bytes: 0, targets: {}, stored: 0, delivered: 0, dropped: 0, expired: 0 }, handoff: { active: true, gained: 99, pulled, items: 0, bytes: 0 }, antiEntropy: { ready: true, rounds: 0, exchanges: 0, keysRepaired: 0, lastRoundAt: 0 }, tombstones: { scanned: true, held: 0, reaped: 0 }, requests: [] }
 }
 
 describe('clusterStatus', () => {

@@ -188,6 +188,9 @@ describe('cluster commands', () => {
     const stats = (await (await request(`${cluster.node('n2').url}/v1/stats`)).body.json()) as NodeStats
     expect(stats.id).toBe('n2')
     expect(stats.requests.some((r) => r.route === '/v1/replica/store' && r.count > 0)).toBe(true)
+    // The scans of the data at start are long done.
+    expect(stats.antiEntropy.ready).toBe(true)
+    expect(stats.tombstones.scanned).toBe(true)
     const metrics = await cluster.node('n1').metrics()
     expect(metrics).toMatch(/^zerohop_request_duration_seconds_bucket\{le="0\.005",route="\/v1\/kv",method="PUT",via="http"\} \d+$/m)
     expect(metrics).toMatch(/^zerohop_request_duration_seconds_count\{route="\/v1\/kv",method="GET",via="http"\} [1-9]\d*$/m)

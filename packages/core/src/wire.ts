@@ -257,10 +257,13 @@ export interface NodeStats {
    * many it has pulled; `active` false otherwise. Items and bytes pulled since start.
    */
   handoff: { active: boolean; gained: number; pulled: number; items: number; bytes: number }
-  /** Anti-entropy: rounds (roots comparisons), exchanges, keys repaired, and when the last round ended (ms; 0 never). */
-  antiEntropy: { rounds: number; exchanges: number; keysRepaired: number; lastRoundAt: number }
-  /** Keys held only as tombstones, and tombstones reaped since start. */
-  tombstones: { held: number; reaped: number }
+  /**
+   * Anti-entropy: whether its trees are built (the scan at start is done), rounds (roots comparisons),
+   * exchanges, keys repaired, and when the last round ended (ms; 0 never).
+   */
+  antiEntropy: { ready: boolean; rounds: number; exchanges: number; keysRepaired: number; lastRoundAt: number }
+  /** Whether the scan at start for tombstones is done, keys held only as tombstones, and tombstones reaped since start. */
+  tombstones: { scanned: boolean; held: number; reaped: number }
   requests: RequestLatency[]
 }
 
