@@ -121,20 +121,22 @@ export async function latencyPhase(op, ops, maxMs, pids, lbPid) {
   }
 }
 
-/** `concurrency` loops sharing one op budget and one deadline. */
+/** `concurrency` loops sharing one op budget and one deadline; each op's latency under that load is kept too. */
 export async function throughputPhase(op, concurrency, ops, maxMs, pids, lbPid) {
   let started = 0
   let done = 0
   let errors = 0
   let firstError
+  const lat = new Float64Array(ops)
   const a = snapshot(pids, lbPid)
   const deadline = a.t + maxMs
   const loop = async () => {
     while (started < ops && performance.now() < deadline && errors <= 100) {
       started++
+      const s = performance.now()
       try {
         await op()
-        done++
+        lat[done++] = performance.now() - s
       } catch (err) {
         errors++
         firstError ??= String(err?.stack ?? err)
@@ -144,12 +146,17 @@ export async function throughputPhase(op, concurrency, ops, maxMs, pids, lbPid) 
   await Promise.all(Array.from({ length: concurrency }, loop))
   const b = snapshot(pids, lbPid)
   const elapsedMs = b.t - a.t
+  const sorted = lat.subarray(0, done).sort()
+  const us = (x) => Math.round(x * 1000 * 10) / 10
   return {
     ops: done,
     errors,
     firstError,
     elapsedMs,
     opsPerSec: Math.round((done * 1000) / elapsedMs),
+    // Latency under this load (queueing included).
+    loadedP50: us(percentile(sorted, 0.5)),
+    loadedP99: us(percentile(sorted, 0.99)),
     cpu: cpuDelta(a, b, Math.max(1, done)),
   }
 }

@@ -17,6 +17,7 @@ let keys = []
 let pids = []
 let getSeq = 0
 let putSeq = 0
+let keyPrefix = ''
 /** The system's get and put, and how to close its client. */
 let system
 
@@ -88,18 +89,32 @@ const systems = {
   },
 }
 
-async function init({ name, args, keyCount, pids: serverPids, clkTck }) {
+/** `prefix`: this client's keys (several client processes write apart). */
+async function init({ name, args, keyCount, pids: serverPids, clkTck, prefix = '' }) {
   setClkTck(clkTck)
   pids = serverPids
   system = await systems[name](args)
-  keys = Array.from({ length: keyCount }, (_, i) => `k-${String(i).padStart(6, '0')}`)
-  // Pre-write the keys the gets read, 32 at a time.
+  keyPrefix = prefix
+  keys = Array.from({ length: keyCount }, (_, i) => `${prefix}k-${String(i).padStart(6, '0')}`)
+  // Pre-write the keys the gets read, 32 at a time. A write that fails on a loaded machine may still
+  // have landed: the key is read, and written again only if it is not there (up to 5 times; this is
+  // set-up, not a measurement).
   let next = 0
   const deadline = Date.now() + 120_000
   await Promise.all(Array.from({ length: 32 }, async () => {
     while (next < keys.length) {
       if (Date.now() > deadline) throw new Error('pre-write took over 120 s')
-      await system.put(keys[next++])
+      const key = keys[next++]
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await system.put(key)
+          break
+        } catch (err) {
+          if (attempt === 5) throw err
+          const there = await system.get(key).then(() => true, () => false)
+          if (there) break
+        }
+      }
     }
   }))
   await sleep(300) // the last writes' third replicas
@@ -108,7 +123,7 @@ async function init({ name, args, keyCount, pids: serverPids, clkTck }) {
 
 const ops = {
   get: () => system.get(keys[getSeq++ % keys.length]),
-  put: () => system.put(`p-${putSeq++}`),
+  put: () => system.put(`${keyPrefix}p-${putSeq++}`),
 }
 
 async function phase({ op, kind, ops: count, maxMs, concurrency }) {

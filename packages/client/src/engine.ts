@@ -137,10 +137,16 @@ async function retryWithin<T>(clock: Clock, deadline: Deadline, attempt: () => P
 
 /**
  * A read asks R replicas (Cassandra's way: the third one's work is spared), and the others once one of
- * those fails or has not answered this long (or a quarter of the time left, if less): a replica slow
- * for a moment (a pause, a full disk queue) does not hold the read up to its deadline.
+ * those fails or is slow: a replica stalled for a moment (a pause, a full disk queue) does not hold the
+ * read up to its deadline. Slow means slower than 95% of this engine's recent reads took to reach
+ * their quorum, and at least READ_HEDGE_MS (or a quarter of the time left, if less). At most one read
+ * in ten asks more than R this way (The Tail at Scale's hedged requests): when every read is slow, the
+ * machine is overloaded, and asking more replicas would only add to the load.
  */
 const READ_HEDGE_MS = 50
+/** Recent reads whose times make the hedge delay; it is worked out again every READ_TIMES / 4 reads. */
+const READ_TIMES = 256
+const HEDGE_SHARE = 0.1
 
 /**
  * Attempts of an operation refused for the ring it was made with, each right after a refresh from the
@@ -167,6 +173,12 @@ export class Engine implements Coordinator {
   readonly #reads: Coalescer<[number, Uint8Array], Held | null>
   readonly #stores: Coalescer<StoreItem, null>
   readonly #coordinations: Coalescer<CoordinateRequest, Minted>
+  /** Times (ms) recent reads took to their quorum, a ring of READ_TIMES; the hedge delay they make. */
+  readonly #readTimes = new Float64Array(READ_TIMES)
+  #readsTimed = 0
+  #hedgeMs = READ_HEDGE_MS
+  /** Reads that may still hedge: HEDGE_SHARE more each read, at most 10. */
+  #hedges = 10
 
   constructor(options: ResolvedEngineOptions, transport: Transport, membership: Membership) {
     this.options = options
@@ -340,10 +352,14 @@ export class Engine implements Coordinator {
   async #get(key: Uint8Array, need: number, op: Operation): Promise<RawGetResult> {
     const plan = this.plan(key, need, true)
     const { partition } = plan
-    const g = gather(plan.targets, plan.requirements, (m) => this.#reads.submit(m, [partition, key], op, plan.epoch), Math.min(READ_HEDGE_MS, op.remaining / 4), this.clock)
+    const started = this.clock.now()
+    this.#hedges = Math.min(10, this.#hedges + HEDGE_SHARE)
+    const hedge = { ms: Math.min(this.#hedgeMs, op.remaining / 4), allow: () => this.#hedges >= 1 && (this.#hedges -= 1) >= 0 }
+    const g = gather(plan.targets, plan.requirements, (m) => this.#reads.submit(m, [partition, key], op, plan.epoch), hedge, this.clock)
     let answered: Outcome<Held | null>[]
     try {
       answered = await g.quorum
+      this.#readTook(this.clock.now() - started)
     } catch (failed) {
       op.checkAborted()
       throw this.#quorumError('get', need, g.outcomes.filter((o) => o.ok).length, failuresOf(failed as Outcome<unknown>[]))
@@ -381,6 +397,14 @@ export class Engine implements Coordinator {
       })
     } else void g.all.then(() => op.done())
     return result
+  }
+
+  /** A read reached its quorum in `ms`: every READ_TIMES / 4 reads, the hedge delay follows their 95th percentile. */
+  #readTook(ms: number): void {
+    this.#readTimes[this.#readsTimed++ % READ_TIMES] = ms
+    if (this.#readsTimed % (READ_TIMES / 4) !== 0) return
+    const sorted = this.#readTimes.slice(0, Math.min(this.#readsTimed, READ_TIMES)).sort()
+    this.#hedgeMs = Math.max(READ_HEDGE_MS, sorted[Math.floor(sorted.length * 0.95)])
   }
 
   /** After answering: wait briefly for the slower replicas, then send the synced set to any that are behind. */

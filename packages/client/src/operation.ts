@@ -172,13 +172,19 @@ export interface Gathered<T> {
   widen(): Promise<void>
 }
 
+/** When a read that has not reached its quorum asks the members it spared: after `ms`, if `allow()`. */
+export interface Hedge {
+  ms: number
+  allow: () => boolean
+}
+
 /**
  * Ask every target; settle the quorum as soon as every requirement has its successes, or as soon as
  * one of them can no longer get them. Members of a requirement that are not targets (believed down,
- * or spared by a read) are asked only when the quorum cannot be met without them, or, with `hedgeMs`,
+ * or spared by a read) are asked only when the quorum cannot be met without them, or, with `hedge`,
  * once the quorum has waited that long (on `clock`).
  */
-export function gather<T>(targets: readonly Member[], requirements: readonly Requirement[], ask: (m: Member) => Promise<Outcome<T>>, hedgeMs?: number, clock?: Clock): Gathered<T> {
+export function gather<T>(targets: readonly Member[], requirements: readonly Requirement[], ask: (m: Member) => Promise<Outcome<T>>, hedge?: Hedge, clock?: Clock): Gathered<T> {
   const outcomes: Outcome<T>[] = []
   const state = new Map<string, 'pending' | 'ok' | 'failed'>()
   let pending = 0
@@ -237,10 +243,10 @@ export function gather<T>(targets: readonly Member[], requirements: readonly Req
   for (const m of targets) send(m)
   check()
   if (pending === 0) resolveAll()
-  if (hedgeMs !== undefined && clock && !settled && unasked().length > 0) {
+  if (hedge && clock && !settled && unasked().length > 0) {
     const timer = clock.setTimeout(() => {
-      if (!settled) void widen()
-    }, hedgeMs)
+      if (!settled && hedge.allow()) void widen()
+    }, hedge.ms)
     void quorum.then(() => clock.clearTimeout(timer), () => clock.clearTimeout(timer))
   }
   return { quorum, all, outcomes, widen }
