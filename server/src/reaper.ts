@@ -128,6 +128,9 @@ export class Reaper {
     try {
       for await (const [k, v] of this.#o.store.entries({ gte: Buffer.from([0x64]), lt: Buffer.from([0x65]) })) {
         if (this.#stopped) return
+        // A tombstone is MessagePack's nil (0xc0): a set without that byte anywhere holds none, and is
+        // not decoded (most live sets, at start-up over every key).
+        if (!Buffer.from(v.buffer, v.byteOffset, v.byteLength).includes(0xc0)) continue
         const partition = Buffer.from(k.buffer, k.byteOffset, k.byteLength).readUInt16BE(1)
         const key = latin1(k.subarray(3))
         if (this.#touched.has(`${partition}:${key}`)) continue
