@@ -79,6 +79,12 @@ export function percentile(sorted, q) {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]
 }
 
+/** The quantiles of latencies in ms (sorted in place), in µs to a tenth; 1 is the maximum. */
+function quantiles(ms) {
+  const sorted = ms.sort()
+  return (q) => Math.round(percentile(sorted, q) * 1000 * 10) / 10
+}
+
 export async function sleep(ms) {
   await new Promise((r) => setTimeout(r, ms))
 }
@@ -104,19 +110,18 @@ export async function latencyPhase(op, ops, maxMs, pids, lbPid) {
     lat[n++] = performance.now() - s
   }
   const b = snapshot(pids, lbPid)
-  const sorted = lat.subarray(0, n).sort()
-  const us = (x) => Math.round(x * 1000 * 10) / 10
+  const at = quantiles(lat.subarray(0, n))
   return {
     ops: n,
     errors,
     firstError,
     elapsedMs: b.t - a.t,
-    p50: us(percentile(sorted, 0.5)),
-    p90: us(percentile(sorted, 0.9)),
-    p99: us(percentile(sorted, 0.99)),
-    p999: us(percentile(sorted, 0.999)),
-    max: us(sorted[n - 1] ?? NaN),
-    mean: us(n ? sorted.reduce((s, x) => s + x, 0) / n : NaN),
+    p50: at(0.5),
+    p90: at(0.9),
+    p99: at(0.99),
+    p999: at(0.999),
+    max: at(1),
+    mean: n ? Math.round((lat.subarray(0, n).reduce((s, x) => s + x, 0) / n) * 1000 * 10) / 10 : NaN,
     cpu: cpuDelta(a, b, Math.max(1, n)),
   }
 }
@@ -146,8 +151,7 @@ export async function throughputPhase(op, concurrency, ops, maxMs, pids, lbPid) 
   await Promise.all(Array.from({ length: concurrency }, loop))
   const b = snapshot(pids, lbPid)
   const elapsedMs = b.t - a.t
-  const sorted = lat.subarray(0, done).sort()
-  const us = (x) => Math.round(x * 1000 * 10) / 10
+  const at = quantiles(lat.subarray(0, done))
   return {
     ops: done,
     errors,
@@ -155,8 +159,8 @@ export async function throughputPhase(op, concurrency, ops, maxMs, pids, lbPid) 
     elapsedMs,
     opsPerSec: Math.round((done * 1000) / elapsedMs),
     // Latency under this load (queueing included).
-    loadedP50: us(percentile(sorted, 0.5)),
-    loadedP99: us(percentile(sorted, 0.99)),
+    loadedP50: at(0.5),
+    loadedP99: at(0.99),
     cpu: cpuDelta(a, b, Math.max(1, done)),
   }
 }

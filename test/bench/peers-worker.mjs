@@ -26,6 +26,24 @@ function check(what, bytes) {
   if (!bytes || bytes.byteLength !== VALUE_BYTES) throw new Error(`${what}: read ${bytes ? bytes.byteLength : 'no'} bytes, not ${VALUE_BYTES}`)
 }
 
+/** Redis through ioredis: GET, and SET (followed by WAIT 1 with `wait`). */
+async function redis(port, wait) {
+  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 })
+  await r.connect()
+  return {
+    async get(key) {
+      check(`GET ${key}`, await r.getBuffer(key))
+    },
+    async put(key) {
+      await r.set(key, value)
+      if (!wait) return
+      const acked = await r.wait(1, 1000)
+      if (acked < 1) throw new Error(`WAIT 1: ${acked} replicas acknowledged within 1 s`)
+    },
+    close: () => r.quit(),
+  }
+}
+
 const systems = {
   /** Zero-hop SDK, N=3, R=2, W=2, on a secured cluster (a token; signed requests, sets and contexts). */
   async zerohop({ seeds, token, connections }) {
@@ -45,35 +63,9 @@ const systems = {
     }
   },
   /** One Redis node: GET and SET. */
-  async redis({ port }) {
-    const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 })
-    await r.connect()
-    return {
-      async get(key) {
-        check(`GET ${key}`, await r.getBuffer(key))
-      },
-      async put(key) {
-        await r.set(key, value)
-      },
-      close: () => r.quit(),
-    }
-  },
+  redis: ({ port }) => redis(port, false),
   /** Redis with two replicas: SET, then WAIT 1 (the write is on 2 of 3 copies), as W=2 of N=3. */
-  async 'redis-wait'({ port }) {
-    const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 })
-    await r.connect()
-    return {
-      async get(key) {
-        check(`GET ${key}`, await r.getBuffer(key))
-      },
-      async put(key) {
-        await r.set(key, value)
-        const acked = await r.wait(1, 1000)
-        if (acked < 1) throw new Error(`WAIT 1: ${acked} replicas acknowledged within 1 s`)
-      },
-      close: () => r.quit(),
-    }
-  },
+  'redis-wait': ({ port }) => redis(port, true),
   /** A 3-member etcd (Raft: a majority has the write, fsynced): linearizable gets and puts. */
   async etcd({ hosts }) {
     const client = new Etcd3({ hosts })
