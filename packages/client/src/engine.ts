@@ -354,7 +354,7 @@ export class Engine implements Coordinator {
     const { partition } = plan
     const started = this.clock.now()
     this.#hedges = Math.min(10, this.#hedges + HEDGE_SHARE)
-    const hedge = { ms: Math.min(this.#hedgeMs, op.remaining / 4), allow: () => this.#hedges >= 1 && (this.#hedges -= 1) >= 0 }
+    const hedge = { ms: Math.min(this.#hedgeMs, op.remaining / 4), allow: this.#mayHedge }
     const g = gather(plan.targets, plan.requirements, (m) => this.#reads.submit(m, [partition, key], op, plan.epoch), hedge, this.clock)
     let answered: Outcome<Held | null>[]
     try {
@@ -397,6 +397,13 @@ export class Engine implements Coordinator {
       })
     } else void g.all.then(() => op.done())
     return result
+  }
+
+  /** Whether a slow read may ask the replicas it spared (it takes one of the budget's reads). */
+  readonly #mayHedge = (): boolean => {
+    if (this.#hedges < 1) return false
+    this.#hedges -= 1
+    return true
   }
 
   /** A read reached its quorum in `ms`: every READ_TIMES / 4 reads, the hedge delay follows their 95th percentile. */
