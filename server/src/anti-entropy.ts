@@ -29,6 +29,7 @@ import {
 import { ReplicaClient, type ReplicaRequestOptions } from '@zerohop/client'
 import { dataKey } from './replica.js'
 import type { Store } from './storage/store.js'
+import { DataScan } from './scan.js'
 
 /** The anti-entropy endpoints (their shapes: RootsRequest, TreeRequest, KeysRequest in core's wire.ts). */
 export const AntiEntropyPaths = { roots: Paths.roots, tree: Paths.tree, keys: Paths.keys } as const
@@ -52,6 +53,8 @@ export interface Peer {
 export interface AntiEntropyOptions {
   /** The node's storage: scanned once by `start()` (data keys, see replica.ts) and read for repairs. */
   store: Store
+  /** The scan of the store at start-up, shared with the node's other parts (default: one of its own). */
+  scan?: DataScan
   /** Sync a set received from a peer into the local one (`Replica.store`); true when the local state changed. */
   storeSet: (partition: number, key: Uint8Array, set: Uint8Array) => Promise<boolean>
   /** How requests reach peers (an error status rejects with the peer's HttpError). */
@@ -93,15 +96,16 @@ export const antiEntropyDefaults = {
   depth: 3,
 } as const
 
-type Resolved = Required<Omit<AntiEntropyOptions, 'onError'>> & Pick<AntiEntropyOptions, 'onError'>
+type Resolved = Required<Omit<AntiEntropyOptions, 'onError' | 'scan'>> & Pick<AntiEntropyOptions, 'onError'> & { scan: DataScan }
 
 function resolve(o: AntiEntropyOptions): Resolved {
-  const r = { ...antiEntropyDefaults, random: Math.random, ...o } as Resolved
+  const r = { ...antiEntropyDefaults, random: Math.random, ...o, scan: o.scan ?? new DataScan(o.store) } as Resolved
   for (const name of ['storeSet', 'partitions', 'peers', 'random'] as const) {
     if (typeof r[name] !== 'function') throw new InvalidArgumentError(`anti-entropy option ${name} must be a function`)
   }
   if (!(r.replicaClient instanceof ReplicaClient)) throw new InvalidArgumentError('anti-entropy option replicaClient must be a ReplicaClient (new ReplicaClient(transport))')
-  if (!r.store || typeof r.store.entries !== 'function') throw new InvalidArgumentError('anti-entropy option store must be the node Store')
+  if (!r.store || typeof r.store.pages !== 'function') throw new InvalidArgumentError('anti-entropy option store must be the node Store')
+  if (!(r.scan instanceof DataScan) || r.scan.store !== r.store) throw new InvalidArgumentError('anti-entropy option scan must be a DataScan of the same store (new DataScan(store)), or unset')
   if (!r.clock || typeof r.clock.setTimeout !== 'function') throw new InvalidArgumentError('anti-entropy option clock must be a Clock (systemClock outside tests)')
   if (!Number.isInteger(r.intervalMs) || r.intervalMs < 1) throw new InvalidArgumentError(`anti-entropy intervalMs must be a positive integer (got ${String(r.intervalMs)}); the default is ${antiEntropyDefaults.intervalMs}`)
   if (typeof r.maxKeysPerSecond !== 'number' || !(r.maxKeysPerSecond > 0)) {
@@ -114,11 +118,14 @@ function resolve(o: AntiEntropyOptions): Resolved {
   return r
 }
 
-/** One partition's tree, and which keys it holds: leaf → (key as latin1 → digest of its stored set). */
+/**
+ * One partition's tree, and which keys it holds: key → digest of the key and its stored set (see
+ * MerkleTree.digest), both as latin1 strings. Strings, and one map per partition rather than one per
+ * leaf: a node holding a million keys keeps a million of these.
+ */
 interface PartitionState {
   tree: MerkleTree
-  leaves: Map<number, Map<string, Buffer>>
-  size: number
+  keys: Map<string, string>
 }
 
 export interface ExchangeResult {
@@ -129,8 +136,6 @@ export interface ExchangeResult {
   /** Keys whose sets differed when read, and were sent one way or both. */
   repaired: number
 }
-
-const DATA_RANGE = { gte: Buffer.from([0x64]), lt: Buffer.from([0x65]) }
 
 const latin1 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1')
 
@@ -227,13 +232,10 @@ export class AntiEntropy {
   async #scan(): Promise<void> {
     const touched = (this.#touched = new Map<number, Set<string>>())
     try {
-      for await (const [k, v] of this.#o.store.entries(DATA_RANGE)) {
-        if (k.byteLength < 4) continue
-        const p = (k[1] << 8) | k[2]
-        const key = k.subarray(3)
-        if (touched.get(p)?.has(latin1(key))) continue
-        this.#set(p, key, this.#empty.digest(v))
-      }
+      await this.#o.scan.visit((p, key, set) => {
+        if (touched.size > 0 && touched.get(p)?.has(latin1(key))) return
+        this.#set(p, key, set)
+      })
     } finally {
       this.#touched = undefined
     }
@@ -252,7 +254,7 @@ export class AntiEntropy {
       if (!keys) this.#touched.set(partition, (keys = new Set()))
       keys.add(latin1(key))
     }
-    this.#set(partition, key, after && this.#empty.digest(after))
+    this.#set(partition, key, after)
   }
 
   /** Root hash of a partition's tree (the empty root when this node holds no data of it). */
@@ -262,30 +264,25 @@ export class AntiEntropy {
 
   /** Number of keys this node holds in a partition, as the tree knows them. */
   keyCount(partition: number): number {
-    return this.#parts.get(partition)?.size ?? 0
+    return this.#parts.get(partition)?.keys.size ?? 0
   }
 
-  #set(partition: number, key: Uint8Array, digest: Buffer | undefined): void {
+  #set(partition: number, key: Uint8Array, set: Uint8Array | undefined): void {
     let st = this.#parts.get(partition)
-    const leaf = this.#empty.leafOf(key)
     const k = latin1(key)
-    const old = st?.leaves.get(leaf)?.get(k)
-    if (old === undefined && digest === undefined) return
-    if (old && digest && old.equals(digest)) return
+    const old = st?.keys.get(k)
+    if (old === undefined && set === undefined) return
+    const digest = set && this.#empty.digest(key, set).toString('latin1')
+    if (old === digest) return
     if (!st) {
-      st = { tree: new MerkleTree({ fanout: this.#o.fanout, depth: this.#o.depth }), leaves: new Map(), size: 0 }
+      st = { tree: new MerkleTree({ fanout: this.#o.fanout, depth: this.#o.depth }), keys: new Map() }
       this.#parts.set(partition, st)
     }
-    st.tree.updateDigests(key, old, digest, leaf)
-    let bucket = st.leaves.get(leaf)
-    if (digest) {
-      if (!bucket) st.leaves.set(leaf, (bucket = new Map()))
-      if (!old) st.size++
-      bucket.set(k, Buffer.from(digest))
-    } else {
-      bucket!.delete(k)
-      if (bucket!.size === 0) st.leaves.delete(leaf)
-      if (--st.size === 0) this.#parts.delete(partition)
+    st.tree.updateDigests(this.#empty.leafOf(key), old === undefined ? undefined : Buffer.from(old, 'latin1'), digest === undefined ? undefined : Buffer.from(digest, 'latin1'))
+    if (digest !== undefined) st.keys.set(k, digest)
+    else {
+      st.keys.delete(k)
+      if (st.keys.size === 0) this.#parts.delete(partition)
     }
   }
 
@@ -340,15 +337,17 @@ export class AntiEntropy {
     const p = this.#checkServing(req, AntiEntropyPaths.keys)
     const leaves = intsIn(req.leaves, 'leaves', MAX_KEYS_LEAVES, this.#empty.leaves)
     const keys: [Uint8Array, Uint8Array][] = []
-    for (const [k, d] of this.#keysIn(p, leaves)) keys.push([Buffer.from(k, 'latin1'), d])
+    for (const [k, d] of this.#keysIn(p, leaves)) keys.push([Buffer.from(k, 'latin1'), Buffer.from(d, 'latin1')])
     return { keys }
   }
 
-  #keysIn(partition: number, leaves: readonly number[]): Map<string, Buffer> {
-    const out = new Map<string, Buffer>()
+  /** The keys of `leaves` in a partition, with their digests (as latin1 strings). */
+  #keysIn(partition: number, leaves: readonly number[]): Map<string, string> {
+    const out = new Map<string, string>()
     const st = this.#parts.get(partition)
     if (!st) return out
-    for (const leaf of new Set(leaves)) for (const [k, d] of st.leaves.get(leaf) ?? []) out.set(k, d)
+    const wanted = new Set(leaves)
+    for (const [k, d] of st.keys) if (wanted.has(this.#empty.leafOf(k))) out.set(k, d)
     return out
   }
 
@@ -422,7 +421,7 @@ export class AntiEntropy {
         const k = latin1(key)
         seen.add(k)
         const mine = ours.get(k)
-        if (!mine || !bytesEqual(mine, digest)) differ.push(key)
+        if (mine === undefined || mine !== latin1(digest)) differ.push(key)
       }
       for (const k of ours.keys()) if (!seen.has(k)) differ.push(Buffer.from(k, 'latin1'))
       result.keys += differ.length

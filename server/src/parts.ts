@@ -14,6 +14,7 @@ import { clusterStatus, nodeStats } from './cluster-status.js'
 import { Registry } from 'prom-client'
 import { AntiEntropy } from './anti-entropy.js'
 import { Actors, Replica } from './replica.js'
+import { DataScan } from './scan.js'
 import { Reaper } from './reaper.js'
 import { NodeMembership } from './membership.js'
 import type { LocalTransport } from './local-transport.js'
@@ -127,8 +128,11 @@ export function wire(d: WireDeps): NodeParts {
     },
     replicasOf: (p) => [...gossip.view.replicas(p).current],
   })
+  // Anti-entropy's trees and the reaper's tombstones are built by one pass over the data at start-up.
+  const scan = new DataScan(store)
   antiEntropy = new AntiEntropy({
     store,
+    scan,
     storeSet: (p, k, set) => replica.store(p, k, set),
     replicaClient,
     clock,
@@ -155,6 +159,7 @@ export function wire(d: WireDeps): NodeParts {
   })
   reaper = new Reaper({
     store,
+    scan,
     replica,
     clock,
     log,

@@ -17,6 +17,7 @@ import { ReplicaClient } from '@zerohop/client'
 import type { Logger } from 'pino'
 import type { Replica } from './replica.js'
 import type { Store } from './storage/store.js'
+import { DataScan } from './scan.js'
 
 /** `{partition, phase: 'check' | 'reap', items: [key, set][]}` → `{ok: boolean[]}` (ReapRequest in core's wire.ts). */
 export const ReapPaths = { reap: Paths.reap } as const
@@ -41,6 +42,8 @@ export interface ReapPeer {
 export interface ReaperOptions {
   /** Scanned once at start-up for the tombstones already stored. */
   store: Store
+  /** That scan, shared with the node's other parts (default: one of its own). */
+  scan?: DataScan
   replica: Replica
   clock: Clock
   log: Logger
@@ -70,6 +73,7 @@ const latin1 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLeng
 export class Reaper {
   readonly metrics = { reaped: 0, rounds: 0, failures: 0 }
   readonly #o: ReaperOptions
+  readonly #scanner: DataScan
   /** Partition → key (latin1) → when this node came to hold its current tombstone set. */
   readonly #held = new Map<number, Map<string, number>>()
   /** Keys written while the start-up scan runs: the scan must not overwrite what they recorded. */
@@ -82,7 +86,9 @@ export class Reaper {
 
   constructor(o: ReaperOptions) {
     if (!(o.replicaClient instanceof ReplicaClient)) throw new InvalidArgumentError('reaper option replicaClient must be a ReplicaClient (new ReplicaClient(transport))')
+    if (o.scan !== undefined && (!(o.scan instanceof DataScan) || o.scan.store !== o.store)) throw new InvalidArgumentError('reaper option scan must be a DataScan of the same store (new DataScan(store)), or unset')
     this.#o = o
+    this.#scanner = o.scan ?? new DataScan(o.store)
     this.#now = o.elapsed ?? (() => o.clock.now())
   }
 
@@ -122,33 +128,33 @@ export class Reaper {
   }
 
   async #scan(): Promise<void> {
-    this.#touched = new Set()
+    const touched = (this.#touched = new Set())
     const since = this.#now()
     let n = 0
     try {
-      for await (const [k, v] of this.#o.store.entries({ gte: Buffer.from([0x64]), lt: Buffer.from([0x65]) })) {
+      await this.#scanner.visit((partition, k, v) => {
         if (this.#stopped) return
         // A tombstone is MessagePack's nil (0xc0): a set without that byte anywhere holds none, and is
         // not decoded (most live sets, at start-up over every key).
-        if (!Buffer.from(v.buffer, v.byteOffset, v.byteLength).includes(0xc0)) continue
-        const partition = Buffer.from(k.buffer, k.byteOffset, k.byteLength).readUInt16BE(1)
-        const key = latin1(k.subarray(3))
-        if (this.#touched.has(`${partition}:${key}`)) continue
+        if (!Buffer.from(v.buffer, v.byteOffset, v.byteLength).includes(0xc0)) return
+        const key = latin1(k)
+        if (touched.has(`${partition}:${key}`)) return
         let dead
         try {
           dead = onlyTombstones(decodeSet(v))
         } catch {
-          continue // not a set this node can read: never a reapable tombstone
+          return // not a set this node can read: never a reapable tombstone
         }
-        if (!dead) continue
+        if (!dead) return
         let m = this.#held.get(partition)
         if (!m) this.#held.set(partition, (m = new Map()))
         m.set(key, since)
         n++
-      }
+      })
     } finally {
       this.#touched = undefined
     }
+    if (this.#stopped) return
     this.scanned = true
     if (n > 0) this.#o.log.info({ tombstones: n }, 'tombstones found at start-up: reaped once the grace period has passed')
   }

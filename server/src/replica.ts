@@ -13,6 +13,9 @@ export function dataKey(partition: number, key: Uint8Array): Buffer {
   return b
 }
 
+/** Every data key: the 'd' prefix. */
+export const DATA_RANGE: { gte: Buffer; lt: Buffer } = { gte: Buffer.from([0x64]), lt: Buffer.from([0x65]) }
+
 export function partitionRange(partition: number): { gte: Buffer; lt: Buffer } {
   const gte = Buffer.from([0x64, 0, 0])
   gte.writeUInt16BE(partition, 1)

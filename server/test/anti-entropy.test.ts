@@ -313,8 +313,8 @@ describe('AntiEntropy exchange', () => {
   })
 
   it('counts a write made during the start scan exactly once', async () => {
-    // A store whose scan pauses after its first row, so writes land mid-scan (the scan reads a
-    // snapshot, as LevelDB's iterators do).
+    // A store whose scan pauses after its first page of one row, so writes land mid-scan (the scan
+    // reads a snapshot, as LevelDB's iterators do).
     const inner = new MemoryStore()
     let hook: (() => Promise<void>) | undefined
     const store: Store = {
@@ -324,10 +324,11 @@ describe('AntiEntropy exchange', () => {
       getMany: (k) => inner.getMany(k),
       put: (k, v) => inner.put(k, v),
       del: (k) => inner.del(k),
-      async *entries(range?: Range) {
+      entries: (range?: Range) => inner.entries(range),
+      async *pages(range?: Range) {
         let first = true
-        for await (const row of inner.entries(range)) {
-          yield row
+        for await (const page of inner.pages(range, 1)) {
+          yield page
           if (first && hook) await hook()
           first = false
         }
@@ -742,14 +743,19 @@ describe('AntiEntropy handlers', () => {
     expect(a.ae.metrics.failures).toBe(5)
   })
 
-  it('list the keys of a leaf with the MD5 of their stored set', async () => {
+  it('list the keys of a leaf with the digest of each key and its stored set', async () => {
     const { a } = await pair()
     await a.ae.build()
     const k = Buffer.from('cart:1')
     await a.write(k, 'x')
     const stored = (await a.store.get(dataKey(partitionOf(k), k)))!
-    const leaf = new MerkleTree().leafOf(k)
-    expect(a.ae.handleKeys({ partition: partitionOf(k), leaves: [leaf] })).toEqual({ keys: [[k, md5(stored)]] })
+    const tree = new MerkleTree()
+    const leaf = tree.leafOf(k)
+    const input = Buffer.concat([Buffer.from([0, 0, 0, k.length]), k, stored])
+    expect(tree.digest(k, stored)).toEqual(md5(input))
+    expect(a.ae.handleKeys({ partition: partitionOf(k), leaves: [leaf] })).toEqual({ keys: [[k, md5(input)]] })
+    // Another leaf of the partition does not list it.
+    expect(a.ae.handleKeys({ partition: partitionOf(k), leaves: [(leaf + 1) % tree.leaves] }).keys.some(([x]) => Buffer.from(x).equals(k))).toBe(false)
   })
 
   it('validates its options', () => {

@@ -27,6 +27,7 @@ class SlowStore implements Store {
   async put(key: Uint8Array, value: Uint8Array) { await this.#pause(); return this.inner.put(key, value) }
   async del(key: Uint8Array) { await this.#pause(); return this.inner.del(key) }
   entries(range?: Range) { return this.inner.entries(range) }
+  pages(range?: Range, size?: number) { return this.inner.pages(range, size) }
 }
 
 describe('Replica.coordinate', () => {

@@ -219,6 +219,26 @@ export function storeConformance(name: string, makeStore: () => Promise<StoreFix
       expect(hex(await store.get(keys[0]))).toBe(Buffer.from('0').toString('hex'))
     })
 
+    it('pages() yields the same entries as entries(), in order, in pages of at most the size asked', async () => {
+      const count = 2345
+      const keys = Array.from({ length: count }, (_, i) => dataKey(7, Buffer.from(String(i).padStart(5, '0'))))
+      await Promise.all(keys.map((k, i) => store.put(k, Buffer.from(String(i)))))
+      await store.put(dataKey(8, b(0)), b(0))
+      const sizes: number[] = []
+      const paged: [string, string][] = []
+      for await (const page of store.pages(partitionRange(7), 500)) {
+        sizes.push(page.length)
+        for (const [k, v] of page) paged.push([hex(k)!, hex(v)!])
+      }
+      expect(sizes.every((n) => n >= 1 && n <= 500)).toBe(true)
+      expect(sizes.reduce((a, n) => a + n, 0)).toBe(count)
+      expect(paged).toEqual(await collect(store, partitionRange(7)))
+      // An empty range has no page at all, not an empty one.
+      let pages = 0
+      for await (const _ of store.pages(partitionRange(9))) pages++
+      expect(pages).toBe(0)
+    })
+
     it('does not alias caller buffers: mutating what was put or what was returned changes nothing stored', async () => {
       const key = Uint8Array.from([0x10, 0x20, 0x30])
       const value = Uint8Array.from([1, 2, 3, 4])

@@ -2,11 +2,15 @@
 // which they differ by exchanging a few hashes instead of their data. The shape is fixed (`fanout`
 // children per inner node, `depth` levels below the root), so two nodes' trees line up node for node.
 //
-// A leaf is the XOR of one hash per (key, digest of its stored set): a write adjusts its leaf in O(1)
-// without reading the leaf's other keys, and the same keys and sets give the same tree whatever order
-// they were written in. Inner nodes are rehashed lazily, when an exchange reads them.
+// A key's digest is one hash of the key and its stored set together, and a leaf is the XOR of the
+// digests of its keys: a write adjusts its leaf in O(1) without reading the leaf's other keys (one
+// hash for the new digest, none to take the old one out), and the same keys and sets give the same
+// tree whatever order they were written in. Inner nodes are rehashed lazily, when an exchange reads
+// them. A key's leaf is picked by a cheap mixing hash of the key (FNV-1a, then MurmurHash3's
+// finaliser): it only has to spread keys evenly, and a node scanning a million keys at start-up
+// computes it for every one.
 import { InvalidArgumentError } from './errors.js'
-import { md5 } from './ring.js'
+import { fmix32, md5 } from './ring.js'
 
 export interface MerkleOptions {
   /** Children per inner node: a power of two from 2 to 256. Default 16. */
@@ -14,8 +18,8 @@ export interface MerkleOptions {
   /** Levels below the root: the tree has fanout^depth leaves, at most 2^20. Default 3 (4096 leaves). */
   depth?: number
   /**
-   * The 16-byte hash behind every node, leaf placement and digest. MD5 unless a test wants to count
-   * calls: all the nodes of a cluster must use the same one, or their trees never agree.
+   * The 16-byte hash behind every inner node and key digest. MD5 unless a test wants to count calls:
+   * all the nodes of a cluster must use the same one, or their trees never agree.
    */
   hash?: (bytes: Uint8Array) => Buffer
 }
@@ -96,30 +100,37 @@ export class MerkleTree {
   }
 
   /**
-   * The leaf a key falls in. Taken from bits 32.. of MD5(key), not its top bits: the ring puts a key
-   * in a partition by the top bits, so within one partition those are all the same and would leave
-   * most leaves empty.
+   * The leaf a key falls in: the top bits of a 32-bit mixing hash of its bytes. Not MD5's top bits:
+   * the ring puts a key in a partition by those, so within one partition they are all the same and
+   * would leave most leaves empty. A string key is taken as latin1 (one byte per character).
    */
-  leafOf(key: Uint8Array): number {
-    return this.#hash(key).readUInt32BE(4) >>> (32 - this.#leafBits)
+  leafOf(key: Uint8Array | string): number {
+    let h = 0x811c9dc5
+    if (typeof key === 'string') for (let i = 0; i < key.length; i++) h = Math.imul(h ^ (key.charCodeAt(i) & 0xff), 0x01000193)
+    else for (let i = 0; i < key.byteLength; i++) h = Math.imul(h ^ key[i], 0x01000193)
+    return fmix32(h) >>> (32 - this.#leafBits)
   }
 
-  /** The digest of a stored (encoded) DVV set, as the tree and the key exchange compare them. */
-  digest(set: Uint8Array): Buffer {
-    return this.#hash(set)
+  /** The digest of a key holding a stored (encoded) DVV set: what the leaves XOR and the key exchange compares. */
+  digest(key: Uint8Array, set: Uint8Array): Buffer {
+    const input = Buffer.allocUnsafe(4 + key.byteLength + set.byteLength)
+    input.writeUInt32BE(key.byteLength, 0)
+    input.set(key, 4)
+    input.set(set, 4 + key.byteLength)
+    return this.#hash(input)
   }
 
   /** Account for a write: `before` and `after` are the key's stored set bytes (undefined = absent). */
   update(key: Uint8Array, before: Uint8Array | undefined, after: Uint8Array | undefined): void {
-    this.updateDigests(key, before && this.digest(before), after && this.digest(after))
+    this.updateDigests(this.leafOf(key), before && this.digest(key, before), after && this.digest(key, after))
   }
 
-  /** As `update`, given the digests of the sets (and the key's leaf, for a caller that has it). */
-  updateDigests(key: Uint8Array, before: Uint8Array | undefined, after: Uint8Array | undefined, knownLeaf?: number): void {
+  /** As `update`, given the key's leaf and the digests (see `digest`) it held before and holds now. */
+  updateDigests(leaf: number, before: Uint8Array | undefined, after: Uint8Array | undefined): void {
+    if (!Number.isInteger(leaf) || leaf < 0 || leaf >= this.leaves) throw new InvalidArgumentError(`merkle leaf must be an integer from 0 to ${this.leaves - 1}; got ${String(leaf)}`)
     if (before === after || (before && after && Buffer.compare(before, after) === 0)) return
-    const leaf = knownLeaf ?? this.leafOf(key)
-    if (before) this.#toggle(leaf, key, before)
-    if (after) this.#toggle(leaf, key, after)
+    if (before) this.#toggle(leaf, before)
+    if (after) this.#toggle(leaf, after)
   }
 
   /** Forget every key: the tree is empty again. */
@@ -157,16 +168,12 @@ export class MerkleTree {
     if (!Number.isInteger(l) || l < 0 || l > this.depth) throw new InvalidArgumentError(`merkle level must be an integer from 0 (the root) to ${this.depth} (the leaves); got ${String(l)}`)
   }
 
-  // XOR h(key, digest) into a leaf: the same call adds and removes a (key, digest) pair.
-  #toggle(leaf: number, key: Uint8Array, digest: Uint8Array): void {
-    const input = Buffer.allocUnsafe(4 + key.byteLength + digest.byteLength)
-    input.writeUInt32BE(key.byteLength, 0)
-    input.set(key, 4)
-    input.set(digest, 4 + key.byteLength)
-    const h = this.#hash(input)
+  // XOR a key's digest into its leaf: the same call adds and removes it.
+  #toggle(leaf: number, digest: Uint8Array): void {
+    if (digest.byteLength !== HASH_BYTES) throw new InvalidArgumentError(`a merkle digest is ${HASH_BYTES} bytes; got ${digest.byteLength}`)
     const leaves = this.#nodes[this.depth]
     const at = leaf * HASH_BYTES
-    for (let b = 0; b < HASH_BYTES; b++) leaves[at + b] ^= h[b]
+    for (let b = 0; b < HASH_BYTES; b++) leaves[at + b] ^= digest[b]
     let i = leaf
     for (let l = this.depth - 1; l >= 0; l--) {
       i = Math.floor(i / this.fanout)

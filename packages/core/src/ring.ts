@@ -51,7 +51,8 @@ export function md5(bytes: Uint8Array | string): Buffer {
   return oneShot ? oneShot('md5', bytes, 'buffer') : crypto.createHash('md5').update(bytes).digest()
 }
 
-function fmix32(h: number): number {
+/** MurmurHash3's 32-bit finaliser: every input bit flips each output bit with probability about 1/2. */
+export function fmix32(h: number): number {
   h ^= h >>> 16
   h = Math.imul(h, 0x85ebca6b)
   h ^= h >>> 13

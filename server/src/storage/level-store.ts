@@ -1,6 +1,6 @@
 // LevelDB via `level` (classic-level on Node): the default on-disk store.
 import { Level } from 'level'
-import type { Range, Store } from './store.js'
+import { PAGE_ENTRIES, flatten, type Range, type Store } from './store.js'
 
 export interface LevelStoreOptions {
   /** fsync every write (slower; survives an OS crash, not just a process crash). */
@@ -82,10 +82,23 @@ export class LevelStore implements Store {
     return b.done
   }
 
-  async *entries(range: Range = {}): AsyncIterable<[Uint8Array, Uint8Array]> {
+  entries(range: Range = {}): AsyncIterable<[Uint8Array, Uint8Array]> {
+    return flatten(this.pages(range))
+  }
+
+  async *pages(range: Range = {}, size = PAGE_ENTRIES): AsyncIterable<[Uint8Array, Uint8Array][]> {
     const opts: { gte?: Uint8Array; lt?: Uint8Array } = {}
     if (range.gte) opts.gte = range.gte
     if (range.lt) opts.lt = range.lt
-    for await (const [k, v] of this.#db.iterator(opts)) yield [k, v]
+    const it = this.#db.iterator(opts)
+    try {
+      for (;;) {
+        const page = await it.nextv(size)
+        if (page.length === 0) return
+        yield page
+      }
+    } finally {
+      await it.close()
+    }
   }
 }

@@ -17,6 +17,19 @@ export interface Store {
   del(key: Uint8Array): Promise<void>
   /** Entries in key order within the range. */
   entries(range?: Range): AsyncIterable<[Uint8Array, Uint8Array]>
+  /**
+   * The same entries in pages of at most `size` (at least one entry each): for a scan of the whole
+   * store, which then pays the async iteration once per page rather than once per entry.
+   */
+  pages(range?: Range, size?: number): AsyncIterable<[Uint8Array, Uint8Array][]>
+}
+
+/** Entries per page of a scan, unless asked otherwise. */
+export const PAGE_ENTRIES = 1000
+
+/** The entries of `pages`, one by one (what `entries` is made of). */
+export async function* flatten<T>(pages: AsyncIterable<T[]>): AsyncIterable<T> {
+  for await (const page of pages) yield* page
 }
 
 function compare(a: Uint8Array, b: Uint8Array): number {
@@ -145,14 +158,18 @@ export class MemoryStore implements Store {
     this.#disk.write(hex(key), undefined, this.#sync)
   }
 
-  async *entries(range: Range = {}): AsyncIterable<[Uint8Array, Uint8Array]> {
+  entries(range: Range = {}): AsyncIterable<[Uint8Array, Uint8Array]> {
+    return flatten(this.pages(range, 1))
+  }
+
+  async *pages(range: Range = {}, size = PAGE_ENTRIES): AsyncIterable<[Uint8Array, Uint8Array][]> {
     this.#check()
     const rows = [...this.#map.values()]
       .filter(([k]) => (!range.gte || compare(k, range.gte) >= 0) && (!range.lt || compare(k, range.lt) < 0))
       .sort((a, b) => compare(a[0], b[0]))
-    for (const [k, v] of rows) {
+    for (let i = 0; i < rows.length; i += size) {
       this.#check()
-      yield [Uint8Array.from(k), Uint8Array.from(v)]
+      yield rows.slice(i, i + size).map(([k, v]): [Uint8Array, Uint8Array] => [Uint8Array.from(k), Uint8Array.from(v)])
     }
   }
 }
