@@ -5,8 +5,13 @@
 //      its tombstones indexed: /v1/stats says ready and scanned), and its RSS then (and its peak).
 //   2. Many clients: 8 SDK processes with 64 operations in flight each (512 in all) on a secured
 //      3-node cluster, gets then puts: ops/s, errors, and each process's p50/p99 under that load.
+//      Each op's measured phase follows a warm-up of the same load (SCALE_WARM_MS): eleven fresh
+//      processes compiling their hot code on two cores at once answer far slower than they do a few
+//      seconds later (in one run, 161 of about 10,000 gets timed out cold, none of 38,000 warm).
+//      The warm-up's errors are reported too, as the cold start's.
 // Traffic stays on 127.0.0.1; every process started here is stopped by its PID, also on failure.
-// Knobs (environment): SCALE_KEYS (1000000), SCALE_CLIENTS (8), SCALE_INFLIGHT (64), SCALE_MS (5000).
+// Knobs (environment): SCALE_KEYS (1000000), SCALE_CLIENTS (8), SCALE_INFLIGHT (64), SCALE_MS (5000),
+// SCALE_WARM_MS (3000).
 import type { ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
@@ -24,6 +29,7 @@ const cfg = {
   clients: envInt('SCALE_CLIENTS', 8),
   inFlight: envInt('SCALE_INFLIGHT', 64),
   ms: envInt('SCALE_MS', 5000),
+  warmMs: envInt('SCALE_WARM_MS', 3000),
 }
 
 /** A process's resident set now and at its peak (/proc), in MB. */
@@ -105,13 +111,17 @@ async function manyClients(children: ChildProcess[]): Promise<Record<string, unk
     // One client at a time writes its keys: set-up, not the measurement.
     for (const [i, rpc] of rpcs.entries()) await rpc.call('init', { name: 'zerohop', args, keyCount: 500, pids: [], clkTck: tck, prefix: `c${i}-` }, 120_000)
     const out: Record<string, unknown> = { clients: cfg.clients, inFlight: cfg.inFlight }
+    const phase = (op: 'get' | 'put', maxMs: number) => Promise.all(rpcs.map((rpc) => rpc.call<Loaded>('phase', { op, kind: 'throughput', ops: 1_000_000, maxMs, concurrency: cfg.inFlight }, maxMs + 60_000)))
     for (const op of ['get', 'put'] as const) {
-      const rs = await Promise.all(rpcs.map((rpc) => rpc.call<Loaded>('phase', { op, kind: 'throughput', ops: 1_000_000, maxMs: cfg.ms, concurrency: cfg.inFlight }, cfg.ms + 60_000)))
+      const warm = cfg.warmMs > 0 ? await phase(op, cfg.warmMs) : []
+      const warmErrors = warm.reduce((a, r) => a + r.errors, 0)
+      if (cfg.warmMs > 0) console.log(`${cfg.clients} clients × ${cfg.inFlight} in flight, ${op}, warm-up (${fmt(cfg.warmMs)} ms): ${fmt(warm.reduce((a, r) => a + r.opsPerSec, 0))} ops/s in all, ${warmErrors} errors${warmErrors ? ` (${warm.find((r) => r.firstError)?.firstError?.split('\n')[0]})` : ''}`)
+      const rs = await phase(op, cfg.ms)
       const total = rs.reduce((a, r) => a + r.opsPerSec, 0)
       const errors = rs.reduce((a, r) => a + r.errors, 0)
       const p99s = rs.map((r) => r.loadedP99)
       console.log(`${cfg.clients} clients × ${cfg.inFlight} in flight, ${op}: ${fmt(total)} ops/s in all, ${errors} errors${errors ? ` (${rs.find((r) => r.firstError)?.firstError})` : ''}; p99 under load ${fmt(median(p99s))} µs (median of the clients), ${fmt(Math.max(...p99s))} µs (worst)`)
-      out[op] = { opsPerSec: total, errors, p50Us: median(rs.map((r) => r.loadedP50)), p99Us: median(p99s), worstP99Us: Math.max(...p99s) }
+      out[op] = { opsPerSec: total, errors, warmUpErrors: warmErrors, p50Us: median(rs.map((r) => r.loadedP50)), p99Us: median(p99s), worstP99Us: Math.max(...p99s) }
     }
     await Promise.all(rpcs.map((rpc) => rpc.call('close', {}, 10_000).catch(() => undefined)))
     await Promise.all(workers.map(killByPid))
@@ -136,8 +146,10 @@ async function main(): Promise<void> {
       ['… peak RSS, MB', fmt(big.peakRssMb), ''],
       [`${cfg.clients} SDK processes × ${cfg.inFlight} in flight: get errors`, String((many.get as { errors: number }).errors), '0'],
       ['… get p99 under load (median of the processes), µs', fmt((many.get as { p99Us: number }).p99Us), ''],
+      ['… get errors in the warm-up before (cold processes)', String((many.get as { warmUpErrors: number }).warmUpErrors), ''],
       ['… put errors', String((many.put as { errors: number }).errors), '0'],
       ['… put p99 under load (median of the processes), µs', fmt((many.put as { p99Us: number }).p99Us), ''],
+      ['… put errors in the warm-up before', String((many.put as { warmUpErrors: number }).warmUpErrors), ''],
     ])}`)
     await saveResults('scale', 'scale-latest.json', startedAt, { config: cfg, environment: environment(), bigNode: big, manyClients: many })
   } finally {
