@@ -106,7 +106,8 @@ describe('client credentials', () => {
     expectRefused(await call('POST', `${cluster.nodes[2].url}/v1/admin/leave`, { body: '{}' }), 401, 'ZH_UNAUTHENTICATED', 'anonymous leave')
     // Writing includes reading (a write answers with its siblings; a delete without context reads first).
     const writeOnly = await addUser(path.join(cluster.dir, 'users.json'), 'write-only', ['write'])
-    await waitFor(async () => (await call('GET', url, { headers: bearer(writeOnly) })).status === 200, { timeoutMs: 10_000, what: 'the write-only user to read' })
+    // Every node must have read the users file again: connect() asks them all.
+    for (const n of cluster.nodes) await waitFor(async () => (await call('GET', `${n.url}/v1/ring`, { headers: bearer(writeOnly) })).status === 200, { timeoutMs: 10_000, what: `${n.id} to know the write-only user` })
     const w = await connect({ seeds: cluster.seeds, token: writeOnly })
     try {
       await w.put('sec-b-wo', new TextEncoder().encode('x'))
