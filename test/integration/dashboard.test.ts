@@ -201,14 +201,15 @@ describe.skipIf(!!MISSING)('dashboard of a 3-node cluster', () => {
   })
 
   it('shows a fourth node joining, with the handoff in progress, then normal', async () => {
-    // Data to hand off (n4 gains about 300 KB of it), and a slow pull (16 KB/s), so that the join
-    // lasts many 2 s polls even when a loaded machine makes some of them late.
+    // Data to hand off (n4 pulls about 1 MB of it: its share of the replicas, from each source), and
+    // a slow pull (64 KB/s, about 15 s), so that the join lasts several 2 s polls even when a loaded
+    // machine makes some of them late, and ends well within the minute waited for below.
     const value = 'x'.repeat(1500)
     for (let i = 0; i < 300; i++) await db!.put(`cold-${i}`, value)
     const joining = page.waitForSelector('[data-member="n4"][data-status="joining"]', { timeout: 20_000 })
     const moving = page.waitForSelector('#handoff[data-transition="true"]', { timeout: 20_000 })
     const pulling = page.waitForSelector('#handoff-members tr[data-for="n4"]', { timeout: 20_000 })
-    await cluster!.join('n4', ['--handoff-rate-bytes', '16384'])
+    await cluster!.join('n4', ['--handoff-rate-bytes', '65536'])
     await Promise.all([joining, moving, pulling])
     expect(Number(await page.getAttribute('#handoff', 'data-gained'))).toBeGreaterThan(0)
     expect(await page.locator('#ring path.move').count()).toBeGreaterThan(0)

@@ -5,6 +5,7 @@
 // tests run with a cluster secret: the joiners' ring reads, gossip and handoff ranges are signed.
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, type Client, type Collection } from '@zerohop/client'
+import { request } from 'undici'
 import { Cluster, waitFor, zerohop, type NodeProcess } from '../harness/cluster.js'
 import { Workload, latest, type Versioned } from '../harness/workload.js'
 
@@ -134,6 +135,28 @@ describe('membership changes under load', () => {
     // The cold keys n4 now replicates reached it by handoff: nothing rewrote them.
     await expectColdEverywhere(kv, cold.filter((k) => after.get(k)!.includes('n4')))
     expect(n4.running).toBe(true)
+  })
+
+  it('a join pulls at most --handoff-rate-bytes a second, however the data falls into partitions', async () => {
+    cluster = await Cluster.start({ nodes: 3, partitions: 64, args: FAST })
+    const db = await connect({ seeds: cluster.seeds })
+    try {
+      // 200 keys of 1 KB over 64 partitions: every partition fits in one page of a range pull.
+      const value = 'x'.repeat(1000)
+      for (let i = 0; i < 200; i += 20) await Promise.all(Array.from({ length: 20 }, (_, j) => db.put(`rate-${i + j}`, value)))
+    } finally {
+      await db.close()
+    }
+    const rate = 100_000
+    const started = Date.now()
+    const n4 = await cluster.join('n4', ['--handoff-rate-bytes', String(rate)])
+    await waitFor(() => settled(cluster!.nodes, 'n4', 'normal'), { timeoutMs: 60_000, intervalMs: 50, what: 'the join to complete' })
+    const took = Date.now() - started
+    const res = await request(`${n4.url}/v1/stats`)
+    const { handoff } = (await res.body.json()) as { handoff: { bytes: number; items: number } }
+    // It pulled real data (about a quarter of the replicas, from each source), and no faster than the rate.
+    expect(handoff.bytes).toBeGreaterThan(100_000)
+    expect(took, `${handoff.bytes} bytes pulled`).toBeGreaterThanOrEqual((handoff.bytes / rate) * 1000 * 0.9)
   })
 
   it('two nodes join back to back under load: neither change undoes the other, nothing is lost', async () => {
