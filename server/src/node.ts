@@ -7,7 +7,7 @@ import { ClusterKeys, isRandom, InvalidArgumentError, MIN_SECRET_BYTES, pack, un
 import pino, { type Logger } from 'pino'
 import { systemClock, systemRandom, UndiciTransport, type Transport } from '@zerohop/client'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js'
-import { createHttpServer } from './http.js'
+import { createHttpServer, framedConnectionsOf } from './http.js'
 import type { RequestHandler } from './routes/request.js'
 import type { Gossip } from './gossip.js'
 import type { HintStore } from './hints.js'
@@ -235,7 +235,12 @@ export class StorageNode {
       close: async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()))
         server.closeIdleConnections()
-        const force = setTimeout(() => server.closeAllConnections(), 10_000)
+        const frames = framedConnectionsOf(server)
+        frames?.close()
+        const force = setTimeout(() => {
+          server.closeAllConnections()
+          frames?.destroy()
+        }, 10_000)
         await closed
         clearTimeout(force)
       },

@@ -18,8 +18,8 @@ const FLOOR_REQUEST = randomBytes(24)
 /** @type {Pool[]} */
 let floorPools = []
 /** The SDK three ways: zero-hop, load-balancer mode through HAProxy, load-balancer mode straight to one node. */
-/** @type {Record<'zeroHop' | 'lb' | 'node', import('@zerohop/client').Client<Uint8Array | string> | undefined>} */
-const clients = { zeroHop: undefined, lb: undefined, node: undefined, secure: undefined }
+/** @type {Record<'zeroHop' | 'lb' | 'node' | 'frames' | 'secure', import('@zerohop/client').Client<Uint8Array | string> | undefined>} */
+const clients = { zeroHop: undefined, lb: undefined, node: undefined, frames: undefined, secure: undefined }
 /** The bare single hop: one Pool to one floor server. @type {Pool | undefined} */
 let hopPool
 /** @type {string[]} */
@@ -91,6 +91,8 @@ const OPS = {
   'lb-put': putWith('lb'),
   'node-get': getWith('node'),
   'node-put': putWith('node'),
+  'frames-get': getWith('frames'),
+  'frames-put': putWith('frames'),
   'sec-get': getWith('secure'),
   'sec-put': putWith('secure'),
 }
@@ -133,6 +135,7 @@ async function init({ floorUrls, seeds, lbUrl, nodeUrl, hopUrl, hopConnections, 
   clients.zeroHop = await connect({ seeds, connections, connectTimeoutMs: 15_000 })
   if (lbUrl) clients.lb = await connect({ seeds: [lbUrl], routing: 'load-balancer', connections, connectTimeoutMs: 15_000 })
   clients.node = await connect({ seeds: [nodeUrl], routing: 'load-balancer', connections, connectTimeoutMs: 15_000 })
+  clients.frames = await connect({ seeds, protocol: 'frames', connectTimeoutMs: 15_000 })
   if (securedSeeds) clients.secure = await connect({ seeds: securedSeeds, token, connections, connectTimeoutMs: 15_000 })
   // Pre-write the keys the gets read: fresh keys, so one value each (no siblings); on both clusters.
   keys = Array.from({ length: keyCount }, (_, i) => `k-${String(i).padStart(6, '0')}`)

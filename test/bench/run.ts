@@ -8,6 +8,8 @@
 //                       examples/haproxy.cfg) in front of the same 3 nodes: each node coordinates;
 //   node-get, node-put: the SDK in load-balancer mode straight to n1 (no HAProxy): n1 coordinates
 //                       every call, and with N=3 on 3 nodes it replicates every key;
+//   frames-get, frames-put: zero-hop get and put on the same cluster with connect({ protocol: 'frames' }):
+//                       the nodes' framed protocol instead of HTTP/1.1, against get and put;
 //   sec-get, sec-put:   zero-hop get and put on a second, secured 3-node cluster (cluster secret and
 //                       users file; the SDK sends a token, nodes sign their requests, every set and
 //                       context handed out is signed and every relayed one checked): what
@@ -28,7 +30,7 @@
 //
 // Knobs (environment): BENCH_ROUNDS (3), BENCH_LAT_OPS (3000), BENCH_TP_OPS (30000),
 // BENCH_TP_MS (5000), BENCH_CONCURRENCY (32), BENCH_KEYS (5000),
-// BENCH_MODES (all: floor,get,put,hop,lb-get,lb-put,node-get,node-put,sec-get,sec-put; a comma-separated subset runs
+// BENCH_MODES (all: floor,get,put,hop,lb-get,lb-put,node-get,node-put,frames-get,frames-put,sec-get,sec-put; a comma-separated subset runs
 // only those, and the ratios that need a missing mode are not computed). Without haproxy installed
 // the lb-* modes are skipped with a note.
 import { type ChildProcess } from 'node:child_process'
@@ -54,11 +56,11 @@ const cfg = {
   nodes: 3,
 }
 
-const ALL_MODES = ['floor', 'get', 'put', 'hop', 'lb-get', 'lb-put', 'node-get', 'node-put', 'sec-get', 'sec-put'] as const
+const ALL_MODES = ['floor', 'get', 'put', 'hop', 'lb-get', 'lb-put', 'node-get', 'node-put', 'frames-get', 'frames-put', 'sec-get', 'sec-put'] as const
 type Mode = (typeof ALL_MODES)[number]
 const LB_MODES: readonly Mode[] = ['lb-get', 'lb-put']
 /** Modes whose phases run on the Zerohop cluster (their nodes' request counters are read around each phase). */
-const CLUSTER_MODES: readonly Mode[] = ['get', 'put', 'lb-get', 'lb-put', 'node-get', 'node-put', 'sec-get', 'sec-put']
+const CLUSTER_MODES: readonly Mode[] = ['get', 'put', 'lb-get', 'lb-put', 'node-get', 'node-put', 'frames-get', 'frames-put', 'sec-get', 'sec-put']
 /** Modes on the secured cluster. */
 const SEC_MODES: readonly Mode[] = ['sec-get', 'sec-put']
 
@@ -71,6 +73,8 @@ const NAMES: Record<Mode, string> = {
   'lb-put': 'lb put via HAProxy, W=2',
   'node-get': 'lb get straight to n1, R=2',
   'node-put': 'lb put straight to n1, W=2',
+  'frames-get': 'zero-hop get over frames, R=2',
+  'frames-put': 'zero-hop put over frames, W=2',
   'sec-get': 'zero-hop get, secured cluster',
   'sec-put': 'zero-hop put, secured cluster',
 }
@@ -348,6 +352,13 @@ async function main(): Promise<void> {
       nodeGetOpsOverZeroHop: [['node-get', 'get'], (r) => tp(r, 'node-get').opsPerSec / tp(r, 'get').opsPerSec],
       lbPutOpsOverZeroHop: [['lb-put', 'put'], (r) => tp(r, 'lb-put').opsPerSec / tp(r, 'put').opsPerSec],
       nodePutOpsOverZeroHop: [['node-put', 'put'], (r) => tp(r, 'node-put').opsPerSec / tp(r, 'put').opsPerSec],
+      // What the framed protocol saves against HTTP/1.1, same cluster and operations.
+      framesGetOpsOverGet: [['frames-get', 'get'], (r) => tp(r, 'frames-get').opsPerSec / tp(r, 'get').opsPerSec],
+      framesGetCpuOverGet: [['frames-get', 'get'], (r) => cpuOf(tp(r, 'frames-get')) / cpuOf(tp(r, 'get'))],
+      framesGetP50OverGet: [['frames-get', 'get'], (r) => lat(r, 'frames-get').p50 / lat(r, 'get').p50],
+      framesPutOpsOverPut: [['frames-put', 'put'], (r) => tp(r, 'frames-put').opsPerSec / tp(r, 'put').opsPerSec],
+      framesPutCpuOverPut: [['frames-put', 'put'], (r) => cpuOf(tp(r, 'frames-put')) / cpuOf(tp(r, 'put'))],
+      framesPutP50OverPut: [['frames-put', 'put'], (r) => lat(r, 'frames-put').p50 / lat(r, 'put').p50],
       // What authentication costs: the secured cluster against the open one, same operations.
       secGetOpsOverGet: [['sec-get', 'get'], (r) => tp(r, 'sec-get').opsPerSec / tp(r, 'get').opsPerSec],
       secGetP50OverGet: [['sec-get', 'get'], (r) => lat(r, 'sec-get').p50 / lat(r, 'get').p50],
@@ -406,6 +417,12 @@ async function main(): Promise<void> {
       ['nodeGetOpsOverZeroHop', 'lb get ops/s / get ops/s, straight to n1'],
       ['lbPutOpsOverZeroHop', 'lb put ops/s / put ops/s, via HAProxy'],
       ['nodePutOpsOverZeroHop', 'lb put ops/s / put ops/s, straight to n1'],
+      ['framesGetOpsOverGet', 'frames get ops/s / get ops/s'],
+      ['framesGetCpuOverGet', 'frames get CPU/op / get CPU/op'],
+      ['framesGetP50OverGet', 'frames get p50 / get p50'],
+      ['framesPutOpsOverPut', 'frames put ops/s / put ops/s'],
+      ['framesPutCpuOverPut', 'frames put CPU/op / put CPU/op'],
+      ['framesPutP50OverPut', 'frames put p50 / put p50'],
       ['secGetOpsOverGet', 'secured get ops/s / get ops/s'],
       ['secGetP50OverGet', 'secured get p50 / get p50'],
       ['secGetCpuOverGet', 'secured get CPU/op / get CPU/op'],

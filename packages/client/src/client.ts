@@ -27,6 +27,7 @@ import {
   type CallOptions,
 } from './options.js'
 import { UndiciTransport, type Transport } from './transport.js'
+import { FramesTransport } from './frames-transport.js'
 import type { Coordinator } from './coordinator.js'
 import { LoadBalancerCoordinator } from './load-balancer.js'
 
@@ -305,7 +306,8 @@ export function connect(options: ClientOptions & { encoding: 'json' }): Promise<
 export function connect(options: ClientOptions): Promise<Client<Uint8Array | string>>
 export async function connect(options: ClientOptions): Promise<Client<any>> {
   const o = resolveClientOptions(options)
-  const transport = o.transport ?? new UndiciTransport({ connections: o.connections, tls: o.tls, headers: o.token ? { authorization: `Bearer ${o.token}` } : undefined })
+  const builtIn = { connections: o.connections, tls: o.tls, headers: o.token ? { authorization: `Bearer ${o.token}` } : undefined }
+  const transport = o.transport ?? (o.protocol === 'frames' ? new FramesTransport(builtIn) : new UndiciTransport(builtIn))
   try {
     const balanced = o.routing === 'load-balancer'
     const deadline = o.clock.now() + o.connectTimeoutMs

@@ -12,6 +12,7 @@ export {
   type MergeFunction,
   type Key,
 } from './options.js'
+export { FramesTransport, type FramesTransportOptions } from './frames-transport.js'
 export { UndiciTransport, type Transport, type Reply, type SendOptions, type UndiciTransportOptions, type TransportTls } from './transport.js'
 // The coordinator engine, for a node that coordinates on behalf of clients behind a load balancer.
 export { Engine, channels, type RawGetResult, type RawPutResult } from './engine.js'

@@ -70,6 +70,12 @@ export interface ClientOptions extends EngineOptions {
   /** Replace the HTTP transport (tests, simulation). */
   transport?: Transport
   /**
+   * How the SDK talks to plain http:// nodes: 'http' (HTTP/1.1, the default) or 'frames' (the nodes'
+   * framed protocol on the same port: about 40% less CPU per operation; https:// nodes, and nodes
+   * that do not speak it, are reached over HTTP).
+   */
+  protocol?: 'http' | 'frames'
+  /**
    * For https:// nodes: `ca`, the PEM CA certificate (string or Buffer) that signed the nodes'
    * certificates (default: the system's CAs).
    */
@@ -118,6 +124,7 @@ export interface ResolvedClientOptions extends ResolvedEngineOptions {
   backoffMs: number
   token?: string
   transport?: Transport
+  protocol: 'http' | 'frames'
   tls?: { ca?: string | Buffer }
 }
 
@@ -212,6 +219,9 @@ export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
   if (o.tls !== undefined && (o.tls === null || typeof o.tls !== 'object' || Object.keys(o.tls).some((k) => k !== 'ca'))) {
     throw new InvalidArgumentError('tls takes { ca }, the PEM CA certificate that signed the nodes\' certificates, e.g. tls: { ca: fs.readFileSync("ca.pem") }')
   }
+  const protocol = o.protocol ?? 'http'
+  if (protocol !== 'http' && protocol !== 'frames') throw new InvalidArgumentError(`protocol must be 'http' or 'frames', got ${JSON.stringify(o.protocol)}`)
+  if (o.protocol !== undefined && o.transport) throw new InvalidArgumentError('protocol is an option of the built-in transport; a transport of your own speaks its own')
   const tls = checkTransportTls(o.tls)
   if (tls && o.transport) throw new InvalidArgumentError('tls is an option of the built-in transport; a transport of your own sets up its own TLS')
   return {
@@ -227,6 +237,7 @@ export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     backoffMs: checkTimeout('backoffMs', o.backoffMs ?? clientDefaults.backoffMs),
     token: checkToken(o.token),
     transport: o.transport,
+    protocol,
     tls: tls && { ca: tls.ca },
   }
 }

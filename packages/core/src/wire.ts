@@ -42,6 +42,12 @@ export const Paths = {
 /** Every response carries the ring epoch of the node that answered. */
 export const EPOCH_HEADER = 'x-zerohop-epoch'
 
+/**
+ * What a client sends first on a connection to a node that speaks the framed protocol from then on
+ * (server/src/frames.ts; the SDK's FramesTransport): not an HTTP request line.
+ */
+export const FRAMES_PREFACE: Buffer = Buffer.from('ZHF1\r\n')
+
 export const MAX_BATCH = 1000
 
 export interface ReadRequest {

@@ -1,0 +1,225 @@
+// The Transport over the nodes' framed protocol (server/src/frames.ts): one TCP connection per node,
+// requests multiplexed by id, the writes of one turn in one write. It keeps the Transport contract of
+// transport.ts (TransportError kinds, `delivered`), so nothing above it changes. https:// nodes, and
+// nodes that answer the preface in HTTP (an older node), are reached over HTTP by `fallback`.
+import net from 'node:net'
+import { ClientClosedError, EPOCH_HEADER, FRAMES_PREFACE, MSGPACK, TransportError, pack, unpack, type TransportErrorKind } from '@zerohop/core'
+import { UndiciTransport, type Reply, type SendOptions, type Transport, type UndiciTransportOptions } from './transport.js'
+
+/** The largest reply frame accepted: a node answers at most its body limit and a little more. */
+const MAX_REPLY_BYTES = 512 * 1024 * 1024
+/** "HTTP": a node that does not speak frames answered the preface as a malformed HTTP request. */
+const HTTP_MAGIC = 0x48545450
+
+interface Pending {
+  resolve: (r: Reply) => void
+  reject: (e: unknown) => void
+  timer?: ReturnType<typeof setTimeout>
+  cleanup?: () => void
+  what: string
+  frame: Buffer[]
+  /** Re-send over HTTP (the node does not speak frames; this request never reached it). */
+  again: () => Promise<Reply>
+}
+
+class Connection {
+  readonly socket: net.Socket
+  readonly pending = new Map<number, Pending>()
+  connected = false
+  dead = false
+  #next = 1
+  #buffer: Buffer = Buffer.alloc(0)
+  #out: Buffer[] = [FRAMES_PREFACE]
+  #flushing = false
+
+  constructor(readonly url: string, host: string, port: number, connectTimeoutMs: number, readonly onHttpOnly: () => void, readonly onGone: () => void) {
+    const s = (this.socket = net.connect({ host, port }))
+    s.setNoDelay(true)
+    const connectTimer = setTimeout(() => this.#fail(new TransportError('timeout', `connect to ${url}: timed out after ${connectTimeoutMs} ms`, { delivered: false }), false), connectTimeoutMs)
+    s.once('connect', () => {
+      clearTimeout(connectTimer)
+      this.connected = true
+      this.#flush()
+    })
+    s.on('data', (d: Buffer) => this.#read(d))
+    s.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(connectTimer)
+      const kind: TransportErrorKind = err.code === 'ECONNREFUSED' ? 'refused' : 'network'
+      this.#fail(new TransportError(kind, `${url}: ${err.message}`, { delivered: this.connected, cause: err }), this.connected)
+    })
+    s.once('close', () => {
+      clearTimeout(connectTimer)
+      this.#fail(new TransportError('network', `${url}: the connection closed`, { delivered: this.connected }), this.connected)
+    })
+  }
+
+  send(build: (id: number) => Buffer[], p: Omit<Pending, 'frame'>): number {
+    const id = this.#next++
+    const frame = build(id)
+    this.pending.set(id, { ...p, frame })
+    this.#out.push(...frame)
+    if (this.connected && !this.#flushing) {
+      this.#flushing = true
+      process.nextTick(() => this.#flush())
+    }
+    return id
+  }
+
+  #flush(): void {
+    this.#flushing = false
+    if (this.dead || this.#out.length === 0) return
+    const out = this.#out
+    this.#out = []
+    this.socket.write(out.length === 1 ? out[0] : Buffer.concat(out))
+  }
+
+  #read(d: Buffer): void {
+    let buf = this.#buffer.length > 0 ? Buffer.concat([this.#buffer, d]) : d
+    let off = 0
+    while (buf.length - off >= 4) {
+      const len = buf.readUInt32BE(off)
+      if (len === HTTP_MAGIC && off === 0 && this.pending.size > 0 && !this.#answered) {
+        // The node answered in HTTP: it does not speak frames, and served none of these requests.
+        this.onHttpOnly()
+        const waiting = [...this.pending.values()]
+        this.pending.clear()
+        this.dead = true
+        this.socket.destroy()
+        for (const p of waiting) {
+          p.cleanup?.()
+          if (p.timer) clearTimeout(p.timer)
+          p.again().then(p.resolve, p.reject)
+        }
+        return
+      }
+      if (len > MAX_REPLY_BYTES) return this.#fail(new TransportError('network', `${this.url}: a reply frame of ${len} bytes`, { delivered: true }), true)
+      if (buf.length - off < 4 + len) break
+      const raw = buf.subarray(off + 4, off + 4 + len)
+      off += 4 + len
+      this.#answered = true
+      let x: unknown
+      try {
+        x = unpack(raw)
+      } catch {
+        x = undefined
+      }
+      if (!Array.isArray(x) || x.length !== 4 || typeof x[0] !== 'number' || typeof x[1] !== 'number') {
+        return this.#fail(new TransportError('network', `${this.url}: a reply that is not a frame`, { delivered: true }), true)
+      }
+      const [id, status, headers, body] = x as [number, number, Record<string, unknown> | null, Uint8Array | null]
+      const p = this.pending.get(id)
+      if (!p) continue // answered after its caller gave up
+      this.pending.delete(id)
+      p.cleanup?.()
+      if (p.timer) clearTimeout(p.timer)
+      const epoch = headers?.[EPOCH_HEADER]
+      p.resolve({ status, epoch: typeof epoch === 'string' ? epoch : undefined, body: body ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : Buffer.alloc(0) })
+    }
+    this.#buffer = off === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(off))
+  }
+
+  #answered = false
+
+  /** Everything waiting fails with `err`; the connection is not used again. */
+  #fail(err: TransportError, delivered: boolean): void {
+    if (!this.dead) {
+      this.dead = true
+      this.onGone()
+      this.socket.destroy()
+    }
+    const waiting = [...this.pending.values()]
+    this.pending.clear()
+    for (const p of waiting) {
+      p.cleanup?.()
+      if (p.timer) clearTimeout(p.timer)
+      p.reject(new TransportError(err.kind, `${p.what}: ${err.message}`, { delivered: delivered && err.delivered, cause: err.cause ?? err }))
+    }
+  }
+
+  forget(id: number): void {
+    this.pending.delete(id)
+  }
+}
+
+export interface FramesTransportOptions extends UndiciTransportOptions {}
+
+export class FramesTransport implements Transport {
+  readonly #connections = new Map<string, Connection>()
+  /** Nodes reached over HTTP: https:// ones, and those that do not speak frames. */
+  readonly #http = new Set<string>()
+  readonly #fallback: UndiciTransport
+  readonly #headers: Record<string, string>
+  readonly #connectTimeoutMs: number
+  #closed = false
+
+  constructor(options: FramesTransportOptions = {}) {
+    this.#fallback = new UndiciTransport(options)
+    this.#headers = options.headers ?? {}
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 1000
+  }
+
+  #connection(url: string): Connection {
+    let c = this.#connections.get(url)
+    if (c && !c.dead) return c
+    const u = new URL(url)
+    c = new Connection(url, u.hostname, Number(u.port || 80), this.#connectTimeoutMs, () => this.#http.add(url), () => {
+      if (this.#connections.get(url) === c) this.#connections.delete(url)
+    })
+    this.#connections.set(url, c)
+    return c
+  }
+
+  #send(url: string, method: 'GET' | 'POST', path: string, headers: Record<string, string>, body: Uint8Array | undefined, options: SendOptions, again: () => Promise<Reply>): Promise<Reply> {
+    if (this.#closed) return Promise.reject(new ClientClosedError())
+    if (url.startsWith('https:') || this.#http.has(url)) return again()
+    const what = `${method} ${url}${path}`
+    const signal = options.signal
+    if (signal?.aborted) return Promise.reject(abortError(what, signal))
+    const c = this.#connection(url)
+    return new Promise<Reply>((resolve, reject) => {
+      let id = 0
+      const giveUp = (err: TransportError) => {
+        c.forget(id)
+        cleanup()
+        clearTimeout(timer)
+        reject(err)
+      }
+      const onAbort = () => giveUp(abortError(what, signal!))
+      const cleanup = () => signal?.removeEventListener('abort', onAbort)
+      const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => giveUp(new TransportError('timeout', `${what}: no answer within ${options.timeoutMs} ms`, { delivered: true })), options.timeoutMs)
+      signal?.addEventListener('abort', onAbort, { once: true })
+      id = c.send((n) => frame([n, method, path, headers, body ?? null]), { resolve, reject, timer, cleanup, what, again })
+    })
+  }
+
+  post(url: string, path: string, body: Uint8Array, options: SendOptions = {}): Promise<Reply> {
+    const headers: Record<string, string> = { 'content-type': MSGPACK, ...this.#headers, ...options.headers }
+    if (options.epoch) headers[EPOCH_HEADER] = options.epoch
+    return this.#send(url, 'POST', path, headers, body, options, () => this.#fallback.post(url, path, body, options))
+  }
+
+  get(url: string, path: string, options: SendOptions = {}): Promise<Reply> {
+    return this.#send(url, 'GET', path, { ...this.#headers, ...options.headers }, undefined, options, () => this.#fallback.get(url, path, options))
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    for (const c of this.#connections.values()) c.socket.destroy()
+    this.#connections.clear()
+    await this.#fallback.close()
+  }
+}
+
+function frame(x: unknown): Buffer[] {
+  const body = pack(x)
+  const head = Buffer.allocUnsafe(4)
+  head.writeUInt32BE(body.byteLength, 0)
+  return [head, Buffer.from(body.buffer, body.byteOffset, body.byteLength)]
+}
+
+/** An abort as the contract says: kind aborted (timeout for a timeout signal), maybe delivered, the reason as cause. */
+function abortError(what: string, signal: AbortSignal): TransportError {
+  const reason: unknown = signal.reason
+  const timeout = (reason as { name?: unknown } | undefined)?.name === 'TimeoutError'
+  return new TransportError(timeout ? 'timeout' : 'aborted', `${what}: ${timeout ? 'deadline passed' : 'aborted'}`, { delivered: true, cause: reason })
+}
