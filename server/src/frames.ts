@@ -15,7 +15,7 @@
 // finished within the body timeout closes the connection, and so does a connection idle for the
 // idle timeout.
 import type net from 'node:net'
-import { ErrorCodes, FRAMES_PREFACE, pack, unpack } from '@zerohop/core'
+import { ErrorCodes, FRAMES_PREFACE, encodeFrame, unpack } from '@zerohop/core'
 
 export { FRAMES_PREFACE }
 import type { Logger } from 'pino'
@@ -53,13 +53,6 @@ function parseRequest(x: unknown): { id: number; method: string; path: string; h
   if (body !== null && body !== undefined && !(body instanceof Uint8Array)) return undefined
   const b = body ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : Buffer.alloc(0)
   return { id, method, path, headers: h, body: b }
-}
-
-function frame(x: unknown): Buffer[] {
-  const body = pack(x)
-  const head = Buffer.allocUnsafe(4)
-  head.writeUInt32BE(body.byteLength, 0)
-  return [head, Buffer.from(body.buffer, body.byteOffset, body.byteLength)]
 }
 
 /** The framed connections of one listener, to close them when it stops. */
@@ -187,7 +180,7 @@ class FramedConnection {
       share.release()
     }
     const body = reply.body === undefined ? null : typeof reply.body === 'string' ? Buffer.from(reply.body) : reply.body
-    this.#send(frame([r.id, reply.status, reply.headers ?? {}, body]))
+    this.#send(encodeFrame([r.id, reply.status, reply.headers ?? {}, body]))
     this.#inFlight--
     if (this.#closing && this.#inFlight === 0) this.#flush(true)
   }

@@ -3,7 +3,7 @@
 // transport.ts (TransportError kinds, `delivered`), so nothing above it changes. https:// nodes, and
 // nodes that answer the preface in HTTP (an older node), are reached over HTTP by `fallback`.
 import net from 'node:net'
-import { ClientClosedError, EPOCH_HEADER, FRAMES_PREFACE, MSGPACK, TransportError, pack, unpack, type TransportErrorKind } from '@zerohop/core'
+import { ClientClosedError, EPOCH_HEADER, FRAMES_PREFACE, MSGPACK, TransportError, encodeFrame, unpack, type TransportErrorKind } from '@zerohop/core'
 import { UndiciTransport, type Reply, type SendOptions, type Transport, type UndiciTransportOptions } from './transport.js'
 
 /** The largest reply frame accepted: a node answers at most its body limit and a little more. */
@@ -188,7 +188,7 @@ export class FramesTransport implements Transport {
       const cleanup = () => signal?.removeEventListener('abort', onAbort)
       const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => giveUp(new TransportError('timeout', `${what}: no answer within ${options.timeoutMs} ms`, { delivered: true })), options.timeoutMs)
       signal?.addEventListener('abort', onAbort, { once: true })
-      id = c.send((n) => frame([n, method, path, headers, body ?? null]), { resolve, reject, timer, cleanup, what, again })
+      id = c.send((n) => encodeFrame([n, method, path, headers, body ?? null]), { resolve, reject, timer, cleanup, what, again })
     })
   }
 
@@ -208,13 +208,6 @@ export class FramesTransport implements Transport {
     this.#connections.clear()
     await this.#fallback.close()
   }
-}
-
-function frame(x: unknown): Buffer[] {
-  const body = pack(x)
-  const head = Buffer.allocUnsafe(4)
-  head.writeUInt32BE(body.byteLength, 0)
-  return [head, Buffer.from(body.buffer, body.byteOffset, body.byteLength)]
 }
 
 /** An abort as the contract says: kind aborted (timeout for a timeout signal), maybe delivered, the reason as cause. */

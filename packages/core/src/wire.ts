@@ -2,7 +2,7 @@
 // MessagePack (see codec.ts); errors are JSON `{"error":{"code","message"}}` with a 4xx/5xx status.
 import { parseMembers, type MemberState } from './membership.js'
 import type { VersionVector } from './dvv.js'
-import type { ContextPart } from './codec.js'
+import { pack, type ContextPart } from './codec.js'
 
 export const Paths = {
   health: '/v1/health',
@@ -47,6 +47,14 @@ export const EPOCH_HEADER = 'x-zerohop-epoch'
  * (server/src/frames.ts; the SDK's FramesTransport): not an HTTP request line.
  */
 export const FRAMES_PREFACE: Buffer = Buffer.from('ZHF1\r\n')
+
+/** One frame of that protocol, both ways: [u32 length][MessagePack of `x`], as the two parts to write. */
+export function encodeFrame(x: unknown): Buffer[] {
+  const body = pack(x)
+  const head = Buffer.allocUnsafe(4)
+  head.writeUInt32BE(body.byteLength, 0)
+  return [head, body]
+}
 
 export const MAX_BATCH = 1000
 
