@@ -96,6 +96,15 @@ export async function simulate(seed: number, options: SimulateOptions = {}): Pro
   const sim = new SimCluster(seed, { keepLog: options.keepLog })
   const config = configOf(sim)
   sim.log(`config ${JSON.stringify(config)}`)
+  const secret = config.secured ? secretFile() : undefined
+  try {
+    return await run(sim, seed, config, secret?.path, options)
+  } finally {
+    secret?.remove()
+  }
+}
+
+async function run(sim: SimCluster, seed: number, config: SimConfig, clusterSecretFile: string | undefined, options: SimulateOptions): Promise<SimResult> {
   const violations: string[] = []
   const result = (extra: Partial<SimResult>): SimResult => ({
     seed,
@@ -116,7 +125,7 @@ export async function simulate(seed: number, options: SimulateOptions = {}): Pro
   // The founding seeds start within half a second of each other.
   const ids = Array.from({ length: config.nodes }, (_, i) => `n${i + 1}`)
   const seeds = ids.map((id) => `http://${id}.sim:7000`)
-  const nodeOptions = { seeds, r: config.r, w: config.w, clusterSecretFile: config.secured ? secretFile() : undefined }
+  const nodeOptions = { seeds, r: config.r, w: config.w, clusterSecretFile }
   const founders = ids.map((id, i) => {
     const s = sim.define(id, nodeOptions, config.fsync[i])
     s.skewMs = config.skewMs[i]
@@ -179,19 +188,16 @@ async function figuresOf(sim: SimCluster): Promise<Figures> {
   return f
 }
 
-let secret: string | undefined
-
 /**
- * The cluster secret of secured runs: a file the nodes read at start (the one thing a simulated node
- * reads from a real disk), the same for every run, removed when the process exits.
+ * The cluster secret of a secured run: a file the nodes read at start (the one thing a simulated node
+ * reads from a real disk), removed when the run ends (an exit handler would not run in a test worker
+ * that is stopped, and left one directory behind per test file).
  */
-function secretFile(): string {
-  if (secret) return secret
+function secretFile(): { path: string; remove: () => void } {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'zerohop-sim-'))
-  secret = path.join(dir, 'cluster-secret')
-  writeFileSync(secret, 'a simulated cluster secret, the same for every run', { mode: 0o600 })
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
-  return secret
+  const file = path.join(dir, 'cluster-secret')
+  writeFileSync(file, 'a simulated cluster secret, the same for every run', { mode: 0o600 })
+  return { path: file, remove: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
 function anyView(sim: SimCluster) {
