@@ -1,10 +1,11 @@
 // Runs the Store conformance suite against both backends: MemoryStore, and LevelStore on a fresh
 // LevelDB directory per test (removed after each test, pass or fail, with a sweep in afterAll).
-import { access, mkdtemp, rm } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { access, mkdtemp, readdir, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { afterAll, expect } from 'vitest'
-import { LevelStore } from '../src/storage/level-store.js'
+import { afterAll, describe, expect, it } from 'vitest'
+import { LevelStore, WRITE_BUFFER_BYTES } from '../src/storage/level-store.js'
 import { MemoryStore } from '../src/storage/store.js'
 import { storeConformance } from './store-conformance.js'
 
@@ -42,4 +43,38 @@ afterAll(async () => {
   await Promise.all(left.map((d) => rm(d, { recursive: true, force: true })))
   for (const d of left) await expect(access(d)).rejects.toThrow()
   expect(left, 'every LevelDB directory was removed by its own test').toEqual([])
+})
+
+describe('LevelStore write buffer', () => {
+  /** Table files (.ldb) LevelDB wrote in `db` after `bytes` of 1 KB puts and a close. */
+  async function tablesAfter(bytes: number, options: { writeBufferBytes?: number }): Promise<number> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'zerohop-store-test-'))
+    dirs.add(dir)
+    try {
+      const store = new LevelStore(path.join(dir, 'db'), options)
+      await store.open()
+      const value = randomBytes(1024)
+      for (let i = 0; i * 1024 < bytes; i += 64) {
+        await Promise.all(Array.from({ length: 64 }, (_, j) => store.put(Buffer.from(`k${i + j}`), value)))
+      }
+      await store.close()
+      return (await readdir(path.join(dir, 'db'))).filter((f) => f.endsWith('.ldb')).length
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+      dirs.delete(dir)
+    }
+  }
+
+  it('holds 8 MB of writes in memory by default, where a 1 MiB buffer has flushed them to table files', async () => {
+    // LevelDB's own default (4 MiB) would have flushed too: the default reaches LevelDB.
+    expect(await tablesAfter(8 * 1024 * 1024, {})).toBe(0)
+    expect(await tablesAfter(8 * 1024 * 1024, { writeBufferBytes: 1024 * 1024 })).toBeGreaterThan(0)
+  })
+
+  it('refuses a write buffer that is not a whole number of bytes of at least 64 KiB', () => {
+    for (const bad of [0, 1024, 65535, 100000.5, Number.NaN, '1048576']) {
+      expect(() => new LevelStore(path.join(os.tmpdir(), 'never-opened'), { writeBufferBytes: bad as number })).toThrow(/writeBufferBytes must be a whole number of bytes, at least 65536/)
+    }
+    expect(WRITE_BUFFER_BYTES).toBe(32 * 1024 * 1024)
+  })
 })
