@@ -54,7 +54,7 @@ export interface ClientOptions extends EngineOptions {
   encoding?: 'bytes' | 'json'
   /** Resolves siblings on read; the result is written back so the conflict is resolved once. */
   merge?: MergeFunction<any>
-  /** Connections per node (default 16). */
+  /** HTTP connections per node (default 16); the framed protocol uses one connection per node, many requests in flight. */
   connections?: number
   /** How often the SDK re-reads the ring from a node even when nothing suggests a change (default 10000 ms). */
   refreshIntervalMs?: number
