@@ -182,11 +182,79 @@ describe('FramesTransport: the Transport contract', () => {
   })
 
   it('a node that never answers: kind timeout, maybe delivered; a late answer is dropped', async () => {
-    const err = await rejection(transport.post(url, '/never', new Uint8Array([1]), { timeoutMs: 200 }))
+    const late = transport.post(url, '/never', new Uint8Array([1]), { timeoutMs: 200 })
+    // Answered meanwhile on the same connection: the node is alive, and the connection stays.
+    await transport.get(url, '/meanwhile', { timeoutMs: 2000 })
+    const err = await rejection(late)
     expect(err).toMatchObject({ kind: 'timeout', delivered: true })
     for (const r of never.splice(0)) r()
-    // The connection still serves.
     expect((await transport.get(url, '/after', { timeoutMs: 2000 })).status).toBe(200)
+  })
+
+  /** A node that speaks frames, answers every request but /never at once, and counts its connections. */
+  async function framedNode() {
+    let connections = 0
+    const sockets = new Set<net.Socket>()
+    const s = net.createServer((socket) => {
+      connections++
+      sockets.add(socket)
+      socket.on('error', () => undefined)
+      let buf = Buffer.alloc(0)
+      socket.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d])
+        if (buf.subarray(0, FRAMES_PREFACE.length).equals(FRAMES_PREFACE)) buf = buf.subarray(FRAMES_PREFACE.length)
+        while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+          const [id, , path] = unpack(buf.subarray(4, 4 + buf.readUInt32BE(0))) as [number, string, string]
+          buf = buf.subarray(4 + buf.readUInt32BE(0))
+          if (path !== '/never') socket.write(frame([id, 200, {}, Buffer.from(path)]))
+        }
+      })
+    })
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
+    return {
+      url: `http://127.0.0.1:${(s.address() as AddressInfo).port}`,
+      connections: () => connections,
+      close: () => {
+        for (const socket of sockets) socket.destroy()
+        return new Promise((r) => s.close(r))
+      },
+    }
+  }
+
+  it('gives up a connection that stayed silent for a timed-out request, and connects again (a node cut off)', async () => {
+    const node = await framedNode()
+    const t = new FramesTransport({ connectTimeoutMs: 1000 })
+    try {
+      expect((await t.get(node.url, '/ok', { timeoutMs: 2000 })).body.toString()).toBe('/ok')
+      const short = t.post(node.url, '/never', new Uint8Array([1]), { timeoutMs: 200 })
+      const long = t.post(node.url, '/never', new Uint8Array([1]), { timeoutMs: 10_000 })
+      const started = Date.now()
+      expect(await rejection(short)).toMatchObject({ kind: 'timeout', delivered: true })
+      // The other request waiting on that connection fails with it, long before its own deadline.
+      expect(await rejection(long)).toMatchObject({ kind: 'network', delivered: true, message: expect.stringMatching(/given up, silent for 200 ms/) })
+      expect(Date.now() - started).toBeLessThan(5000)
+      expect(node.connections()).toBe(1)
+      expect((await t.get(node.url, '/again', { timeoutMs: 2000 })).body.toString()).toBe('/again')
+      expect(node.connections()).toBe(2)
+    } finally {
+      await t.close()
+      await node.close()
+    }
+  })
+
+  it('keeps a connection on which the node answered others while one request timed out', async () => {
+    const node = await framedNode()
+    const t = new FramesTransport({ connectTimeoutMs: 1000 })
+    try {
+      const late = t.post(node.url, '/never', new Uint8Array([1]), { timeoutMs: 300 })
+      expect((await t.get(node.url, '/ok', { timeoutMs: 2000 })).status).toBe(200)
+      expect(await rejection(late)).toMatchObject({ kind: 'timeout' })
+      expect((await t.get(node.url, '/again', { timeoutMs: 2000 })).status).toBe(200)
+      expect(node.connections()).toBe(1)
+    } finally {
+      await t.close()
+      await node.close()
+    }
   })
 
   it('a node that cuts the connection: kind network, maybe delivered; the next request connects again', async () => {

@@ -27,6 +27,8 @@ class Connection {
   readonly pending = new Map<number, Pending>()
   connected = false
   dead = false
+  /** Reply frames read so far: a request that times out with this unchanged heard nothing at all. */
+  heard = 0
   #next = 1
   #buffer: Buffer = Buffer.alloc(0)
   #out: Buffer[] = [FRAMES_PREFACE]
@@ -97,6 +99,7 @@ class Connection {
       const raw = buf.subarray(off + 4, off + 4 + len)
       off += 4 + len
       this.#answered = true
+      this.heard++
       let x: unknown
       try {
         x = unpack(raw)
@@ -138,6 +141,19 @@ class Connection {
 
   forget(id: number): void {
     this.pending.delete(id)
+  }
+
+  /**
+   * A request timed out, and nothing came back on this connection since it was sent (`heardAtSend`):
+   * the connection is given up, as undici gives up an HTTP connection whose request timed out. A node
+   * that is cut off, or whose host died without a word, leaves a TCP connection that may stay silent
+   * for minutes (retransmissions back off up to two minutes apart), also after the network heals; the
+   * next request connects again instead. A node that answered anything meanwhile is alive: only the one
+   * request failed, and the connection stays.
+   */
+  silentSince(heardAtSend: number, timeoutMs: number): void {
+    if (this.dead || this.heard !== heardAtSend) return
+    this.#fail(new TransportError('network', `${this.url}: the connection was given up, silent for ${timeoutMs} ms`, { delivered: this.connected }), this.connected)
   }
 }
 
@@ -186,7 +202,11 @@ export class FramesTransport implements Transport {
       }
       const onAbort = () => giveUp(abortError(what, signal!))
       const cleanup = () => signal?.removeEventListener('abort', onAbort)
-      const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => giveUp(new TransportError('timeout', `${what}: no answer within ${options.timeoutMs} ms`, { delivered: true })), options.timeoutMs)
+      const heardAtSend = c.heard
+      const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+        giveUp(new TransportError('timeout', `${what}: no answer within ${options.timeoutMs} ms`, { delivered: true }))
+        c.silentSince(heardAtSend, options.timeoutMs!)
+      }, options.timeoutMs)
       signal?.addEventListener('abort', onAbort, { once: true })
       id = c.send((n) => encodeFrame([n, method, path, headers, body ?? null]), { resolve, reject, timer, cleanup, what, again })
     })
