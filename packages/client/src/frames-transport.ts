@@ -26,7 +26,10 @@ class Connection {
   readonly socket: net.Socket
   readonly pending = new Map<number, Pending>()
   connected = false
+  /** Failed or closed: takes no request and holds none. */
   dead = false
+  /** Given up (see silentSince): takes no new request; closed once the ones it holds are settled. */
+  retired = false
   /** Reply frames read so far: a request that times out with this unchanged heard nothing at all. */
   heard = 0
   #next = 1
@@ -117,7 +120,9 @@ class Connection {
       if (p.timer) clearTimeout(p.timer)
       const epoch = headers?.[EPOCH_HEADER]
       p.resolve({ status, epoch: typeof epoch === 'string' ? epoch : undefined, body: body ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : Buffer.alloc(0) })
+      if (this.retired) this.#closeIfSettled()
     }
+    if (this.dead) return
     this.#buffer = off === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(off))
   }
 
@@ -141,6 +146,7 @@ class Connection {
 
   forget(id: number): void {
     this.pending.delete(id)
+    if (this.retired) this.#closeIfSettled()
   }
 
   /**
@@ -148,12 +154,21 @@ class Connection {
    * the connection is given up, as undici gives up an HTTP connection whose request timed out. A node
    * that is cut off, or whose host died without a word, leaves a TCP connection that may stay silent
    * for minutes (retransmissions back off up to two minutes apart), also after the network heals; the
-   * next request connects again instead. A node that answered anything meanwhile is alive: only the one
-   * request failed, and the connection stays.
+   * next request connects again instead. The requests it still holds keep their own deadlines (an
+   * answer may yet come), and it closes once they are settled. A node that answered anything meanwhile
+   * is alive: only the one request failed, and the connection stays.
    */
-  silentSince(heardAtSend: number, timeoutMs: number): void {
-    if (this.dead || this.heard !== heardAtSend) return
-    this.#fail(new TransportError('network', `${this.url}: the connection was given up, silent for ${timeoutMs} ms`, { delivered: this.connected }), this.connected)
+  silentSince(heardAtSend: number): void {
+    if (this.dead || this.retired || this.heard !== heardAtSend) return
+    this.retired = true
+    this.onGone()
+    this.#closeIfSettled()
+  }
+
+  #closeIfSettled(): void {
+    if (this.pending.size > 0 || this.dead) return
+    this.dead = true
+    this.socket.destroy()
   }
 }
 
@@ -176,7 +191,7 @@ export class FramesTransport implements Transport {
 
   #connection(url: string): Connection {
     let c = this.#connections.get(url)
-    if (c && !c.dead) return c
+    if (c && !c.dead && !c.retired) return c
     const u = new URL(url)
     c = new Connection(url, u.hostname, Number(u.port || 80), this.#connectTimeoutMs, () => this.#http.add(url), () => {
       if (this.#connections.get(url) === c) this.#connections.delete(url)
@@ -205,7 +220,7 @@ export class FramesTransport implements Transport {
       const heardAtSend = c.heard
       const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
         giveUp(new TransportError('timeout', `${what}: no answer within ${options.timeoutMs} ms`, { delivered: true }))
-        c.silentSince(heardAtSend, options.timeoutMs!)
+        c.silentSince(heardAtSend)
       }, options.timeoutMs)
       signal?.addEventListener('abort', onAbort, { once: true })
       id = c.send((n) => encodeFrame([n, method, path, headers, body ?? null]), { resolve, reject, timer, cleanup, what, again })
