@@ -287,7 +287,7 @@
       })
       if (!all || all.count === 0) return undefined
       return h('tr', { 'data-op': k },
-        h('td', { class: 'op' }, h('span', { class: 'method' }, r.method), ' ', h('code', {}, r.route), r.via === 'local' ? h('span', { class: 'tag', title: 'coordinated by the node for a key it replicates: no HTTP to itself' }, 'local') : null),
+        h('td', { class: 'op' }, h('span', { class: 'method' }, r.method), ' ', h('code', {}, r.route), r.via === 'local' ? h('span', { class: 'tag', title: 'coordinated by the node for a key it replicates: no HTTP to itself' }, 'local') : r.via === 'frames' ? h('span', { class: 'tag', title: "over the nodes' framed protocol, not HTTP" }, 'frames') : null),
         ...cells(figures(all), 'all'),
         ...per.flatMap((f, i) => cells(f, shown[i].id)))
     })

@@ -169,6 +169,7 @@ class FramedConnection {
       body: r.body,
       arrivedStopping: this.o.stopping(),
       peerCertified: false,
+      framed: true,
     }
     if (!share.take(bytes)) req.bodyError = bad(503, ErrorCodes.OVERLOADED, `the node holds too many bytes of request bodies in flight (limit ${this.o.budgetBytes}, --max-inflight-bytes); retry later`)
     let reply

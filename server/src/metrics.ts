@@ -17,11 +17,12 @@ export interface MetricSources {
 }
 
 /** The key of `requests`: route and way in, as `route via`. */
-export function requestKey(route: string, via: 'http' | 'local'): string {
+export function requestKey(route: string, via: Via): string {
   return `${route} ${via}`
 }
 
-type Via = 'http' | 'local'
+/** How a request came in: over HTTP, over the framed protocol, or in-process (local). */
+export type Via = 'http' | 'frames' | 'local'
 
 /**
  * Requests served, counted by route and way in, and timed per operation (route, method, way in) in
@@ -144,7 +145,7 @@ export function nodeMetrics(src: MetricSources, registry = new Registry()): Regi
     })
   }
   if (src.requests) {
-    labelledTotals(registry, 'zerohop_requests_total', 'Requests served, by route and by way in: http, or local (this node coordinating a key it replicates, with no HTTP request to itself)', ['route', 'via'], src.requests)
+    labelledTotals(registry, 'zerohop_requests_total', 'Requests served, by route and by way in: http, frames (the framed protocol), or local (this node coordinating a key it replicates, with no request to itself)', ['route', 'via'], src.requests)
   }
   if (src.refused) {
     labelledTotals(registry, 'zerohop_auth_refused_total', 'Requests refused (401, 403, or a forged version or context), by reason: unsigned, uncertified, bad-signature, replay, no-token, bad-token, forbidden, bad-proof, bad-context', ['reason'], src.refused)

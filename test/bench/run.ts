@@ -448,23 +448,23 @@ async function main(): Promise<void> {
         Object.fromEntries(
           (['latency', 'throughput'] as const).map((kind) => [
             kind,
-            Object.fromEntries(DATA_ROUTES.flatMap((route) => (['http', 'local'] as const).map((via) => [`${route} ${via}`, med((r) => perOp(r[kind][m]!, `${route} ${via}`))]))),
+            Object.fromEntries(DATA_ROUTES.flatMap((route) => (['http', 'frames', 'local'] as const).map((via) => [`${route} ${via}`, med((r) => perOp(r[kind][m]!, `${route} ${via}`))]))),
           ]),
         ),
       ]),
     ) as Partial<Record<Mode, Record<'latency' | 'throughput', Record<string, number>>>>
     if (Object.keys(exchanges).length) {
-      console.log(`\nrequests the nodes served per operation, all nodes (median over rounds; http = an HTTP exchange, local = in-process)\n`)
-      const cols = DATA_ROUTES.flatMap((route) => [`${route.replace('/v1/replica/', '')} http`, `${route.replace('/v1/replica/', '')} local`])
+      console.log(`\nrequests the nodes served per operation, all nodes (median over rounds; net = an exchange over HTTP or the framed protocol, local = in-process)\n`)
+      const cols = DATA_ROUTES.flatMap((route) => [`${route.replace('/v1/replica/', '')} net`, `${route.replace('/v1/replica/', '')} local`])
       const rows: string[][] = []
       for (const [m, byKind] of Object.entries(exchanges)) {
         for (const kind of ['latency', 'throughput'] as const) {
           const c = byKind[kind]
-          const http = DATA_ROUTES.reduce((s, route) => s + c[`${route} http`], 0)
-          rows.push([`${m} ${kind === 'latency' ? 'single-flight' : `@${cfg.concurrency}`}`, ...DATA_ROUTES.flatMap((route) => [fmt(c[`${route} http`], 2), fmt(c[`${route} local`], 2)]), fmt(http, 2)])
+          const over = (via: 'http' | 'frames') => DATA_ROUTES.reduce((s, route) => s + c[`${route} ${via}`], 0)
+          rows.push([`${m} ${kind === 'latency' ? 'single-flight' : `@${cfg.concurrency}`}`, ...DATA_ROUTES.flatMap((route) => [fmt(c[`${route} http`] + c[`${route} frames`], 2), fmt(c[`${route} local`], 2)]), fmt(over('http'), 2), fmt(over('frames'), 2)])
         }
       }
-      console.log(table(['mode', ...cols, 'HTTP at nodes'], rows))
+      console.log(table(['mode', ...cols, 'HTTP at nodes', 'frames at nodes'], rows))
     }
 
     // ---- a node that replicates the key reads itself in-process (node-get: everything to n1)

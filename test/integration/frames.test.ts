@@ -3,7 +3,7 @@
 // node counting the requests, and the quorum still met with a replica SIGKILLed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connect, UnauthenticatedError, type Client } from '@zerohop/client'
-import { Cluster, NO_BACKGROUND_REPAIR } from '../harness/cluster.js'
+import { Cluster, NO_BACKGROUND_REPAIR, sumMetric } from '../harness/cluster.js'
 
 const text = (b: Uint8Array | string | undefined) => (b === undefined ? undefined : Buffer.from(b as Uint8Array).toString())
 
@@ -22,6 +22,8 @@ afterAll(async () => {
 
 describe("connect({ protocol: 'frames' })", () => {
   it('puts, gets, siblings and deletes as over HTTP', async () => {
+    const served = (route: string, via: string) => sumMetric(cluster.nodes, 'zerohop_requests_total', `route="/v1/replica/${route}",via="${via}"`)
+    const before = { reads: await served('read', 'frames'), stores: await served('store', 'frames'), http: (await served('read', 'http')) + (await served('store', 'http')) + (await served('coordinate', 'http')) }
     await db.put('f:a', 'one')
     const read = await db.get('f:a')
     expect(text(read.value)).toBe('one')
@@ -38,6 +40,10 @@ describe("connect({ protocol: 'frames' })", () => {
     await Promise.all(Array.from({ length: 200 }, (_, i) => db.put(`f:many:${i}`, `v${i}`)))
     const back = await Promise.all(Array.from({ length: 200 }, (_, i) => db.get(`f:many:${i}`)))
     expect(back.map((r) => text(r.value))).toEqual(Array.from({ length: 200 }, (_, i) => `v${i}`))
+    // The nodes count these requests as framed (zerohop_requests_total{via="frames"}), none as HTTP.
+    expect(await served('read', 'frames')).toBeGreaterThan(before.reads)
+    expect(await served('store', 'frames')).toBeGreaterThan(before.stores)
+    expect((await served('read', 'http')) + (await served('store', 'http')) + (await served('coordinate', 'http'))).toBe(before.http)
   })
 
   it('refuses a wrong token as over HTTP, and a reader may not write', async () => {

@@ -244,8 +244,8 @@ export interface RequestLatency {
   /** The endpoint, e.g. /v1/kv or /v1/replica/read. */
   route: string
   method: string
-  /** http: from the network; local: this node coordinating a key it replicates (no HTTP to itself). */
-  via: 'http' | 'local'
+  /** http or frames (the framed protocol): from the network; local: this node coordinating a key it replicates (no request to itself). */
+  via: 'http' | 'frames' | 'local'
   count: number
   /** Sum of the durations, in seconds. */
   sum: number

@@ -43,7 +43,7 @@ export function createRequestHandler(deps: RouteDeps): RequestHandler {
   const admitBatched = (req: NodeRequest) => auth.check(req.principal ?? { kind: 'anonymous' }, needOf(req.method, req.path), `${req.method} ${req.path}`)
   /** Counted and timed: each request, and each request of a batch on its own as well. */
   const served = (req: NodeRequest, started: number) =>
-    deps.requests.served(routeOf(req.path, req.query), METHODS.has(req.method) ? req.method : 'other', req.local ? 'local' : 'http', (deps.elapsed() - started) / 1000)
+    deps.requests.served(routeOf(req.path, req.query), METHODS.has(req.method) ? req.method : 'other', req.local ? 'local' : req.framed ? 'frames' : 'http', (deps.elapsed() - started) / 1000)
   const routes = [adminRoute(deps), dashboardRoute(), gossipRoute(deps), replicaRoute(deps), kvRoute({ ...deps, admit: admitBatched, served })]
   return async (req) => {
     const started = deps.elapsed()

@@ -23,6 +23,8 @@ export interface NodeRequest {
   body: Buffer
   /** Sent by this node to itself (the local path of its transport), not over HTTP. */
   local?: boolean
+  /** Came in over the framed protocol (frames.ts), not HTTP: counted apart in the request metrics. */
+  framed?: boolean
   /**
    * Whether the node was already stopping when the request arrived (before its body was read): one
    * that arrived earlier still gets its answer. Undefined: whether the node is stopping now.
