@@ -132,11 +132,12 @@ async function init({ floorUrls, seeds, lbUrl, nodeUrl, hopUrl, hopConnections, 
   const pool = (url, n) => new Pool(url, { connections: n, pipelining: 1, keepAliveTimeout: 30_000, connect: { timeout: 1000 } })
   floorPools = floorUrls.map((url) => pool(url, connections))
   hopPool = pool(hopUrl, hopConnections)
-  clients.zeroHop = await connect({ seeds, connections, connectTimeoutMs: 15_000 })
+  // HTTP/1.1 explicitly: the SDK's default is the framed protocol (the frames modes).
+  clients.zeroHop = await connect({ seeds, protocol: 'http', connections, connectTimeoutMs: 15_000 })
   if (lbUrl) clients.lb = await connect({ seeds: [lbUrl], routing: 'load-balancer', connections, connectTimeoutMs: 15_000 })
   clients.node = await connect({ seeds: [nodeUrl], routing: 'load-balancer', connections, connectTimeoutMs: 15_000 })
   clients.frames = await connect({ seeds, protocol: 'frames', connectTimeoutMs: 15_000 })
-  if (securedSeeds) clients.secure = await connect({ seeds: securedSeeds, token, connections, connectTimeoutMs: 15_000 })
+  if (securedSeeds) clients.secure = await connect({ seeds: securedSeeds, token, protocol: 'http', connections, connectTimeoutMs: 15_000 })
   // Pre-write the keys the gets read: fresh keys, so one value each (no siblings); on both clusters.
   keys = Array.from({ length: keyCount }, (_, i) => `k-${String(i).padStart(6, '0')}`)
   for (const client of [clients.zeroHop, clients.secure]) {

@@ -1,19 +1,20 @@
 // Zerohop benchmark: `npm run bench` (builds first). In one run it measures, interleaved in rounds,
 //   floor: 3 trivial node:http servers (3 child processes) and an undici client (one Pool of 16
 //          connections per server) fanning each op out to all 3 and resolving at 2 of 3;
-//   get:   zero-hop get (R=2) of pre-written 1 KB values on a real 3-node cluster (N=3);
-//   put:   zero-hop put (W=2) of a 1 KB value under a fresh key;
+//   get:   zero-hop get (R=2) of pre-written 1 KB values on a real 3-node cluster (N=3), over HTTP/1.1
+//          (connect({ protocol: 'http' }));
+//   put:   zero-hop put (W=2) of a 1 KB value under a fresh key, over HTTP/1.1;
 //   hop:   the bare single hop: one undici Pool (8 connections) GET of a 1 KB body from one floor server;
 //   lb-get, lb-put:     the SDK in load-balancer mode through HAProxy (test/harness/haproxy.ts, from
 //                       examples/haproxy.cfg) in front of the same 3 nodes: each node coordinates;
 //   node-get, node-put: the SDK in load-balancer mode straight to n1 (no HAProxy): n1 coordinates
 //                       every call, and with N=3 on 3 nodes it replicates every key;
-//   frames-get, frames-put: zero-hop get and put on the same cluster with connect({ protocol: 'frames' }):
-//                       the nodes' framed protocol instead of HTTP/1.1, against get and put;
+//   frames-get, frames-put: zero-hop get and put on the same cluster over the nodes' framed protocol
+//                       (the SDK's default with zero-hop routing), against get and put;
 //   sec-get, sec-put:   zero-hop get and put on a second, secured 3-node cluster (cluster secret and
 //                       users file; the SDK sends a token, nodes sign their requests, every set and
 //                       context handed out is signed and every relayed one checked): what
-//                       authentication costs per operation, against get and put;
+//                       authentication costs per operation, against get and put (both over HTTP);
 // each as single-flight latency (p50/p99/p99.9) and throughput at 32 in flight, with CPU per op of
 // the client process, of the server processes and, apart, of HAProxy's process. The machine is shared
 // and noisy: what counts are the ratios against the floor and the hop measured in the same round (the
@@ -66,8 +67,8 @@ const SEC_MODES: readonly Mode[] = ['sec-get', 'sec-put']
 
 const NAMES: Record<Mode, string> = {
   floor: 'floor: fan-out 3, resolve at 2',
-  get: 'zero-hop get, R=2',
-  put: 'zero-hop put, W=2',
+  get: 'zero-hop get over HTTP, R=2',
+  put: 'zero-hop put over HTTP, W=2',
   hop: 'hop: one Pool GET 1 KB, 1 server',
   'lb-get': 'lb get via HAProxy, R=2',
   'lb-put': 'lb put via HAProxy, W=2',

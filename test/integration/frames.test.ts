@@ -1,4 +1,4 @@
-// The SDK over the nodes' framed protocol (connect({ protocol: 'frames' })) on real node processes of a
+// The SDK over the nodes' framed protocol (what connect() speaks by default with zero-hop routing) on real node processes of a
 // secured cluster: the same answers as over HTTP (values, siblings, deletes, refused credentials), the
 // node counting the requests, and the quorum still met with a replica SIGKILLed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -44,6 +44,28 @@ describe("connect({ protocol: 'frames' })", () => {
     expect(await served('read', 'frames')).toBeGreaterThan(before.reads)
     expect(await served('store', 'frames')).toBeGreaterThan(before.stores)
     expect((await served('read', 'http')) + (await served('store', 'http')) + (await served('coordinate', 'http'))).toBe(before.http)
+  })
+
+  it('is what connect() speaks by default with zero-hop routing; load-balancer routing speaks HTTP', async () => {
+    const served = (via: string) => sumMetric(cluster.nodes, 'zerohop_requests_total', `route="/v1/replica/read",via="${via}"`)
+    const plain = await connect({ seeds: cluster.seeds, token: cluster.tokens!.writer })
+    try {
+      const before = { frames: await served('frames'), http: await served('http') }
+      for (let i = 0; i < 10; i++) await plain.get(`f:default:${i}`)
+      expect(await served('frames')).toBeGreaterThanOrEqual(before.frames + 10)
+      expect(await served('http')).toBe(before.http)
+    } finally {
+      await plain.close()
+    }
+    const balanced = await connect({ seeds: [cluster.seeds[0]], routing: 'load-balancer', token: cluster.tokens!.writer })
+    try {
+      const kv = () => sumMetric(cluster.nodes, 'zerohop_requests_total', 'route="/v1/kv",via="http"')
+      const before = await kv()
+      for (let i = 0; i < 5; i++) await balanced.get(`f:default:${i}`)
+      expect(await kv()).toBe(before + 5)
+    } finally {
+      await balanced.close()
+    }
   })
 
   it('refuses a wrong token as over HTTP, and a reader may not write', async () => {

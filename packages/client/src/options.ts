@@ -70,9 +70,10 @@ export interface ClientOptions extends EngineOptions {
   /** Replace the HTTP transport (tests, simulation). */
   transport?: Transport
   /**
-   * How the SDK talks to plain http:// nodes: 'http' (HTTP/1.1, the default) or 'frames' (the nodes'
-   * framed protocol on the same port: lower single-flight latency, about the same CPU at 32 in flight;
-   * https:// nodes, and nodes that do not speak it, are reached over HTTP).
+   * How the SDK talks to plain http:// nodes: 'frames' (the nodes' framed protocol on the same port:
+   * the default with zero-hop routing) or 'http' (HTTP/1.1: the default with load-balancer routing,
+   * since a load balancer in front of the nodes speaks HTTP). https:// nodes, and nodes that do not
+   * speak frames, are reached over HTTP.
    */
   protocol?: 'http' | 'frames'
   /**
@@ -219,7 +220,7 @@ export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
   if (o.tls !== undefined && (o.tls === null || typeof o.tls !== 'object' || Object.keys(o.tls).some((k) => k !== 'ca'))) {
     throw new InvalidArgumentError('tls takes { ca }, the PEM CA certificate that signed the nodes\' certificates, e.g. tls: { ca: fs.readFileSync("ca.pem") }')
   }
-  const protocol = o.protocol ?? 'http'
+  const protocol = o.protocol ?? (routing === 'load-balancer' ? 'http' : 'frames')
   if (protocol !== 'http' && protocol !== 'frames') throw new InvalidArgumentError(`protocol must be 'http' or 'frames', got ${JSON.stringify(o.protocol)}`)
   if (o.protocol !== undefined && o.transport) throw new InvalidArgumentError('protocol is an option of the built-in transport; a transport of your own speaks its own')
   const tls = checkTransportTls(o.tls)
