@@ -186,9 +186,11 @@ describe.skipIf(!!MISSING)('dashboard of a 3-node cluster', () => {
 
     traffic = new Traffic(db!)
     traffic.start()
-    // Coordinated writes: a rate over the last poll, with a mean and a p99.
-    const row = '#requests tr[data-op="POST /v1/replica/coordinate http"]'
+    // Coordinated writes: a rate over the last poll, with a mean and a p99. The SDK speaks the framed
+    // protocol (its default), and the row says so.
+    const row = '#requests tr[data-op="POST /v1/replica/coordinate frames"]'
     await waitForFigure(page, `${row} td[data-for="all"]`, 'data-rate', 'a rate of coordinated writes')
+    expect(await page.textContent(`${row} td.op .tag`)).toBe('frames')
     const cells = await page.$$eval(`${row} td`, (tds) => tds.slice(1, 4).map((td) => td.textContent))
     expect(cells[0]).toMatch(/^[\d.,]+$/)
     expect(cells[1]).toMatch(/^[\d.]+ (ms|s)$/)
