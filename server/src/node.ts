@@ -5,7 +5,7 @@ import { readFileSync, statSync } from 'node:fs'
 import { once } from 'node:events'
 import { ClusterKeys, isRandom, InvalidArgumentError, MIN_SECRET_BYTES, pack, unpack, sleep, nextEventTime, parseMemberState, parseMembers, Paths, ZerohopError, ErrorCodes, HttpError, type Clock, type Random, type ClusterView, type HealthResponse, type NodeStats, type MemberState, type RingResponse } from '@zerohop/core'
 import pino, { type Logger } from 'pino'
-import { systemClock, systemRandom, UndiciTransport, type Transport } from '@zerohop/client'
+import { systemClock, systemRandom, FramesTransport, type Transport } from '@zerohop/client'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js'
 import { createHttpServer, framedConnectionsOf } from './http.js'
 import type { RequestHandler } from './routes/request.js'
@@ -83,11 +83,12 @@ export class StorageNode {
     this.#clock = deps.clock ?? systemClock
     this.#random = deps.random ?? systemRandom
     if (!isRandom(this.#random)) throw new TypeError('deps.random must implement next() and bytes(n) (see systemRandom)')
-    // With --tls-ca the node verifies its peers with the cluster's CA and shows them its own certificate.
+    // Other nodes are reached over the framed protocol, one connection each (https:// nodes over HTTPS:
+    // with --tls-ca the node verifies its peers with the cluster's CA and shows them its own certificate).
     const tls = this.options.tls
-    const transport = deps.transport ?? new UndiciTransport({ connections: 4, connectTimeoutMs: 1000, tls: tls?.ca ? { ca: tls.ca, cert: tls.cert, key: tls.key } : undefined })
+    const transport = deps.transport ?? new FramesTransport({ connections: 4, connectTimeoutMs: 1000, tls: tls?.ca ? { ca: tls.ca, cert: tls.cert, key: tls.key } : undefined })
     if (typeof transport.post !== 'function' || typeof transport.get !== 'function' || typeof transport.close !== 'function') {
-      throw new TypeError('deps.transport must implement post(), get() and close() (see UndiciTransport)')
+      throw new TypeError('deps.transport must implement post(), get() and close() (see FramesTransport)')
     }
     const keys = this.options.clusterSecretFile === undefined ? undefined : new ClusterKeys(readSecret(this.options.clusterSecretFile, this.log))
     const now = () => this.#clock.now()
