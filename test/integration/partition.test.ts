@@ -254,25 +254,6 @@ describe.skipIf(unavailable !== undefined && !process.env.CI)('network partition
     expect(await rounds()).toBeGreaterThanOrEqual(before + 3)
     console.log(`delete with a replica cut off: the tombstone reached every replica ${spread} ms after healing, reaped everywhere after ${gone} ms`)
   })
-})
-
-describe.skipIf(unavailable !== undefined && !process.env.CI)('the framed protocol across a cut (namespaces)', () => {
-  let net: TestNetwork | undefined
-  let cluster: Cluster | undefined
-  let db: Client | undefined
-
-  beforeEach(() => {
-    if (unavailable) throw new Error(`CI must run the partition tests, but: ${unavailable}`)
-  })
-
-  afterEach(async () => {
-    await db?.close()
-    db = undefined
-    await cluster?.close()
-    cluster = undefined
-    await net?.close()
-    net = undefined
-  })
 
   it('a replica cut off for 14 s answers again within seconds of healing: its silent connection was given up, not left to TCP\'s retransmission back-off', async () => {
     net = await TestNetwork.create(['n1', 'n2', 'n3'])
