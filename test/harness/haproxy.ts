@@ -125,7 +125,10 @@ export function parseStatsCsv(text: string): StatsRow[] {
   const names = splitCsvLine(head.slice(2))
   return rest.map((line) => {
     const cells = splitCsvLine(line)
-    return Object.fromEntries(names.map((n, i) => [n, cells[i] ?? '']))
+    const row: StatsRow = Object.fromEntries(names.map((n, i) => [n, cells[i] ?? '']))
+    // While a check runs, HAProxy reports the last one's status prefixed with "* " (doc/management.txt).
+    if (row.check_status?.startsWith('* ')) row.check_status = row.check_status.slice(2)
+    return row
   })
 }
 

@@ -11,9 +11,16 @@ import { request } from 'undici'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { connect, type Client, type ClientOptions } from '@zerohop/client'
 import { Cluster, NodeProcess, freePorts, waitFor } from '../harness/cluster.js'
-import { EXAMPLE_CONFIG, HAProxy, checkConfig, haproxyUnavailableReason, haproxyVersion, type StatsRow } from '../harness/haproxy.js'
+import { EXAMPLE_CONFIG, HAProxy, checkConfig, haproxyUnavailableReason, haproxyVersion, parseStatsCsv, type StatsRow } from '../harness/haproxy.js'
 
 const unavailable = haproxyUnavailableReason()
+
+describe('the harness reading HAProxy stats', () => {
+  it('reads a check status without the "* " HAProxy puts before it while a check is running', () => {
+    const rows = parseStatsCsv('# pxname,svname,status,check_status\nnodes,n1,DOWN,* L4CON\nnodes,n2,UP,L7OK\n')
+    expect(rows.map((r) => [r.svname, r.status, r.check_status])).toEqual([['n1', 'DOWN', 'L4CON'], ['n2', 'UP', 'L7OK']])
+  })
+})
 
 const text = (b: Uint8Array | string | undefined) => (b === undefined ? undefined : Buffer.from(b as Uint8Array).toString())
 
