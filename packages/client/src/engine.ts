@@ -510,21 +510,18 @@ export class Engine implements Coordinator {
       const parts = alone ? held.context && [[vectorBytes(vector), held.context] satisfies ContextPart] : ctx.parts
       const result: RawPutResult = { vector, coordinator: coordinator.id, context: contextOf(vector, coordinator.id, parts), siblings: live, conflict: !alone }
       let rep = this.#replicate(plan, key, held, coordinator, op, strict)
-      try {
-        await rep.quorum
-      } catch {
-        op.checkAborted()
-        const all = [...failures, ...rep.failures]
-        const stale = ringFailure(all)
-        if (!stale || op.over) throw this.#quorumError(operation, need, rep.acked(), perReplica(all))
-        // Some replicas refused our ring: store the same (idempotent) set where a fresh ring says.
-        await op.race(this.membership.refresh(stale.url), () => undefined)
-        rep = this.#replicate(this.plan(key, need), key, held, coordinator, op, strict)
+      for (let attempt = 1; ; attempt++) {
         try {
           await rep.quorum
+          break
         } catch {
           op.checkAborted()
-          throw this.#quorumError(operation, need, rep.acked(), perReplica(rep.failures))
+          const all = attempt === 1 ? [...failures, ...rep.failures] : rep.failures
+          // Some replicas refused our ring: store the same (idempotent) set where a fresh ring says,
+          // as often as the coordination may ask again (during a join the ring can move twice).
+          const stale = ringFailure(all)
+          if (!stale || !(await this.#ringRefused(stale, attempt, op))) throw this.#quorumError(operation, need, rep.acked(), perReplica(all))
+          rep = this.#replicate(this.plan(key, need), key, held, coordinator, op, strict)
         }
       }
       void rep.all.then(() => op.done())

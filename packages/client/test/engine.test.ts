@@ -36,6 +36,8 @@ class FakeNode {
   hints: string[] = []
   /** Hints held here, as /v1/replica/hints answers them: key (hex) → [target, set] pairs. */
   held = new Map<string, [string, Uint8Array][]>()
+  /** Stores still to refuse with 409 ZH_STALE_RING (a node on a newer ring than the caller's). */
+  staleStores = 0
   constructor(readonly id: string) {}
 }
 
@@ -60,6 +62,10 @@ class FakeTransport implements Transport {
     if (node.mode === 'stopping') return { status: 503, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_SHUTTING_DOWN', message: 'stopping' } })) }
     if (node.mode === 'unauthenticated') return { status: 401, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_UNAUTHENTICATED', message: 'the request signature does not match' } })) }
     if (node.mode === 'starting') return { status: 503, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_NOT_READY', message: 'this node has not heard from its seeds yet' } })) }
+    if (path === Paths.store && node.staleStores > 0) {
+      node.staleStores--
+      return { status: 409, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_STALE_RING', message: 'this request was made with an older ring' } })) }
+    }
     const req = unpack(body) as Record<string, any>
     const keyOf = (k: Uint8Array) => Buffer.from(k).toString('hex')
     let out: unknown
@@ -98,6 +104,15 @@ function engine(options: Record<string, unknown> = {}, maxBodyBytes = 16 << 20):
   const membership = RingWatch.from(transport, systemClock, ring, { refreshIntervalMs: 60_000, refreshDebounceMs: 200, backoffMs: 1000 })
   membership.close()
   return new Engine(resolveClientOptions({ seeds: ['http://a'], readRepairWaitMs: 20, timeoutMs: 200, ...options }), transport, membership)
+}
+
+/** Until `check` holds, polled every 5 ms for at most `ms`. */
+async function waitFor(check: () => boolean, what: string, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
 }
 
 /** The key's replicas in preference order. */
@@ -180,6 +195,20 @@ describe('Engine', () => {
       expect(unhandled).toEqual([])
     } finally {
       process.off('unhandledRejection', onUnhandled)
+    }
+  })
+
+  it('stores refused for a stale ring are sent again after each refresh, while the deadline allows (a ring that moves twice during a join)', async () => {
+    const e = engine({ timeoutMs: 2000 })
+    const [first, ...others] = replicasOf(e, key).map((m) => m.id)
+    // Both other replicas refuse the first two stores: a single retry would leave the put at 1 of W=2.
+    for (const id of others) transport.node(id).staleStores = 2
+    const res = await e.put(key, v('moved'), { w: 2 })
+    expect(res.coordinator).toBe(first)
+    for (const id of others) {
+      expect(transport.node(id).staleStores).toBe(0)
+      await waitFor(() => transport.node(id).data.has(hexKey), 'the stored copy')
+      expect(siblings(transport.node(id).data.get(hexKey)!).map((b) => Buffer.from(b).toString())).toEqual(['moved'])
     }
   })
 
