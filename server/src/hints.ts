@@ -16,6 +16,10 @@ import { KeyLocks } from './replica.js'
 import type { Store } from './storage/store.js'
 
 /** Storage key of a hint: 'h' + target id length + target id + partition (uint16 BE) + key. */
+
+/** Targets whose hints are delivered at once (each target's batches go one after another). */
+const TARGETS_AT_ONCE = 8
+
 export function hintKey(target: string, partition: number, key: Uint8Array): Buffer {
   const id = Buffer.from(target)
   const b = Buffer.allocUnsafe(2 + id.length + 2 + key.byteLength)
@@ -255,18 +259,24 @@ export class HintStore {
    */
   async deliver(): Promise<void> {
     await this.#expire()
-    for (const target of [...this.#index.keys()]) {
-      if (this.#stopped) return
-      const where = this.#o.locate(target)
-      if (!where) {
-        // The target left the cluster: its hints go to whoever replicates the keys now.
-        await this.#deliverTo(target, undefined)
-        continue
+    // Targets are served side by side (each its batches in turn), so one that is up but does not
+    // answer holds only its own hints for the request timeout, not every other target's.
+    const targets = [...this.#index.keys()][Symbol.iterator]()
+    const worker = async () => {
+      for (const target of targets) {
+        if (this.#stopped) return
+        const where = this.#o.locate(target)
+        if (!where) {
+          // The target left the cluster: its hints go to whoever replicates the keys now.
+          await this.#deliverTo(target, undefined)
+          continue
+        }
+        // First: a delivery to a target that does not answer waits out its timeout.
+        await this.#rescue(target)
+        if (where.up) await this.#deliverTo(target, where.url)
       }
-      // First: a delivery to a target that does not answer waits out its timeout.
-      await this.#rescue(target)
-      if (where.up) await this.#deliverTo(target, where.url)
     }
+    await Promise.all(Array.from({ length: Math.min(TARGETS_AT_ONCE, this.#index.size) }, worker))
   }
 
   /**

@@ -39,6 +39,42 @@ async function hintStore(store = new MemoryStore(), clock = new VirtualClock(1_0
 }
 
 describe('hint store', () => {
+  it('a target that is up but never answers holds only its own hints: another target gets its hints meanwhile', async () => {
+    const store = new MemoryStore()
+    await store.open()
+    const held: (() => void)[] = []
+    const sent: string[] = []
+    const transport: Transport = {
+      async post(url, _path, body) {
+        sent.push(url)
+        const { items } = unpack(body) as { items: unknown[] }
+        // n3 is paused: its answer comes only when the test lets it.
+        if (url === 'http://n3') await new Promise<void>((r) => held.push(r))
+        return { status: 200, body: pack({ changed: items.length }) }
+      },
+      async get() { throw new Error('unused') },
+      async close() {},
+    }
+    const hints = new HintStore({
+      store, replicaClient: new ReplicaClient(transport), clock: new VirtualClock(1_000_000), log: pino({ level: 'silent' }), maxBytesPerTarget: 1 << 20, intervalMs: 100, batchItems: 100, ttlMs: TTL,
+      locate: (target) => ({ url: `http://${target}`, up: true }),
+      replicasOf: () => [],
+    })
+    await hints.open()
+    await hints.put('n3', 1, Buffer.from('k3'), set('a', 1, 'x'))
+    await hints.put('n4', 1, Buffer.from('k4'), set('a', 1, 'y'))
+    const delivering = hints.deliver()
+    const deadline = Date.now() + 2000
+    while (hints.counts().n4 !== undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
+    expect(hints.counts()).toEqual({ n3: 1 })
+    expect(sent).toContain('http://n4')
+    expect(held).toHaveLength(1)
+    for (const release of held) release()
+    await delivering
+    expect(hints.counts()).toEqual({})
+    expect(hints.metrics.delivered).toBe(2)
+  })
+
   it('merges hints for one key and delivers the merge to the target', async () => {
     const { transport, hints } = await hintStore()
     await hints.put('n3', 1, Buffer.from('k'), set('a', 1, 'x'))
