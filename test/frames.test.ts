@@ -224,10 +224,20 @@ describe('FramesTransport: the Transport contract', () => {
     }
   }
 
-  it('gives up a connection that stayed silent for a timed-out request: the next request connects again, and the old one closes once its requests are settled', async () => {
+  /** `fn` with a framedNode() and a FramesTransport, both closed after it, pass or fail. */
+  async function onFramedNode(fn: (node: Awaited<ReturnType<typeof framedNode>>, t: FramesTransport) => Promise<void>): Promise<void> {
     const node = await framedNode()
     const t = new FramesTransport({ connectTimeoutMs: 1000 })
     try {
+      await fn(node, t)
+    } finally {
+      await t.close()
+      await node.close()
+    }
+  }
+
+  it('gives up a connection that stayed silent for a timed-out request: the next request connects again, and the old one closes once its requests are settled', () =>
+    onFramedNode(async (node, t) => {
       expect((await t.get(node.url, '/ok', { timeoutMs: 2000 })).body.toString()).toBe('/ok')
       const started = Date.now()
       const short = t.post(node.url, '/never', new Uint8Array([1]), { timeoutMs: 200 })
@@ -244,26 +254,28 @@ describe('FramesTransport: the Transport contract', () => {
       await waitFor(() => node.closed() === 1, { timeoutMs: 5000, what: 'the given-up connection to close' })
       expect((await t.get(node.url, '/still', { timeoutMs: 2000 })).body.toString()).toBe('/still')
       expect(node.connections()).toBe(2)
-    } finally {
-      await t.close()
-      await node.close()
-    }
-  })
+    }))
 
-  it('keeps a connection on which the node answered others while one request timed out', async () => {
-    const node = await framedNode()
-    const t = new FramesTransport({ connectTimeoutMs: 1000 })
-    try {
+  it('close() ends a retired connection too, failing the request still on it at once', () =>
+    onFramedNode(async (node, t) => {
+      const short = t.post(node.url, '/never', new Uint8Array([1]), { timeoutMs: 200 })
+      const long = t.post(node.url, '/never', new Uint8Array([1]), { timeoutMs: 10_000 })
+      expect(await rejection(short)).toMatchObject({ kind: 'timeout' })
+      const closing = Date.now()
+      await t.close()
+      expect(await rejection(long)).toMatchObject({ kind: 'network', delivered: true })
+      expect(Date.now() - closing).toBeLessThan(5000)
+      await waitFor(() => node.closed() === node.connections(), { timeoutMs: 5000, what: 'every connection to close' })
+    }))
+
+  it('keeps a connection on which the node answered others while one request timed out', () =>
+    onFramedNode(async (node, t) => {
       const late = t.post(node.url, '/never', new Uint8Array([1]), { timeoutMs: 300 })
       expect((await t.get(node.url, '/ok', { timeoutMs: 2000 })).status).toBe(200)
       expect(await rejection(late)).toMatchObject({ kind: 'timeout' })
       expect((await t.get(node.url, '/again', { timeoutMs: 2000 })).status).toBe(200)
       expect(node.connections()).toBe(1)
-    } finally {
-      await t.close()
-      await node.close()
-    }
-  })
+    }))
 
   it('a node that cuts the connection: kind network, maybe delivered; the next request connects again', async () => {
     let cut = 0

@@ -1,8 +1,8 @@
-// The node's framed protocol: the same request handler as HTTP, on the same port, for the SDK
-// (connect({ protocol: 'frames' })), at a fraction of HTTP/1.1's cost per exchange (on the 2-core
-// machine of issue 13: 2.9 µs of server CPU per bare exchange against 42-50 µs for node:http; a
-// single-flight get 0.73x HTTP's latency). A plain connection that opens with FRAMES_PREFACE speaks
-// frames from then on; any other is HTTP (see gateConnections in http.ts).
+// The node's framed protocol: the same request handler as HTTP, on the same port, for the SDK (its
+// default with zero-hop routing) and for the other nodes, at a fraction of HTTP/1.1's cost per
+// exchange (on the 2-core machine of issue 13: 2.9 µs of server CPU per bare exchange against 42-50 µs
+// for node:http; a single-flight get 0.73-0.78x HTTP's latency). A plain connection that opens with
+// FRAMES_PREFACE speaks frames from then on; any other is HTTP (see gateConnections in http.ts).
 //
 //   request:  [u32 length][MessagePack [id, method, path, headers, body]]
 //   reply:    [u32 length][MessagePack [id, status, headers, body]]
@@ -15,12 +15,9 @@
 // finished within the body timeout closes the connection, and so does a connection idle for the
 // idle timeout.
 import type net from 'node:net'
-import { ErrorCodes, FRAMES_PREFACE, encodeFrame, unpack } from '@zerohop/core'
-
-export { FRAMES_PREFACE }
 import type { Logger } from 'pino'
+import { ErrorCodes, FrameReader, encodeFrame, unpack } from '@zerohop/core'
 import { bad, errorReply, type NodeRequest, type RequestHandler } from './routes/request.js'
-
 
 /** Bytes a frame may carry beyond the request body: id, method, path and headers. */
 export const FRAME_OVERHEAD = 64 * 1024
@@ -91,14 +88,16 @@ export class FramedConnections {
 }
 
 class FramedConnection {
-  #buffer: Buffer | undefined
+  readonly #reader: FrameReader
   #inFlight = 0
   #closing = false
   #partial?: ReturnType<typeof setTimeout>
   #out: Buffer[] = []
   #flushing = false
 
-  constructor(readonly socket: net.Socket, readonly o: FramesOptions, readonly onGone: () => void) {}
+  constructor(readonly socket: net.Socket, readonly o: FramesOptions, readonly onGone: () => void) {
+    this.#reader = new FrameReader(o.maxBodyBytes + FRAME_OVERHEAD)
+  }
 
   start(rest: Buffer): void {
     const s = this.socket
@@ -126,18 +125,8 @@ class FramedConnection {
   }
 
   #read(d: Buffer): void {
-    let buf = this.#buffer && this.#buffer.length > 0 ? Buffer.concat([this.#buffer, d]) : d
-    let off = 0
-    const max = this.o.maxBodyBytes + FRAME_OVERHEAD
-    while (buf.length - off >= 4) {
-      const len = buf.readUInt32BE(off)
-      if (len > max) {
-        this.o.log.debug({ bytes: len, limit: max }, 'a framed request over the body limit: connection closed')
-        return void this.socket.destroy()
-      }
-      if (buf.length - off < 4 + len) break
-      const raw = buf.subarray(off + 4, off + 4 + len)
-      off += 4 + len
+    const { frames, over } = this.#reader.push(d)
+    for (const raw of frames) {
       let req
       try {
         req = parseRequest(unpack(raw))
@@ -148,13 +137,14 @@ class FramedConnection {
         this.o.log.debug('a frame that is not a request: connection closed')
         return void this.socket.destroy()
       }
-      void this.#serve(req, len)
+      void this.#serve(req, raw.length)
     }
-    buf = off === buf.length ? Buffer.alloc(0) : buf.subarray(off)
-    // Keep only what the next frame needs (a copy, so a big read is not held by a small tail).
-    this.#buffer = buf.length > 0 && off > 0 ? Buffer.from(buf) : buf
+    if (over !== undefined) {
+      this.o.log.debug({ bytes: over, limit: this.#reader.maxBytes }, 'a framed request over the body limit: connection closed')
+      return void this.socket.destroy()
+    }
     if (this.#partial) clearTimeout(this.#partial)
-    this.#partial = this.#buffer.length > 0 ? setTimeout(() => this.socket.destroy(), this.o.bodyTimeoutMs) : undefined
+    this.#partial = this.#reader.buffered > 0 ? setTimeout(() => this.socket.destroy(), this.o.bodyTimeoutMs) : undefined
   }
 
   async #serve(r: NonNullable<ReturnType<typeof parseRequest>>, bytes: number): Promise<void> {

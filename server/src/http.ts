@@ -6,11 +6,11 @@ import http from 'node:http'
 import https from 'node:https'
 import type net from 'node:net'
 import type { TLSSocket } from 'node:tls'
-import { ErrorCodes } from '@zerohop/core'
+import { ErrorCodes, FRAMES_PREFACE } from '@zerohop/core'
 import type { Logger } from 'pino'
 import { nodeDefaults, type NodeTls } from './config.js'
 import { bad, errorReply, type RequestHandler } from './routes/request.js'
-import { FRAMES_PREFACE, FramedConnections } from './frames.js'
+import { FramedConnections } from './frames.js'
 
 /** The listener's limits; each is a node option (see config.ts and the README's configuration table). */
 export interface ListenerLimits {

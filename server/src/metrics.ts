@@ -22,7 +22,7 @@ export function requestKey(route: string, via: Via): string {
 }
 
 /** How a request came in: over HTTP, over the framed protocol, or in-process (local). */
-export type Via = 'http' | 'frames' | 'local'
+export type Via = RequestLatency['via']
 
 /**
  * Requests served, counted by route and way in, and timed per operation (route, method, way in) in

@@ -71,10 +71,15 @@ describe('LevelStore write buffer', () => {
     expect(await tablesAfter(8 * 1024 * 1024, { writeBufferBytes: 1024 * 1024 })).toBeGreaterThan(0)
   })
 
-  it('refuses a write buffer that is not a whole number of bytes of at least 64 KiB', () => {
+  it('refuses a write buffer that is not a whole number of bytes of at least 64 KiB', async () => {
+    // In a directory of the test's own: a store that were made would open a LevelDB there.
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'zerohop-store-test-'))
+    dirs.add(dir)
     for (const bad of [0, 1024, 65535, 100000.5, Number.NaN, '1048576']) {
-      expect(() => new LevelStore(path.join(os.tmpdir(), 'never-opened'), { writeBufferBytes: bad as number })).toThrow(/writeBufferBytes must be a whole number of bytes, at least 65536/)
+      expect(() => new LevelStore(path.join(dir, 'db'), { writeBufferBytes: bad as number })).toThrow(/writeBufferBytes must be a whole number of bytes, at least 65536/)
     }
+    await rm(dir, { recursive: true, force: true })
+    dirs.delete(dir)
     expect(WRITE_BUFFER_BYTES).toBe(32 * 1024 * 1024)
   })
 })

@@ -3,7 +3,7 @@
 // transport.ts (TransportError kinds, `delivered`), so nothing above it changes. https:// nodes, and
 // nodes that answer the preface in HTTP (an older node), are reached over HTTP by `fallback`.
 import net from 'node:net'
-import { ClientClosedError, EPOCH_HEADER, FRAMES_PREFACE, MSGPACK, TransportError, encodeFrame, unpack, type TransportErrorKind } from '@zerohop/core'
+import { ClientClosedError, EPOCH_HEADER, FRAMES_PREFACE, FrameReader, MSGPACK, TransportError, encodeFrame, unpack, type TransportErrorKind } from '@zerohop/core'
 import { UndiciTransport, type Reply, type SendOptions, type Transport, type UndiciTransportOptions } from './transport.js'
 
 /** The largest reply frame accepted: a node answers at most its body limit and a little more. */
@@ -17,7 +17,6 @@ interface Pending {
   timer?: ReturnType<typeof setTimeout>
   cleanup?: () => void
   what: string
-  frame: Buffer[]
   /** Re-send over HTTP (the node does not speak frames; this request never reached it). */
   again: () => Promise<Reply>
 }
@@ -33,7 +32,7 @@ class Connection {
   /** Reply frames read so far: a request that times out with this unchanged heard nothing at all. */
   heard = 0
   #next = 1
-  #buffer: Buffer = Buffer.alloc(0)
+  readonly #reader = new FrameReader(MAX_REPLY_BYTES)
   #out: Buffer[] = [FRAMES_PREFACE]
   #flushing = false
 
@@ -58,11 +57,10 @@ class Connection {
     })
   }
 
-  send(build: (id: number) => Buffer[], p: Omit<Pending, 'frame'>): number {
+  send(build: (id: number) => Buffer[], p: Pending): number {
     const id = this.#next++
-    const frame = build(id)
-    this.pending.set(id, { ...p, frame })
-    this.#out.push(...frame)
+    this.pending.set(id, p)
+    this.#out.push(...build(id))
     if (this.connected && !this.#flushing) {
       this.#flushing = true
       process.nextTick(() => this.#flush())
@@ -79,29 +77,22 @@ class Connection {
   }
 
   #read(d: Buffer): void {
-    let buf = this.#buffer.length > 0 ? Buffer.concat([this.#buffer, d]) : d
-    let off = 0
-    while (buf.length - off >= 4) {
-      const len = buf.readUInt32BE(off)
-      if (len === HTTP_MAGIC && off === 0 && this.pending.size > 0 && !this.#answered) {
-        // The node answered in HTTP: it does not speak frames, and served none of these requests.
-        this.onHttpOnly()
-        const waiting = [...this.pending.values()]
-        this.pending.clear()
-        this.dead = true
-        this.socket.destroy()
-        for (const p of waiting) {
-          p.cleanup?.()
-          if (p.timer) clearTimeout(p.timer)
-          p.again().then(p.resolve, p.reject)
-        }
-        return
+    const { frames, over } = this.#reader.push(d)
+    if (over === HTTP_MAGIC && frames.length === 0 && this.heard === 0 && this.pending.size > 0) {
+      // The node answered in HTTP: it does not speak frames, and served none of these requests.
+      this.onHttpOnly()
+      const waiting = [...this.pending.values()]
+      this.pending.clear()
+      this.dead = true
+      this.socket.destroy()
+      for (const p of waiting) {
+        p.cleanup?.()
+        if (p.timer) clearTimeout(p.timer)
+        p.again().then(p.resolve, p.reject)
       }
-      if (len > MAX_REPLY_BYTES) return this.#fail(new TransportError('network', `${this.url}: a reply frame of ${len} bytes`, { delivered: true }), true)
-      if (buf.length - off < 4 + len) break
-      const raw = buf.subarray(off + 4, off + 4 + len)
-      off += 4 + len
-      this.#answered = true
+      return
+    }
+    for (const raw of frames) {
       this.heard++
       let x: unknown
       try {
@@ -122,11 +113,8 @@ class Connection {
       p.resolve({ status, epoch: typeof epoch === 'string' ? epoch : undefined, body: body ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : Buffer.alloc(0) })
       if (this.retired) this.#closeIfSettled()
     }
-    if (this.dead) return
-    this.#buffer = off === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(off))
+    if (over !== undefined) this.#fail(new TransportError('network', `${this.url}: a reply frame of ${over} bytes`, { delivered: true }), true)
   }
-
-  #answered = false
 
   /** Everything waiting fails with `err`; the connection is not used again. */
   #fail(err: TransportError, delivered: boolean): void {
@@ -175,7 +163,10 @@ class Connection {
 export interface FramesTransportOptions extends UndiciTransportOptions {}
 
 export class FramesTransport implements Transport {
+  /** The connection new requests to a node go on. */
   readonly #connections = new Map<string, Connection>()
+  /** Every connection with an open socket, retired ones too: close() ends them all. */
+  readonly #open = new Set<Connection>()
   /** Nodes reached over HTTP: https:// ones, and those that do not speak frames. */
   readonly #http = new Set<string>()
   readonly #fallback: UndiciTransport
@@ -197,6 +188,9 @@ export class FramesTransport implements Transport {
       if (this.#connections.get(url) === c) this.#connections.delete(url)
     })
     this.#connections.set(url, c)
+    this.#open.add(c)
+    const opened = c
+    c.socket.once('close', () => this.#open.delete(opened))
     return c
   }
 
@@ -239,7 +233,7 @@ export class FramesTransport implements Transport {
 
   async close(): Promise<void> {
     this.#closed = true
-    for (const c of this.#connections.values()) c.socket.destroy()
+    for (const c of this.#open) c.socket.destroy()
     this.#connections.clear()
     await this.#fallback.close()
   }

@@ -56,6 +56,41 @@ export function encodeFrame(x: unknown): Buffer[] {
   return [head, body]
 }
 
+/**
+ * The other half of encodeFrame: splits what a connection reads into frames. `push` returns the
+ * MessagePack bytes of each frame the chunk completes, in order, and `over`, the length announced,
+ * when a frame claims more than `maxBytes` (nothing after it is read: close the connection).
+ * `buffered` counts the bytes of a frame begun and not yet complete.
+ */
+export class FrameReader {
+  #buffer: Buffer = Buffer.alloc(0)
+
+  constructor(readonly maxBytes: number) {}
+
+  get buffered(): number {
+    return this.#buffer.length
+  }
+
+  push(chunk: Buffer): { frames: Buffer[]; over?: number } {
+    const buf = this.#buffer.length > 0 ? Buffer.concat([this.#buffer, chunk]) : chunk
+    const frames: Buffer[] = []
+    let off = 0
+    while (buf.length - off >= 4) {
+      const len = buf.readUInt32BE(off)
+      if (len > this.maxBytes) {
+        this.#buffer = Buffer.alloc(0)
+        return { frames, over: len }
+      }
+      if (buf.length - off < 4 + len) break
+      frames.push(buf.subarray(off + 4, off + 4 + len))
+      off += 4 + len
+    }
+    // Keep only what the next frame needs (a copy, so a big read is not held by a small tail).
+    this.#buffer = off === buf.length ? Buffer.alloc(0) : off === 0 ? buf : Buffer.from(buf.subarray(off))
+    return { frames }
+  }
+}
+
 export const MAX_BATCH = 1000
 
 export interface ReadRequest {
