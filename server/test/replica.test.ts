@@ -1,8 +1,10 @@
 // Unit tests of the Replica (read / coordinate / store) over a MemoryStore, its per-key lock, and the
 // storage key layout (dataKey / partitionRange).
-import { beforeEach, describe, expect, it } from 'vitest'
-import { decodeSet, encodeSet, join, siblings, type DvvSet } from '@zerohop/core'
+import { randomBytes } from 'node:crypto'
+import { beforeEach, describe, expect, it, vi } from 'vitest'
+import { ClusterKeys, decodeSet, encodeSet, join, siblings, update, vectorBytes, type DvvSet } from '@zerohop/core'
 import { KeyLocks, Replica, dataKey, partitionRange } from '../src/replica.js'
+import { ContextMacs } from '../src/routes/replica.js'
 import { MemoryStore, type Range, type Store } from '../src/storage/store.js'
 
 const P = 7
@@ -161,6 +163,65 @@ describe('Replica.store', () => {
     expect(await a.store(P, KEY, newer)).toBe(true)
     const [onA] = await a.read([[P, KEY]])
     expect(str(decodeSet(onA!))).toEqual(['new'])
+  })
+})
+
+describe('ContextMacs', () => {
+  const secret = randomBytes(32)
+  const keys = new ClusterKeys(secret)
+  // The MACs expected, made apart (the tests count the calls on `keys`).
+  const apart = new ClusterKeys(secret)
+  const setOf = (value: string, actor = 'n1~aaaa', context: DvvSet = []) => encodeSet(update(join(context), context, actor, Buffer.from(value)))
+  const direct = (key: Uint8Array, set: Uint8Array) => apart.proveContext(key, vectorBytes(join(decodeSet(set))))
+
+  it('answers the MAC of the set join, and signs an unchanged set once', () => {
+    const macs = new ContextMacs(keys)
+    const made = vi.spyOn(keys, 'proveContext')
+    try {
+      const set = setOf('a')
+      const first = macs.of(KEY, set)
+      expect(Buffer.from(first)).toEqual(direct(KEY, set))
+      made.mockClear()
+      // The same bytes in another buffer (as each read of the store returns): no new HMAC.
+      expect(Buffer.from(macs.of(KEY, Buffer.from(set)))).toEqual(Buffer.from(first))
+      expect(made).not.toHaveBeenCalled()
+      // A changed set, and another key with the same set, get their own MACs.
+      const next = setOf('b', 'n2~bbbb', decodeSet(set))
+      expect(Buffer.from(macs.of(KEY, next))).toEqual(direct(KEY, next))
+      expect(Buffer.from(macs.of(Buffer.from('cart:43'), set))).toEqual(direct(Buffer.from('cart:43'), set))
+      expect(made).toHaveBeenCalledTimes(2)
+    } finally {
+      made.mockRestore()
+    }
+  })
+
+  it('keeps its own copy of the set: a caller reusing its buffer cannot make it answer a stale MAC', () => {
+    const macs = new ContextMacs(keys)
+    // Of one length, with other joins (the MAC signs the join).
+    const a = setOf('a')
+    const b = setOf('b', 'n2~bbbb')
+    expect(a.byteLength).toBe(b.byteLength)
+    expect(direct(KEY, a)).not.toEqual(direct(KEY, b))
+    const buf = Buffer.from(a)
+    macs.of(KEY, buf)
+    b.copy(buf)
+    expect(Buffer.from(macs.of(KEY, buf))).toEqual(direct(KEY, b))
+  })
+
+  it('is bounded by the bytes of the sets it keeps: the least recently used are signed again', () => {
+    const set = setOf('x'.repeat(1000))
+    const macs = new ContextMacs(keys, 4 * (set.byteLength + 100))
+    const made = vi.spyOn(keys, 'proveContext')
+    try {
+      for (let i = 0; i < 10; i++) macs.of(Buffer.from(`k${i}`), set)
+      expect(made).toHaveBeenCalledTimes(10)
+      macs.of(Buffer.from('k9'), set)
+      expect(made).toHaveBeenCalledTimes(10)
+      macs.of(Buffer.from('k0'), set)
+      expect(made).toHaveBeenCalledTimes(11)
+    } finally {
+      made.mockRestore()
+    }
   })
 })
 
