@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { InvalidArgumentError } from '../src/errors.js'
-import { Ring, assignOwners, quotas, type Departed, type Member } from '../src/ring.js'
+import { Ring, assignOwners, md5, quotas, type Departed, type Member } from '../src/ring.js'
 
 const ID_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-'.split('')
 const arbId = fc.string({ unit: fc.constantFrom(...ID_CHARS), minLength: 1, maxLength: 12 })
@@ -429,5 +429,31 @@ describe('Ring constructor validation', () => {
   it('lists every member in preference lists even when Q is smaller than the membership', () => {
     const r = new Ring(members(['a', 'b', 'c', 'd', 'e']), { partitions: 2, n: 3, spares: 2 })
     for (let p = 0; p < 2; p++) expect(new Set(r.preferenceList(p).map((m) => m.id)).size).toBe(5)
+  })
+})
+
+describe('md5', () => {
+  // Short inputs are hashed by js-md5, longer ones by Node's crypto: both must be MD5, on either side
+  // of the cut, and the partition of a key must be the top bits of its MD5.
+  const nodeMd5 = (x: Uint8Array | string) => createHash('md5').update(x).digest()
+
+  it('is MD5 for bytes and strings of any length, short or long', () => {
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (b) => {
+      expect(md5(b)).toEqual(nodeMd5(b))
+    }), { numRuns: 500 })
+    fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 80 }), (s) => {
+      expect(md5(s)).toEqual(nodeMd5(s))
+    }), { numRuns: 500 })
+    // A view into a larger buffer hashes only its own bytes.
+    const base = Buffer.from('..cart:42..')
+    const view = new Uint8Array(base.buffer, base.byteOffset + 2, 7)
+    expect(md5(view)).toEqual(nodeMd5(Buffer.from('cart:42')))
+  })
+
+  it("a key's partition is the top log2(Q) bits of its MD5", () => {
+    const ring = new Ring([{ id: 'n1', url: 'http://127.0.0.1:1', weight: 1 }], { partitions: 1024, n: 1 })
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), (key) => {
+      expect(ring.partitionOf(key)).toBe(nodeMd5(key).readUInt32BE(0) >>> 22)
+    }), { numRuns: 500 })
   })
 })
