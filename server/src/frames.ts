@@ -1,8 +1,10 @@
 // The node's framed protocol: the same request handler as HTTP, on the same port, for the SDK (its
 // default with zero-hop routing) and for the other nodes, at a fraction of HTTP/1.1's cost per
 // exchange (on the 2-core machine of issue 13: 2.9 µs of server CPU per bare exchange against 42-50 µs
-// for node:http; a single-flight get 0.73-0.78x HTTP's latency). A plain connection that opens with
-// FRAMES_PREFACE speaks frames from then on; any other is HTTP (see gateConnections in http.ts).
+// for node:http; a single-flight get 0.73-0.78x HTTP's latency). A connection that opens with
+// FRAMES_PREFACE speaks frames from then on, plain or over TLS (after the handshake, with the
+// certificate the client showed counting for each request as over HTTPS); any other is HTTP (see
+// sniff in http.ts).
 //
 //   request:  [u32 length][MessagePack [id, method, path, headers, body]]
 //   reply:    [u32 length][MessagePack [id, status, headers, body]]
@@ -64,9 +66,12 @@ export class FramedConnections {
     return this.#open.size
   }
 
-  /** Serve `socket` as frames; `rest` is what it sent after the preface. */
-  serve(socket: net.Socket, rest: Buffer): void {
-    const c = new FramedConnection(socket, this.options, () => this.#open.delete(c))
+  /**
+   * Serve `socket` as frames; `rest` is what it sent after the preface. `peerCertified`: a TLS
+   * connection whose client showed a certificate of --tls-ca (every request on it is, as over HTTPS).
+   */
+  serve(socket: net.Socket, rest: Buffer, peerCertified = false): void {
+    const c = new FramedConnection(socket, this.options, peerCertified, () => this.#open.delete(c))
     this.#open.add(c)
     c.start(rest)
   }
@@ -95,7 +100,7 @@ class FramedConnection {
   #out: Buffer[] = []
   #flushing = false
 
-  constructor(readonly socket: net.Socket, readonly o: FramesOptions, readonly onGone: () => void) {
+  constructor(readonly socket: net.Socket, readonly o: FramesOptions, readonly peerCertified: boolean, readonly onGone: () => void) {
     this.#reader = new FrameReader(o.maxBodyBytes + FRAME_OVERHEAD)
   }
 
@@ -158,7 +163,7 @@ class FramedConnection {
       headers: r.headers,
       body: r.body,
       arrivedStopping: this.o.stopping(),
-      peerCertified: false,
+      peerCertified: this.peerCertified,
       framed: true,
     }
     if (!share.take(bytes)) req.bodyError = bad(503, ErrorCodes.OVERLOADED, `the node holds too many bytes of request bodies in flight (limit ${this.o.budgetBytes}, --max-inflight-bytes); retry later`)

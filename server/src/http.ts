@@ -227,20 +227,27 @@ export function createHttpServer(o: HttpOptions): NodeServer {
       ? rawReply('408 Request Timeout', ErrorCodes.REQUEST_TIMEOUT, 'the request was not received in full before the request timeout (--headers-timeout-ms, --body-timeout-ms)')
       : rawReply('400 Bad Request', ErrorCodes.BAD_BODY, 'malformed HTTP request'))
   })
-  // Frames are served on plain connections only (over TLS, the SDK speaks HTTP).
-  const frames = o.tls
-    ? undefined
-    : new FramedConnections({
-      handler: o.handler,
-      maxBodyBytes: o.maxBodyBytes,
-      log: o.log,
-      stopping: o.stopping,
-      share: () => budget.share(),
-      budgetBytes: limits.maxInflightBytes,
-      bodyTimeoutMs: limits.bodyTimeoutMs,
-      idleTimeoutMs: limits.idleTimeoutMs,
-    })
-  if (frames) framed.set(server, frames)
+  // Frames are served on plain connections, and over TLS once the handshake is done: a connection
+  // that opens with the preface speaks frames, any other HTTP (see sniff).
+  const frames = new FramedConnections({
+    handler: o.handler,
+    maxBodyBytes: o.maxBodyBytes,
+    log: o.log,
+    stopping: o.stopping,
+    share: () => budget.share(),
+    budgetBytes: limits.maxInflightBytes,
+    bodyTimeoutMs: limits.bodyTimeoutMs,
+    idleTimeoutMs: limits.idleTimeoutMs,
+  })
+  framed.set(server, frames)
+  if (o.tls) {
+    // node:https's HTTP parser takes a connection at 'secureConnection': it gets the ones that speak HTTP.
+    const http = server.listeners('secureConnection') as ((socket: TLSSocket) => void)[]
+    server.removeAllListeners('secureConnection')
+    server.on('secureConnection', (socket: TLSSocket) => sniff(socket, frames, limits, () => {
+      for (const l of http) l.call(server, socket)
+    }, verifiesPeers && certified(socket)))
+  }
   gateConnections(server, limits, o.tls !== undefined, frames)
   return server
 }
@@ -251,51 +258,13 @@ export function createHttpServer(o: HttpOptions): NodeServer {
  * a TLS handshake is plain HTTP: it is answered 426 in plain text, rather than failing the handshake
  * (a reset the client cannot explain).
  */
-function gateConnections(server: NodeServer, limits: ListenerLimits, tls: boolean, frames?: FramedConnections): void {
+function gateConnections(server: NodeServer, limits: ListenerLimits, tls: boolean, frames: FramedConnections): void {
   // The server's own 'connection' listeners (node:http's parser, or node:tls's handshake) run only
   // once a connection is admitted.
   const serve = server.listeners('connection') as ((socket: net.Socket) => void)[]
   server.removeAllListeners('connection')
   const deliver = (socket: net.Socket) => {
     for (const l of serve) l.call(server, socket)
-  }
-  /** A plain connection that opens with the frames preface speaks frames; any other is HTTP. */
-  const sniff = (socket: net.Socket, frames: FramedConnections) => {
-    let seen: Buffer = Buffer.alloc(0)
-    frames.undecided.add(socket)
-    const onError = () => socket.destroy()
-    // node:http keeps half-open connections (allowHalfOpen); one that ends before a word is over.
-    const onEnd = () => socket.destroy()
-    const stalled = setTimeout(() => socket.destroy(), limits.headersTimeoutMs)
-    const decided = () => {
-      clearTimeout(stalled)
-      frames.undecided.delete(socket)
-      socket.removeListener('data', onData)
-      socket.removeListener('error', onError)
-      socket.removeListener('end', onEnd)
-    }
-    const onData = (d: Buffer) => {
-      seen = seen.length > 0 ? Buffer.concat([seen, d]) : d
-      const n = Math.min(seen.length, FRAMES_PREFACE.length)
-      const preface = seen.subarray(0, n).equals(FRAMES_PREFACE.subarray(0, n))
-      // Still a prefix of the preface: wait for the rest (a client writes it at once, so rarely).
-      if (preface && seen.length < FRAMES_PREFACE.length) return
-      decided()
-      socket.pause()
-      if (preface) return frames.serve(socket, seen.subarray(FRAMES_PREFACE.length))
-      // node:http takes the bytes read so far through the socket's 'data' (from then on it reads
-      // the socket's handle itself): put them back, and let them flow once it listens.
-      socket.unshift(seen)
-      deliver(socket)
-      socket.resume()
-    }
-    socket.on('error', onError)
-    socket.on('end', onEnd)
-    socket.once('close', () => {
-      clearTimeout(stalled)
-      frames.undecided.delete(socket)
-    })
-    socket.on('data', onData)
   }
   const perClient = new Map<string, number>()
   let open = 0
@@ -316,7 +285,7 @@ function gateConnections(server: NodeServer, limits: ListenerLimits, tls: boolea
       if (left > 0) perClient.set(address, left)
       else perClient.delete(address)
     })
-    if (!tls) return frames ? sniff(socket, frames) : deliver(socket)
+    if (!tls) return sniff(socket, frames, limits, () => deliver(socket), false)
     const onError = () => socket.destroy()
     socket.on('error', onError)
     const stalled = setTimeout(() => socket.destroy(), limits.headersTimeoutMs)
@@ -334,4 +303,47 @@ function gateConnections(server: NodeServer, limits: ListenerLimits, tls: boolea
       deliver(socket)
     })
   })
+}
+
+/**
+ * A connection (plain, or TLS after its handshake) that opens with the frames preface speaks frames;
+ * any other is HTTP, which `http` hands to node:http. `peerCertified`: a TLS client showed a
+ * certificate of --tls-ca (see certified).
+ */
+function sniff(socket: net.Socket, frames: FramedConnections, limits: ListenerLimits, http: () => void, peerCertified: boolean): void {
+  let seen: Buffer = Buffer.alloc(0)
+  frames.undecided.add(socket)
+  const onError = () => socket.destroy()
+  // node:http keeps half-open connections (allowHalfOpen); one that ends before a word is over.
+  const onEnd = () => socket.destroy()
+  const stalled = setTimeout(() => socket.destroy(), limits.headersTimeoutMs)
+  const decided = () => {
+    clearTimeout(stalled)
+    frames.undecided.delete(socket)
+    socket.removeListener('data', onData)
+    socket.removeListener('error', onError)
+    socket.removeListener('end', onEnd)
+  }
+  const onData = (d: Buffer) => {
+    seen = seen.length > 0 ? Buffer.concat([seen, d]) : d
+    const n = Math.min(seen.length, FRAMES_PREFACE.length)
+    const preface = seen.subarray(0, n).equals(FRAMES_PREFACE.subarray(0, n))
+    // Still a prefix of the preface: wait for the rest (a client writes it at once, so rarely).
+    if (preface && seen.length < FRAMES_PREFACE.length) return
+    decided()
+    socket.pause()
+    if (preface) return frames.serve(socket, seen.subarray(FRAMES_PREFACE.length), peerCertified)
+    // node:http takes the bytes read so far through the socket's 'data' (from then on it reads
+    // the socket's handle itself): put them back, and let them flow once it listens.
+    socket.unshift(seen)
+    http()
+    socket.resume()
+  }
+  socket.on('error', onError)
+  socket.on('end', onEnd)
+  socket.once('close', () => {
+    clearTimeout(stalled)
+    frames.undecided.delete(socket)
+  })
+  socket.on('data', onData)
 }

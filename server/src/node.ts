@@ -83,7 +83,7 @@ export class StorageNode {
     this.#clock = deps.clock ?? systemClock
     this.#random = deps.random ?? systemRandom
     if (!isRandom(this.#random)) throw new TypeError('deps.random must implement next() and bytes(n) (see systemRandom)')
-    // Other nodes are reached over the framed protocol, one connection each (https:// nodes over HTTPS:
+    // Other nodes are reached over the framed protocol, one connection each (https:// nodes over TLS:
     // with --tls-ca the node verifies its peers with the cluster's CA and shows them its own certificate).
     const tls = this.options.tls
     const transport = deps.transport ?? new FramesTransport({ connections: 4, connectTimeoutMs: 1000, tls: tls?.ca ? { ca: tls.ca, cert: tls.cert, key: tls.key } : undefined })

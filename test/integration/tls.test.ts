@@ -9,9 +9,9 @@ import os from 'node:os'
 import path from 'node:path'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, NoSeedReachableError, type Client } from '@zerohop/client'
-import { ErrorCodes, MSGPACK, pack } from '@zerohop/core'
-import { CLI, Cluster, freePorts, zerohop } from '../harness/cluster.js'
+import { connect, FramesTransport, NoSeedReachableError, type Client } from '@zerohop/client'
+import { ErrorCodes, MSGPACK, Paths, pack } from '@zerohop/core'
+import { CLI, Cluster, freePorts, sumMetric, zerohop } from '../harness/cluster.js'
 import { makeCerts, type Certs } from '../harness/certs.js'
 
 const text = (b: Uint8Array | string | undefined) => (b === undefined ? undefined : Buffer.from(b as Uint8Array).toString())
@@ -95,6 +95,42 @@ describe('a cluster over TLS', () => {
       await ok.body.dump()
     } finally {
       await plainClient.close()
+      await certified.close()
+    }
+  })
+
+  it('the SDK speaks the framed protocol over TLS (its default with zero-hop routing), and so do the nodes to each other', async () => {
+    const served = (route: string, via: string) => sumMetric(cluster.nodes, 'zerohop_requests_total', `route="${route}",via="${via}"`)
+    const before = { frames: await served(Paths.read, 'frames'), http: await served(Paths.read, 'http') }
+    for (let i = 0; i < 10; i++) {
+      await db.put(`tls-frames:${i}`, `v${i}`)
+      expect(text((await db.get(`tls-frames:${i}`, { r: 3 })).value)).toBe(`v${i}`)
+    }
+    expect(await served(Paths.read, 'frames')).toBeGreaterThanOrEqual(before.frames + 30)
+    expect(await served(Paths.read, 'http')).toBe(before.http)
+    // Gossip among the nodes: framed, over mutual TLS.
+    expect(await served(Paths.gossip, 'frames')).toBeGreaterThan(0)
+  })
+
+  it('over framed TLS too, node-to-node requests take a certificate of the CA: without one 401, with a node\'s 200', async () => {
+    const url = cluster.nodes[0].url
+    const before = await cluster.nodes[0].ring()
+    const forged = pack({ partitions: before.partitions, n: before.n, members: before.members.map((m) => (m.id === 'n2' ? { ...m, version: m.version + 100, removed: true } : m)) })
+    const framedGossip = () => sumMetric([cluster.nodes[0]], 'zerohop_requests_total', `route="${Paths.gossip}",via="frames"`)
+    const plain = new FramesTransport({ tls: { ca } })
+    const certified = new FramesTransport({ tls: { ca, cert: await readFile(certs.nodes.n3.cert), key: await readFile(certs.nodes.n3.key) } })
+    try {
+      const counted = await framedGossip()
+      const refused = await plain.post(url, Paths.gossip, forged, { timeoutMs: 5000 })
+      expect(refused.status).toBe(401)
+      expect(JSON.parse(refused.body.toString()).error.code).toBe(ErrorCodes.UNAUTHENTICATED)
+      expect((await cluster.nodes[0].ring()).members.find((m) => m.id === 'n2')!.removed).toBe(false)
+      const ok = await certified.post(url, Paths.gossip, pack({ partitions: before.partitions, n: before.n, members: [] }), { timeoutMs: 5000 })
+      expect(ok.status).toBe(200)
+      // Both went over frames (not the HTTP fallback): the node counted them so.
+      expect(await framedGossip()).toBeGreaterThanOrEqual(counted + 2)
+    } finally {
+      await plain.close()
       await certified.close()
     }
   })

@@ -1,10 +1,12 @@
-// The Transport over the nodes' framed protocol (server/src/frames.ts): one TCP connection per node,
-// requests multiplexed by id, the writes of one turn in one write. It keeps the Transport contract of
-// transport.ts (TransportError kinds, `delivered`), so nothing above it changes. https:// nodes, and
-// nodes that answer the preface in HTTP (an older node), are reached over HTTP by `fallback`.
+// The Transport over the nodes' framed protocol (server/src/frames.ts): one TCP connection per node
+// (TLS for https:// nodes, verified as over HTTPS), requests multiplexed by id, the writes of one turn
+// in one write. It keeps the Transport contract of transport.ts (TransportError kinds, `delivered`), so
+// nothing above it changes. Nodes that answer the preface in HTTP (an older node) are reached over
+// HTTP by `fallback`.
 import net from 'node:net'
-import { ClientClosedError, EPOCH_HEADER, FRAMES_PREFACE, FrameReader, MSGPACK, TransportError, encodeFrame, unpack, type TransportErrorKind } from '@zerohop/core'
-import { UndiciTransport, type Reply, type SendOptions, type Transport, type UndiciTransportOptions } from './transport.js'
+import tls from 'node:tls'
+import { ClientClosedError, EPOCH_HEADER, FRAMES_PREFACE, FrameReader, MSGPACK, TransportError, encodeFrame, unpack } from '@zerohop/core'
+import { UndiciTransport, checkTransportTls, transportError, type Reply, type SendOptions, type Transport, type TransportTls, type UndiciTransportOptions } from './transport.js'
 
 /** The largest reply frame accepted: a node answers at most its body limit and a little more. */
 const MAX_REPLY_BYTES = 512 * 1024 * 1024
@@ -36,11 +38,13 @@ class Connection {
   #out: Buffer[] = [FRAMES_PREFACE]
   #flushing = false
 
-  constructor(readonly url: string, host: string, port: number, connectTimeoutMs: number, readonly onHttpOnly: () => void, readonly onGone: () => void) {
-    const s = (this.socket = net.connect({ host, port }))
+  /** `secure`: TLS with these options (an https:// node); the preface follows the handshake. */
+  constructor(readonly url: string, host: string, port: number, connectTimeoutMs: number, secure: TransportTls | undefined, readonly onHttpOnly: () => void, readonly onGone: () => void) {
+    // An IP address is no server name (SNI); the certificate is checked against it all the same.
+    const s = (this.socket = secure ? tls.connect({ host, port, ...secure, servername: net.isIP(host) ? undefined : host }) : net.connect({ host, port }))
     s.setNoDelay(true)
     const connectTimer = setTimeout(() => this.#fail(new TransportError('timeout', `connect to ${url}: timed out after ${connectTimeoutMs} ms`, { delivered: false }), false), connectTimeoutMs)
-    s.once('connect', () => {
+    s.once(secure ? 'secureConnect' : 'connect', () => {
       clearTimeout(connectTimer)
       this.connected = true
       this.#flush()
@@ -48,8 +52,12 @@ class Connection {
     s.on('data', (d: Buffer) => this.#read(d))
     s.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(connectTimer)
-      const kind: TransportErrorKind = err.code === 'ECONNREFUSED' ? 'refused' : 'network'
-      this.#fail(new TransportError(kind, `${url}: ${err.message}`, { delivered: this.connected, cause: err }), this.connected)
+      if (!this.connected) {
+        // Refused, or a certificate not accepted: said as over HTTP (transportError); nothing was sent.
+        const e = transportError(err, url)
+        return this.#fail(e instanceof TransportError ? new TransportError(e.kind, e.message, { delivered: false, cause: err }) : new TransportError('network', `${url}: ${err.message}`, { delivered: false, cause: err }), false)
+      }
+      this.#fail(new TransportError('network', `${url}: ${err.message}`, { delivered: true, cause: err }), true)
     })
     s.once('close', () => {
       clearTimeout(connectTimer)
@@ -167,8 +175,9 @@ export class FramesTransport implements Transport {
   readonly #connections = new Map<string, Connection>()
   /** Every connection with an open socket, retired ones too: close() ends them all. */
   readonly #open = new Set<Connection>()
-  /** Nodes reached over HTTP: https:// ones, and those that do not speak frames. */
+  /** Nodes reached over HTTP: those that do not speak frames. */
   readonly #http = new Set<string>()
+  readonly #tls: TransportTls
   readonly #fallback: UndiciTransport
   readonly #headers: Record<string, string>
   readonly #connectTimeoutMs: number
@@ -178,13 +187,16 @@ export class FramesTransport implements Transport {
     this.#fallback = new UndiciTransport(options)
     this.#headers = options.headers ?? {}
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 1000
+    this.#tls = checkTransportTls(options.tls) ?? {}
   }
 
   #connection(url: string): Connection {
     let c = this.#connections.get(url)
     if (c && !c.dead && !c.retired) return c
     const u = new URL(url)
-    c = new Connection(url, u.hostname, Number(u.port || 80), this.#connectTimeoutMs, () => this.#http.add(url), () => {
+    const secure = u.protocol === 'https:'
+    // An IPv6 host is bracketed in a URL, not in a socket address.
+    c = new Connection(url, u.hostname.replace(/^\[(.*)\]$/, '$1'), Number(u.port || (secure ? 443 : 80)), this.#connectTimeoutMs, secure ? this.#tls : undefined, () => this.#http.add(url), () => {
       if (this.#connections.get(url) === c) this.#connections.delete(url)
     })
     this.#connections.set(url, c)
@@ -196,7 +208,7 @@ export class FramesTransport implements Transport {
 
   #send(url: string, method: 'GET' | 'POST', path: string, headers: Record<string, string>, body: Uint8Array | undefined, options: SendOptions, again: () => Promise<Reply>): Promise<Reply> {
     if (this.#closed) return Promise.reject(new ClientClosedError())
-    if (url.startsWith('https:') || this.#http.has(url)) return again()
+    if (this.#http.has(url)) return again()
     const what = `${method} ${url}${path}`
     const signal = options.signal
     if (signal?.aborted) return Promise.reject(abortError(what, signal))

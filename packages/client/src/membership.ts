@@ -10,6 +10,7 @@ import {
   ClusterView,
   NoSeedReachableError,
   ForbiddenError,
+  TransportError,
   UnauthenticatedError,
   mergeMembers,
   memberChanged,
@@ -173,7 +174,10 @@ export class RingWatch extends EventEmitter<MembershipEvents> implements Members
           errors.set(url, `HTTP ${reply.status}`)
         } catch (err) {
           if (err instanceof UnauthenticatedError || err instanceof ForbiddenError) throw err
-          errors.set(url, (err as Error)?.message ?? String(err))
+          // A time-out says less than what an earlier attempt learned (a certificate not accepted, a
+          // refusal): the last attempt may have had only what was left of the deadline.
+          const timedOut = err instanceof TransportError && err.kind === 'timeout'
+          if (!timedOut || !errors.has(url)) errors.set(url, (err as Error)?.message ?? String(err))
         }
       }
       if (clock.now() >= deadline) throw new NoSeedReachableError(seeds.map((url) => ({ url, message: errors.get(url) ?? 'no answer' })))

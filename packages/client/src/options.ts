@@ -70,10 +70,10 @@ export interface ClientOptions extends EngineOptions {
   /** Replace the HTTP transport (tests, simulation). */
   transport?: Transport
   /**
-   * How the SDK talks to plain http:// nodes: 'frames' (the nodes' framed protocol on the same port:
-   * the default with zero-hop routing) or 'http' (HTTP/1.1: the default with load-balancer routing,
-   * since a load balancer in front of the nodes speaks HTTP). https:// nodes, and nodes that do not
-   * speak frames, are reached over HTTP.
+   * How the SDK talks to nodes: 'frames' (the nodes' framed protocol on the same port, over TLS for
+   * https:// nodes: the default with zero-hop routing) or 'http' (HTTP/1.1: the default with
+   * load-balancer routing, since a load balancer in front of the nodes speaks HTTP). Nodes that do not
+   * speak frames are reached over HTTP.
    */
   protocol?: 'http' | 'frames'
   /**
