@@ -242,10 +242,10 @@ export function createHttpServer(o: HttpOptions): NodeServer {
   framed.set(server, frames)
   if (o.tls) {
     // node:https's HTTP parser takes a connection at 'secureConnection': it gets the ones that speak HTTP.
-    const http = server.listeners('secureConnection') as ((socket: TLSSocket) => void)[]
+    const parsers = server.listeners('secureConnection') as ((socket: TLSSocket) => void)[]
     server.removeAllListeners('secureConnection')
     server.on('secureConnection', (socket: TLSSocket) => sniff(socket, frames, limits, () => {
-      for (const l of http) l.call(server, socket)
+      for (const l of parsers) l.call(server, socket)
     }, verifiesPeers && certified(socket)))
   }
   gateConnections(server, limits, o.tls !== undefined, frames)
@@ -307,10 +307,10 @@ function gateConnections(server: NodeServer, limits: ListenerLimits, tls: boolea
 
 /**
  * A connection (plain, or TLS after its handshake) that opens with the frames preface speaks frames;
- * any other is HTTP, which `http` hands to node:http. `peerCertified`: a TLS client showed a
+ * any other is HTTP, which `toHttp` hands to node:http. `peerCertified`: a TLS client showed a
  * certificate of --tls-ca (see certified).
  */
-function sniff(socket: net.Socket, frames: FramedConnections, limits: ListenerLimits, http: () => void, peerCertified: boolean): void {
+function sniff(socket: net.Socket, frames: FramedConnections, limits: ListenerLimits, toHttp: () => void, peerCertified: boolean): void {
   let seen: Buffer = Buffer.alloc(0)
   frames.undecided.add(socket)
   const onError = () => socket.destroy()
@@ -336,7 +336,7 @@ function sniff(socket: net.Socket, frames: FramedConnections, limits: ListenerLi
     // node:http takes the bytes read so far through the socket's 'data' (from then on it reads
     // the socket's handle itself): put them back, and let them flow once it listens.
     socket.unshift(seen)
-    http()
+    toHttp()
     socket.resume()
   }
   socket.on('error', onError)
