@@ -70,7 +70,7 @@ export class FramedConnections {
    * Serve `socket` as frames; `rest` is what it sent after the preface. `peerCertified`: a TLS
    * connection whose client showed a certificate of --tls-ca (every request on it is, as over HTTPS).
    */
-  serve(socket: net.Socket, rest: Buffer, peerCertified = false): void {
+  serve(socket: net.Socket, rest: Buffer, peerCertified: boolean): void {
     const c = new FramedConnection(socket, this.options, peerCertified, () => this.#open.delete(c))
     this.#open.add(c)
     c.start(rest)

@@ -15,11 +15,10 @@ import type { Logger } from 'pino'
 import { KeyLocks } from './replica.js'
 import type { Store } from './storage/store.js'
 
-/** Storage key of a hint: 'h' + target id length + target id + partition (uint16 BE) + key. */
-
 /** Targets whose hints are delivered at once (each target's batches go one after another). */
 const TARGETS_AT_ONCE = 8
 
+/** Storage key of a hint: 'h' + target id length + target id + partition (uint16 BE) + key. */
 export function hintKey(target: string, partition: number, key: Uint8Array): Buffer {
   const id = Buffer.from(target)
   const b = Buffer.allocUnsafe(2 + id.length + 2 + key.byteLength)

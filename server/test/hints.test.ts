@@ -7,6 +7,7 @@ import { ReplicaClient, type Reply, type Transport } from '@zerohop/client'
 import { HintStore, hintKey } from '../src/hints.js'
 import { MemoryStore } from '../src/storage/store.js'
 import { VirtualClock } from '../../test/sim/scheduler.js'
+import { waitFor } from '../../test/harness/wait.js'
 
 const TTL = 5000
 
@@ -64,8 +65,7 @@ describe('hint store', () => {
     await hints.put('n3', 1, Buffer.from('k3'), set('a', 1, 'x'))
     await hints.put('n4', 1, Buffer.from('k4'), set('a', 1, 'y'))
     const delivering = hints.deliver()
-    const deadline = Date.now() + 2000
-    while (hints.counts().n4 !== undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
+    await waitFor(() => hints.counts().n4 === undefined, { timeoutMs: 2000, intervalMs: 5, what: "n4's hint delivered" })
     expect(hints.counts()).toEqual({ n3: 1 })
     expect(sent).toContain('http://n4')
     expect(held).toHaveLength(1)

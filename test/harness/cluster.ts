@@ -15,6 +15,9 @@ import type { RingResponse } from '@zerohop/core'
 import { sample } from '../../server/src/metrics.js'
 import { addUser } from '../../server/src/users.js'
 import type { Certs } from './certs.js'
+import { waitFor } from './wait.js'
+
+export { waitFor }
 
 export const CLI = fileURLToPath(new URL('../../server/dist/cli.js', import.meta.url))
 
@@ -32,21 +35,6 @@ export async function freePorts(count: number): Promise<number[]> {
   return ports
 }
 
-/** Poll `check` until it returns a truthy value or the deadline passes. */
-export async function waitFor<T>(check: () => T | Promise<T>, { timeoutMs = 10_000, intervalMs = 50, what = 'condition' } = {}): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  for (;;) {
-    try {
-      const v = await check()
-      if (v) return v as NonNullable<T>
-    } catch (err) {
-      last = err
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`)
-    await new Promise((r) => setTimeout(r, intervalMs))
-  }
-}
 
 /**
  * Node arguments that keep background repair (hint delivery, anti-entropy) out of the way, for tests that need a

@@ -54,8 +54,9 @@ class Connection {
       clearTimeout(connectTimer)
       if (!this.connected) {
         // Refused, or a certificate not accepted: said as over HTTP (transportError); nothing was sent.
-        const e = transportError(err, url)
-        return this.#fail(e instanceof TransportError ? new TransportError(e.kind, e.message, { delivered: false, cause: err }) : new TransportError('network', `${url}: ${err.message}`, { delivered: false, cause: err }), false)
+        const said = transportError(err, url)
+        const { kind, message } = said instanceof TransportError ? said : { kind: 'network' as const, message: `${url}: ${err.message}` }
+        return this.#fail(new TransportError(kind, message, { delivered: false, cause: err }), false)
       }
       this.#fail(new TransportError('network', `${url}: ${err.message}`, { delivered: true, cause: err }), true)
     })

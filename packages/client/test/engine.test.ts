@@ -23,6 +23,7 @@ import { RingWatch } from '../src/membership.js'
 import { systemClock } from '../src/clock.js'
 import { resolveClientOptions } from '../src/options.js'
 import type { Reply, SendOptions, Transport } from '../src/transport.js'
+import { waitFor } from '../../../test/harness/wait.js'
 
 type Mode = 'up' | 'refuse' | 'unconnectable' | 'garbage' | 'stopping' | 'starting' | 'unauthenticated'
 
@@ -104,15 +105,6 @@ function engine(options: Record<string, unknown> = {}, maxBodyBytes = 16 << 20):
   const membership = RingWatch.from(transport, systemClock, ring, { refreshIntervalMs: 60_000, refreshDebounceMs: 200, backoffMs: 1000 })
   membership.close()
   return new Engine(resolveClientOptions({ seeds: ['http://a'], readRepairWaitMs: 20, timeoutMs: 200, ...options }), transport, membership)
-}
-
-/** Until `check` holds, polled every 5 ms for at most `ms`. */
-async function waitFor(check: () => boolean, what: string, ms = 2000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
 }
 
 /** The key's replicas in preference order. */
@@ -207,7 +199,7 @@ describe('Engine', () => {
     expect(res.coordinator).toBe(first)
     for (const id of others) {
       expect(transport.node(id).staleStores).toBe(0)
-      await waitFor(() => transport.node(id).data.has(hexKey), 'the stored copy')
+      await waitFor(() => transport.node(id).data.has(hexKey), { timeoutMs: 2000, intervalMs: 5, what: 'the stored copy' })
       expect(siblings(transport.node(id).data.get(hexKey)!).map((b) => Buffer.from(b).toString())).toEqual(['moved'])
     }
   })

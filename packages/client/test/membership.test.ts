@@ -5,6 +5,7 @@ import { ClusterView, Paths, TransportError, type MemberState, type RingResponse
 import { RingWatch } from '../src/membership.js'
 import { systemClock } from '../src/clock.js'
 import type { Reply, SendOptions, Transport } from '../src/transport.js'
+import { waitFor } from '../../../test/harness/wait.js'
 
 function entry(id: string, patch: Partial<MemberState> = {}): MemberState {
   return { id, url: `http://${id}`, zone: 'z', weight: 1, status: 'normal', incarnation: 'i', version: 1, heartbeat: 0, since: 0, until: 0, removed: false, ready: '', ...patch }
@@ -45,14 +46,6 @@ class RingTransport implements Transport {
   async close(): Promise<void> {}
 }
 
-async function until(check: () => boolean, ms = 2000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
-
 const options = { refreshIntervalMs: 60_000, refreshDebounceMs: 0, backoffMs: 50 }
 const founders = ['a', 'b', 'c'].map((id) => entry(id))
 let open: RingWatch[] = []
@@ -86,7 +79,7 @@ describe('RingWatch', () => {
     const joined = ringOf([...founders, entry('d', { status: 'joining', since: 5 })])
     t.rings.set('http://b', joined)
     m.observe(joined.epoch, 'http://b')
-    await until(() => rings.length === 1)
+    await waitFor(() => rings.length === 1, { timeoutMs: 2000, intervalMs: 5 })
     expect(m.view.epoch).toBe(joined.epoch)
     expect(m.view.transition).toBe(true)
     const before = t.gets.length
@@ -110,10 +103,10 @@ describe('RingWatch', () => {
     const t = new RingTransport()
     for (const u of ['http://a', 'http://b', 'http://c']) t.set(u, ringOf(founders))
     const m = await connected(t)
-    await until(() => t.gets.some((g) => g.includes('?wait=')))
+    await waitFor(() => t.gets.some((g) => g.includes('?wait=')), { timeoutMs: 2000, intervalMs: 5 })
     const joined = ringOf([...founders, entry('d', { status: 'joining', since: 5 })])
     for (const u of ['http://a', 'http://b', 'http://c']) t.set(u, joined)
-    await until(() => m.view.epoch === joined.epoch)
+    await waitFor(() => m.view.epoch === joined.epoch, { timeoutMs: 2000, intervalMs: 5 })
   })
 
   it('refused connections put a node in back-off (node-down); an answer brings it back (node-up)', async () => {
@@ -132,7 +125,7 @@ describe('RingWatch', () => {
     m.failed({ id: 'c', url: 'http://c', weight: 1 }, { id: 'c', url: 'http://c', cause: 'http', status: 409, message: 'stale' })
     expect(m.up('c')).toBe(true)
     // The back-off expires by itself: the node is asked again.
-    await until(() => m.up('b'))
+    await waitFor(() => m.up('b'), { timeoutMs: 2000, intervalMs: 5 })
     m.ok(b)
     expect(events).toEqual(['down b', 'up b'])
   })
