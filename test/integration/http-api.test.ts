@@ -278,8 +278,8 @@ describe('the SDK with routing: load-balancer (straight to nodes)', () => {
       expect(read.map((r) => Buffer.from(r.value as Uint8Array).toString())).toEqual(Array.from({ length: CALLS }, (_, i) => `v${i}`))
       console.log(`${CALLS} concurrent puts took ${writes} HTTP requests to n2, ${CALLS} concurrent gets ${reads}`)
       expect(writes).toBe(CALLS)
-      expect(reads).toBeGreaterThanOrEqual(2)
-      expect(reads).toBeLessThan(CALLS / 4)
+      // Issued in one burst, the 64 reads leave together at its end: one request.
+      expect(reads).toBe(1)
     } finally {
       await one.close()
     }

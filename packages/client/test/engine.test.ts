@@ -39,6 +39,10 @@ class FakeNode {
   held = new Map<string, [string, Uint8Array][]>()
   /** Stores still to refuse with 409 ZH_STALE_RING (a node on a newer ring than the caller's). */
   staleStores = 0
+  /** The keys of each read request, in arrival order. */
+  reads: string[][] = []
+  /** While set, requests are answered only once it resolves (a request in flight). */
+  hold?: Promise<void>
   constructor(readonly id: string) {}
 }
 
@@ -58,6 +62,8 @@ class FakeTransport implements Transport {
     const node = this.nodes.get(url)!
     node.calls.push(path)
     node.sizes.push(body.byteLength)
+    if (path === Paths.read) node.reads.push((unpack(body) as { keys: [number, Uint8Array][] }).keys.map(([, k]) => Buffer.from(k).toString()))
+    if (node.hold) await node.hold
     if (node.mode === 'refuse') throw new TransportError('refused', 'connection refused', { delivered: false })
     if (node.mode === 'unconnectable') throw new TransportError('timeout', 'connect timeout', { delivered: false })
     if (node.mode === 'stopping') return { status: 503, body: Buffer.from(JSON.stringify({ error: { code: 'ZH_SHUTTING_DOWN', message: 'stopping' } })) }
@@ -138,38 +144,83 @@ describe('Engine', () => {
     })
   }
 
-  it('sends a read to an idle node at once and coalesces the reads that follow while it is in flight', async () => {
+  /** Hold every node's answers until the returned function is called. */
+  function holdAnswers(): () => void {
+    let release!: () => void
+    const hold = new Promise<void>((r) => (release = r))
+    for (const id of ids) transport.node(id).hold = hold
+    return () => {
+      for (const id of ids) transport.node(id).hold = undefined
+      release()
+    }
+  }
+  const turn = () => new Promise<void>((r) => setImmediate(r))
+
+  it('sends the reads of one burst to a node in one request, a lone get in the same turn, and those issued while a request is in flight together in the next', async () => {
     const e = engine()
     const keys = Array.from({ length: 10 }, (_, i) => Buffer.from(`key-${i}`))
     for (const k of keys) await e.put(k, v(k.toString()), { w: 3 })
-    for (const id of ids) transport.node(id).calls = []
+    const asked = (k: Uint8Array) => e.plan(k, 2, true).targets.map((m) => m.id)
+    const expected = (ks: Buffer[], id: string) => ks.filter((k) => asked(k).includes(id)).map(String)
+    // 10 gets issued together: one request per node, carrying every key that node is asked for.
+    for (const id of ids) transport.node(id).reads = []
     const results = await Promise.all(keys.map((k) => e.get(k, { r: 2 })))
     expect(results.map((r) => String(r.siblings[0]))).toEqual(keys.map(String))
-    // 10 gets: the first goes alone, the other 9 travel together in one request per node.
-    for (const id of ids) expect(transport.node(id).calls.filter((p) => p === Paths.read)).toHaveLength(2)
-    // A lone get on an idle node: one request each, no waiting for a batch.
-    for (const id of ids) transport.node(id).calls = []
-    await e.get(keys[0], { r: 2 })
-    for (const id of ids) expect(transport.node(id).calls.filter((p) => p === Paths.read).length).toBeLessThanOrEqual(1)
+    for (const id of ids) expect(transport.node(id).reads).toEqual(expected(keys, id).length > 0 ? [expected(keys, id)] : [])
+    // A lone get: its requests leave in the turn it was made (held here, so they are seen in flight).
+    for (const id of ids) transport.node(id).reads = []
+    const release = holdAnswers()
+    const lone = e.get(keys[0], { r: 2 })
+    await turn()
+    for (const id of ids) expect(transport.node(id).reads).toEqual(asked(keys[0]).includes(id) ? [[String(keys[0])]] : [])
+    // Issued while those are in flight: to a node with a request in flight they go together in one
+    // request at the end of the turn; to an idle node at the end of the burst, as before.
+    const rest = keys.slice(1).map((k) => e.get(k, { r: 2 }))
+    await turn()
+    release()
+    expect((await Promise.all([lone, ...rest])).map((r) => String(r.siblings[0]))).toEqual(keys.map(String))
+    for (const id of ids) {
+      const first = asked(keys[0]).includes(id) ? [[String(keys[0])]] : []
+      const then = expected(keys.slice(1), id)
+      expect(transport.node(id).reads).toEqual(then.length > 0 ? [...first, then] : first)
+    }
   })
 
-  it('a get that is aborted inside a shared batch fails alone; the others are answered', async () => {
+  it('a get that is aborted inside a shared batch fails alone and at once; the others are answered', async () => {
     const e = engine()
     await e.put(Buffer.from('x'), v('x'), { w: 3 })
-    for (const id of ids) transport.node(id).calls = []
+    await e.put(Buffer.from('y'), v('y'), { w: 3 })
+    for (const id of ids) transport.node(id).reads = []
+    const release = holdAnswers()
     const ac = new AbortController()
-    // The first get goes out at once; the two issued while it is in flight share one request per node.
     const first = e.get(Buffer.from('x'), { r: 2 })
+    await turn()
+    // Issued while the first is in flight: they share one request per node.
+    const aborted = e.get(Buffer.from('y'), { r: 2, signal: ac.signal })
+    const fine = e.get(Buffer.from('x'), { r: 2 })
+    await turn()
+    ac.abort()
+    // Its batch is still held: the aborted get does not wait for it.
+    await expect(aborted).rejects.toMatchObject({ code: 'ZH_ABORTED' })
+    release()
+    expect((await fine).siblings.map(String)).toEqual(['x'])
+    expect((await first).siblings.map(String)).toEqual(['x'])
+    const ofX = e.plan(Buffer.from('x'), 2, true).targets.map((m) => m.id)
+    for (const id of ofX) expect(transport.node(id).reads[0]).toEqual(['x'])
+    for (const id of ofX) expect(transport.node(id).reads[1]).toContain('x')
+  })
+
+  it('a get aborted before its requests leave is not sent at all', async () => {
+    const e = engine()
+    await e.put(Buffer.from('x'), v('x'), { w: 3 })
+    for (const id of ids) transport.node(id).reads = []
+    const ac = new AbortController()
     const aborted = e.get(Buffer.from('y'), { r: 2, signal: ac.signal })
     const fine = e.get(Buffer.from('x'), { r: 2 })
     ac.abort()
     await expect(aborted).rejects.toMatchObject({ code: 'ZH_ABORTED' })
     expect((await fine).siblings.map(String)).toEqual(['x'])
-    expect((await first).siblings.map(String)).toEqual(['x'])
-    // A read asks R=2 replicas: those of 'x' got the first get alone and then one request shared by the
-    // two that followed ('y' too where it asks the same node).
-    const ofX = e.plan(Buffer.from('x'), 2, true).targets.map((m) => m.id)
-    for (const id of ofX) expect(transport.node(id).calls.filter((p) => p === Paths.read)).toHaveLength(2)
+    for (const id of ids) expect(transport.node(id).reads.flat()).not.toContain('y')
   })
 
   it('a replica answering with an undecodable set is ignored by repair and never crashes the process', async () => {
