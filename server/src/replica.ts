@@ -150,13 +150,11 @@ export class Replica {
     return this.actors.current
   }
 
-  /** Stored (encoded) sets, as they are on disk: no decode on the read path. */
+  /**
+   * Stored (encoded) sets, as they are on disk: no decode on the read path. One getMany, whatever the
+   * count: the store reads synchronously while that is cheap (see LevelStore.getMany).
+   */
   async read(keys: [number, Uint8Array][]): Promise<(Uint8Array | null)[]> {
-    if (keys.length <= 16) {
-      const out: (Uint8Array | null)[] = []
-      for (const [p, k] of keys) out.push((await this.#store.get(dataKey(p, k))) ?? null)
-      return out
-    }
     const rows = await this.#store.getMany(keys.map(([p, k]) => dataKey(p, k)))
     return rows.map((r) => r ?? null)
   }

@@ -78,6 +78,35 @@ describe('LevelStore write buffer', () => {
     expect(WRITE_BUFFER_BYTES).toBe(32 * 1024 * 1024)
   })
 
+  it('getMany reads cached keys synchronously within its budget, and the rest on the thread pool past it', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'zerohop-store-test-'))
+    dirs.add(dir)
+    /** Whether a getMany of 100 written keys resolved before a setImmediate queued beside it. */
+    const beforeTurnEnds = async (options: LevelStoreOptions, name: string): Promise<boolean> => {
+      const store = new LevelStore(path.join(dir, name), options)
+      await store.open()
+      try {
+        const keys = Array.from({ length: 100 }, (_, i) => Buffer.from(`k${i}`))
+        await Promise.all(keys.map((k) => store.put(k, k)))
+        const order: string[] = []
+        const turnEnd = new Promise<void>((r) => setImmediate(() => r(void order.push('turn'))))
+        const read = store.getMany(keys).then((rows) => {
+          order.push('read')
+          expect(rows.map((r) => Buffer.from(r!).toString())).toEqual(keys.map(String))
+        })
+        await Promise.all([turnEnd, read])
+        return order[0] === 'read'
+      } finally {
+        await store.close()
+      }
+    }
+    // Synchronous reads settle in the same turn; a thread-pool round trip cannot.
+    expect(await beforeTurnEnds({ syncReadBudgetMs: 1000 }, 'sync')).toBe(true)
+    expect(await beforeTurnEnds({ syncReadBudgetMs: 0 }, 'pool')).toBe(false)
+    await rm(dir, { recursive: true, force: true })
+    dirs.delete(dir)
+  })
+
   it('refuses a synchronous read budget that is not a number of milliseconds from 0 to 1000', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'zerohop-store-test-'))
     dirs.add(dir)

@@ -6,7 +6,8 @@
 // loop (setImmediate) and go together. Every request costs both ends a frame, a write, a read and a
 // pass through the node's request pipeline whatever it carries: sending the first operation of a
 // burst alone, at once, made 37% of a loaded SDK's read requests carry one item. A lone operation
-// waits for no other: its request goes out in the same turn. Each operation keeps its own deadline and signal.
+// waits for no other: its request goes out in the same turn. Each operation keeps its own deadline
+// and signal.
 import { MAX_BATCH, type Clock, type CoordinateRequest, type Limits, type Member, type ReadResponse } from '@zerohop/core'
 import { failureOf, httpFailure, type Deadline, type Operation, type Outcome } from './operation.js'
 import { frames, readAnswer, storeAnswer } from './replica-client.js'

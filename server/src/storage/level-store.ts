@@ -71,11 +71,10 @@ export class LevelStore implements Store {
   }
 
   /**
-   * Reads synchronously, as get() does, until the budget (syncReadBudgetMs) has passed, and the keys left in
-   * one getMany on the thread pool. A key read synchronously costs about 4 us of CPU; getMany's
-   * round trip costs about 70 us whatever it reads (9.5 us a key for 16 keys, 6.3 for 32, 5.2 for
-   * 64). The budget bounds how long a batch whose blocks are not cached (a disk read each) holds up
-   * the event loop.
+   * Reads synchronously, as get() does, until syncReadBudgetMs have passed, and the keys left in one
+   * getMany on the thread pool. A key read synchronously costs about 4 us of CPU; getMany's round trip
+   * about 70 us whatever it reads (9.5 us a key for 16 keys, 6.3 for 32, 5.2 for 64). The budget
+   * bounds how long a batch whose blocks are not cached (a disk read each) holds up the event loop.
    */
   async getMany(keys: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
     const out = new Array<Uint8Array | undefined>(keys.length)
